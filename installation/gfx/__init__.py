@@ -1,0 +1,1 @@
+"""GL plumbing: context creation and shader loading (engine thread only)."""
