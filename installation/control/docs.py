@@ -1,0 +1,58 @@
+"""The OSC address map as Markdown (for ``python run.py params`` and docs/osc.md)."""
+
+from __future__ import annotations
+
+from installation.control.commands import ROOT
+from installation.control.osc import ALIASES
+from installation.params import ParamTree
+
+COMMANDS: tuple[tuple[str, str, str], ...] = (
+    (ROOT + "preset/load", "s [f]", "Load preset NAME, crossfading over FADE_S seconds (default 0). "
+                                    "Replies /tapestry/preset/loaded NAME FADE_S."),
+    (ROOT + "preset/save", "s", "Save the current settings as preset NAME ([A-Za-z0-9_-], 1-64 characters). "
+                                "Refuses to overwrite a shipped preset. Replies /tapestry/preset/saved NAME."),
+    (ROOT + "preset/save/force", "s", "Save NAME even over a shipped preset."),
+    (ROOT + "preset/list", "", "Replies /tapestry/presets NAME... (several messages if long), "
+                               "then /tapestry/presets/end COUNT."),
+    (ROOT + "scene/go", "s", "Jump to scene NAME. Replies /tapestry/scene/current NAME."),
+    (ROOT + "get", "s", "Replies /tapestry/value PATH VALUE (the value set, before modulation)."),
+    (ROOT + "list", "", "Replies /tapestry/paths PATH... (several messages if long), then /tapestry/paths/end COUNT."),
+    (ROOT + "subscribe", "i", "Send feedback to PORT on your IP: every change as /tapestry/<path> VALUE and "
+                              "/tapestry/<path>/norm 0..1, a snapshot of all values now, and "
+                              "/tapestry/heartbeat FPS FRAME_MS INTENSITY about once a second. "
+                              "Expires after 60 s: send it again to renew."),
+    (ROOT + "unsubscribe", "[i]", "Stop feedback to PORT (or to every port of your IP)."),
+    (ROOT + "status", "", "Replies /tapestry/status FPS FRAME_MS INTENSITY SCENE PRESET."),
+)
+
+_OSC_TYPE = {"float": "f (i accepted)", "int": "i (f rounded)", "bool": "T/F or i 0/1", "choice": "s (or i index)"}
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def params_markdown(tree: ParamTree) -> str:
+    """A TouchOSC-friendly address map of ``tree``: parameters, fader addresses, aliases and commands."""
+    lines = [
+        "## Parameters",
+        "",
+        f"Every parameter is addressable at `{ROOT}<path>` with one argument of its type, and at "
+        f"`{ROOT}<path>/norm` with a float 0..1 (for faders). Out-of-range numbers are clamped "
+        "(with a `/tapestry/warning` reply); wrong types, NaN and infinities are refused with a "
+        "`/tapestry/error` reply.",
+        "",
+        "| Address | OSC type | Range | Default | Description |",
+        "|---|---|---|---|---|",
+    ]
+    for spec, (address, kind, rng, default, desc) in zip(tree.specs(), tree.table(ROOT)):
+        lines.append(f"| `{address}` | {_OSC_TYPE.get(kind, kind)} | {_cell(rng)} | {_cell(default)} | {_cell(desc)} |")
+    aliases = [(a, p) for a, p in ALIASES.items() if p in tree]
+    if aliases:
+        lines += ["", "## Shortcuts", "", "| Address | Same as |", "|---|---|"]
+        lines += [f"| `{ROOT}{a}` | `{ROOT}{p}` |" for a, p in aliases]
+    lines += ["", "## Commands", "", "| Address | Arguments | What it does |", "|---|---|---|"]
+    lines += [f"| `{a}` | {args or '-'} | {_cell(desc)} |" for a, args, desc in COMMANDS]
+    lines += ["", "Errors come back to the sender as `/tapestry/error MESSAGE`; pattern addresses "
+                  "(`* ? [ ] { }`) are refused.", ""]
+    return "\n".join(lines)

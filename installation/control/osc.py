@@ -1,0 +1,615 @@
+"""The OSC server: live control of every declared parameter, over UDP.
+
+One thread owns one UDP socket.  It receives a datagram, checks the sender
+(allow-list, per-sender token bucket, size), parses it with the strict
+parser in :mod:`installation.control.wire`, looks the address up in an exact
+dict (no pattern matching), validates the arguments against the parameter's
+immutable spec, and enqueues a command for the engine.  Nothing heavier
+happens on this thread and nothing from the network runs on the engine's.
+
+The same thread sends every outgoing datagram: replies the engine produced
+(``reply`` callables only enqueue), change feedback (``publish_change`` only
+records the latest value per path) and heartbeats (``heartbeat`` only
+enqueues).  So the engine thread never touches a socket and never blocks.
+
+See docs/osc.md for the address map and every reply.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import math
+import queue
+import re
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Callable, Iterable
+
+from installation.control.commands import (
+    ERROR_ADDRESS, ROOT, Command, GetStatus, GetValue, GoScene, ListPresets, LoadPreset, Reply, SavePreset,
+    SendSnapshot, SetParam, feedback_messages, status_args,
+)
+from installation.control.wire import IMPULSE, OscError, OscMessage, encode_bundle, encode_message, parse_packet
+from installation.params import FLOAT, INT, ParamError, ParamSpec, ParamTree
+
+log = logging.getLogger(__name__)
+
+SAFE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+"""Preset and scene names: no paths, no dots, no spaces."""
+
+PATTERN_CHARS = frozenset("*?[]{}")
+MAX_REPLY_BYTES = 1400  # stay under a typical MTU so nothing is fragmented
+MAX_FADE_S = 3600.0
+ALIASES = {"master": "show/master", "blackout": "show/blackout"}
+
+
+@dataclass(frozen=True)
+class OscConfig:
+    """Where and how the server listens.  Defaults are safe for a venue: loopback only."""
+
+    host: str = "127.0.0.1"
+    port: int = 9000
+    allow: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+    """Sender networks allowed to control the show (CIDR); everyone else is dropped unanswered."""
+    reply_port: int | None = None
+    """Send replies to this port of the sender's IP instead of the port it sent from."""
+    max_datagram: int = 4096
+    rate: float = 500.0
+    """Datagrams per second per sender (token bucket refill)."""
+    burst: float = 200.0
+    """Token bucket size: how many datagrams a sender may send at once."""
+    max_depth: int = 4
+    max_elements: int = 64
+    max_args: int = 32
+    subscription_ttl_s: float = 60.0
+    max_subscribers: int = 16
+    feedback_hz: float = 30.0
+    outgoing_max: int = 8192
+    poll_s: float = 0.02
+    """Receive timeout: how often the thread wakes to send queued replies and notice a stop."""
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"osc.port: {self.port} is not a UDP port")
+        for net in self.allow:
+            try:
+                ipaddress.ip_network(net, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"osc.allow: {net!r} is not a network ({exc})") from None
+        if not (self.rate > 0 and self.burst >= 1):
+            raise ValueError("osc.rate must be > 0 and osc.burst >= 1")
+
+
+class _TokenBuckets:
+    """Per-sender token buckets, bounded in number (oldest sender forgotten first)."""
+
+    def __init__(self, rate: float, burst: float, max_senders: int = 1024) -> None:
+        self.rate, self.burst, self.max_senders = rate, burst, max_senders
+        self._buckets: dict[str, list[float]] = {}
+
+    def allow(self, key: str, now: float) -> bool:
+        b = self._buckets.get(key)
+        if b is None:
+            if len(self._buckets) >= self.max_senders:
+                self._buckets.pop(next(iter(self._buckets)))
+            b = self._buckets[key] = [self.burst, now]
+        tokens = min(self.burst, b[0] + (now - b[1]) * self.rate)
+        b[1] = now
+        if tokens >= 1.0:
+            b[0] = tokens - 1.0
+            return True
+        b[0] = tokens
+        return False
+
+
+class _Complaints:
+    """Log a problem once per (sender, kind), then count it and report the count now and then."""
+
+    def __init__(self, every_s: float = 60.0, max_keys: int = 512) -> None:
+        self.every_s, self.max_keys = every_s, max_keys
+        self._unreported: dict[tuple[str, str], int] = {}
+        self._seen: set[tuple[str, str]] = set()
+        self._next_report = 0.0
+
+    def note(self, sender: str, kind: str, detail: str) -> None:
+        key = (sender, kind)
+        if key not in self._seen:
+            if len(self._seen) < self.max_keys:
+                self._seen.add(key)
+            log.warning("OSC from %s: %s: %s (repeats are counted, not logged)", sender, kind, detail)
+            return
+        if key in self._unreported or len(self._unreported) < self.max_keys:
+            self._unreported[key] = self._unreported.get(key, 0) + 1
+
+    def report(self, now: float) -> None:
+        if now < self._next_report:
+            return
+        self._next_report = now + self.every_s
+        for (sender, kind), n in self._unreported.items():
+            log.warning("OSC from %s: %d more %s in the last %.0f s", sender, n, kind, self.every_s)
+        self._unreported.clear()
+
+
+_STAT_KEYS = ("datagrams", "messages", "accepted", "coalesced", "refused", "malformed", "not_allowed",
+              "rate_limited", "oversize", "queue_full", "sent", "send_errors", "outgoing_dropped")
+
+
+@dataclass
+class _Route:
+    kind: str
+    spec: ParamSpec | None = None
+
+
+class OscServer:
+    """Live control over OSC: validate on this thread, enqueue commands for the engine.
+
+    ``commands`` is the engine's queue (give it a ``maxsize``); the engine
+    drains it and calls ``cmd.apply(target)``.  The address map is built
+    from ``tree``'s specs when the server is made, so declare every parameter
+    first.  ``publish_change`` and ``heartbeat`` are for the engine thread and
+    only record/enqueue.
+    """
+
+    def __init__(self, tree: ParamTree, commands: queue.Queue, config: OscConfig | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.config = config or OscConfig()
+        self._commands = commands
+        self._clock = clock
+        self._specs: dict[str, ParamSpec] = {s.path: s for s in tree.specs()}
+        self._paths = sorted(self._specs)
+        self._routes = self._build_routes()
+        self._allow = [ipaddress.ip_network(n, strict=False) for n in self.config.allow]
+        self._allowed_cache: dict[str, bool] = {}
+        self._buckets = _TokenBuckets(self.config.rate, self.config.burst)
+        self._complaints = _Complaints()
+        self._stats = dict.fromkeys(_STAT_KEYS, 0)
+        # coalescing of sets still waiting in the engine queue (shared with the engine thread)
+        self._pending_lock = threading.Lock()
+        self._pending: dict[str, SetParam] = {}
+        # outgoing: replies and heartbeats (any thread puts), latest changes per path (engine thread writes)
+        self._out: queue.Queue = queue.Queue(maxsize=self.config.outgoing_max)
+        self._changes_lock = threading.Lock()
+        self._changes: dict[str, object] = {}
+        self._subscribers: dict[tuple[str, int], float] = {}  # (ip, port) -> expiry; receive thread only
+        self._has_subscribers = False
+        self._next_flush = 0.0
+        self._sock: socket.socket | None = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    # -- lifecycle -------------------------------------------------------
+    def start(self) -> "OscServer":
+        """Bind the socket and start the server thread; returns self."""
+        if self._thread is not None:
+            return self
+        host = self.config.host
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            sock.bind((host, self.config.port))
+        except OSError as exc:
+            sock.close()
+            raise OSError(f"OSC server cannot bind {host}:{self.config.port}: {exc.strerror or exc}") from None
+        sock.settimeout(self.config.poll_s)
+        self._sock = sock
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="osc-server", daemon=True)
+        self._thread.start()
+        log.info("OSC server listening on %s:%d", *sock.getsockname()[:2])
+        return self
+
+    def stop(self) -> None:
+        """Stop the thread and close the socket (queued replies are sent first)."""
+        if self._thread is None:
+            return
+        self._stop.set()
+        self._thread.join(timeout=5.0)
+        self._thread = None
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    def __enter__(self) -> "OscServer":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """(host, port) actually bound (port 0 in the config picks a free one)."""
+        if self._sock is None:
+            raise RuntimeError("OSC server is not started")
+        return self._sock.getsockname()[:2]
+
+    def stats(self) -> dict[str, int]:
+        """Counters: datagrams, messages, accepted, refused, malformed, rate_limited, ..."""
+        return dict(self._stats)
+
+    # -- engine side: only enqueue ---------------------------------------
+    def publish_change(self, path: str, value: object) -> None:
+        """Tree listener (engine thread): remember the latest value; sent to subscribers ≤ feedback_hz."""
+        if self._has_subscribers:
+            with self._changes_lock:
+                self._changes[path] = value
+
+    def heartbeat(self, status: dict) -> None:
+        """About once a second (engine thread): ``/tapestry/heartbeat FPS FRAME_MS INTENSITY`` to subscribers."""
+        if self._has_subscribers:
+            self._put_out(("heartbeat", status_args(status)))
+
+    def reply_to(self, dest: tuple[str, int]) -> Reply:
+        """A thread-safe ``reply(address, *args)`` that enqueues a datagram for ``dest``."""
+        return partial(self._reply, dest)
+
+    # -- the thread ------------------------------------------------------
+    def _run(self) -> None:
+        sock = self._sock
+        assert sock is not None
+        bufsize = self.config.max_datagram + 1  # one more byte tells us a datagram was too big
+        while not self._stop.is_set():
+            try:
+                data, addr = sock.recvfrom(bufsize)
+            except socket.timeout:
+                data = None
+            except OSError as exc:
+                if self._stop.is_set():
+                    break
+                self._complaints.note("socket", "recv error", str(exc))
+                data = None
+            if data is not None:
+                try:
+                    self.handle_datagram(data, addr)
+                except Exception:  # a bug here must not kill live control
+                    log.exception("OSC server: unexpected error handling a datagram from %s", addr[0])
+            self._service()
+        self._service()
+
+    def handle_datagram(self, data: bytes, addr: tuple) -> None:
+        """Everything done for one received datagram (the server thread's work; public for tests/bench)."""
+        st = self._stats
+        st["datagrams"] += 1
+        ip = addr[0]
+        if not self._is_allowed(ip):
+            st["not_allowed"] += 1
+            self._complaints.note(ip, "sender not in the allow-list", f"port {addr[1]}")
+            return
+        if not self._buckets.allow(ip, self._clock()):
+            st["rate_limited"] += 1
+            self._complaints.note(ip, "rate limit", f"over {self.config.rate:g} datagrams/s")
+            return
+        reply = self.reply_to(self._reply_dest(addr))
+        if len(data) > self.config.max_datagram:
+            st["oversize"] += 1
+            self._complaints.note(ip, "oversize datagram", f"more than {self.config.max_datagram} bytes")
+            reply(ERROR_ADDRESS, f"datagram larger than {self.config.max_datagram} bytes refused")
+            return
+        try:
+            messages = parse_packet(data, max_depth=self.config.max_depth, max_elements=self.config.max_elements,
+                                    max_args=self.config.max_args)
+        except OscError as exc:
+            st["malformed"] += 1
+            self._complaints.note(ip, f"malformed packet ({exc.kind})", str(exc))
+            reply(ERROR_ADDRESS, f"malformed OSC packet: {exc}")
+            return
+        for msg in messages:
+            st["messages"] += 1
+            self._dispatch(msg, addr, reply)
+
+    # -- dispatch --------------------------------------------------------
+    def _build_routes(self) -> dict[str, _Route]:
+        routes: dict[str, _Route] = {
+            ROOT + "preset/load": _Route("preset_load"),
+            ROOT + "preset/save": _Route("preset_save"),
+            ROOT + "preset/save/force": _Route("preset_save_force"),
+            ROOT + "preset/list": _Route("preset_list"),
+            ROOT + "scene/go": _Route("scene_go"),
+            ROOT + "get": _Route("get"),
+            ROOT + "list": _Route("list"),
+            ROOT + "subscribe": _Route("subscribe"),
+            ROOT + "unsubscribe": _Route("unsubscribe"),
+            ROOT + "status": _Route("status"),
+        }
+        for alias, path in ALIASES.items():
+            if path in self._specs:
+                routes[ROOT + alias] = _Route("set", self._specs[path])
+        for path, spec in self._specs.items():
+            for address, kind in ((ROOT + path, "set"), (ROOT + path + "/norm", "norm")):
+                if address in routes:
+                    raise ParamError(f"parameter {path} collides with the OSC address {address}")
+                routes[address] = _Route(kind, spec)
+        return routes
+
+    def _dispatch(self, msg: OscMessage, addr: tuple, reply: Reply) -> None:
+        route = self._routes.get(msg.address)
+        if route is None:
+            self._stats["refused"] += 1
+            if not PATTERN_CHARS.isdisjoint(msg.address):
+                reply(ERROR_ADDRESS, f"{msg.address}: pattern addresses (* ? [ ] {{ }}) are not supported; "
+                                     "send the exact address")
+            else:
+                reply(ERROR_ADDRESS, f"{msg.address}: unknown address (send {ROOT}list for the parameters)")
+            return
+        try:
+            getattr(self, "_on_" + route.kind)(msg, route.spec, addr, reply)
+        except ParamError as exc:
+            self._stats["refused"] += 1
+            reply(ERROR_ADDRESS, str(exc))
+
+    def _on_set(self, msg: OscMessage, spec: ParamSpec, addr: tuple, reply: Reply) -> None:
+        value = _one_arg(msg)
+        if value is None or value is IMPULSE or isinstance(value, bytes):
+            raise ParamError(f"{msg.address}: expected {spec.kind} {spec.range_text()}, got type '{msg.tags}'")
+        coerced = spec.coerce(value, clamp=True)
+        if spec.kind in (FLOAT, INT) and not isinstance(value, str) and not spec.lo <= float(value) <= spec.hi:
+            reply("/tapestry/warning", f"{spec.path}: {value:g} is outside {spec.range_text()}, clamped to {coerced:g}")
+        self._submit_set(spec.path, coerced, reply)
+
+    def _on_norm(self, msg: OscMessage, spec: ParamSpec, addr: tuple, reply: Reply) -> None:
+        x = _one_arg(msg)
+        if isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and not 0 <= x <= 1:
+            reply("/tapestry/warning", f"{spec.path}/norm: {x:g} is outside 0 .. 1, clamped")
+        self._submit_set(spec.path, spec.denormalize(x), reply)
+
+    def _on_preset_load(self, msg: OscMessage, spec: None, addr: tuple, reply: Reply) -> None:
+        if not 1 <= len(msg.args) <= 2:
+            raise ParamError(f"{msg.address}: expected NAME [FADE_S], got {len(msg.args)} arguments")
+        name = _safe_name(msg.address, msg.args[0])
+        fade = 0.0
+        if len(msg.args) == 2:
+            fade = msg.args[1]
+            if isinstance(fade, bool) or not isinstance(fade, (int, float)) or not math.isfinite(fade) or fade < 0:
+                raise ParamError(f"{msg.address}: FADE_S must be a number of seconds >= 0, got {fade!r}")
+            fade = min(float(fade), MAX_FADE_S)
+        self._submit(LoadPreset(name=name, fade_s=fade, reply=reply), reply)
+
+    def _on_preset_save(self, msg: OscMessage, spec: None, addr: tuple, reply: Reply, force: bool = False) -> None:
+        self._submit(SavePreset(name=_safe_name(msg.address, _one_arg(msg)), force=force, reply=reply), reply)
+
+    def _on_preset_save_force(self, msg: OscMessage, spec: None, addr: tuple, reply: Reply) -> None:
+        self._on_preset_save(msg, spec, addr, reply, force=True)
+
+    def _on_preset_list(self, msg: OscMessage, spec: None, addr: tuple, reply: Reply) -> None:
+        dest = self._reply_dest(addr)
+        self._submit(ListPresets(reply=reply, send_list=partial(self._reply_list, dest)), reply)
+
+    def _on_scene_go(self, msg: OscMessage, spec: None, addr: tuple, reply: Reply) -> None:
+        self._submit(GoScene(name=_safe_name(msg.address, _one_arg(msg)), reply=reply), reply)
+
+    def _on_get(self, msg: OscMessage, spec: None, addr: tuple, reply: Reply) -> None:
+        self._submit(GetValue(path=self._path_arg(msg), reply=reply), reply)
+
+    def _on_status(self, msg: OscMessage, spec: None, addr: tuple, reply: Reply) -> None:
+        self._submit(GetStatus(reply=reply), reply)
+
+    def _on_list(self, msg: OscMessage, spec: None, addr: tuple, reply: Reply) -> None:
+        self._reply_list(self._reply_dest(addr), "/tapestry/paths", self._paths)
+
+    def _on_subscribe(self, msg: OscMessage, spec: None, addr: tuple, reply: Reply) -> None:
+        port = _port_arg(msg)
+        dest = (addr[0], port)
+        subs = self._subscribers
+        if dest not in subs and len(subs) >= self.config.max_subscribers:
+            raise ParamError(f"{msg.address}: already {len(subs)} subscribers (the most allowed)")
+        new = dest not in subs
+        subs[dest] = self._clock() + self.config.subscription_ttl_s
+        self._has_subscribers = True
+        sub_reply = self.reply_to(dest)
+        sub_reply("/tapestry/subscribed", port, float(self.config.subscription_ttl_s))
+        if new:
+            self._submit(SendSnapshot(reply=sub_reply), reply)
+
+    def _on_unsubscribe(self, msg: OscMessage, spec: None, addr: tuple, reply: Reply) -> None:
+        if msg.args:
+            gone = [(addr[0], _port_arg(msg))]
+        else:
+            gone = [d for d in self._subscribers if d[0] == addr[0]]
+        for dest in gone:
+            if self._subscribers.pop(dest, None) is not None:
+                self.reply_to(dest)("/tapestry/unsubscribed", dest[1])
+        self._has_subscribers = bool(self._subscribers)
+
+    def _path_arg(self, msg: OscMessage) -> str:
+        path = _one_arg(msg)
+        if not isinstance(path, str):
+            raise ParamError(f"{msg.address}: expected a parameter path (string), got {path!r}")
+        for prefix in (ROOT, "/"):
+            if path.startswith(prefix):
+                path = path[len(prefix):]
+                break
+        path = ALIASES.get(path, path)
+        if path not in self._specs:
+            raise ParamError(f"{msg.address}: unknown parameter {path!r}")
+        return path
+
+    # -- enqueueing to the engine ----------------------------------------
+    def _submit_set(self, path: str, value: object, reply: Reply) -> None:
+        with self._pending_lock:
+            cmd = self._pending.get(path)
+            if cmd is not None:  # still waiting in the engine queue: update it in place
+                cmd.value, cmd.reply = value, reply
+                self._stats["coalesced"] += 1
+                return
+            cmd = SetParam(path=path, value=value, reply=reply, lock=self._pending_lock, on_taken=self._taken)
+            try:
+                self._commands.put_nowait(cmd)
+            except queue.Full:
+                self._queue_full(reply)
+                return
+            self._pending[path] = cmd
+            self._stats["accepted"] += 1
+
+    def _taken(self, cmd: SetParam) -> None:  # engine thread, under _pending_lock
+        if self._pending.get(cmd.path) is cmd:
+            del self._pending[cmd.path]
+
+    def _submit(self, cmd: Command, reply: Reply) -> None:
+        try:
+            self._commands.put_nowait(cmd)
+        except queue.Full:
+            self._queue_full(reply)
+            return
+        self._stats["accepted"] += 1
+
+    def _queue_full(self, reply: Reply) -> None:
+        self._stats["queue_full"] += 1
+        self._complaints.note("engine", "command queue full", "the engine is not draining its queue")
+        reply(ERROR_ADDRESS, "busy: the engine's command queue is full, try again")
+
+    # -- outgoing --------------------------------------------------------
+    def _reply_dest(self, addr: tuple) -> tuple[str, int]:
+        return (addr[0], self.config.reply_port or addr[1])
+
+    def _reply(self, dest: tuple[str, int], address: str, *args: object) -> None:
+        self._put_out(("msg", dest, address, args))
+
+    def _reply_list(self, dest: tuple[str, int], address: str, items: list[str]) -> None:
+        self._put_out(("list", dest, address, list(items)))
+
+    def _put_out(self, item: tuple) -> None:
+        try:
+            self._out.put_nowait(item)
+        except queue.Full:
+            self._stats["outgoing_dropped"] += 1
+
+    def _service(self) -> None:
+        """Send what is queued, flush change feedback, expire subscriptions (server thread)."""
+        for _ in range(256):  # bounded so that receiving continues under a reply storm
+            try:
+                item = self._out.get_nowait()
+            except queue.Empty:
+                break
+            kind = item[0]
+            if kind == "msg":
+                self._send(item[1], item[2], item[3])
+            elif kind == "list":
+                for args in split_args(item[2], item[3]):
+                    self._send(item[1], item[2], tuple(args))
+                self._send(item[1], item[2] + "/end", (len(item[3]),))
+            elif kind == "heartbeat":
+                for dest in list(self._subscribers):
+                    self._send(dest, "/tapestry/heartbeat", item[1])
+        now = self._clock()
+        if now >= self._next_flush:
+            self._next_flush = now + 1.0 / self.config.feedback_hz
+            self._expire(now)
+            self._flush_changes()
+            self._complaints.report(now)
+
+    def _expire(self, now: float) -> None:
+        for dest, expiry in list(self._subscribers.items()):
+            if expiry < now:
+                del self._subscribers[dest]
+                log.info("OSC subscription of %s:%d expired", *dest)
+                self._send(dest, "/tapestry/unsubscribed", (dest[1],))
+        self._has_subscribers = bool(self._subscribers)
+
+    def _flush_changes(self) -> None:
+        with self._changes_lock:
+            changes, self._changes = self._changes, {}
+        if not changes or not self._subscribers:
+            return
+        packets = []
+        for path, value in changes.items():
+            spec = self._specs.get(path)
+            if spec is None:
+                continue
+            for address, v in feedback_messages(spec, value):
+                try:
+                    packets.append(encode_message(address, v))
+                except (TypeError, ValueError):
+                    continue
+        datagrams = pack_bundles(packets)
+        for dest in list(self._subscribers):
+            for d in datagrams:
+                self._send_raw(dest, d)
+
+    def _send(self, dest: tuple[str, int], address: str, args: tuple) -> None:
+        try:
+            data = encode_message(address, *args)
+        except (TypeError, ValueError) as exc:
+            log.error("OSC reply %s %r cannot be encoded: %s", address, args, exc)
+            return
+        self._send_raw(dest, data)
+
+    def _send_raw(self, dest: tuple[str, int], data: bytes) -> None:
+        sock = self._sock
+        if sock is None:
+            return
+        try:
+            sock.sendto(data, dest)
+            self._stats["sent"] += 1
+        except OSError as exc:
+            self._stats["send_errors"] += 1
+            self._complaints.note(dest[0], "send error", str(exc))
+
+    def _is_allowed(self, ip: str) -> bool:
+        ok = self._allowed_cache.get(ip)
+        if ok is None:
+            try:
+                a = ipaddress.ip_address(ip.split("%", 1)[0])
+                if isinstance(a, ipaddress.IPv6Address) and a.ipv4_mapped is not None:
+                    a = a.ipv4_mapped
+                ok = any(a in net for net in self._allow)
+            except ValueError:
+                ok = False
+            if len(self._allowed_cache) > 4096:
+                self._allowed_cache.clear()
+            self._allowed_cache[ip] = ok
+        return ok
+
+
+def _one_arg(msg: OscMessage) -> object:
+    if len(msg.args) != 1:
+        raise ParamError(f"{msg.address}: expected 1 argument, got {len(msg.args)}")
+    return msg.args[0]
+
+
+def _safe_name(address: str, name: object) -> str:
+    if not isinstance(name, str) or not SAFE_NAME.fullmatch(name):
+        raise ParamError(f"{address}: name must be 1-64 characters of A-Z a-z 0-9 _ -, got {name!r}")
+    return name
+
+
+def _port_arg(msg: OscMessage) -> int:
+    port = _one_arg(msg)
+    if isinstance(port, float) and port.is_integer():
+        port = int(port)
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise ParamError(f"{msg.address}: expected a UDP port 1..65535, got {port!r}")
+    return port
+
+
+def split_args(address: str, items: list[str], limit: int = MAX_REPLY_BYTES) -> list[list[str]]:
+    """Split string arguments into groups whose messages encode below ``limit`` bytes (at least one group)."""
+    base = len(encode_message(address)) + 4  # room for the type tag string growing
+    groups: list[list[str]] = [[]]
+    size = base
+    for item in items:
+        cost = 1 + len(item.encode("utf-8")) + 4  # tag + padded string (upper bound)
+        if groups[-1] and size + cost >= limit:
+            groups.append([])
+            size = base
+        groups[-1].append(item)
+        size += cost
+    return groups
+
+
+def pack_bundles(packets: Iterable[bytes], limit: int = MAX_REPLY_BYTES) -> list[bytes]:
+    """Group encoded messages into bundles below ``limit`` bytes (a lone message is sent bare)."""
+    out: list[bytes] = []
+    group: list[bytes] = []
+    size = 16
+    for p in packets:
+        if group and size + 4 + len(p) >= limit:
+            out.append(group[0] if len(group) == 1 else encode_bundle(group))
+            group, size = [], 16
+        group.append(p)
+        size += 4 + len(p)
+    if group:
+        out.append(group[0] if len(group) == 1 else encode_bundle(group))
+    return out
