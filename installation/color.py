@@ -1,0 +1,289 @@
+"""The colour pipeline, in one place, vectorised over every LED at once.
+
+Display-referred colours (N, 3) in 0..1 from the sampler go through:
+
+1. per-fixture gamma, by lookup table (display-referred -> LED PWM, linear light);
+2. white balance x fixture brightness x ``leds/master`` x the venue's cap;
+3. the POWER LIMITER: current per supply from a per-channel mA model
+   (FastLED's R 16, G 11, B 15 mA + 1 mA idle per LED by default), scaled so
+   that no supply's estimate exceeds its budget, including the worst case
+   temporal dithering can add;
+4. an optional safety limiter (a callable on the final (N, 3) float frame);
+5. RGBW white extraction (W = min(r, g, b), subtracted from r, g, b);
+6. temporal dithering (error diffusion over frames) and quantisation to 8 bits;
+7. packing into every controller's buffer in its colour order, by one
+   prebuilt gather index.
+
+All arrays are built once; a frame is a dozen numpy passes over N x 3 floats.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from typing import Callable, Sequence
+
+import numpy as np
+
+from installation.fixtures.layout import Calibration, Layout, PatchMap
+from installation.params import BOOL, FLOAT, ParamSpec, ParamTree
+
+log = logging.getLogger(__name__)
+
+PARAMS: tuple[ParamSpec, ...] = (
+    ParamSpec("leds/master", FLOAT, 1.0, "master brightness of every LED (after gamma, before the power limit)",
+              0.0, 1.0, "ratio"),
+    ParamSpec("leds/gamma", FLOAT, 2.2, "gamma of fixtures whose calibration gives none", 1.0, 3.5),
+    ParamSpec("leds/dither", BOOL, True, "temporal dithering: smooth fades at low brightness"),
+)
+
+LUT_SIZE = 4096
+
+SafetyHook = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
+class CurrentModel:
+    """Current drawn at full level per channel and idle per LED, milliamps at 5 V (FastLED's model)."""
+
+    r: float = 16.0
+    g: float = 11.0
+    b: float = 15.0
+    w: float = 20.0
+    idle: float = 1.0
+
+
+@dataclass(frozen=True)
+class Supply:
+    """A power supply: its budget in amps at 5 V and the fixtures it feeds (names)."""
+
+    name: str
+    amps: float
+    fixtures: tuple[str, ...]
+
+
+class ColorPipeline:
+    """Corrects and packs LED frames for one layout and patch.
+
+    ``process(colors)`` takes (N, 3) display-referred floats and returns a new
+    uint8 array of ``patch.total`` bytes: every controller's buffer end to end
+    (controller i at ``patch.base[i]``).  Engine thread only (it keeps the
+    dithering error between frames).
+    """
+
+    def __init__(self, layout: Layout, patch: PatchMap, tree: ParamTree, supplies: Sequence[Supply] = (),
+                 current: CurrentModel = CurrentModel(), max_brightness: float = 1.0,
+                 safety: SafetyHook | None = None):
+        self.layout = layout
+        self.patch = patch
+        self.tree = tree
+        self.current = current
+        self.max_brightness = float(max_brightness)
+        self.safety = safety
+        n = self.n = layout.count
+        self.calibrations = [f.calibration for f in layout.fixtures]
+        self.counts = np.array([f.count for f in layout.fixtures], dtype=np.int64)
+        self.fixture_of = layout.fixture_index()
+
+        # W channels: LEDs with a W byte, in LED order; their values live after the N*3 RGB values.
+        self.rgbw_idx = np.flatnonzero(patch.rgbw)
+        m = len(self.rgbw_idx)
+        self.flat = np.zeros(3 * n + m + 1, dtype=np.float32)  # +1: a zero slot for unused bytes
+        self.rgb = self.flat[:3 * n].reshape(n, 3)
+        self.w = self.flat[3 * n:3 * n + m]
+        self.err = np.zeros_like(self.flat)
+        self.q = np.zeros_like(self.flat)
+        self.q8 = np.zeros(len(self.flat), dtype=np.uint8)
+        self.idx = np.zeros((n, 3), dtype=np.int32)
+        self.led_ma = np.zeros(n, dtype=np.float32)
+        self.ma_vec = np.array([current.r, current.g, current.b], dtype=np.float32)
+
+        gather = np.full(patch.total, len(self.flat) - 1, dtype=np.int64)
+        for c in range(3):
+            ok = patch.dest[:, c] >= 0
+            gather[patch.dest[ok, c]] = np.flatnonzero(ok) * 3 + c
+        if m:
+            gather[patch.dest[self.rgbw_idx, 3]] = 3 * n + np.arange(m)
+        self.gather = gather
+
+        # supplies -> per fixture
+        names = {f.name: i for i, f in enumerate(layout.fixtures)}
+        self.supplies = list(supplies)
+        self.fixture_supply = np.full(len(layout.fixtures), -1, dtype=np.int64)
+        for s_i, s in enumerate(self.supplies):
+            for fname in s.fixtures:
+                fi = names[fname]
+                if self.fixture_supply[fi] >= 0:
+                    raise ValueError(f"fixture {fname!r} is fed by two supplies")
+                self.fixture_supply[fi] = s_i
+        nsup = len(self.supplies)
+        self.supply_leds = np.array([self.counts[self.fixture_supply == s].sum() for s in range(nsup)],
+                                    dtype=np.float64)
+        self.supply_budget_ma = np.array([s.amps * 1000.0 for s in self.supplies], dtype=np.float64)
+        # fixture -> supply one-hot (F, S) to turn fixture sums into supply sums with one matmul
+        self.fs_matrix = np.zeros((len(layout.fixtures), nsup))
+        fed = self.fixture_supply >= 0
+        self.fs_matrix[np.flatnonzero(fed), self.fixture_supply[fed]] = 1.0
+        self.limited = bool(nsup)
+        self.last_ma = np.zeros(nsup)
+        self.last_scale = np.ones(nsup)
+        self._prev_out: np.ndarray | None = None
+        self._safety_failed = False
+
+        self._gamma_default = None
+        self._master = None
+        self._rebuild_tables()
+
+    # ------------------------------------------------------------------ tables
+    def _rebuild_tables(self) -> None:
+        """Gamma LUT rows (row 0 = live default) and per-LED scale; called when inputs change."""
+        g_default = float(self.tree["leds/gamma"])
+        gammas = sorted({c.gamma for c in self.calibrations if c.gamma is not None})
+        rows = [g_default] + gammas
+        x = np.linspace(0.0, 1.0, LUT_SIZE, dtype=np.float64)
+        self.lut = np.concatenate([x ** g for g in rows]).astype(np.float32)
+        row_of_fixture = np.array([0 if c.gamma is None else 1 + gammas.index(c.gamma) for c in self.calibrations],
+                                  dtype=np.int32)
+        self.single_row = len(rows) == 1 or bool(np.all(row_of_fixture == row_of_fixture[0]))
+        self.lut_base = (np.repeat(row_of_fixture, self.counts) * LUT_SIZE).astype(np.int32)[:, None]
+        if self.single_row:
+            self.lut = self.lut[int(row_of_fixture[0]) * LUT_SIZE:(int(row_of_fixture[0]) + 1) * LUT_SIZE].copy()
+        fixture_scale = np.array([np.array(c.white) * c.brightness for c in self.calibrations], dtype=np.float32)
+        self.base_scale = np.repeat(fixture_scale, self.counts, axis=0).reshape(self.n, 3)
+        self._gamma_default = g_default
+        self._master = None
+
+    def set_calibration(self, fixture: int, gamma: float | None | type(...) = ..., white=None,
+                        brightness: float | None = None) -> Calibration:
+        """Change one fixture's calibration live (the hardware test script's keys); returns the new one."""
+        c = self.calibrations[fixture]
+        if gamma is not ...:
+            c = replace(c, gamma=None if gamma is None else float(min(max(gamma, 0.5), 4.0)))
+        if white is not None:
+            c = replace(c, white=tuple(float(min(max(v, 0.0), 1.0)) for v in white))
+        if brightness is not None:
+            c = replace(c, brightness=float(min(max(brightness, 0.0), 1.0)))
+        self.calibrations[fixture] = c
+        self._rebuild_tables()
+        return c
+
+    # ------------------------------------------------------------------ frame
+    def correct(self, colors: np.ndarray) -> np.ndarray:
+        """Gamma, white balance, brightness, power limit and safety: the final (N, 3) float frame.
+
+        Returns an internal array (valid until the next call).
+        """
+        tree = self.tree
+        if tree["leds/gamma"] != self._gamma_default:
+            self._rebuild_tables()
+        master = float(tree["leds/master"]) * self.max_brightness
+        if master != self._master:
+            self.scale = self.base_scale * np.float32(master)
+            self._master = master
+        rgb, idx = self.rgb, self.idx
+        np.clip(colors, 0.0, 1.0, out=rgb)
+        np.multiply(rgb, np.float32(LUT_SIZE - 1), out=rgb)
+        np.add(rgb, np.float32(0.5), out=rgb)
+        np.copyto(idx, rgb, casting="unsafe")
+        if not self.single_row:
+            np.add(idx, self.lut_base, out=idx)
+        np.take(self.lut, idx, out=rgb)
+        np.multiply(rgb, self.scale, out=rgb)
+        if self.limited:
+            self._limit_power(bool(tree["leds/dither"]))
+        if self.safety is not None:
+            self._apply_safety()
+        return rgb
+
+    def _limit_power(self, dither: bool) -> None:
+        cm = self.current
+        np.dot(self.rgb, self.ma_vec, out=self.led_ma)
+        per_fixture = np.add.reduceat(self.led_ma, self.layout.first, dtype=np.float64)
+        ma = per_fixture @ self.fs_matrix
+        # quantising can add up to 1/2 step (rounding) or 1 step (dithering) per channel: keep room for it
+        headroom = (cm.r + cm.g + cm.b + (cm.w if len(self.rgbw_idx) else 0.0)) / 255.0 * (1.0 if dither else 0.5)
+        target = self.supply_budget_ma - self.supply_leds * (cm.idle + headroom)
+        over = ma > target
+        scale = np.ones_like(ma)
+        if np.any(over):
+            scale[over] = np.clip(target[over] / ma[over], 0.0, 1.0) * (1.0 - 1e-6)
+            fscale = np.ones(len(self.counts), dtype=np.float32)
+            fed = self.fixture_supply >= 0
+            fscale[fed] = scale[self.fixture_supply[fed]]
+            self.rgb *= np.repeat(fscale, self.counts)[:, None]
+        self.last_ma = np.minimum(ma, ma * scale) + self.supply_leds * cm.idle
+        self.last_scale = scale
+
+    def _apply_safety(self) -> None:
+        try:
+            out = self.safety(self.rgb)
+            if out is not self.rgb:
+                self.rgb[...] = out
+            np.clip(self.rgb, 0.0, 1.0, out=self.rgb)
+            self._safety_failed = False
+        except Exception:
+            if not self._safety_failed:
+                log.exception("safety limiter failed; holding the last frame until it works again")
+            self._safety_failed = True
+
+    def process(self, colors: np.ndarray) -> np.ndarray:
+        """Correct, dither, quantise and pack: a new uint8 array of all controller buffers."""
+        self.correct(colors)
+        if self._safety_failed and self._prev_out is not None:
+            return self._prev_out.copy()
+        return self.quantize_pack()
+
+    def quantize_pack(self) -> np.ndarray:
+        """Quantise the frame left by :meth:`correct` (RGBW extraction, dithering) and pack it."""
+        rgb, flat, q = self.rgb, self.flat, self.q
+        if len(self.rgbw_idx):
+            sub = rgb[self.rgbw_idx]
+            w = sub.min(axis=1)
+            sub -= w[:, None]
+            rgb[self.rgbw_idx] = sub
+            self.w[:] = w
+        np.multiply(flat, np.float32(255.0), out=flat)
+        if self.tree["leds/dither"]:
+            # error diffusion over frames: err stays in [-0.5, 0.5), so 0 stays 0 and 255 stays <= 255
+            np.add(flat, self.err, out=flat)
+            np.add(flat, np.float32(0.5), out=q)
+            np.floor(q, out=q)
+            np.subtract(flat, q, out=self.err)
+        else:
+            np.add(flat, np.float32(0.5), out=q)
+            np.floor(q, out=q)
+        np.copyto(self.q8, q, casting="unsafe")
+        out = self.q8.take(self.gather)
+        self._prev_out = out
+        return out
+
+    def reset_dither(self) -> None:
+        """Forget the carried dithering error (after a blackout or a pattern change)."""
+        self.err[:] = 0.0
+
+    def blackout(self) -> np.ndarray:
+        """All controller buffers zero."""
+        return np.zeros(self.patch.total, dtype=np.uint8)
+
+    # ------------------------------------------------------------------ inspection
+    def unpack(self, buffer: np.ndarray) -> np.ndarray:
+        """(N, 4) uint8 R, G, B, W per LED read back out of a packed buffer (W 0 where absent)."""
+        out = np.zeros((self.n, 4), dtype=np.uint8)
+        for c in range(4):
+            ok = self.patch.dest[:, c] >= 0
+            out[ok, c] = buffer[self.patch.dest[ok, c]]
+        return out
+
+    def estimate_amps(self, buffer: np.ndarray) -> np.ndarray:
+        """Current per supply (amps) of a packed frame, by the same model the limiter uses."""
+        v = self.unpack(buffer).astype(np.float64) / 255.0
+        cm = self.current
+        led = v @ np.array([cm.r, cm.g, cm.b, cm.w]) + cm.idle
+        per_fixture = np.add.reduceat(led, self.layout.first)
+        return (per_fixture @ self.fs_matrix) / 1000.0
+
+    def status(self) -> dict:
+        """Per supply: estimated amps (after limiting), budget, and the scale applied last frame."""
+        return {s.name: {"amps": round(float(self.last_ma[i]) / 1000.0, 3), "budget": s.amps,
+                         "scale": round(float(self.last_scale[i]), 4)}
+                for i, s in enumerate(self.supplies)}
