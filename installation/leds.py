@@ -1,0 +1,127 @@
+"""The LED path of a frame: tapestry texture -> per-LED colours -> corrected bytes -> outputs.
+
+:class:`LedPipeline` ties a venue's layout, the GPU sampler, the colour
+pipeline and one output per controller.  Everything is built once; a frame is
+one compute dispatch + readback, a dozen numpy passes, and one non-blocking
+``send`` per controller (each output copies the frame into its own slot and
+encodes/transmits on its own thread).  Engine thread only.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Sequence
+
+import moderngl
+import numpy as np
+
+from installation.color import PARAMS as COLOR_PARAMS
+from installation.color import ColorPipeline, SafetyHook
+from installation.fixtures.sampler import LedSampler
+from installation.params import ParamSpec, ParamTree
+from installation.venue import END_STATES, Venue
+
+log = logging.getLogger(__name__)
+
+PARAMS: tuple[ParamSpec, ...] = COLOR_PARAMS
+
+
+def build_outputs(venue: Venue) -> list:
+    """One Output per controller that has fixtures, with its spans; in ``venue.patch.controllers`` order."""
+    from installation.outputs import create_output
+    from installation.outputs.base import Span
+
+    outs = []
+    for c in venue.patch.controllers:
+        spans = [Span(address=a, offset=o, length=n) for a, o, n in c.spans]
+        outs.append(create_output(venue.output(c.name), spans))
+    return outs
+
+
+class LedPipeline:
+    """Builds layout, sampler, colour pipeline and outputs for ``venue``; ``process(texture)`` per frame.
+
+    ``outputs`` may be given (tests, the benchmark) as a list matching
+    ``venue.patch.controllers``; otherwise they are made from the venue.
+    ``safety`` is applied to the final (N, 3) float frame before packing.
+    """
+
+    def __init__(self, ctx: moderngl.Context | None, venue: Venue, tree: ParamTree,
+                 safety: SafetyHook | None = None, outputs: Sequence | None = None):
+        self.venue = venue
+        self.layout = venue.layout
+        self.tree = tree
+        self.sampler = LedSampler(ctx, self.layout) if ctx is not None else None
+        self.color = ColorPipeline(self.layout, venue.patch, tree, venue.supplies, venue.current,
+                                   venue.max_brightness, safety)
+        self.outputs = list(outputs) if outputs is not None else build_outputs(venue)
+        pm = venue.patch
+        self._slices = [slice(b, b + c.size) for b, c in zip(pm.base, pm.controllers)]
+        self.last: np.ndarray = self.color.blackout()
+        self.frames = 0
+        self.timing = {"sample_ms": 0.0, "color_ms": 0.0, "send_ms": 0.0}
+        self._closed = False
+
+    @property
+    def safety(self) -> SafetyHook | None:
+        return self.color.safety
+
+    @safety.setter
+    def safety(self, hook: SafetyHook | None) -> None:
+        self.color.safety = hook
+
+    def process(self, texture: moderngl.Texture) -> np.ndarray:
+        """Sample, correct and send one frame; returns the packed bytes (all controllers)."""
+        t0 = time.perf_counter()
+        colors = self.sampler.sample(texture)
+        t1 = time.perf_counter()
+        buf = self.color.process(colors)
+        t2 = time.perf_counter()
+        self.send(buf)
+        t3 = time.perf_counter()
+        a = 0.1  # smoothing of the timing figures
+        tm = self.timing
+        tm["sample_ms"] += ((t1 - t0) * 1e3 - tm["sample_ms"]) * a
+        tm["color_ms"] += ((t2 - t1) * 1e3 - tm["color_ms"]) * a
+        tm["send_ms"] += ((t3 - t2) * 1e3 - tm["send_ms"]) * a
+        return buf
+
+    def process_colors(self, colors: np.ndarray) -> np.ndarray:
+        """Correct and send (N, 3) display-referred colours (no texture: patterns, tests)."""
+        buf = self.color.process(colors)
+        self.send(buf)
+        return buf
+
+    def send(self, buf: np.ndarray) -> None:
+        """Hand a packed frame to every output (never blocks)."""
+        if self._closed:
+            return
+        self.last = buf
+        self.frames += 1
+        for out, sl in zip(self.outputs, self._slices):
+            out.send(buf[sl])
+
+    def status(self) -> dict:
+        """LED count, frames, smoothed stage timings, power per supply, and each output's status."""
+        return {"leds": self.layout.count, "frames": self.frames,
+                **{k: round(v, 3) for k, v in self.timing.items()},
+                "power": self.color.status(),
+                "outputs": [o.status() for o in self.outputs]}
+
+    def close(self, end_state: str = "blackout") -> None:
+        """Send the final frame (``blackout``: all zero; ``hold``: the last frame) and close the outputs."""
+        if self._closed:
+            return
+        if end_state not in END_STATES:
+            log.warning("end_state %r unknown; using blackout", end_state)
+            end_state = "blackout"
+        self._closed = True
+        final = self.color.blackout() if end_state == "blackout" else self.last
+        for out, sl in zip(self.outputs, self._slices):
+            try:
+                out.close(final=final[sl])
+            except Exception:
+                log.exception("output %s: close failed", getattr(out, "name", "?"))
+        if self.sampler is not None:
+            self.sampler.release()

@@ -1,0 +1,242 @@
+"""Venue files: which layouts, which outputs, which power supplies, and the LED defaults.
+
+A venue file is TOML (see docs/layouts.md).  :func:`load_venue` reads it,
+loads its layouts, parses its ``[[outputs]]`` with the outputs package,
+resolves every fixture's patch against the outputs' protocols (overlaps are
+errors), and checks the power supplies.  Any problem raises
+:class:`VenueError` naming the file, the key and the problem.
+
+Sections other issues own (sensors, osc, schedule, end_state, ...) are kept
+untouched in ``Venue.sections``; an unknown top-level key that looks like a
+misspelling of one of ours is an error, any other unknown one is kept and
+reported in ``Venue.warnings``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from installation.color import CurrentModel, Supply
+from installation.fixtures.layout import (Layout, LayoutError, PatchMap, _Reader, infer_protocol, load_layouts,
+                                          read_table, resolve_patch)
+from installation.outputs.base import OutputConfig, OutputError, parse_output_config
+
+log = logging.getLogger(__name__)
+
+#: top-level keys this module reads
+OWN_KEYS = ("name", "description", "layout", "layouts", "outputs", "power", "leds")
+#: sections other parts of Tapestry read; kept as they are
+KNOWN_SECTIONS = ("sensors", "osc", "schedule", "end_state", "safety", "mood", "engine", "preview", "presets",
+                  "recording", "scenes", "control", "camera", "microphone", "audio")
+END_STATES = ("blackout", "hold")
+
+
+class VenueError(ValueError):
+    """A venue file that cannot be used; the message names file, key and problem."""
+
+
+@dataclass
+class Venue:
+    """A loaded, validated venue."""
+
+    path: Path
+    name: str
+    layout: Layout
+    outputs: tuple[OutputConfig, ...]
+    patch: PatchMap
+    supplies: tuple[Supply, ...]
+    current: CurrentModel = CurrentModel()
+    max_brightness: float = 1.0
+    sections: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def output(self, name: str) -> OutputConfig:
+        """The output config called ``name``."""
+        for o in self.outputs:
+            if o.name == name:
+                return o
+        raise KeyError(name)
+
+
+def load_venue(path: str | Path) -> Venue:
+    """Read and validate a venue file; :class:`VenueError` on any problem."""
+    path = Path(path)
+    try:
+        top = read_table(path)
+    except LayoutError as exc:
+        raise VenueError(str(exc)) from None
+    warnings: list[str] = []
+    sections: dict[str, Any] = {}
+    for key in top:
+        if key in OWN_KEYS or key in KNOWN_SECTIONS:
+            if key in KNOWN_SECTIONS:
+                sections[key] = top[key]
+            continue
+        close = difflib.get_close_matches(key, OWN_KEYS + KNOWN_SECTIONS, n=1, cutoff=0.75)
+        if close and close[0] in OWN_KEYS:
+            raise VenueError(f"{path}: unknown key {key!r} (did you mean {close[0]!r}?)")
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        warnings.append(f"{path}: unknown section {key!r} kept as it is{hint}")
+        sections[key] = top[key]
+    for w in warnings:
+        log.warning("%s", w)
+
+    try:
+        r = _Reader({k: v for k, v in top.items() if k in OWN_KEYS}, str(path), OWN_KEYS)
+        name = r.str("name", path.stem)
+        if r.has("layout") and r.has("layouts"):
+            raise r.err("layouts", "give layout or layouts, not both")
+        files = top.get("layouts", top.get("layout"))
+        if isinstance(files, str):
+            files = [files]
+        if not isinstance(files, list) or not files or not all(isinstance(f, str) and f for f in files):
+            raise r.err("layouts", "expected a list of layout file paths (relative to the venue file)")
+        layout_paths = [(path.parent / f) for f in files]
+        layout = load_layouts(layout_paths)
+    except LayoutError as exc:
+        raise VenueError(str(exc)) from None
+
+    raw_outputs = top.get("outputs")
+    if not isinstance(raw_outputs, list) or not raw_outputs:
+        raise VenueError(f"{path}: outputs: expected at least one [[outputs]] table")
+    outputs = []
+    for i, d in enumerate(raw_outputs):
+        try:
+            outputs.append(parse_output_config(d, f"{path}: outputs[{i}]"))
+        except OutputError as exc:
+            raise VenueError(str(exc)) from None
+    dup = [n for n, c in Counter(o.name for o in outputs).items() if c > 1]
+    if dup:
+        raise VenueError(f"{path}: outputs: name {dup[0]!r} used twice")
+    try:
+        patch = resolve_patch(layout, {o.name: o.protocol for o in outputs}, source=str(path))
+    except LayoutError as exc:
+        raise VenueError(str(exc)) from None
+    unused = [o.name for o in outputs if o.name not in {c.name for c in patch.controllers}]
+    for u in unused:
+        warnings.append(f"{path}: output {u!r} has no fixtures patched to it (it will not send)")
+
+    try:
+        leds = _Reader(top.get("leds", {}), f"{path}: leds", ("max_brightness", "current"))
+        max_brightness = leds.num("max_brightness", 1.0, lo=0.0, hi=1.0)
+        cur = _Reader(leds.table("current"), f"{path}: leds.current", ("r", "g", "b", "w", "idle"))
+        d = CurrentModel()
+        current = CurrentModel(*(cur.num(k, getattr(d, k), lo=0.0, hi=1000.0) for k in ("r", "g", "b", "w", "idle")))
+        supplies = _read_supplies(top.get("power", []), path, layout)
+    except LayoutError as exc:
+        raise VenueError(str(exc)) from None
+    return Venue(path=path, name=name, layout=layout, outputs=tuple(outputs), patch=patch,
+                 supplies=supplies, current=current, max_brightness=max_brightness,
+                 sections=sections, warnings=warnings)
+
+
+def _read_supplies(raw: Any, path: Path, layout: Layout) -> tuple[Supply, ...]:
+    if isinstance(raw, Mapping):
+        raw = [raw]
+    if not isinstance(raw, list):
+        raise LayoutError(f"{path}: power: expected [[power]] tables")
+    names = [f.name for f in layout.fixtures]
+    fed_by: dict[str, str] = {}
+    out = []
+    for i, t in enumerate(raw):
+        r = _Reader(t, f"{path}: power[{i}]", ("name", "amps", "volts", "fixtures"))
+        name = r.str("name", f"supply-{i + 1}")
+        r.where = f"{path}: power[{i}] ({name})"
+        amps = r.num("amps", lo=0.0, lo_open=True, hi=10_000.0)
+        volts = r.num("volts", 5.0, lo=0.0, lo_open=True)
+        if abs(volts - 5.0) > 1e-9:
+            raise r.err("volts", f"{volts:g} V: the current model is for 5 V pixels; give the budget in "
+                                 f"amps at 5 V")
+        pats = r.t.get("fixtures")
+        if isinstance(pats, str):
+            pats = [pats]
+        if not isinstance(pats, list) or not pats or not all(isinstance(p, str) for p in pats):
+            raise r.err("fixtures", "expected a list of fixture names (glob patterns like \"strip-*\" allowed)")
+        chosen = []
+        for p in pats:
+            hits = [n for n in names if fnmatch.fnmatchcase(n, p)]
+            if not hits:
+                close = difflib.get_close_matches(p, names, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise r.err("fixtures", f"{p!r} matches no fixture{hint}")
+            chosen += [h for h in hits if h not in chosen]
+        for c in chosen:
+            if c in fed_by:
+                raise r.err("fixtures", f"fixture {c!r} is already fed by supply {fed_by[c]!r}")
+            fed_by[c] = name
+        out.append(Supply(name, amps, tuple(chosen)))
+    return tuple(out)
+
+
+def check_layout(path: str | Path) -> str:
+    """``layouts check FILE``: a summary of a layout or venue file, or its errors.
+
+    For a venue file the protocols come from its outputs; for a bare layout
+    they are inferred from the patch keys (universe: Art-Net, offset: DDP,
+    address: OSC).  Returns the text to print; never raises for bad files.
+    """
+    path = Path(path)
+    try:
+        top = read_table(path)
+    except LayoutError as exc:
+        return f"ERROR {exc}"
+    is_venue = "fixtures" not in top and ("outputs" in top or "layouts" in top or "layout" in top)
+    lines = []
+    try:
+        if is_venue:
+            venue = load_venue(path)
+            layout, patch = venue.layout, venue.patch
+            lines.append(f"venue {venue.name!r} ({path})")
+            lines.append("layouts: " + ", ".join(str(p) for p in layout.paths))
+            lines += [f"warning: {w}" for w in venue.warnings]
+        else:
+            layout = load_layouts([path])
+            ctrl_patches: dict[str, list] = {}
+            for f in layout.fixtures:
+                ctrl_patches.setdefault(f.patch.controller, []).append(f.patch)
+            protos = {c: infer_protocol(p) for c, p in ctrl_patches.items()}
+            patch = resolve_patch(layout, protos)
+            lines.append(f"layout {path} (protocols inferred from the patch; check a venue file for the real ones)")
+            venue = None
+    except (LayoutError, VenueError) as exc:
+        return f"ERROR {exc}"
+    lines.append(f"LEDs: {layout.count}")
+    lines.append(f"fixtures: {len(layout.fixtures)}")
+    for i, f in enumerate(layout.fixtures):
+        p = f.patch
+        where = (f"universe {p.universe} channel {p.channel}" if p.universe is not None else
+                 f"offset {p.offset}" if p.offset is not None else f"address {p.address}" if p.address else "auto")
+        lines.append(f"  {f.name}: {f.kind}, {f.count} LEDs -> {p.controller} {where}, {p.order}"
+                     f"{', reversed' if p.reversed else ''}")
+    by_proto: dict[str, list] = {}
+    for c in patch.controllers:
+        by_proto.setdefault(c.protocol, []).append(c)
+    for proto, cs in sorted(by_proto.items()):
+        nuni = sum(len(c.universes) for c in cs)
+        extra = f", {nuni} universes" if proto in ("artnet", "sacn", "enttec") else ""
+        lines.append(f"{proto}: {len(cs)} controller(s){extra}, {sum(c.size for c in cs)} bytes")
+        for c in cs:
+            if c.universes:
+                u = c.universes
+                rng = f"universes {u[0]}..{u[-1]}" if len(u) > 1 else f"universe {u[0]}"
+                lines.append(f"  {c.name}: {rng} ({len(u)}), {len(c.fixtures)} fixtures")
+            else:
+                lines.append(f"  {c.name}: {c.size} bytes in {len(c.spans)} span(s), {len(c.fixtures)} fixtures")
+    if venue is not None:
+        for s in venue.supplies:
+            n = sum(layout.fixtures[layout.fixture(f)].count for f in s.fixtures)
+            full = n * (venue.current.r + venue.current.g + venue.current.b + venue.current.idle) / 1000.0
+            lines.append(f"power {s.name}: {s.amps:g} A budget, {n} LEDs, {full:.1f} A at full white "
+                         f"({'limited' if full > s.amps else 'fits'})")
+        unfed = [f.name for f in layout.fixtures if not any(f.name in s.fixtures for s in venue.supplies)]
+        if unfed and venue.supplies:
+            lines.append(f"warning: no power supply listed for {', '.join(unfed[:8])}"
+                         f"{' ...' if len(unfed) > 8 else ''} (not power-limited)")
+    lines.append("OK")
+    return "\n".join(lines)
