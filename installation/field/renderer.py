@@ -1,0 +1,155 @@
+"""Rendering the field into the tapestry texture: splat, trails, glow, tone-map.
+
+Particles are splatted by the step's compute shader into an integer
+accumulation buffer (atomic adds, order independent and so deterministic)
+instead of rasterised as GL_POINTS: on Mesa llvmpipe that measured several times
+faster (see ``bench/bench_field.py``).  A resolve pass folds the splats into
+a decaying trail, colours it through a palette lookup, adds the glow and
+writes the **tapestry**: the one RGBA8
+texture that the preview, the video writer and the LED sampler all read.
+Row 0 of the tapestry is the top of the canvas.
+"""
+
+from __future__ import annotations
+
+import math
+
+import moderngl
+import numpy as np
+
+from ..gfx.shaders import ShaderLibrary
+from ..params import CHOICE, FLOAT, ParamSpec, ParamTree, floats
+from .simulation import SplatTarget, _set
+
+# Cosine palettes (a, b, c, d): bioluminescent looks for the network, a hot fever for malfunction.
+PALETTES: dict[str, tuple[tuple[float, float, float], ...]] = {
+    "bioluminescent": ((0.10, 0.45, 0.50), (0.10, 0.40, 0.45), (1.0, 1.0, 1.0), (0.55, 0.30, 0.20)),
+    "abyssal": ((0.15, 0.20, 0.55), (0.15, 0.25, 0.45), (1.0, 1.0, 0.5), (0.80, 0.90, 0.30)),
+    "mycelium": ((0.55, 0.45, 0.30), (0.40, 0.35, 0.30), (1.0, 1.0, 1.0), (0.00, 0.10, 0.20)),
+    "aurora": ((0.20, 0.50, 0.40), (0.30, 0.45, 0.40), (1.0, 0.7, 0.4), (0.00, 0.15, 0.20)),
+    "symbiosis": ((0.45, 0.45, 0.45), (0.40, 0.40, 0.40), (1.0, 1.0, 1.0), (0.00, 0.33, 0.67)),
+}
+FEVER = ((0.70, 0.20, 0.30), (0.45, 0.25, 0.25), (1.0, 1.0, 1.0), (0.95, 0.05, 0.15))
+GLOW_DIVISOR = 4
+GAIN = 64.0  # fixed-point steps per unit of light from one particle at the reference density
+
+PARAMS: tuple[ParamSpec, ...] = (
+    ParamSpec("render/palette", CHOICE, "bioluminescent", "Colour palette of the network", choices=tuple(PALETTES)),
+    *floats("render", [
+        ("exposure", 1.0, 0.0, 8.0, "ratio", "Overall brightness of the light before tone-mapping"),
+        ("trail", 0.35, 0.0, 5.0, "s", "How long light lingers behind moving particles (time to fade to 1/e)"),
+        ("saturation", 1.0, 0.0, 2.0, "ratio", "Colour saturation (0 = greyscale)"),
+        ("hue_shift", 0.0, 0.0, 1.0, "turns", "Rotate the palette"),
+        ("ambient", 0.0, 0.0, 0.2, "ratio", "Faint background light so the piece never reads as off"),
+    ]),
+    *floats("render/glow", [
+        ("amount", 0.6, 0.0, 4.0, "ratio", "Strength of the bioluminescent glow around dense light"),
+        ("radius", 1.6, 0.5, 4.0, "texels", "Spread of the glow (in glow-buffer texels)"),
+    ]),
+)
+
+
+def palette_lut(name: str, fever: float, hue_shift: float, saturation: float, n: int = 256) -> np.ndarray:
+    """The palette as an (n, 4) float32 lookup: hue 0..1 -> colour, with fever, shift and saturation baked in."""
+    t = (np.arange(n, dtype=np.float64) + 0.5) / n + hue_shift
+
+    def cospal(pal):
+        a, b, c, d = (np.array(v)[None, :] for v in pal)
+        return np.clip(a + b * np.cos(2 * np.pi * (c * t[:, None] + d)), 0.0, 4.0)
+
+    rgb = (1 - fever) * cospal(PALETTES[name]) + fever * cospal(FEVER)
+    luma = rgb @ np.array([0.2126, 0.7152, 0.0722])
+    rgb = np.maximum(luma[:, None] + saturation * (rgb - luma[:, None]), 0.0)
+    out = np.ones((n, 4), np.float32)
+    out[:, :3] = rgb
+    return out
+
+
+class TapestryRenderer:
+    """Turns the particle field's light into the tapestry texture at an internal resolution.
+
+    Owns the splat accumulator (per pixel: light and light x hue in fixed
+    point, and the decaying trail), the low-resolution glow and the tapestry.
+    """
+
+    def __init__(self, ctx: moderngl.Context, shaders: ShaderLibrary, tree: ParamTree,
+                 size: tuple[int, int]) -> None:
+        self.ctx = ctx
+        self.shaders = shaders
+        self.tree = tree
+        self.size = (int(size[0]), int(size[1]))
+        w, h = self.size
+        self.accum = ctx.buffer(reserve=w * h * 4 * 4)  # per pixel: light, light*hue, trail (2 floats)
+        self.accum.clear()
+        gsize = (max(1, w // GLOW_DIVISOR), max(1, h // GLOW_DIVISOR))
+        self.glow = [self._texture(gsize, 2, "f2") for _ in range(2)]
+        self.lut = self._texture((256, 1), 4, "f4")
+        self._lut_key: tuple | None = None
+        self.tapestry = self._texture(self.size, 4, "f1")
+
+    def _texture(self, size, components, dtype) -> moderngl.Texture:
+        tex = self.ctx.texture(size, components, dtype=dtype)
+        tex.write(bytes(size[0] * size[1] * components * int(dtype[1])))
+        tex.filter = (moderngl.LINEAR, moderngl.LINEAR)
+        tex.repeat_x = tex.repeat_y = False
+        return tex
+
+    def splat_target(self, particles: int) -> SplatTarget:
+        """Where the step pass adds light; the gain keeps the look steady across particle counts."""
+        w, h = self.size
+        return SplatTarget(self.accum, self.size, GAIN * (w * h) / max(particles, 1))
+
+    def render(self, dt: float, master: float = 1.0) -> moderngl.Texture:
+        """Resolve this frame's splats into the tapestry and return it."""
+        tree = self.tree
+        w, h = self.size
+        self._update_lut()
+        trail_s = tree["render/trail"]
+        decay = math.exp(-dt / trail_s) if trail_s > 1e-3 else 0.0
+        amb = tree["render/ambient"]
+        resolve = self.shaders.compute("field_resolve.glsl")
+        _set(resolve, u_decay=decay, u_inv_gain=1.0 / GAIN, u_exposure=tree["render/exposure"] * 0.1,
+             u_glow_amount=tree["render/glow/amount"], u_master=float(master),
+             u_ambient=(amb * 0.3, amb * 0.6, amb), u_glow=0, u_lut=1, u_size=self.size)
+        self.accum.bind_to_storage_buffer(1)
+        self.tapestry.bind_to_image(1, read=False, write=True)
+        self.glow[0].use(0)
+        self.lut.use(1)
+        resolve.run((w + 15) // 16, (h + 7) // 8)
+        self.ctx.memory_barrier()
+        self._glow()
+        return self.tapestry
+
+    def _update_lut(self) -> None:
+        tree = self.tree
+        key = (tree["render/palette"], round(tree["field/malfunction"], 3), round(tree["render/hue_shift"], 4),
+               round(tree["render/saturation"], 3))
+        if key != self._lut_key:
+            self.lut.write(palette_lut(key[0], min(1.0, key[1] * 1.2), key[2], key[3]).tobytes())
+            self._lut_key = key
+
+    def _glow(self) -> None:
+        gw, gh = self.glow[0].size
+        glow = self.shaders.compute("field_glow.glsl")
+        groups = ((gw + 15) // 16, (gh + 7) // 8)
+        radius = self.tree["render/glow/radius"]
+        # trail -> glow[1] (downsample), glow[1] -> glow[0] (blur x), glow[0] -> glow[1] (blur y)
+        self.accum.bind_to_storage_buffer(1)
+        for pass_, src, dst in ((0, None, self.glow[1]), (1, self.glow[1], self.glow[0]),
+                                (2, self.glow[0], self.glow[1])):
+            _set(glow, u_pass=pass_, u_src=0, u_radius=radius, u_full=self.size)
+            if src is not None:
+                src.use(0)
+            dst.bind_to_image(0, read=False, write=True)
+            glow.run(*groups)
+            self.ctx.memory_barrier()
+        self.glow.reverse()  # the fully blurred one is now glow[0], read by the next resolve
+
+    def read(self) -> bytes:
+        """The tapestry's RGBA8 pixels, top row first."""
+        return self.tapestry.read()
+
+    def release(self) -> None:
+        """Free GPU memory."""
+        for obj in (self.accum, self.tapestry, self.lut, *self.glow):
+            obj.release()

@@ -1,0 +1,194 @@
+"""The particle simulation: particles in an SSBO, stepped by compute shaders.
+
+Each frame: the ambient curl flow and the attractors' pull are evaluated on
+a coarse grid (``field_flow.glsl``), then every particle steps once and
+splats its light into the renderer's accumulator (``field_step.glsl``):
+streaming along its filament or orbiting its node, pushed by the flow,
+torn loose by malfunction, pulled back by harmony, bent by attractors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import moderngl
+import numpy as np
+
+from ..gfx.shaders import ShaderLibrary
+from ..params import FLOAT, INT, ParamSpec, ParamTree, floats
+from .network import Network, NetworkState
+
+MAX_ATTRACTORS = 16  # must match shaders/field_flow.glsl
+PARTICLE_FLOATS = 8  # kin (x, y, vx, vy) + tag (s, lane, route, life)
+FLOW_GRID = (96, 54)
+
+PARAMS: tuple[ParamSpec, ...] = (
+    ParamSpec("field/particles", INT, 262_144, "Number of particles in the field", 1_024, 8_388_608,
+              "particles", live=False),
+    ParamSpec("field/harmony", FLOAT, 0.7, "Orderly flow: particles hold to their filaments", 0.0, 1.0, "ratio"),
+    ParamSpec("field/malfunction", FLOAT, 0.0,
+              "Symbiogen malfunction: filaments tear into turbulence and the colour runs hot", 0.0, 1.0, "ratio"),
+    *floats("field/flow", [
+        ("speed", 0.22, 0.0, 1.5, "canvas h/s", "Speed at which nutrients stream along filaments"),
+        ("curl", 0.5, 0.0, 5.0, "canvas h/s²", "Strength of the ambient curl-noise flow"),
+        ("scale", 2.5, 0.3, 12.0, "cells/h", "Size of the flow's eddies (more cells, smaller eddies)"),
+        ("evolve", 0.06, 0.0, 2.0, "1/s", "How fast the ambient flow changes"),
+    ]),
+    *floats("field/filaments", [
+        ("tension", 6.0, 0.0, 30.0, "1/s", "Pull of a particle back onto its filament"),
+        ("width", 0.012, 0.0, 0.1, "canvas h", "Lateral spread of a filament"),
+    ]),
+    ParamSpec("field/nodes/share", FLOAT, 0.22, "Share of particles that orbit the clusters", 0.0, 0.9, "ratio"),
+    ParamSpec("field/life", FLOAT, 7.0, "Mean life of a particle before it respawns", 0.5, 30.0, "s"),
+    ParamSpec("field/attractors/gain", FLOAT, 1.0, "How strongly visitors bend the flow", 0.0, 5.0, "ratio"),
+)
+
+
+@dataclass(frozen=True)
+class SplatTarget:
+    """Where the step pass adds particle light: an integer buffer of 2 uints per pixel."""
+
+    buffer: moderngl.Buffer
+    size: tuple[int, int]
+    gain: float
+
+
+@dataclass(frozen=True)
+class Attractor:
+    """A point that bends the flow: positive strength pulls, negative pushes (canvas coords, y down)."""
+
+    x: float
+    y: float
+    strength: float
+    radius: float = 0.12
+
+
+class ParticleField:
+    """Owns the particle SSBO and the flow grid; ``step`` advances the simulation one frame."""
+
+    def __init__(self, ctx: moderngl.Context, shaders: ShaderLibrary, tree: ParamTree,
+                 aspect: float, seed: int) -> None:
+        self.ctx = ctx
+        self.shaders = shaders
+        self.tree = tree
+        self.aspect = float(aspect)
+        self.seed = int(seed) & 0xFFFFFFFF
+        self.count = int(tree["field/particles"])
+        self.network = Network(tree, aspect, seed)
+        self.frame = 0
+        self.time = 0.0
+        self.flow_time = 0.0
+        self.state: NetworkState = self.network.state(0.0)
+        self.particles = ctx.buffer(self._initial_particles())
+        self.flow = ctx.texture(FLOW_GRID, 4, dtype="f2")
+        self.flow.filter = (moderngl.LINEAR, moderngl.LINEAR)
+        self.flow.repeat_x = self.flow.repeat_y = False
+        self._attractors = np.zeros((MAX_ATTRACTORS, 4), np.float32)
+        self._attractor_count = 0
+
+    def _initial_particles(self) -> bytes:
+        # Every particle starts as a newborn (negative life) on a seeded route: its first step
+        # places it there, so the first frame already looks like the steady state.
+        rng = np.random.default_rng([self.seed, 0x5EED])
+        st = self.state
+        n = self.count
+        data = np.zeros((n, PARTICLE_FLOATS), np.float32)
+        petals = st.routes - st.filaments
+        on_petal = (rng.random(n) < self.tree["field/nodes/share"]) & (petals > 0) | (st.filaments == 0)
+        data[:, 6] = np.where(on_petal, st.filaments + rng.integers(0, max(petals, 1), n),
+                              rng.integers(0, max(st.filaments, 1), n))
+        data[:, 4] = rng.random(n) * 0.95
+        lane = rng.uniform(-1, 1, n)
+        data[:, 5] = lane * np.abs(lane)
+        data[:, 7] = -self.tree["field/life"] * rng.uniform(0.1, 1.5, n)
+        return data.tobytes()
+
+    def set_attractors(self, attractors: list[Attractor]) -> None:
+        """Positions and strengths (from where visitors stand) for the next steps."""
+        att = attractors[:MAX_ATTRACTORS]
+        self._attractors[:] = 0
+        for i, a in enumerate(att):
+            self._attractors[i] = (a.x * self.aspect, a.y, a.strength, a.radius)
+        self._attractor_count = len(att)
+
+    def step(self, dt: float, splat: SplatTarget) -> None:
+        """Advance every particle by ``dt`` seconds and splat its light into ``splat``."""
+        tree = self.tree
+        self.frame += 1
+        self.time += dt
+        self.flow_time += dt * tree["field/flow/evolve"]
+        self.state = st = self.network.state(self.time)
+
+        flow = self.shaders.compute("field_flow.glsl")
+        _set(flow, u_aspect=self.aspect, u_scale=tree["field/flow/scale"], u_time=self.flow_time,
+             u_turbulence=tree["field/malfunction"], u_attractor_count=self._attractor_count)
+        _write(flow, "u_attractors", self._attractors)
+        self.flow.bind_to_image(0, read=False, write=True)
+        flow.run((FLOW_GRID[0] + 7) // 8, (FLOW_GRID[1] + 7) // 8)
+
+        cs = self.shaders.compute("field_step.glsl")
+        self.bind_network(cs, st)
+        _set(cs, u_dt=float(dt), u_frame=self.frame, u_seed=self.seed,
+             u_speed=tree["field/flow/speed"], u_curl=tree["field/flow/curl"],
+             u_tension=tree["field/filaments/tension"], u_width=tree["field/filaments/width"],
+             u_harmony=tree["field/harmony"], u_malfunction=tree["field/malfunction"],
+             u_node_share=tree["field/nodes/share"], u_life=tree["field/life"],
+             u_attract=tree["field/attractors/gain"], u_flow=0, u_size=splat.size, u_gain=splat.gain)
+        self.flow.use(0)
+        self.particles.bind_to_storage_buffer(0)
+        splat.buffer.bind_to_storage_buffer(1)
+        cs.run((self.count + 255) // 256)
+        self.ctx.memory_barrier()
+
+    def bind_network(self, prog, st: NetworkState | None = None) -> None:
+        """Write the route-table uniforms (shared by every program that includes field_common.glsl)."""
+        st = st or self.state
+        _set(prog, u_count=self.count, u_aspect=self.aspect, u_filaments=st.filaments, u_routes=st.routes)
+        _write(prog, "u_route_ends", st.route_ends)
+        _write(prog, "u_route_ctrl", st.route_ctrl)
+        _write(prog, "u_route_info", st.route_info)
+
+    def read(self) -> np.ndarray:
+        """Particles as an (N, 8) float32 array (x, y, vx, vy, s, lane, route, life): for tests and stats."""
+        return np.frombuffer(self.particles.read(), np.float32).reshape(-1, PARTICLE_FLOATS)
+
+    def coherence(self) -> float:
+        """Flow coherence -1..1: mean alignment of filament particles' velocity with their filament.
+
+        Near 1 when the network flows in harmony, near 0 when malfunction tears it into turbulence.
+        """
+        p = self.read()
+        st = self.state
+        p = p[(p[:, 6] < st.filaments) & (p[:, 7] > 0)]
+        if len(p) == 0:
+            return 0.0
+        r = p[:, 6].astype(int)
+        s = np.clip(p[:, 4], 0, 1)[:, None]
+        a, b, c = st.route_ends[r, :2], st.route_ends[r, 2:], st.route_ctrl[r, :2]
+        tan = 2 * (1 - s) * (c - a) + 2 * s * (b - c)
+        tan /= np.linalg.norm(tan, axis=1, keepdims=True) + 1e-9
+        v = p[:, 2:4]
+        speed = np.linalg.norm(v, axis=1)
+        moving = speed > 1e-4
+        if not moving.any():
+            return 0.0
+        return float(np.mean(np.sum(v[moving] * tan[moving], axis=1) / speed[moving]))
+
+    def release(self) -> None:
+        """Free GPU memory."""
+        self.particles.release()
+        self.flow.release()
+
+
+def _set(prog, **values) -> None:
+    """Set uniforms that the compiler kept (an unused uniform is optimised away, not an error)."""
+    for name, value in values.items():
+        member = prog.get(name, None)
+        if member is not None:
+            member.value = value
+
+
+def _write(prog, name: str, array: np.ndarray) -> None:
+    member = prog.get(name, None)
+    if member is not None:
+        member.write(np.ascontiguousarray(array, np.float32).tobytes())
