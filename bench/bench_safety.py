@@ -1,0 +1,87 @@
+"""Flash limiter cost per frame: 50,000 LEDs and a 640x360 preview image.
+
+Prints ms per frame for content that passes untouched (slow fade), content the limiter has to
+slow (a full-field 10 Hz strobe) and random noise, and the ratio to a baseline measured in the
+same run: the clip + copy any final colour stage does anyway.
+
+    python bench/bench_safety.py [--leds 50000] [--frames 300]
+"""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+from installation.safety import FlashLimiter, FrameFlashLimiter  # noqa: E402
+
+FPS = 60.0
+
+
+def per_frame_ms(fn, frames):
+    fn(frames[0])  # warm-up
+    t0 = time.perf_counter()
+    for f in frames:
+        fn(f)
+    return (time.perf_counter() - t0) * 1000.0 / len(frames)
+
+
+def led_frames(kind, n, count, rng):
+    base = rng.uniform(0, 1, (n, 3)).astype(np.float32)
+    out = []
+    for i in range(count):
+        t = i / FPS
+        if kind == "fade":
+            out.append((base * (0.5 + 0.5 * np.sin(2 * np.pi * 0.2 * t))).astype(np.float32))
+        elif kind == "strobe":
+            out.append(base if int(t * 20) % 2 == 0 else np.zeros_like(base))
+        else:
+            out.append(rng.uniform(0, 1, (n, 3)).astype(np.float32))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--leds", type=int, default=50_000)
+    ap.add_argument("--frames", type=int, default=300)
+    args = ap.parse_args()
+    rng = np.random.default_rng(1)
+    n = args.leds
+    weights = np.full(n, 1.0 / n)
+
+    fade = led_frames("fade", n, args.frames, rng)
+    baseline = per_frame_ms(lambda f: np.clip(f, 0.0, 1.0).astype(np.float32, copy=True), fade)
+    print(f"LEDs: {n}, frames: {args.frames}")
+    print(f"  baseline (clip + copy)        {baseline:7.3f} ms/frame")
+    for kind in ("fade", "strobe", "noise"):
+        frames = fade if kind == "fade" else led_frames(kind, n, args.frames, rng)
+        lim = FlashLimiter(weights, FPS)
+        ms = per_frame_ms(lambda f: lim.limit(f, 1 / FPS), frames)
+        print(f"  FlashLimiter {kind:<8}         {ms:7.3f} ms/frame  ({ms / baseline:5.1f}x baseline, "
+              f"{lim.frames_limited} frames limited)")
+
+    h, w = 360, 640
+    imgs = []
+    for i in range(min(args.frames, 180)):
+        img = np.empty((h, w, 4), np.uint8)
+        img[:, :, :3] = 255 if int(i / FPS * 20) % 2 == 0 else 0
+        img[:, :, 3] = 255
+        imgs.append(img)
+    img_base = per_frame_ms(lambda f: f.copy(), imgs)
+    print(f"image {w}x{h} RGBA8")
+    print(f"  baseline (copy)               {img_base:7.3f} ms/frame")
+    still = [imgs[0]] * len(imgs)
+    for name, frames in (("still", still), ("strobe", imgs)):
+        lim = FrameFlashLimiter(FPS)
+        ms = per_frame_ms(lambda f: lim.limit(f, 1 / FPS), frames)
+        print(f"  FrameFlashLimiter {name:<8}    {ms:7.3f} ms/frame  ({ms / img_base:5.1f}x baseline, "
+              f"{lim.frames_limited} frames limited)")
+
+
+if __name__ == "__main__":
+    main()

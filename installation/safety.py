@@ -1,0 +1,441 @@
+"""Photosensitive flash limiter: the last stage before light leaves the building.
+
+The installation fills the visitor's visual field, so it keeps to WCAG 2.3.1
+(three flashes) and ITU-R BT.1702 / Ofcom: **no more than three general
+flashes and no more than three red flashes in any one second**.
+
+Definitions used (WCAG 2.x "general flash and red flash thresholds"):
+
+* relative luminance ``L = 0.2126 R + 0.7152 G + 0.0722 B`` of linear light;
+* a *transition* is a change between a local extreme and the current value:
+  general: ``|dL| >= 0.10`` where the darker state is below 0.80;
+  red: ``|d(max(0, R-G-B) * 320)| > 20`` where either state is saturated red,
+  ``R / (R+G+B) >= 0.8`` (linear R, G, B);
+* a flash is a pair of opposing transitions, so three flashes are six
+  transitions.  The limiter allows at most **six transitions of each kind in
+  any sliding 1 s window** (time is the sum of the ``dt`` given to it -- no wall
+  clock, so renders are deterministic).
+
+Area.  WCAG counts a flash only when it covers at least 25 % of a 10-degree
+field of view.  We treat the whole installation as the visual field and take
+**25 % of its area** (the ``weights``) as the threshold.  Two detectors run:
+
+1. per element (LED or preview cell): each has its own transition history; at
+   any time the elements that flashed more than three times in the last second
+   must cover less than 25 % of the area.  This catches counter-phase patterns
+   (a chequerboard strobe) whose average luminance never moves;
+2. the whole field: the area-weighted mean colour gets its own history and
+   budget.  This catches a flash made of many small areas taking turns, and is
+   deliberately stricter than the 25 % rule for hard strobes covering 10-25 %
+   of the field (a full-swing strobe over 10 % of the area moves the mean by
+   0.1).  A strobe over 5 % of the area passes.
+
+When a change would spend a seventh transition (per kind, per element with the
+area rule, or for the field), the change is slowed: the element is blended
+toward the last emitted frame just enough that its signal stays within half
+the threshold of its last extreme (``HOLD_FRACTION``), so the opposing
+transition cannot happen.  As the window slides, budget frees and the content
+comes through again.  A final check holds the whole previous frame if any
+violation would remain.  Frames that break no rule come out bit-for-bit
+unchanged.
+
+There is deliberately **no parameter, flag or preset key** for this module:
+nothing reachable from a preset or an OSC message can switch it off or loosen
+it.  The engine applies :class:`FlashLimiter` to the final corrected LED frame
+and :class:`FrameFlashLimiter` to the tapestry read back for preview/video.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+WINDOW_S = 1.0
+_WINDOW_SLACK_S = 1e-3       # count a transition exactly 1 s old as still inside (float time sums drift)
+MAX_TRANSITIONS = 6          # three flashes = three pairs of opposing transitions
+GENERAL_DELTA = 0.10         # relative luminance, fraction of white
+DARK_LIMIT = 0.80            # the darker state must be below this for a general flash
+RED_DELTA = 20.0 / 320.0     # (R-G-B) x 320 > 20  <=>  d(R-G-B) > 0.0625
+RED_SATURATION = 0.80        # R / (R+G+B)
+FLASH_AREA = 0.25            # fraction of the installation's area
+HOLD_FRACTION = 0.5          # a held element may still move this fraction of the threshold
+
+_LUMA = np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
+_EPS = 1e-6
+
+
+def srgb_to_linear(v: np.ndarray) -> np.ndarray:
+    """Decode sRGB-encoded values 0..1 to linear light (IEC 61966-2-1), float32."""
+    v = np.asarray(v, dtype=np.float32)
+    return np.where(v <= 0.04045, v / 12.92, ((v + 0.055) / 1.055) ** 2.4).astype(np.float32)
+
+
+def linear_to_srgb(v: np.ndarray) -> np.ndarray:
+    """Encode linear light 0..1 as sRGB values 0..1, float32."""
+    v = np.clip(np.asarray(v, dtype=np.float32), 0.0, 1.0)
+    return np.where(v <= 0.0031308, v * 12.92, 1.055 * np.power(v, 1.0 / 2.4) - 0.055).astype(np.float32)
+
+
+# 8-bit sRGB code -> linear, and the linear boundaries half-way between codes (for exact re-encoding).
+_SRGB8_TO_LINEAR = srgb_to_linear(np.arange(256, dtype=np.float32) / 255.0)
+_SRGB8_BOUNDS = srgb_to_linear((np.arange(255, dtype=np.float32) + 0.5) / 255.0)
+
+
+# columns: relative luminance, R-G-B, R+G+B  (one small matmul beats strided per-channel arithmetic)
+_MEASURE = np.array([[0.2126, 1.0, 1.0], [0.7152, -1.0, 1.0], [0.0722, -1.0, 1.0]], dtype=np.float32)
+
+
+def _measure(lin: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Relative luminance, red signal max(0,R-G-B), raw R-G-B and saturated-red flag of linear RGB rows."""
+    m = lin @ _MEASURE
+    lum, raw, total = m[:, 0], m[:, 1], m[:, 2]
+    sat = (total > _EPS) & (lin[:, 0] >= RED_SATURATION * total)
+    return lum, np.maximum(raw, 0.0), raw, sat
+
+
+class _Transitions:
+    """Peak/valley tracker and transition history for one flash kind over ``n`` elements."""
+
+    def __init__(self, n: int, red: bool) -> None:
+        self.red = red
+        self.delta = RED_DELTA if red else GENERAL_DELTA
+        self.dir = np.zeros(n, np.int8)          # +1 after a rise, -1 after a fall, 0 none yet
+        self.hi = np.zeros(n, np.float32)        # highest value since the last transition
+        self.lo = np.zeros(n, np.float32)        # lowest value since the last transition
+        self.sat_hi = np.zeros(n, bool)
+        self.sat_lo = np.zeros(n, bool)
+        # times of the last MAX_TRANSITIONS+1 transitions, oldest first (rows contiguous per slot)
+        self.times = np.full((MAX_TRANSITIONS + 1, n), -np.inf)
+
+    def reset(self, x: np.ndarray, sat: np.ndarray) -> None:
+        self.dir[:] = 0
+        self.hi[:] = x
+        self.lo[:] = x
+        self.sat_hi[:] = sat
+        self.sat_lo[:] = sat
+
+    def detect(self, x: np.ndarray, sat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Masks of elements for which value ``x`` would complete a rising / falling transition."""
+        drop = self.hi - x
+        rise = x - self.lo
+        if self.red:
+            down = (self.dir >= 0) & (drop > self.delta) & (self.sat_hi | sat)
+            up = (self.dir <= 0) & (rise > self.delta) & (self.sat_lo | sat)
+        else:
+            down = (self.dir >= 0) & (drop >= self.delta) & (x < DARK_LIMIT)
+            up = (self.dir <= 0) & (rise >= self.delta) & (self.lo < DARK_LIMIT)
+        both = up & down
+        if both.any():  # only before the first transition: keep the larger swing
+            up = up & ~(both & (drop > rise))
+            down = down & ~up
+        return up, down
+
+    def exhausted(self, now: float) -> np.ndarray:
+        """Elements whose budget is spent: six transitions already inside the window."""
+        return self.times[1] > now - WINDOW_S - _WINDOW_SLACK_S
+
+    def over(self, now: float) -> np.ndarray:
+        """Elements with more than six transitions inside the window (allowed only on < 25 % area)."""
+        return self.times[0] > now - WINDOW_S - _WINDOW_SLACK_S
+
+    def commit(self, x: np.ndarray, sat: np.ndarray, up: np.ndarray, down: np.ndarray, now: float) -> None:
+        """Record value ``x`` as emitted, given its transitions from :meth:`detect`."""
+        np.copyto(self.sat_hi, sat, where=x > self.hi)
+        np.copyto(self.sat_lo, sat, where=x < self.lo)
+        np.maximum(self.hi, x, out=self.hi)
+        np.minimum(self.lo, x, out=self.lo)
+        moved = up | down
+        if moved.any():
+            idx = np.flatnonzero(moved)
+            self.dir[idx] = np.where(up[idx], 1, -1)
+            self.hi[idx] = x[idx]
+            self.lo[idx] = x[idx]
+            self.sat_hi[idx] = sat[idx]
+            self.sat_lo[idx] = sat[idx]
+            t = self.times[:, idx]
+            t[:-1] = t[1:]
+            t[-1] = now
+            self.times[:, idx] = t
+
+    def blend_limit(self, idx: np.ndarray, prev: np.ndarray, target: np.ndarray) -> np.ndarray:
+        """Largest blend factor k in [0, 1] (prev -> target) keeping elements ``idx`` within the hold band.
+
+        ``prev``/``target`` are the linear-in-k signals of those elements (luminance, or raw R-G-B:
+        for positive bounds max(0, v) >= b <=> v >= b and max(0, v) <= b <=> v <= b).
+        """
+        d = self.dir[idx]
+        k = np.ones(idx.shape[0], np.float32)
+        lower = self.hi[idx] - HOLD_FRACTION * self.delta   # after a rise: stay above
+        upper = self.lo[idx] + HOLD_FRACTION * self.delta   # after a fall: stay below
+        with np.errstate(divide="ignore", invalid="ignore"):
+            kd = np.where(target < prev, (prev - lower) / (prev - target), 1.0)
+            ku = np.where(target > prev, (upper - prev) / (target - prev), 1.0)
+        k = np.where(d > 0, kd, np.where(d < 0, ku, 0.0))
+        return np.clip(np.nan_to_num(k, nan=0.0), 0.0, 1.0).astype(np.float32)
+
+
+class _Field:
+    """Both flash kinds for a set of elements: per-element trackers plus the area rule."""
+
+    def __init__(self, weights: np.ndarray, area_rule: bool) -> None:
+        n = weights.shape[0]
+        self.weights = weights
+        self.area_rule = area_rule
+        self.general = _Transitions(n, red=False)
+        self.red = _Transitions(n, red=True)
+
+    def reset(self, lum, s, sat) -> None:
+        self.general.reset(lum, sat)
+        self.red.reset(s, sat)
+
+    def violations(self, lum, s, sat, now) -> list[tuple[_Transitions, np.ndarray, tuple]]:
+        """For each kind: (tracker, indices that must not transition, detect result)."""
+        out = []
+        for tr, x in ((self.general, lum), (self.red, s)):
+            up, down = tr.detect(x, sat)
+            bad = (up | down) & tr.exhausted(now)
+            if bad.any() and self.area_rule:
+                area = float(self.weights[bad | tr.over(now)].sum())
+                if area < FLASH_AREA:
+                    bad = np.zeros_like(bad)
+            out.append((tr, np.flatnonzero(bad), (up, down)))
+        return out
+
+
+class FlashLimiter:
+    """Keeps an LED frame within three general and three red flashes per second.
+
+    ``weights`` (N,): each LED's share of the installation's visible area (normalised to sum 1).
+    ``fps``: the nominal frame rate, used as ``dt`` when none (or a non-finite one) is given.
+    ``encoding``: ``"linear"`` (default) -- the values are final LED drive levels after the gamma LUT;
+    WS2812-style PWM emits light proportional to the duty cycle, so the values already are linear
+    light and are *not* sRGB-decoded.  ``"srgb"`` for display-referred values (screens, video).
+
+    Use one instance per output frame stream; call :meth:`limit` once per frame, in order.
+    """
+
+    def __init__(self, weights: np.ndarray, fps: float, encoding: str = "linear") -> None:
+        w = np.asarray(weights, dtype=np.float64).reshape(-1)
+        if w.size == 0 or not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
+            raise ValueError("FlashLimiter weights must be a non-empty array of finite, non-negative area "
+                             "weights with a positive sum")
+        if abs(w.sum() - 1.0) > 1e-3:
+            log.debug("flash limiter: weights sum to %.4f, normalising", w.sum())
+        if not (isinstance(fps, (int, float)) and math.isfinite(fps) and fps > 0):
+            raise ValueError(f"FlashLimiter fps must be a positive number, got {fps!r}")
+        if encoding not in ("linear", "srgb"):
+            raise ValueError(f"FlashLimiter encoding must be 'linear' or 'srgb', got {encoding!r}")
+        self.weights = (w / w.sum()).astype(np.float32)
+        self.n = w.size
+        self.fps = float(fps)
+        self.encoding = encoding
+        self.time = 0.0
+        self.frames_limited = 0
+        self._leds = _Field(self.weights, area_rule=True)
+        self._whole = _Field(np.ones(1, np.float32), area_rule=False)
+        self._prev: np.ndarray | None = None   # last emitted frame, linear light (N, 3)
+        self._prev_signals: tuple = ()
+        self._cache: tuple | None = None       # (frame object, _assess result) for the current frame
+
+    # -- the two halves, also used by FrameFlashLimiter ------------------------------------------
+    def _advance(self, dt: float | None) -> float:
+        if dt is None or not math.isfinite(dt) or dt < 0:
+            dt = 1.0 / self.fps
+        self.time += min(float(dt), 10.0)
+        return self.time
+
+    def _assess(self, lin: np.ndarray, now: float) -> tuple:
+        """Measurements of frame ``lin`` and the rule violations it would cause (cached per object)."""
+        if self._cache is not None and self._cache[0] is lin:
+            return self._cache[1]
+        lum, s, raw, sat = _measure(lin)
+        mean = (self.weights @ lin)[None, :]
+        mlum, ms, mraw, msat = _measure(mean)
+        leds = self._leds.violations(lum, s, sat, now)
+        whole = self._whole.violations(mlum, ms, msat, now)
+        result = ((lum, s, raw, sat), (mlum, ms, mraw, msat), leds, whole)
+        self._cache = (lin, result)
+        return result
+
+    def _plan(self, lin: np.ndarray, now: float) -> np.ndarray:
+        """Blend factor per element (1 = pass, 0 = hold the previous frame) for target ``lin``."""
+        prev = self._prev
+        k = np.ones(self.n, np.float32)
+        self._cache = None
+        if prev is None:
+            return k
+        (lum_t, _, raw_t, _), _, leds, whole = self._assess(lin, now)
+        lum_p, raw_p, mlum_p, mraw_p = self._prev_signals
+        for tr, idx, _ in leds:
+            if idx.size:
+                sig_p, sig_t = (raw_p, raw_t) if tr.red else (lum_p, lum_t)
+                k[idx] = np.minimum(k[idx], tr.blend_limit(idx, sig_p[idx], sig_t[idx]))
+        cand = self._blend(prev, lin, k)
+        if cand is not lin:
+            _, _, leds, whole = self._assess(cand, now)
+            bad = np.zeros(self.n, bool)
+            for _, idx, _ in leds:
+                bad[idx] = True
+            if bad.any():                   # a blend that still slips through: hold those elements
+                k[bad] = 0.0
+                cand = self._blend(prev, lin, k)
+                _, _, _, whole = self._assess(cand, now)
+        # the whole field as one element: its area-weighted mean colour
+        (mlum_c, _, mraw_c, _) = self._assess(cand, now)[1]
+        kg = 1.0
+        for tr, idx, _ in whole:
+            if idx.size:
+                sig_p, sig_t = (mraw_p, mraw_c) if tr.red else (mlum_p, mlum_c)
+                kg = min(kg, float(tr.blend_limit(idx, sig_p, sig_t)[0]))
+        if kg < 1.0:
+            k *= np.float32(kg)
+        return k
+
+    @staticmethod
+    def _blend(prev: np.ndarray, target: np.ndarray, k: np.ndarray) -> np.ndarray:
+        passing = k >= 1.0
+        if passing.all():
+            return target
+        out = target - prev
+        out *= k[:, None]
+        out += prev
+        np.copyto(out, target, where=passing[:, None])   # passing elements stay bit-exact
+        return out
+
+    def _commit(self, lin: np.ndarray, now: float) -> bool:
+        """Record the emitted frame; returns False if it breaks a rule (caller must then hold)."""
+        if self._prev is None:
+            lum, s, raw, sat = _measure(lin)
+            mlum, ms, mraw, msat = _measure((self.weights @ lin)[None, :])
+            self._leds.reset(lum, s, sat)
+            self._whole.reset(mlum, ms, msat)
+        else:
+            (lum, s, raw, sat), (mlum, ms, mraw, msat), leds, whole = self._assess(lin, now)
+            if any(idx.size for _, idx, _ in leds + whole):
+                return False
+            for tr, _, (up, down) in leds:
+                tr.commit(s if tr.red else lum, sat, up, down, now)
+            for tr, _, (up, down) in whole:
+                tr.commit(ms if tr.red else mlum, msat, up, down, now)
+        self._cache = None
+        self._prev = lin.copy()
+        self._prev_signals = (lum, raw, mlum, mraw)
+        return True
+
+    def _hold(self, now: float) -> np.ndarray:
+        """Emit the previous frame again (always safe) and record it."""
+        prev = self._prev
+        self._commit(prev, now)
+        return prev
+
+    # -- public ----------------------------------------------------------------------------------
+    def limit(self, rgb: np.ndarray, dt: float | None = None) -> np.ndarray:
+        """Return the frame to emit for target ``rgb`` (N, 3) float 0..1, ``dt`` seconds after the last.
+
+        The result is float32 (N, 3); when no rule would be broken it equals the (clipped) input
+        exactly.  NaN and out-of-range values are treated as 0 and clipped.
+        """
+        now = self._advance(dt)
+        target = np.asarray(rgb, dtype=np.float32)
+        if target.shape != (self.n, 3):
+            raise ValueError(f"FlashLimiter.limit: expected an ({self.n}, 3) frame, got {target.shape}")
+        target = np.minimum(np.fmax(target, 0.0), 1.0)   # NaN -> 0, +inf -> 1
+        lin = srgb_to_linear(target) if self.encoding == "srgb" else target
+        k = self._plan(lin, now)
+        if np.all(k >= 1.0):
+            if self._commit(lin, now):
+                return target
+            k[:] = 0.0
+        self.frames_limited += 1
+        out_lin = self._blend(self._prev, lin, k)
+        if not self._commit(out_lin, now):
+            k[:] = 0.0
+            out_lin = self._hold(now)
+        if self.encoding == "srgb":
+            return np.where((k >= 1.0)[:, None], target, linear_to_srgb(out_lin)).astype(np.float32)
+        return out_lin.astype(np.float32, copy=True)
+
+
+class FrameFlashLimiter:
+    """The same limiter for an RGBA8 image (the tapestry read back for preview and video).
+
+    The image (H, W, 4) uint8, sRGB-encoded, is decoded to linear light (every second pixel in
+    each direction -- a quarter of the work, the same cells) and averaged over a ``grid`` of
+    (columns, rows) cells; each cell is one element of a :class:`FlashLimiter` whose weights are
+    the cells' areas.  Cells that must be slowed are blended toward the last emitted image in
+    linear light with the cell's factor, then re-encoded to 8 bits.  Alpha passes through.
+    Images that break no rule are returned unchanged (the same object).
+    """
+
+    def __init__(self, fps: float, grid: tuple[int, int] = (32, 18)) -> None:
+        gx, gy = int(grid[0]), int(grid[1])
+        if gx < 1 or gy < 1:
+            raise ValueError(f"FrameFlashLimiter grid must be at least 1x1, got {grid!r}")
+        self.fps = float(fps)
+        self.grid = (gx, gy)
+        self._shape: tuple[int, int] | None = None
+        self._core: FlashLimiter | None = None
+        self._prev: np.ndarray | None = None   # last emitted image, RGBA8
+
+    def _setup(self, h: int, w: int) -> None:
+        hs, ws = (h + 1) // 2, (w + 1) // 2            # size of the measured (subsampled) image
+        gx, gy = min(self.grid[0], ws), min(self.grid[1], hs)
+        self._rows = (np.arange(gy + 1) * hs) // gy
+        self._cols = (np.arange(gx + 1) * ws) // gx
+        self._counts = np.outer(np.diff(self._rows), np.diff(self._cols))[:, :, None].astype(np.float32)
+        area = self._counts.reshape(-1).astype(np.float64)
+        self._gx, self._gy = gx, gy
+        # full-resolution pixel -> cell, through the subsampled pixel it belongs to
+        self._row_cell = np.repeat(np.arange(gy), np.diff(self._rows))[np.arange(h) // 2]
+        self._col_cell = np.repeat(np.arange(gx), np.diff(self._cols))[np.arange(w) // 2]
+        self._core = FlashLimiter(area / area.sum(), self.fps)
+        self._shape = (h, w)
+        self._prev = None
+
+    def _cells(self, img: np.ndarray) -> np.ndarray:
+        lin = _SRGB8_TO_LINEAR[img[::2, ::2, :3]]
+        sums = np.add.reduceat(np.add.reduceat(lin, self._rows[:-1], axis=0), self._cols[:-1], axis=1)
+        return (sums / self._counts).reshape(-1, 3)
+
+    @property
+    def frames_limited(self) -> int:
+        """How many frames so far had to be slowed or held."""
+        return self._core.frames_limited if self._core else 0
+
+    def limit(self, rgba: np.ndarray, dt: float | None = None) -> np.ndarray:
+        """Return the image to show for ``rgba`` (H, W, 4) uint8, ``dt`` seconds after the last one."""
+        img = np.asarray(rgba)
+        if img.ndim != 3 or img.shape[2] != 4 or img.dtype != np.uint8:
+            raise ValueError(f"FrameFlashLimiter.limit: expected an (H, W, 4) uint8 image, got "
+                             f"{img.shape} {img.dtype}")
+        h, w = img.shape[:2]
+        if self._shape != (h, w):
+            if self._shape is not None:
+                log.warning("flash limiter: image size changed %s -> %s, restarting its history",
+                            self._shape, (h, w))
+            self._setup(h, w)
+        core = self._core
+        now = core._advance(dt)
+        cells = self._cells(img)
+        k = core._plan(cells, now)
+        if np.all(k >= 1.0):
+            if core._commit(cells, now):
+                self._prev = img.copy()   # the caller may reuse its buffer
+                return rgba
+            k[:] = 0.0
+        core.frames_limited += 1
+        kp = k.reshape(self._gy, self._gx)[self._row_cell][:, self._col_cell][:, :, None]
+        prev_lin = _SRGB8_TO_LINEAR[self._prev[:, :, :3]]
+        out_lin = prev_lin + kp * (_SRGB8_TO_LINEAR[img[:, :, :3]] - prev_lin)
+        out = img.copy()
+        out[:, :, :3] = np.where(kp >= 1.0, img[:, :, :3], np.searchsorted(_SRGB8_BOUNDS, out_lin))
+        if not core._commit(self._cells(out), now):
+            # 8-bit rounding pushed a cell over: show the previous picture again
+            out[:, :, :3] = self._prev[:, :, :3]
+            core._commit(self._cells(out), now)
+        self._prev = out
+        return out

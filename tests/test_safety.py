@@ -1,0 +1,298 @@
+"""Flash limiter: strobes come out within WCAG 2.3.1, everything else passes untouched.
+
+The counters here are written from the WCAG definition, independently of the limiter's code:
+a transition is a swing of >= 0.10 relative luminance between a peak and a valley where the darker
+is below 0.80 (general), or of (R-G-B)*320 > 20 where either end is saturated red (red); a flash
+is a pair of opposing transitions, so "<= 3 flashes in any 1 s" is "<= 6 transitions in any 1 s".
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+import pytest
+
+from installation import safety
+from installation.safety import FlashLimiter, FrameFlashLimiter, srgb_to_linear
+
+FPS = 60.0
+
+
+def luminance(lin):
+    return 0.2126 * lin[..., 0] + 0.7152 * lin[..., 1] + 0.0722 * lin[..., 2]
+
+
+def general_transitions(lum, times):
+    """Times at which a general transition completes (plain scalar zig-zag walk)."""
+    found = []
+    peak = valley = float(lum[0])
+    going = None  # "up" after a rise, "down" after a fall
+    for t, v in zip(times, lum):
+        v = float(v)
+        if going != "down" and peak - v >= 0.1 and v < 0.8:
+            found.append(t)
+            going, peak, valley = "down", v, v
+        elif going != "up" and v - valley >= 0.1 and valley < 0.8:
+            found.append(t)
+            going, peak, valley = "up", v, v
+        else:
+            peak, valley = max(peak, v), min(valley, v)
+    return found
+
+
+def red_transitions(lin, times):
+    """Times at which a red transition completes."""
+    found = []
+    r, g, b = (float(x) for x in lin[0])
+    sig = lambda r, g, b: max(0.0, r - g - b) * 320.0
+    sat = lambda r, g, b: (r + g + b) > 0 and r / (r + g + b) >= 0.8
+    peak = valley = (sig(r, g, b), sat(r, g, b))
+    going = None
+    for t, (r, g, b) in zip(times, lin):
+        s, st = sig(r, g, b), sat(r, g, b)
+        if going != "down" and peak[0] - s > 20 and (peak[1] or st):
+            found.append(t)
+            going, peak, valley = "down", (s, st), (s, st)
+        elif going != "up" and s - valley[0] > 20 and (valley[1] or st):
+            found.append(t)
+            going, peak, valley = "up", (s, st), (s, st)
+        else:
+            if s > peak[0]:
+                peak = (s, st)
+            if s < valley[0]:
+                valley = (s, st)
+    return found
+
+
+def max_per_second(events):
+    """Most events in any half-open 1 s window (the maximum is reached at a window ending on an event)."""
+    ev = np.asarray(events)
+    return max((int(np.sum((ev > t - 1.0) & (ev <= t))) for t in ev), default=0)
+
+
+def max_flashing_area(per_led_events, times):
+    """Largest share of LEDs (equal weights) that, at one moment, had > 6 transitions in the last 1 s."""
+    worst = 0.0
+    for t in times:
+        over = [np.sum((ev > t - 1.0) & (ev <= t)) > 6 for ev in map(np.asarray, per_led_events)]
+        worst = max(worst, float(np.mean(over)))
+    return worst
+
+
+def run(limiter, frames, dt=1 / FPS):
+    return np.stack([limiter.limit(f, dt) for f in frames])
+
+
+def strobe(n, hz, seconds, on=(1.0, 1.0, 1.0), off=(0.0, 0.0, 0.0), fps=FPS, mask=None, base=None):
+    """Square-wave frames (n, 3): ``mask`` LEDs alternate on/off at ``hz``; the others show ``base``."""
+    frames = []
+    for i in range(int(seconds * fps)):
+        t = i / fps
+        lit = int(t * hz * 2) % 2 == 0
+        f = np.tile(np.asarray(base if base is not None else off, np.float32), (n, 1))
+        sel = slice(None) if mask is None else mask
+        f[sel] = on if lit else off
+        frames.append(f)
+    return frames
+
+
+def times_for(count, fps=FPS):
+    return [(i + 1) / fps for i in range(count)]
+
+
+def uniform(n):
+    return np.full(n, 1.0 / n)
+
+
+def test_full_field_white_strobe_is_limited_to_three_flashes_per_second():
+    n = 400
+    frames = strobe(n, 10.0, 4.0)
+    out = run(FlashLimiter(uniform(n), FPS), frames)
+    t = times_for(len(frames))
+    raw = general_transitions(luminance(np.stack(frames).mean(axis=1)), t)
+    assert max_per_second(raw) >= 19          # the input really is a 10 Hz strobe
+    lim = general_transitions(luminance(out.mean(axis=1)), t)
+    assert max_per_second(lim) <= 6           # <= 3 flashes in every 1 s window
+    assert len(lim) >= 6                      # and the content still comes through
+    # every LED individually too
+    for led in (0, n // 2, n - 1):
+        assert max_per_second(general_transitions(luminance(out[:, led]), t)) <= 6
+
+
+@pytest.mark.parametrize("red_level", [1.0, 0.45])
+def test_saturated_red_strobe_is_limited_by_the_red_rule(red_level):
+    # at 0.45 the luminance swing (0.096) is below the general threshold: only the red rule applies
+    n = 300
+    frames = strobe(n, 10.0, 4.0, on=(red_level, 0.0, 0.0))
+    t = times_for(len(frames))
+    if red_level < 0.5:
+        assert general_transitions(luminance(np.stack(frames).mean(axis=1)), t) == []
+    assert max_per_second(red_transitions(np.stack(frames).mean(axis=1), t)) >= 19
+    out = run(FlashLimiter(uniform(n), FPS), frames)
+    mean = out.mean(axis=1)
+    assert max_per_second(red_transitions(mean, t)) <= 6
+    assert max_per_second(general_transitions(luminance(mean), t)) <= 6
+    assert len(red_transitions(mean, t)) >= 6
+
+
+def test_slow_fades_pass_through_exactly():
+    n = 500
+    rng = np.random.default_rng(3)
+    phase = rng.uniform(0, 2 * np.pi, n)
+    hue = rng.uniform(0, 1, (n, 3))
+    lim = FlashLimiter(rng.uniform(0.5, 1.5, n), FPS)
+    for i in range(int(6 * FPS)):
+        t = i / FPS
+        level = 0.5 + 0.5 * np.sin(2 * np.pi * 0.3 * t + phase)           # 0.3 Hz, full swing
+        frame = (level[:, None] * hue).astype(np.float32)
+        out = lim.limit(frame, 1 / FPS)
+        assert np.array_equal(out, frame)
+    assert lim.frames_limited == 0
+
+
+def test_two_hertz_strobe_passes_unchanged():
+    n = 200
+    frames = strobe(n, 2.0, 4.0)
+    lim = FlashLimiter(uniform(n), FPS)
+    for f in frames:
+        assert np.array_equal(lim.limit(f, 1 / FPS), f)
+    assert lim.frames_limited == 0
+
+
+def test_strobe_on_five_percent_of_the_area_passes():
+    n = 1000
+    mask = np.zeros(n, bool)
+    mask[:50] = True                                  # 5 % of the LEDs, equal weights
+    frames = strobe(n, 10.0, 3.0, mask=mask, base=(0.3, 0.3, 0.3))
+    lim = FlashLimiter(uniform(n), FPS)
+    for f in frames:
+        assert np.array_equal(lim.limit(f, 1 / FPS), f)
+
+
+def test_area_weights_decide_not_led_count():
+    # the same 50 LEDs now carry 40 % of the area: their strobe must be limited
+    n = 1000
+    mask = np.zeros(n, bool)
+    mask[:50] = True
+    w = np.where(mask, 0.4 / 50, 0.6 / 950)
+    frames = strobe(n, 10.0, 3.0, mask=mask, base=(0.3, 0.3, 0.3))
+    out = run(FlashLimiter(w, FPS), frames)
+    t = times_for(len(frames))
+    assert max_per_second(general_transitions(luminance(out[:, 0]), t)) <= 6
+
+
+def test_counter_phase_chequerboard_is_limited_per_led():
+    # half the LEDs go up while the other half go down: the mean never moves, every LED flashes
+    n = 400
+    half = np.arange(n) % 2 == 0
+    frames = []
+    for i in range(int(3 * FPS)):
+        lit = int(i / FPS * 20) % 2 == 0
+        f = np.zeros((n, 3), np.float32)
+        f[half == lit] = 1.0
+        frames.append(f)
+    out = run(FlashLimiter(uniform(n), FPS), frames)
+    t = times_for(len(frames))
+    per_led = [general_transitions(luminance(out[:, j]), t) for j in range(0, n, 3)]
+    assert max_flashing_area(per_led, t) < 0.25
+
+
+def test_turn_taking_regions_are_limited_on_the_whole_field():
+    # four quarters flash one after another: each LED only 2.5 Hz, the field at 10 Hz
+    n = 400
+    quarter = np.arange(n) * 4 // n
+    frames = []
+    for i in range(int(3 * FPS)):
+        step = int(i / FPS * 20)
+        f = np.zeros((n, 3), np.float32)
+        if step % 2 == 0:
+            f[quarter == (step // 2) % 4] = 1.0
+        frames.append(f)
+    t = times_for(len(frames))
+    assert max_per_second(general_transitions(luminance(np.stack(frames).mean(axis=1)), t)) >= 19
+    out = run(FlashLimiter(uniform(n), FPS), frames)
+    assert max_per_second(general_transitions(luminance(out.mean(axis=1)), t)) <= 6
+
+
+def test_time_comes_from_dt_and_results_are_deterministic():
+    n = 100
+    frames = strobe(n, 10.0, 2.0, fps=120.0)
+    a = run(FlashLimiter(uniform(n), 120.0), frames, dt=1 / 120)
+    b = run(FlashLimiter(uniform(n), 120.0), frames, dt=1 / 120)
+    assert np.array_equal(a, b)
+    t = [(i + 1) / 120 for i in range(len(frames))]
+    assert max_per_second(general_transitions(luminance(a.mean(axis=1)), t)) <= 6
+    # the same frames declared 1 s apart are a 0.5 Hz strobe: nothing to limit
+    slow = FlashLimiter(uniform(n), 120.0)
+    assert all(np.array_equal(slow.limit(f, 1.0), f) for f in frames)
+
+
+def test_random_noise_is_limited_and_bad_values_do_not_crash():
+    n = 256
+    rng = np.random.default_rng(7)
+    frames = [rng.uniform(0, 1, (n, 3)).astype(np.float32) for _ in range(int(3 * FPS))]
+    frames[10][5] = np.nan
+    frames[11][6] = 7.0
+    out = run(FlashLimiter(uniform(n), FPS), frames)
+    assert np.all(np.isfinite(out)) and out.min() >= 0 and out.max() <= 1
+    t = times_for(len(frames))
+    assert max_per_second(general_transitions(luminance(out.mean(axis=1)), t)) <= 6
+    assert max_flashing_area([general_transitions(luminance(out[:, j]), t) for j in range(n)], t) < 0.25
+    assert max_flashing_area([red_transitions(out[:, j], t) for j in range(n)], t) < 0.25
+
+
+def test_srgb_encoded_values_are_decoded_before_measuring():
+    # 0 <-> 0.3 sRGB is a 0.07 swing in linear light: not a flash; read as linear values it would be 0.3
+    n = 10
+    frames = strobe(n, 10.0, 2.0, on=(0.3, 0.3, 0.3))
+    lim = FlashLimiter(uniform(n), FPS, encoding="srgb")
+    assert all(np.array_equal(lim.limit(f, 1 / FPS), f) for f in frames)
+    frames = strobe(n, 10.0, 2.0)
+    out = run(FlashLimiter(uniform(n), FPS, encoding="srgb"), frames)
+    lin = srgb_to_linear(out.mean(axis=1))
+    assert max_per_second(general_transitions(luminance(lin), times_for(len(frames)))) <= 6
+
+
+def test_nothing_can_switch_the_limiter_off():
+    assert not hasattr(safety, "PARAMS")
+    params = set(inspect.signature(FlashLimiter).parameters) | set(inspect.signature(FrameFlashLimiter).parameters)
+    assert params <= {"weights", "fps", "encoding", "grid"}
+    with pytest.raises(ValueError):
+        FlashLimiter(np.ones(4), FPS).limit(np.zeros((5, 3), np.float32))
+    with pytest.raises(ValueError):
+        FlashLimiter(np.array([1.0, -1.0]), FPS)
+
+
+def rgba_strobe(h, w, hz, seconds, box=None):
+    frames = []
+    for i in range(int(seconds * FPS)):
+        img = np.full((h, w, 4), 60, np.uint8)
+        img[:, :, 3] = 200
+        y0, y1, x0, x1 = box or (0, h, 0, w)
+        img[y0:y1, x0:x1, :3] = 255 if int(i / FPS * hz * 2) % 2 == 0 else 0
+        frames.append(img)
+    return frames
+
+
+def test_frame_limiter_limits_a_video_strobe_and_keeps_alpha():
+    frames = rgba_strobe(36, 64, 10.0, 3.0)
+    lim = FrameFlashLimiter(FPS, grid=(16, 9))
+    out = [lim.limit(f, 1 / FPS) for f in frames]
+    lin = np.stack([srgb_to_linear(o[:, :, :3] / 255.0).reshape(-1, 3).mean(axis=0) for o in out])
+    t = times_for(len(frames))
+    assert max_per_second(general_transitions(luminance(lin), t)) <= 6
+    assert len(general_transitions(luminance(lin), t)) >= 6
+    assert all(np.all(o[:, :, 3] == 200) for o in out)
+    assert lim.frames_limited > 0
+
+
+def test_frame_limiter_passes_slow_content_and_small_strobes_untouched():
+    lim = FrameFlashLimiter(FPS)
+    for i in range(int(3 * FPS)):
+        img = np.zeros((90, 160, 4), np.uint8)
+        img[:, :, :3] = int(127 + 127 * np.sin(2 * np.pi * 0.4 * i / FPS))
+        assert lim.limit(img, 1 / FPS) is img
+    small = FrameFlashLimiter(FPS)
+    for f in rgba_strobe(90, 160, 10.0, 2.0, box=(0, 18, 0, 36)):   # 4.5 % of the picture
+        assert small.limit(f, 1 / FPS) is f
