@@ -5,52 +5,16 @@ from __future__ import annotations
 import os
 import socket
 import sys
-import threading
-import time
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-if ROOT not in sys.path:  # so `pytest tests/outputs` works from anywhere
-    sys.path.insert(0, ROOT)
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+for p in (ROOT, HERE):  # so `pytest tests/outputs` works from anywhere
+    if p not in sys.path:
+        sys.path.insert(0, p)
 
-
-class Receiver:
-    """A UDP socket on 127.0.0.1 collecting datagrams in a thread."""
-
-    def __init__(self, port: int = 0) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
-        self.sock.bind(("127.0.0.1", port))
-        self.sock.settimeout(0.05)
-        self.port = self.sock.getsockname()[1]
-        self.packets: list[bytes] = []
-        self._stop = False
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop:
-            try:
-                self.packets.append(self.sock.recv(65536))
-            except socket.timeout:
-                pass
-            except OSError:
-                return
-
-    def wait_for(self, pred, timeout: float = 3.0) -> bool:
-        """Poll until pred(packets) is true (bounded)."""
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if pred(self.packets):
-                return True
-            time.sleep(0.005)
-        return pred(self.packets)
-
-    def close(self) -> None:
-        self._stop = True
-        self._thread.join(1)
-        self.sock.close()
+from outputs_support import Receiver  # noqa: E402
 
 
 @pytest.fixture
@@ -60,7 +24,9 @@ def receiver():
     r.close()
 
 
-def free_udp_port() -> int:
+@pytest.fixture
+def free_port() -> int:
+    """A UDP port on 127.0.0.1 that was free a moment ago."""
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
