@@ -1,0 +1,511 @@
+"""Camera: frame sources, the capture thread and the per-frame analysis.
+
+The analysis (:class:`CameraAnalyzer`) is a pure, deterministic function of
+the frames and their times fed to it; the capture thread
+(:class:`CameraCapture`) only pulls frames from a source, runs the analysis
+and publishes the latest :class:`CameraFrame`.
+
+How presence is measured (all on a small grey image, ``sensing/camera/width``
+pixels wide):
+
+* **Brightness normalisation.** Each frame is scaled by the gain that best
+  matches it to the reference (background where known, else the previous
+  frame) over pixels believed empty, so auto-exposure steps and slow gallery
+  light changes do not read as people.  Exposure changes are multiplicative,
+  also after gamma encoding, so one gain per frame is enough.
+* **Trusted background.** A pixel's background becomes *trusted* once it has
+  stayed still for ``trust_s``.  Where trusted, a pixel that differs from the
+  background by more than ``threshold`` is foreground.  Learning is selective:
+  empty pixels follow slow light changes (``learn_s``); foreground pixels are
+  absorbed only over ``absorb_s`` (minutes), so a visitor standing still for a
+  minute stays a visitor.
+* **Activity.** Where the background is not trusted yet (at start-up, or where
+  people have been sitting since start-up) a pixel counts as occupied if it
+  moved within ``hold_s``.  Seated people fidget; walls do not.
+* **People.** Connected blobs of the foreground (after a small closing), with
+  centroid or feet mapped through the ROI homography into canvas
+  coordinates, matched greedily to the previous frame's tracks for velocity.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import cv2
+import numpy as np
+
+from installation.params import ParamSpec, ParamTree, floats
+
+from .frames import CameraFrame, Person
+
+log = logging.getLogger(__name__)
+
+P = "sensing/camera"
+
+# Canvas corners in the order the ROI points are given: TL, TR, BR, BL.
+CANVAS_CORNERS = ((0.0, 0.0), (1.0, 0.0), (1.0, 1.0), (0.0, 1.0))
+
+PARAMS: tuple[ParamSpec, ...] = tuple(
+    [ParamSpec(f"{P}/width", "int", 160, "width of the grey image the analysis works on (height follows the "
+               "aspect ratio); smaller is faster and less noisy", 48, 640, "px", live=False)]
+    + floats(P, [
+        ("threshold", 18.0, 2.0, 120.0, "grey levels", "difference from the background (0..255 scale) that "
+         "counts as a person"),
+        ("motion_threshold", 8.0, 1.0, 80.0, "grey levels", "frame-to-frame difference that counts as motion"),
+        ("learn_s", 30.0, 1.0, 3600.0, "s", "time constant with which empty background follows slow light changes"),
+        ("absorb_s", 600.0, 10.0, 86400.0, "s", "time constant with which something that stays (a visitor standing "
+         "still, a moved bench) sinks into the background"),
+        ("trust_s", 30.0, 1.0, 3600.0, "s", "how long an untrusted pixel must stay still before its background is "
+         "trusted (start-up learning)"),
+        ("hold_s", 20.0, 0.0, 3600.0, "s", "where the background is not trusted yet, how long a place that moved "
+         "still counts as occupied"),
+        ("min_blob", 0.002, 0.0, 0.2, "ratio", "smallest blob (share of the watched area) counted as a person"),
+        ("track_dist", 0.2, 0.01, 1.0, "canvas", "furthest a person may move between frames and keep their track"),
+        ("velocity_s", 0.3, 0.0, 5.0, "s", "smoothing time constant of people's velocities"),
+        ("stale_s", 1.0, 0.1, 30.0, "s", "a camera frame older than this marks the camera stale"),
+        ("calm_s", 3.0, 0.1, 120.0, "s", "time constant with which a stale camera's last measurement decays to "
+         "calm"),
+        # ROI: where the four canvas corners (TL, TR, BR, BL) lie in the camera image, 0..1 of its width/height.
+        ("roi/x0", 0.0, -1.0, 2.0, "image", "camera-image x of the canvas top-left corner"),
+        ("roi/y0", 0.0, -1.0, 2.0, "image", "camera-image y of the canvas top-left corner"),
+        ("roi/x1", 1.0, -1.0, 2.0, "image", "camera-image x of the canvas top-right corner"),
+        ("roi/y1", 0.0, -1.0, 2.0, "image", "camera-image y of the canvas top-right corner"),
+        ("roi/x2", 1.0, -1.0, 2.0, "image", "camera-image x of the canvas bottom-right corner"),
+        ("roi/y2", 1.0, -1.0, 2.0, "image", "camera-image y of the canvas bottom-right corner"),
+        ("roi/x3", 0.0, -1.0, 2.0, "image", "camera-image x of the canvas bottom-left corner"),
+        ("roi/y3", 1.0, -1.0, 2.0, "image", "camera-image y of the canvas bottom-left corner"),
+    ])
+    + [ParamSpec(f"{P}/close_px", "int", 2, "radius of the closing that fills people's outlines into blobs",
+                 0, 8, "px"),
+       ParamSpec(f"{P}/max_people", "int", 16, "most people reported (largest blobs win)", 0, 64),
+       ParamSpec(f"{P}/anchor", "choice", "centroid", "which point of a blob is its position: centroid, or feet "
+                 "(bottom centre; use with a floor-plane ROI)", choices=("centroid", "feet"))]
+)
+
+
+def roi_points(tree: ParamTree) -> tuple[tuple[float, float], ...]:
+    """The four ROI points (TL, TR, BR, BL) in normalised camera-image coordinates."""
+    return tuple((float(tree[f"{P}/roi/x{i}"]), float(tree[f"{P}/roi/y{i}"])) for i in range(4))
+
+
+def parse_roi(text: str) -> tuple[tuple[float, float], ...]:
+    """Parse ``"x0,y0,x1,y1,x2,y2,x3,y3"`` (TL, TR, BR, BL in 0..1 of the image) into four points.
+
+    Raises ``ValueError`` with a message naming the problem.
+    """
+    try:
+        nums = [float(v) for v in str(text).replace(";", ",").replace(" ", ",").split(",") if v]
+    except ValueError:
+        raise ValueError(f"--roi {text!r}: expected 8 numbers x0,y0,x1,y1,x2,y2,x3,y3") from None
+    if len(nums) != 8 or not all(math.isfinite(v) for v in nums):
+        raise ValueError(f"--roi {text!r}: expected 8 finite numbers (TL, TR, BR, BL corners), got {len(nums)}")
+    pts = tuple((nums[2 * i], nums[2 * i + 1]) for i in range(4))
+    homography(pts)  # refuses degenerate quads
+    return pts
+
+
+def set_roi(tree: ParamTree, points) -> None:
+    """Write four (x, y) ROI points into the tree's ``sensing/camera/roi/*`` bases."""
+    pts = parse_roi(points) if isinstance(points, str) else tuple(points)
+    tree.update_bases({f"{P}/roi/{a}{i}": float(pts[i][j]) for i in range(4) for j, a in enumerate("xy")})
+
+
+def homography(points) -> np.ndarray:
+    """3x3 matrix mapping normalised camera-image coordinates to canvas coordinates.
+
+    ``points`` are where the canvas corners TL, TR, BR, BL lie in the image.
+    """
+    src = np.array(points, dtype=np.float32).reshape(4, 2)
+    area = 0.5 * abs(float(np.dot(src[:, 0], np.roll(src[:, 1], 1)) - np.dot(src[:, 1], np.roll(src[:, 0], 1))))
+    if area < 1e-4:
+        raise ValueError(f"ROI {src.tolist()} is degenerate (area {area:.2g})")
+    return cv2.getPerspectiveTransform(src, np.array(CANVAS_CORNERS, dtype=np.float32)).astype(np.float64)
+
+
+@dataclass
+class _Track:
+    x: float
+    y: float
+    vx: float
+    vy: float
+    size: float
+    born: int
+
+
+class CameraAnalyzer:
+    """Turns BGR (or grey) frames into :class:`CameraFrame` records.
+
+    Deterministic: the same frames with the same times give the same records.
+    Reads its settings from ``tree`` (``sensing/camera/*``) on every frame,
+    so ROI and thresholds can be tuned live.  ``debug`` holds the last
+    foreground mask and ROI polygon for previews.
+    """
+
+    def __init__(self, tree: ParamTree | None = None) -> None:
+        self.tree = tree if tree is not None else ParamTree.from_specs(PARAMS)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the background, tracks and history (as on a fresh start)."""
+        self._shape: tuple[int, int] | None = None
+        self._bg: np.ndarray | None = None
+        self._prev: np.ndarray | None = None
+        self._trusted: np.ndarray | None = None
+        self._last_active: np.ndarray | None = None
+        self._quiet_since: np.ndarray | None = None
+        self._fg: np.ndarray | None = None
+        self._t_prev: float | None = None
+        self._tracks: list[_Track] = []
+        self._serial = 0
+        self._roi_key = None
+        self._roi_mask: np.ndarray | None = None
+        self._roi_area = 1
+        self._H = np.eye(3)
+        self.debug: dict = {}
+
+    # -- geometry ------------------------------------------------------
+    def _update_roi(self, h: int, w: int) -> None:
+        pts = roi_points(self.tree)
+        key = (pts, h, w)
+        if key == self._roi_key:
+            return
+        try:
+            self._H = homography(pts)
+        except ValueError as e:
+            log.warning("sensing/camera/roi: %s; using the whole image", e)
+            pts = CANVAS_CORNERS
+            self._H = homography(pts)
+        poly = np.array([[x * w, y * h] for x, y in pts], dtype=np.float32)
+        mask = np.zeros((h, w), np.uint8)
+        cv2.fillConvexPoly(mask, np.round(poly).astype(np.int32), 1)
+        self._roi_mask = mask.astype(bool)
+        self._roi_area = max(1, int(self._roi_mask.sum()))
+        self._roi_key = key
+        self.debug["roi"] = pts
+
+    def to_canvas(self, u: float, v: float) -> tuple[float, float]:
+        """Map a normalised camera-image point to canvas coordinates through the ROI homography."""
+        p = self._H @ np.array([u, v, 1.0])
+        return float(p[0] / p[2]), float(p[1] / p[2])
+
+    # -- per frame -----------------------------------------------------
+    def _grey(self, frame: np.ndarray) -> np.ndarray:
+        width = int(self.tree[f"{P}/width"])
+        h0, w0 = frame.shape[:2]
+        w = min(width, w0)
+        h = max(1, round(h0 * w / w0))
+        small = cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA) if (w, h) != (w0, h0) else frame
+        if small.ndim == 3:
+            small = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
+        return small.astype(np.float32)
+
+    def process(self, frame: np.ndarray, t: float) -> CameraFrame:
+        """Analyse one frame taken at time ``t`` (seconds, increasing)."""
+        tr = self.tree
+        cur = self._grey(frame)
+        h, w = cur.shape
+        if self._shape != (h, w):
+            self.reset()
+            self._shape = (h, w)
+            self._bg = cur.copy()
+            self._prev = cur.copy()
+            self._trusted = np.zeros((h, w), bool)
+            self._last_active = np.full((h, w), -np.inf, np.float32)
+            self._quiet_since = np.full((h, w), t, np.float32)
+            self._fg = np.zeros((h, w), bool)
+            self._t_prev = t
+        self._update_roi(h, w)
+        dt = max(0.0, t - self._t_prev) if self._t_prev is not None else 0.0
+        self._t_prev = t
+        bg, trusted, fg_prev = self._bg, self._trusted, self._fg
+
+        # Gain compensation against the reference over pixels believed empty.
+        ref = np.where(trusted, bg, self._prev)
+        sel = ~fg_prev
+        if sel.sum() < 0.05 * sel.size:
+            sel = np.ones_like(sel)
+        num, den = float(ref[sel].sum()), float(cur[sel].sum())
+        gain = min(5.0, max(0.2, num / den)) if den > 1e-3 else 1.0
+        cur *= gain
+
+        moving = (np.abs(cur - self._prev) > float(tr[f"{P}/motion_threshold"])).astype(np.uint8)
+        moving = cv2.medianBlur(moving, 3).astype(bool)  # drop single-pixel sensor noise
+        self._last_active[moving] = t
+        self._quiet_since[moving] = t
+
+        diff = np.abs(cur - bg) > float(tr[f"{P}/threshold"])
+        recently_active = (t - self._last_active) <= float(tr[f"{P}/hold_s"])
+        raw_fg = np.where(trusted, diff, recently_active)
+        r = int(tr[f"{P}/close_px"])
+        if r > 0:
+            k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+            fg = cv2.morphologyEx(raw_fg.astype(np.uint8), cv2.MORPH_CLOSE, k).astype(bool)
+        else:
+            fg = raw_fg
+
+        # Selective background learning.
+        a_learn = 1.0 - math.exp(-dt / float(tr[f"{P}/learn_s"]))
+        a_absorb = 1.0 - math.exp(-dt / float(tr[f"{P}/absorb_s"]))
+        rate = np.where(fg, a_absorb, a_learn).astype(np.float32)
+        rate[moving] = 0.0
+        rate[~trusted] = 1.0  # untrusted background simply follows the image until it settles
+        bg += rate * (cur - bg)
+        settled = (~trusted) & ((t - self._quiet_since) >= float(tr[f"{P}/trust_s"]))
+        trusted |= settled
+
+        self._prev = cur
+        self._fg = fg
+        roi = self._roi_mask
+        presence = float(np.count_nonzero(fg & roi)) / self._roi_area
+        motion = float(np.count_nonzero(moving & roi)) / self._roi_area
+        people = self._people(fg & roi, h, w, dt)
+        speed = float(np.mean([math.hypot(p.vx, p.vy) for p in people])) if people else 0.0
+        self.debug.update(fg=fg, moving=moving, trusted=trusted, gain=gain, frame=frame)
+        return CameraFrame(t, presence, motion, speed, people)
+
+    def _people(self, mask: np.ndarray, h: int, w: int, dt: float) -> tuple[Person, ...]:
+        tr = self.tree
+        n, _, stats, cents = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+        min_area = float(tr[f"{P}/min_blob"]) * self._roi_area
+        feet = tr[f"{P}/anchor"] == "feet"
+        blobs = []
+        for i in range(1, n):
+            area = int(stats[i, cv2.CC_STAT_AREA])
+            if area < max(1.0, min_area):
+                continue
+            if feet:
+                u = (stats[i, cv2.CC_STAT_LEFT] + stats[i, cv2.CC_STAT_WIDTH] / 2) / w
+                v = (stats[i, cv2.CC_STAT_TOP] + stats[i, cv2.CC_STAT_HEIGHT]) / h
+            else:
+                u, v = (cents[i, 0] + 0.5) / w, (cents[i, 1] + 0.5) / h
+            x, y = self.to_canvas(u, v)
+            if -0.05 <= x <= 1.05 and -0.05 <= y <= 1.05:
+                blobs.append((area, min(1.0, max(0.0, x)), min(1.0, max(0.0, y)),
+                              math.sqrt(area / self._roi_area)))
+        blobs.sort(key=lambda b: -b[0])
+        blobs = blobs[: int(tr[f"{P}/max_people"])]
+
+        # Greedy nearest-neighbour matching, closest pairs first.
+        max_d = float(tr[f"{P}/track_dist"])
+        pairs = sorted(((math.hypot(b[1] - tk.x, b[2] - tk.y), bi, ti)
+                        for bi, b in enumerate(blobs) for ti, tk in enumerate(self._tracks)))
+        used_b, used_t, new_tracks = set(), set(), []
+        vs = float(tr[f"{P}/velocity_s"])
+        a = 1.0 if vs <= 0 else 1.0 - math.exp(-dt / vs)
+        for d, bi, ti in pairs:
+            if d > max_d or bi in used_b or ti in used_t:
+                continue
+            used_b.add(bi)
+            used_t.add(ti)
+            _, x, y, size = blobs[bi]
+            tk = self._tracks[ti]
+            if dt > 0:
+                tk.vx += a * ((x - tk.x) / dt - tk.vx)
+                tk.vy += a * ((y - tk.y) / dt - tk.vy)
+            tk.x, tk.y, tk.size = x, y, size
+            new_tracks.append(tk)
+        for bi, (_, x, y, size) in enumerate(blobs):
+            if bi not in used_b:
+                self._serial += 1
+                new_tracks.append(_Track(x, y, 0.0, 0.0, size, self._serial))
+        new_tracks.sort(key=lambda tk: tk.born)
+        self._tracks = new_tracks
+        return tuple(Person(tk.x, tk.y, tk.size, tk.vx, tk.vy) for tk in new_tracks)
+
+
+def calm(frame: CameraFrame, age_over: float, calm_s: float, t: float | None = None) -> CameraFrame:
+    """``frame`` decayed towards calm, ``age_over`` seconds after it went stale."""
+    k = math.exp(-max(0.0, age_over) / max(1e-6, calm_s))
+    people = frame.people if k > 0.5 else ()
+    return CameraFrame(frame.t if t is None else t, frame.presence * k, frame.motion * k, frame.speed * k,
+                       tuple(Person(p.x, p.y, p.size, p.vx * k, p.vy * k) for p in people))
+
+
+# -- sources -----------------------------------------------------------
+
+class FrameSource:
+    """Narrow seam between the capture thread and a camera.
+
+    ``open`` raises ``OSError`` when the source cannot be opened; ``read``
+    returns a BGR frame or ``None`` when the source stopped delivering;
+    ``pace`` is the seconds to wait between frames (files), else 0.
+    """
+
+    name = "camera"
+    pace = 0.0
+
+    def open(self) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def read(self) -> np.ndarray | None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release the device; safe to call twice."""
+
+
+def is_file_source(spec) -> bool:
+    """True if ``spec`` names a video/image file (not a device index, /dev path or URL)."""
+    if spec is None or isinstance(spec, int):
+        return False
+    s = str(spec)
+    return not (s.isdigit() or s.startswith("/dev/") or "://" in s)
+
+
+class CvSource(FrameSource):
+    """An OpenCV ``VideoCapture``: device index, /dev path, video file or network stream.
+
+    Files are paced at their own frame rate and loop when ``loop`` is true.
+    """
+
+    def __init__(self, spec, loop: bool = True, fallback_fps: float = 30.0) -> None:
+        self.spec = int(spec) if isinstance(spec, str) and spec.isdigit() else spec
+        self.name = str(spec)
+        self.loop = loop
+        self.is_file = is_file_source(spec)
+        self.fallback_fps = fallback_fps
+        self._cap = None
+
+    def open(self) -> None:
+        """Open the source; ``OSError`` naming the source if it cannot."""
+        self.close()
+        if self.is_file and not os.path.exists(str(self.spec)):
+            raise OSError(f"camera file {self.spec} does not exist")
+        if isinstance(self.spec, int) or str(self.spec).startswith("/dev/"):
+            cap = cv2.VideoCapture(self.spec, cv2.CAP_V4L2)
+        elif self.is_file:
+            cap = cv2.VideoCapture(str(self.spec))
+        else:
+            cap = cv2.VideoCapture(str(self.spec), cv2.CAP_FFMPEG,
+                                   [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, 3000, cv2.CAP_PROP_READ_TIMEOUT_MSEC, 2000])
+        if not cap.isOpened():
+            cap.release()
+            raise OSError(f"cannot open camera {self.name}")
+        self._cap = cap
+        fps = cap.get(cv2.CAP_PROP_FPS) if self.is_file else 0.0
+        self.pace = 1.0 / (fps if 1.0 <= fps <= 240.0 else self.fallback_fps) if self.is_file else 0.0
+
+    def read(self) -> np.ndarray | None:
+        """Next frame, or ``None`` if the source stopped (a file rewinds when looping)."""
+        if self._cap is None:
+            return None
+        ok, frame = self._cap.read()
+        if not ok and self.is_file and self.loop:
+            self._cap.release()
+            self._cap = cv2.VideoCapture(str(self.spec))
+            ok, frame = self._cap.read()
+        return frame if ok else None
+
+    def close(self) -> None:
+        if self._cap is not None:
+            self._cap.release()
+            self._cap = None
+
+
+class CameraCapture:
+    """Capture thread: pulls frames, analyses them, publishes the latest record.
+
+    ``publish(frame, arrival_monotonic)`` is called from this thread with each
+    new :class:`CameraFrame`.  A source that fails to open or stops
+    delivering is reopened with exponential backoff (0.5 s doubling to 8 s).
+    """
+
+    def __init__(self, source: FrameSource, analyzer: CameraAnalyzer,
+                 publish: Callable[[CameraFrame, float], None], t0: float | None = None,
+                 now: Callable[[], float] = time.monotonic, backoff=(0.5, 8.0)) -> None:
+        self.source = source
+        self.analyzer = analyzer
+        self.publish = publish
+        self._now = now
+        self.t0 = now() if t0 is None else t0
+        self.backoff = backoff
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.state = "off"
+        self.last_error = ""
+        self.opens = 0
+        self.frames = 0
+        self.fps = 0.0
+        self.analysis_ms = 0.0
+
+    def start(self) -> None:
+        """Start the daemon capture thread."""
+        self._stop.clear()
+        self.state = "starting"
+        self._thread = threading.Thread(target=self._run, name=f"camera:{self.source.name}", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 1.0) -> bool:
+        """Ask the thread to stop and wait at most ``timeout``; True if it ended."""
+        self._stop.set()
+        th = self._thread
+        if th is not None:
+            th.join(timeout)
+            if th.is_alive():
+                log.warning("camera %s: capture thread still blocked in the driver after %.1f s; left as daemon",
+                            self.source.name, timeout)
+                return False
+        self.state = "stopped"
+        return True
+
+    def _run(self) -> None:
+        delay = self.backoff[0]
+        while not self._stop.is_set():
+            try:
+                self.source.open()
+                self.opens += 1
+            except Exception as e:  # a driver can raise anything; never kill the thread
+                self._failed(f"open failed: {e}")
+                self._stop.wait(delay)
+                delay = min(self.backoff[1], delay * 2)
+                continue
+            self.state = "running"
+            last = None
+            read_error = ""
+            next_due = self._now()
+            while not self._stop.is_set():
+                try:
+                    frame = self.source.read()
+                except Exception as e:
+                    frame = None
+                    read_error = f"read failed: {e}"
+                if frame is None:
+                    break
+                delay = self.backoff[0]
+                arrival = self._now()
+                try:
+                    t0 = time.perf_counter()
+                    rec = self.analyzer.process(frame, arrival - self.t0)
+                    self.analysis_ms = 1000.0 * (time.perf_counter() - t0)
+                except Exception as e:
+                    if self.last_error != f"analysis failed: {e}":
+                        log.exception("camera %s: analysis failed", self.source.name)
+                    self.last_error = f"analysis failed: {e}"
+                    continue
+                self.frames += 1
+                if last is not None:
+                    inst = 1.0 / max(1e-6, arrival - last)
+                    self.fps = inst if self.fps == 0 else 0.9 * self.fps + 0.1 * inst
+                last = arrival
+                self.publish(rec, arrival)
+                if self.source.pace > 0:
+                    next_due = max(next_due + self.source.pace, self._now() - self.source.pace)
+                    self._stop.wait(max(0.0, next_due - self._now()))
+            self.source.close()
+            if not self._stop.is_set():
+                self._failed(read_error or "source stopped delivering frames")
+                self._stop.wait(delay)
+                delay = min(self.backoff[1], delay * 2)
+        self.source.close()
+
+    def _failed(self, msg: str) -> None:
+        if msg != self.last_error or self.state != "reopening":
+            log.warning("camera %s: %s; retrying with backoff", self.source.name, msg)
+        self.last_error = msg
+        self.state = "reopening"

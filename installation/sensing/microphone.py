@@ -1,0 +1,504 @@
+"""Microphone: PortAudio capture into a ring buffer, analysis on read.
+
+The PortAudio callback only copies samples into a :class:`Ring`; the
+engine's call to read (:meth:`MicCapture.read`) runs :class:`AudioAnalyzer`
+over whatever arrived since the last read, so a sound reaches the mood
+within one engine frame of its block arriving.  A WAV file can stand in for
+the device (:class:`WavFeeder`): it calls the very same callback.
+
+Analysis per hop (``sensing/audio/hop_ms``, window twice the hop, Hann):
+level in dBFS, band energies (bass, voice, air), spectral flux for onsets.
+A noise-floor tracker per measure rises slowly (``floor_rise_db_per_min``)
+and falls fast (``floor_fall_s``), a running low percentile, so a steady
+ventilation hum reads as quiet and nothing is auto-gained: loudness is dB
+above the floor over a fixed range (``range_db``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+import wave
+from typing import Callable
+
+import numpy as np
+
+from installation.params import ParamSpec, ParamTree, floats
+
+from .frames import AudioFrame
+
+log = logging.getLogger(__name__)
+
+P = "sensing/audio"
+
+PARAMS: tuple[ParamSpec, ...] = tuple(floats(P, [
+    ("hop_ms", 10.0, 2.0, 50.0, "ms", "analysis step; the window is twice as long (restart to change)"),
+    ("floor_rise_db_per_min", 3.0, 0.1, 600.0, "dB/min", "how fast the noise floor climbs towards a louder room"),
+    ("floor_fall_s", 0.5, 0.01, 60.0, "s", "time constant with which the noise floor falls to a quieter room"),
+    ("floor_min_dbfs", -90.0, -140.0, -20.0, "dBFS", "lowest noise floor (digital silence stays below it)"),
+    ("margin_db", 3.0, 0.0, 30.0, "dB", "level above the floor that still reads as quiet"),
+    ("range_db", 40.0, 3.0, 100.0, "dB", "level above floor + margin that reads as full loudness (fixed: no auto-gain)"),
+    ("band_range_db", 30.0, 3.0, 100.0, "dB", "band energy above its own floor that reads as 1"),
+    ("level_s", 0.05, 0.0, 2.0, "s", "smoothing of the reported level"),
+    ("onset_k", 2.5, 1.0, 20.0, "x", "spectral flux must exceed this many times its recent mean to be an onset"),
+    ("onset_min_flux", 0.5, 0.0, 20.0, "dB", "smallest mean rise in log spectrum (per bin) that can be an onset"),
+    ("onset_min_db", 10.0, 0.0, 60.0, "dB", "an onset must be this far above the noise floor"),
+    ("onset_refractory_s", 0.08, 0.0, 1.0, "s", "shortest gap between two onsets"),
+    ("onset_window_s", 3.0, 0.2, 60.0, "s", "time constant of the onset-rate estimate"),
+    ("stale_s", 1.0, 0.1, 30.0, "s", "no samples for this long marks the microphone stale"),
+]))
+
+BANDS = {"bass": (30.0, 250.0), "voice": (300.0, 3400.0), "air": (5000.0, 16000.0)}
+_EPS = 1e-12
+
+
+class FloorTracker:
+    """Slow-rising, fast-falling tracker of a level in dB (a running low percentile)."""
+
+    def __init__(self) -> None:
+        self.value: float | None = None
+
+    def update(self, level: float, dt: float, rise_db_per_s: float, fall_s: float, lo: float) -> float:
+        """Advance by ``dt`` seconds towards ``level``; returns the floor."""
+        if self.value is None:
+            self.value = max(level, lo)
+        elif level < self.value:
+            self.value += (level - self.value) * (1.0 - math.exp(-dt / fall_s))
+        else:
+            self.value += min(level - self.value, rise_db_per_s * dt)
+        self.value = max(self.value, lo)
+        return self.value
+
+
+class AudioAnalyzer:
+    """Deterministic analysis of a mono float sample stream into :class:`AudioFrame` records.
+
+    Feed any number of samples with :meth:`feed`; complete hops are analysed,
+    the remainder waits for the next call.  Settings come from ``tree``
+    (``sensing/audio/*``).
+    """
+
+    def __init__(self, samplerate: float, tree: ParamTree | None = None) -> None:
+        self.tree = tree if tree is not None else ParamTree.from_specs(PARAMS)
+        self.sr = float(samplerate)
+        self.hop = max(16, int(round(self.sr * float(self.tree[f"{P}/hop_ms"]) / 1000.0)))
+        self.n = 2 * self.hop
+        self.window = np.hanning(self.n).astype(np.float32)
+        freqs = np.fft.rfftfreq(self.n, 1.0 / self.sr)
+        nyq = self.sr / 2
+        self._bands = {}
+        for name, (lo, hi) in BANDS.items():
+            sel = (freqs >= lo) & (freqs < min(hi, nyq))
+            self._bands[name] = sel if sel.any() else None
+        # Window power normalisation so a full-scale sine reads about -3 dBFS, like its RMS.
+        self._wnorm = float(np.sum(self.window ** 2))
+        self._buf = np.zeros(self.n, np.float32)
+        self._pending = np.zeros(0, np.float32)
+        self._samples = 0  # samples consumed into hops
+        self._prev_logmag: np.ndarray | None = None
+        self._flux_mean = 0.0
+        self._last_onset = -1e9
+        self._rate = 0.0
+        self._level = -120.0
+        self._pw = 0.0
+        self._bp: dict[str, float] = {}
+        self._started = False
+        self._floor = FloorTracker()
+        self._band_floor = {k: FloorTracker() for k in BANDS}
+        self.onsets = 0
+        self.last: AudioFrame | None = None
+
+    @property
+    def time(self) -> float:
+        """Seconds of audio analysed so far."""
+        return self._samples / self.sr
+
+    def feed(self, samples: np.ndarray, t: float | None = None) -> AudioFrame | None:
+        """Analyse ``samples`` (mono float, -1..1); returns the newest frame or ``None`` if no hop completed.
+
+        ``t`` is the time stamp to give the frame (default: audio time analysed).
+        """
+        x = np.asarray(samples, dtype=np.float32).reshape(-1)
+        if self._pending.size:
+            x = np.concatenate([self._pending, x])
+        nh = x.size // self.hop
+        self._pending = x[nh * self.hop:].copy()
+        if nh == 0:
+            return None
+        tr = self.tree
+        hop_dt = self.hop / self.sr
+        # Frames: previous tail + new hops, built with a strided view.
+        stream = np.concatenate([self._buf[self.hop:], x[: nh * self.hop]])
+        self._buf = stream[-self.n:].copy()
+        idx = np.arange(nh)[:, None] * self.hop + np.arange(self.n)[None, :]
+        frames = stream[idx]
+        spec = np.fft.rfft(frames * self.window, axis=1)
+        power = (spec.real ** 2 + spec.imag ** 2) * (2.0 / (self._wnorm * self.n))
+        hop_power = np.mean(frames[:, self.hop:] ** 2, axis=1)  # the newest hop of each frame
+        levels = 10.0 * np.log10(hop_power + _EPS)  # unsmoothed, for onsets
+        logmag = 10.0 * np.log10(power + 1e-10)
+
+        rise = float(tr[f"{P}/floor_rise_db_per_min"]) / 60.0
+        fall = float(tr[f"{P}/floor_fall_s"])
+        lo = float(tr[f"{P}/floor_min_dbfs"])
+        k = float(tr[f"{P}/onset_k"])
+        min_flux = float(tr[f"{P}/onset_min_flux"])
+        min_db = float(tr[f"{P}/onset_min_db"])
+        refractory = float(tr[f"{P}/onset_refractory_s"])
+        win = float(tr[f"{P}/onset_window_s"])
+        level_s = float(tr[f"{P}/level_s"])
+        a_level = 1.0 if level_s <= 0 else 1.0 - math.exp(-hop_dt / level_s)
+        a_flux = 1.0 - math.exp(-hop_dt / 0.5)
+        decay = math.exp(-hop_dt / win)
+
+        band_p = {}
+        for name, sel in self._bands.items():
+            band_p[name] = power[:, sel].sum(axis=1) if sel is not None else np.zeros(nh)
+        for i in range(nh):
+            # Smoothed powers (level_s) feed both the reported values and the floors, so the
+            # hop-to-hop jitter of a steady noise does not read as sound above its floor.
+            self._pw += a_level * (float(hop_power[i]) - self._pw) if self._started else 0.0
+            if not self._started:
+                self._pw = float(hop_power[i])
+                self._bp = {name: float(band_p[name][i]) for name in BANDS}
+                self._started = True
+            lvl = 10.0 * math.log10(self._pw + _EPS)
+            floor = self._floor.update(lvl, hop_dt, rise, fall, lo)
+            for name in BANDS:
+                self._bp[name] += a_level * (float(band_p[name][i]) - self._bp[name])
+                self._band_floor[name].update(10.0 * math.log10(self._bp[name] + _EPS), hop_dt, rise, fall, lo)
+            # Spectral flux: mean positive rise of the log spectrum since the previous hop.
+            cur = logmag[i]
+            flux = 0.0 if self._prev_logmag is None else float(np.mean(np.maximum(cur - self._prev_logmag, 0.0)))
+            self._prev_logmag = cur
+            self._samples += self.hop
+            now = self._samples / self.sr
+            self._rate *= decay
+            if (flux > max(min_flux, k * self._flux_mean) and float(levels[i]) > floor + min_db
+                    and now - self._last_onset >= refractory):
+                self._last_onset = now
+                self._rate += 1.0 / win
+                self.onsets += 1
+            self._flux_mean += a_flux * (flux - self._flux_mean)
+
+        floor = self._floor.value
+        self._level = 10.0 * math.log10(self._pw + _EPS)
+        margin = float(tr[f"{P}/margin_db"])
+        rng = float(tr[f"{P}/range_db"])
+        brng = float(tr[f"{P}/band_range_db"])
+        loud = min(1.0, max(0.0, (self._level - floor - margin) / rng))
+        bands = {}
+        for name in BANDS:
+            cur_db = 10.0 * math.log10(self._bp[name] + _EPS)
+            bands[name] = min(1.0, max(0.0, (cur_db - self._band_floor[name].value - margin) / brng))
+        self.last = AudioFrame(self.time if t is None else t, float(self._level), float(floor), loud,
+                               bands["bass"], bands["voice"], bands["air"], float(self._rate))
+        return self.last
+
+
+class Ring:
+    """Single-writer ring buffer of mono float samples.
+
+    The PortAudio callback calls :meth:`write` (a copy, nothing else); the
+    reader keeps a cursor and calls :meth:`read`.  ``written`` only grows, so
+    a reader that fell more than the capacity behind skips to the newest data.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.buf = np.zeros(int(capacity), np.float32)
+        self.written = 0
+        self.last_write = 0.0  # monotonic time of the last block
+
+    def write(self, block: np.ndarray, now: float | None = None) -> None:
+        """Append a mono block (called on the audio thread)."""
+        n = block.shape[0]
+        cap = self.buf.size
+        if n > cap:
+            self.written += n - cap  # older samples are overwritten anyway
+            block = block[-cap:]
+            n = cap
+        start = self.written % cap
+        first = min(n, cap - start)
+        self.buf[start:start + first] = block[:first]
+        if first < n:
+            self.buf[: n - first] = block[first:]
+        self.written += n
+        self.last_write = time.monotonic() if now is None else now
+
+    def read(self, cursor: int) -> tuple[np.ndarray, int]:
+        """Samples written since ``cursor`` (at most the capacity) and the new cursor."""
+        end = self.written
+        cap = self.buf.size
+        start = max(cursor, end - cap)
+        n = end - start
+        if n <= 0:
+            return np.zeros(0, np.float32), end
+        s = start % cap
+        if s + n <= cap:
+            return self.buf[s:s + n].copy(), end
+        return np.concatenate([self.buf[s:], self.buf[: n - (cap - s)]]), end
+
+
+def find_input_device(sd, name: str | None):
+    """Index of the first input device whose name contains ``name`` (case-insensitive).
+
+    ``None``/``""``/``"default"`` pick PortAudio's default input.  Raises
+    ``OSError`` listing the available inputs if nothing matches.
+    """
+    devices = sd.query_devices()
+    inputs = [(i, d) for i, d in enumerate(devices) if d.get("max_input_channels", 0) > 0]
+    if name in (None, "", "default"):
+        idx = sd.default.device[0]
+        if idx is not None and idx >= 0:
+            return int(idx)
+        if inputs:
+            return inputs[0][0]
+        raise OSError("no audio input device found")
+    for i, d in inputs:
+        if name.lower() in d["name"].lower():
+            return i
+    names = ", ".join(repr(d["name"]) for _, d in inputs) or "none"
+    raise OSError(f"no audio input device matching {name!r} (inputs: {names})")
+
+
+def read_wav(path: str) -> tuple[np.ndarray, int]:
+    """Mono float32 samples and sample rate of a PCM WAV file (8/16/24/32-bit)."""
+    with wave.open(str(path), "rb") as w:
+        sr, ch, sw, n = w.getframerate(), w.getnchannels(), w.getsampwidth(), w.getnframes()
+        raw = w.readframes(n)
+    if sw == 1:
+        x = (np.frombuffer(raw, np.uint8).astype(np.float32) - 128.0) / 128.0
+    elif sw == 2:
+        x = np.frombuffer(raw, "<i2").astype(np.float32) / 32768.0
+    elif sw == 3:
+        b = np.frombuffer(raw, np.uint8).reshape(-1, 3)
+        v = (b[:, 0].astype(np.int32) | (b[:, 1].astype(np.int32) << 8) | (b[:, 2].astype(np.int32) << 16))
+        v = np.where(v >= 1 << 23, v - (1 << 24), v)
+        x = v.astype(np.float32) / float(1 << 23)
+    elif sw == 4:
+        x = np.frombuffer(raw, "<i4").astype(np.float32) / float(1 << 31)
+    else:
+        raise ValueError(f"{path}: unsupported sample width {sw} bytes")
+    return x.reshape(-1, ch).mean(axis=1).astype(np.float32), sr
+
+
+class MicCapture:
+    """A PortAudio input stream (or a WAV file standing in for it) feeding a :class:`Ring`.
+
+    ``device`` is a name substring (``"pulse"``, ``"USB"``), ``"default"``,
+    or a path ending in ``.wav``.  A supervisor thread opens the stream and
+    reopens it with backoff when it fails or stops delivering; PortAudio is
+    re-initialised before each reopen because its device list is fixed at
+    initialisation.  :meth:`read` (engine thread) analyses what arrived.
+    """
+
+    def __init__(self, device: str | None, tree: ParamTree | None = None, samplerate: float | None = None,
+                 blocksize_ms: float = 5.0, backoff=(0.5, 8.0), sd_module=None) -> None:
+        self.device = device
+        self.tree = tree if tree is not None else ParamTree.from_specs(PARAMS)
+        self.is_file = bool(device) and str(device).lower().endswith(".wav")
+        self.samplerate = samplerate
+        self.blocksize_ms = blocksize_ms
+        self.backoff = backoff
+        self._sd = sd_module
+        self.ring: Ring | None = None
+        self.analyzer: AudioAnalyzer | None = None
+        self._cursor = 0
+        self._stream = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._reopen = threading.Event()
+        self.state = "off"
+        self.last_error = ""
+        self.opens = 0
+        self.blocks = 0
+        self.device_name = str(device)
+        self._t0 = time.monotonic()
+
+    # -- callback: copy only ---------------------------------------------
+    def callback(self, indata, frames, time_info, status) -> None:
+        """PortAudio callback: copy the block (first channel) into the ring; nothing else."""
+        ring = self.ring
+        if ring is not None:
+            ring.write(indata[:, 0] if indata.ndim == 2 else indata)
+            self.blocks += 1
+
+    # -- lifecycle --------------------------------------------------------
+    def start(self, t0: float | None = None) -> None:
+        """Start the supervisor thread (opens the device)."""
+        self._t0 = time.monotonic() if t0 is None else t0
+        self._stop.clear()
+        self.state = "starting"
+        self._thread = threading.Thread(target=self._run, name=f"mic:{self.device}", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 1.0) -> bool:
+        """Close the stream and stop the supervisor within ``timeout``; True if it ended."""
+        self._stop.set()
+        self._reopen.set()
+        th = self._thread
+        if th is not None:
+            th.join(timeout)
+            if th.is_alive():
+                log.warning("microphone %s: supervisor did not end within %.1f s", self.device, timeout)
+                return False
+        self.state = "stopped"
+        return True
+
+    def _setup(self, sr: float) -> None:
+        if self.analyzer is None or self.analyzer.sr != sr:
+            self.ring = Ring(int(sr * 2))
+            self.analyzer = AudioAnalyzer(sr, self.tree)
+            self._cursor = 0
+
+    def _run(self) -> None:
+        delay = self.backoff[0]
+        first = True
+        while not self._stop.is_set():
+            try:
+                self._open(reinit=not first)
+                self.opens += 1
+                self.state = "running"
+            except Exception as e:
+                self._fail(f"open failed: {e}")
+                first = False
+                self._stop.wait(delay)
+                delay = min(self.backoff[1], delay * 2)
+                continue
+            first = False
+            opened_at = time.monotonic()
+            # Watch the stream: stale blocks or an inactive stream trigger a reopen.
+            while not self._stop.is_set():
+                self._reopen.wait(0.1)
+                if self._reopen.is_set():
+                    self._reopen.clear()
+                    break
+                stale = float(self.tree[f"{P}/stale_s"])
+                last = self.ring.last_write if self.ring.written else opened_at
+                active = self._active()
+                if not active or time.monotonic() - last > stale:
+                    self._fail("stream stopped delivering" if active else "stream ended")
+                    break
+                delay = self.backoff[0]
+            self._close()
+            if not self._stop.is_set():
+                self._stop.wait(delay)
+                delay = min(self.backoff[1], delay * 2)
+        self._close()
+
+    def _active(self) -> bool:
+        s = self._stream
+        if s is None:
+            return False
+        if isinstance(s, WavFeeder):
+            return s.alive()
+        try:
+            return bool(s.active)
+        except Exception:
+            return False
+
+    def _open(self, reinit: bool) -> None:
+        if self.is_file:
+            samples, sr = read_wav(self.device)
+            self._setup(float(sr))
+            self._stream = WavFeeder(samples, sr, self.callback, block=max(1, int(sr * self.blocksize_ms / 1000)))
+            self._stream.start()
+            self.device_name = str(self.device)
+            return
+        sd = self._sd
+        if sd is None:
+            import sounddevice as sd  # noqa: PLC0415 - optional at import time
+            self._sd = sd
+        if reinit:
+            # PortAudio enumerates devices once at initialisation: rebuild to see a re-plugged device.
+            sd._terminate()
+            sd._initialize()
+        idx = find_input_device(sd, self.device)
+        info = sd.query_devices(idx)
+        sr = float(self.samplerate or info["default_samplerate"])
+        self._setup(sr)
+        blocksize = max(16, int(sr * self.blocksize_ms / 1000))
+        stream = sd.InputStream(device=idx, channels=1, samplerate=sr, dtype="float32", latency="low",
+                                blocksize=blocksize, callback=self.callback)
+        stream.start()
+        self._stream = stream
+        self.device_name = info["name"]
+        log.info("microphone: opened %r at %.0f Hz", info["name"], sr)
+
+    def _close(self) -> None:
+        s, self._stream = self._stream, None
+        if s is not None:
+            try:
+                if isinstance(s, WavFeeder):
+                    s.stop()
+                else:
+                    s.abort()
+                    s.close()
+            except Exception as e:
+                log.debug("microphone: close failed: %s", e)
+
+    def _fail(self, msg: str) -> None:
+        if msg != self.last_error or self.state != "reopening":
+            log.warning("microphone %s: %s; retrying with backoff", self.device, msg)
+        self.last_error = msg
+        self.state = "reopening"
+
+    # -- engine side --------------------------------------------------------
+    def read(self) -> AudioFrame | None:
+        """Analyse samples that arrived since the last read; newest frame or ``None`` if none yet."""
+        ring, an = self.ring, self.analyzer
+        if ring is None or an is None:
+            return None
+        samples, self._cursor = ring.read(self._cursor)
+        if samples.size:
+            an.feed(samples, t=ring.last_write - self._t0)
+        return an.last
+
+    def age(self) -> float:
+        """Seconds since the last block arrived (inf before the first)."""
+        ring = self.ring
+        if ring is None or ring.written == 0:
+            return math.inf
+        return time.monotonic() - ring.last_write
+
+
+class WavFeeder:
+    """Plays a WAV file into a callback in real time, looping, like a PortAudio stream would."""
+
+    def __init__(self, samples: np.ndarray, samplerate: int, callback: Callable, block: int) -> None:
+        self.samples = samples.astype(np.float32)
+        self.sr = samplerate
+        self.callback = callback
+        self.block = block
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start feeding blocks on a daemon thread."""
+        self._thread = threading.Thread(target=self._run, name="wav-feeder", daemon=True)
+        self._thread.start()
+
+    def alive(self) -> bool:
+        """True while the feeder thread runs."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def stop(self) -> None:
+        """Stop feeding (bounded wait)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(1.0)
+
+    def _run(self) -> None:
+        pos, n = 0, self.samples.size
+        if n == 0:
+            return
+        t_next = time.monotonic()
+        period = self.block / self.sr
+        while not self._stop.is_set():
+            idx = (np.arange(pos, pos + self.block) % n)
+            self.callback(self.samples[idx][:, None], self.block, None, None)
+            pos = (pos + self.block) % n
+            t_next += period
+            self._stop.wait(max(0.0, t_next - time.monotonic()))

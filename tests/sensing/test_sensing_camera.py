@@ -1,0 +1,153 @@
+"""Camera analysis on real footage: presence, motion, people, robustness to light, ROI."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from installation.params import ParamTree
+from installation.sensing import PARAMS
+from installation.sensing.camera import CameraAnalyzer, homography, parse_roi, set_roi
+from sensing_media import CLASSROOM, CLASSROOM_FPS, WALK, WALK_FPS, frames
+
+
+def _empty_room(a: CameraAnalyzer, seconds: float, gain=lambda t: 1.0) -> tuple[float, list]:
+    """Feed the empty tail of the walk-in clip (it ends on an empty room) for ``seconds``; returns t and records.
+
+    Played back and forth, so the loop has no seam (a jump the model would rightly call motion).
+    """
+    tail = frames(WALK)[14:]
+    empty = tail + tail[-2:0:-1]
+    recs, k = [], 0
+    while k / WALK_FPS < seconds:
+        t = k / WALK_FPS
+        f = empty[k % len(empty)]
+        g = gain(t)
+        if g != 1.0:
+            f = cv2.convertScaleAbs(f, alpha=g)
+        recs.append(a.process(f, t))
+        k += 1
+    return k / WALK_FPS, recs
+
+
+def _walk_in(a: CameraAnalyzer, t0: float) -> list:
+    """The clip backwards: people walk in through the door at the far left (it was filmed as them leaving)."""
+    return [a.process(f, t0 + i / WALK_FPS) for i, f in enumerate(reversed(frames(WALK)))]
+
+
+def test_presence_rises_when_people_walk_in():
+    a = CameraAnalyzer()
+    t, empty = _empty_room(a, 60.0)
+    base = max(r.presence for r in empty[-100:])
+    walk = _walk_in(a, t)
+    assert a.debug["trusted"].mean() > 0.9, "the empty room's background was learnt"
+    end = walk[-1]
+    assert end.presence > max(0.01, 3 * base), (base, [round(r.presence, 4) for r in walk])
+    assert max(r.motion for r in walk) > 5 * max(r.motion for r in empty[-100:])
+    # The newcomers are at the left of the picture, near the door.
+    assert end.people and min(p.x for p in end.people) < 0.25
+    assert all(0 <= p.x <= 1 and 0 <= p.y <= 1 and p.size > 0 for p in end.people)
+
+
+def test_visitor_standing_still_for_a_minute_is_not_absorbed():
+    a = CameraAnalyzer()
+    t, _ = _empty_room(a, 60.0)
+    walk = _walk_in(a, t)
+    arrived = walk[-1].presence
+    still = frames(WALK)[0]  # the visitors at the door, now standing still
+    t = walk[-1].t
+    recs = [a.process(still, t + (i + 1) / WALK_FPS) for i in range(int(60 * WALK_FPS))]
+    assert recs[-1].presence > 0.8 * arrived, (arrived, recs[-1].presence)
+    assert recs[-1].motion < 0.2 * recs[-1].presence  # still: presence without motion
+    assert len(recs[-1].people) >= 1
+
+
+def test_seated_people_stay_present_while_motion_stays_low():
+    a = CameraAnalyzer()
+    clip = frames(CLASSROOM)
+    per_loop, k = [], 0
+    for _ in range(25):  # 25 loops of 2.7 s: longer than the background takes to trust the walls
+        ps, ms = [], []
+        for f in clip:
+            r = a.process(f, k / CLASSROOM_FPS)
+            ps.append(r.presence)
+            ms.append(r.motion)
+            k += 1
+        per_loop.append((float(np.mean(ps)), float(np.mean(ms)), len(r.people)))
+    assert a.debug["trusted"].mean() > 0.8, "the background model ran long enough to trust the room"
+    early = per_loop[3][0]
+    assert early > 0.01
+    for pres, mot, n in per_loop[5:]:
+        assert pres > 0.7 * early, [round(p[0], 4) for p in per_loop]
+        assert mot < 0.1 * pres
+        assert n >= 2
+    assert per_loop[-1][0] > 0.7 * early
+
+
+@pytest.mark.parametrize("kind", ["exposure step", "slow light change"])
+def test_empty_room_stays_empty_through_light_changes(kind):
+    a = CameraAnalyzer()
+    t, recs = _empty_room(a, 45.0)
+    base = float(np.mean([r.presence for r in recs[-50:]]))
+    if kind == "exposure step":
+        gain = lambda s: 1.0 if s < 50.0 else 0.7  # auto-exposure darkens the picture by 30 %
+    else:
+        gain = lambda s: 1.0 - 0.35 * min(1.0, max(0.0, (s - 45.0) / 60.0))  # daylight fading by a third in a minute
+    _, after = _empty_room(_Continue(a, t), 90.0, gain=lambda s: gain(s + t))
+    worst = max(r.presence for r in after)
+    assert worst < base + 0.01, (base, worst)
+
+
+class _Continue:
+    """Feeds an analyzer with times shifted by ``t0`` (continues a sequence)."""
+
+    def __init__(self, a, t0):
+        self.a, self.t0 = a, t0
+
+    def process(self, f, t):
+        return self.a.process(f, t + self.t0)
+
+
+def test_roi_maps_people_into_canvas_coordinates():
+    tree = ParamTree.from_specs(PARAMS)
+    a_full = CameraAnalyzer()
+    a_left = CameraAnalyzer(tree)
+    set_roi(tree, "0,0, 0.5,0, 0.5,1, 0,1")  # the canvas is the left half of the picture
+    for a in (a_full, a_left):
+        t, _ = _empty_room(a, 40.0)
+        end = _walk_in(a, t)[-1]
+        a.end = end
+    pf, pl = a_full.end.people[0], a_left.end.people[0]
+    assert pl.x == pytest.approx(2 * pf.x, abs=0.02)
+    assert pl.y == pytest.approx(pf.y, abs=0.02)
+    # Presence is the share of the ROI, which is half the picture.
+    assert a_left.end.presence == pytest.approx(2 * a_full.end.presence, rel=0.15)
+
+
+def test_homography_maps_corners_and_refuses_degenerate_quads():
+    pts = ((0.1, 0.2), (0.9, 0.1), (1.0, 0.9), (0.0, 1.0))
+    H = homography(pts)
+    for (u, v), (x, y) in zip(pts, ((0, 0), (1, 0), (1, 1), (0, 1))):
+        p = H @ np.array([u, v, 1.0])
+        assert (p[0] / p[2], p[1] / p[2]) == pytest.approx((x, y), abs=1e-6)
+    with pytest.raises(ValueError, match="degenerate"):
+        parse_roi("0,0,1,0,1,0,0,0")
+    with pytest.raises(ValueError, match="8"):
+        parse_roi("0,0,1,0")
+    with pytest.raises(ValueError, match="8 numbers"):
+        parse_roi("a,b,c,d,e,f,g,h")
+
+
+def test_analysis_is_deterministic_and_frame_size_independent_of_input_scale():
+    clip = frames(WALK)
+    runs = []
+    for _ in range(2):
+        a = CameraAnalyzer()
+        runs.append([a.process(f, i / WALK_FPS) for i, f in enumerate(clip)])
+    assert runs[0] == runs[1]
+    # Upscaled footage (a 1280x720 camera) gives nearly the same measurements.
+    a = CameraAnalyzer()
+    big = [a.process(cv2.resize(f, (1280, 720)), i / WALK_FPS) for i, f in enumerate(clip)]
+    for r1, r2 in zip(runs[0], big):
+        assert r2.presence == pytest.approx(r1.presence, abs=0.01)
