@@ -1,0 +1,190 @@
+"""hardware/test_leds.py end to end: run the script against a venue whose outputs point at a loopback
+receiver, and check the bytes that arrive (and the calibration write-back with its .bak)."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import threading
+import tomllib
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "hardware" / "test_leds.py"
+
+LAYOUT = """# test layout: comments must survive the write-back
+[[fixtures]]
+name = "s1"
+type = "strip"
+start = [0.1, 0.0]
+end = [0.1, 1.0]
+count = 10
+[fixtures.patch]
+controller = "art"
+universe = 0
+order = "GRB"   # WS2812
+[fixtures.calibration]
+gamma = 2.0     # measured on site
+white = [1.0, 1.0, 1.0]
+
+[[fixtures]]
+name = "s2"
+type = "strip"
+start = [0.2, 0.0]
+end = [0.2, 1.0]
+count = 10
+[fixtures.patch]
+controller = "art"
+universe = 1
+order = "BGR"
+"""
+
+VENUE = """
+layouts = ["l.toml"]
+[[outputs]]
+name = "art"
+protocol = "artnet"
+host = "127.0.0.1"
+port = {port}
+fps = 100
+"""
+
+
+class Capture:
+    """Records every ArtDmx packet (universe, data) arriving on a loopback port, in order."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.05)
+        self.port = self.sock.getsockname()[1]
+        self.packets: list[tuple[int, bytes]] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        while not self.stop.is_set():
+            try:
+                p = self.sock.recv(2048)
+            except socket.timeout:
+                continue
+            if p.startswith(b"Art-Net\x00") and p[8:10] == b"\x00\x50":
+                n = int.from_bytes(p[16:18], "big")
+                self.packets.append((p[14] | (p[15] << 8), p[18:18 + n]))
+
+    def close(self):
+        self.stop.set()
+        self.thread.join(2)
+        self.sock.close()
+
+    def sequence(self, universe: int, pixel: int = 0, width: int = 3) -> list[tuple[int, ...]]:
+        """Distinct successive values of one pixel of one universe."""
+        out: list[tuple[int, ...]] = []
+        for u, data in self.packets:
+            if u == universe:
+                v = tuple(data[pixel * width:(pixel + 1) * width])
+                if not out or out[-1] != v:
+                    out.append(v)
+        return out
+
+
+@pytest.fixture
+def rig(tmp_path):
+    cap = Capture()
+    (tmp_path / "l.toml").write_text(LAYOUT)
+    (tmp_path / "v.toml").write_text(VENUE.format(port=cap.port))
+    yield tmp_path, cap
+    cap.close()
+
+
+def run(tmp_path: Path, *args: str) -> str:
+    r = subprocess.run([sys.executable, str(SCRIPT), "--venue", str(tmp_path / "v.toml"), *args],
+                       capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return r.stdout
+
+
+def test_order_red_green_blue_in_each_colour_order(rig):
+    tmp_path, cap = rig
+    out = run(tmp_path, "order", "--seconds", "1.35", "--step", "0.4", "--fps", "40")
+    assert out.splitlines()[1:4] == ["order: RED", "order: GREEN", "order: BLUE"]
+    # s1 is GRB: red is the 2nd byte of a pixel; s2 is BGR: red is the 3rd byte
+    seq1 = cap.sequence(0)
+    assert seq1[:3] == [(0, 255, 0), (255, 0, 0), (0, 0, 255)]
+    seq2 = cap.sequence(1)
+    assert seq2[:3] == [(0, 0, 255), (0, 255, 0), (255, 0, 0)]
+    assert seq1[-1] == (0, 0, 0) and seq2[-1] == (0, 0, 0)   # blackout at exit
+
+
+def test_off_sends_zeros(rig):
+    tmp_path, cap = rig
+    run(tmp_path, "off", "--seconds", "0.3")
+    assert cap.packets and all(not any(data) for _, data in cap.packets)
+
+
+def test_universe_and_fixture_solo_and_identify(rig):
+    tmp_path, cap = rig
+    run(tmp_path, "universe", "1", "--seconds", "0.3", "--hold")
+    last = {u: d for u, d in cap.packets}
+    assert not any(last[0]) and set(last[1][:30]) == {255}
+    cap.packets.clear()
+    run(tmp_path, "fixture", "s1", "--seconds", "0.3", "--hold")
+    last = {u: d for u, d in cap.packets}
+    assert set(last[0][:30]) == {255} and not any(last[1])
+    out = run(tmp_path, "identify", "--seconds", "0.5", "--step", "0.2")
+    assert "identify s1: 10 LEDs on art universe 0 channel 1, GRB" in out and "identify s2" in out
+
+
+def test_chase_dot_moves_from_start_to_end(rig):
+    tmp_path, cap = rig
+    run(tmp_path, "chase", "--seconds", "0.3", "--fps", "60")
+    heads = []
+    for u, data in cap.packets:
+        if u == 0 and any(data):
+            g = [data[i * 3 + 1] for i in range(10)]   # GRB: R is byte 1; the dot is white
+            heads.append(max(range(10), key=lambda i: g[i]))
+    assert len(set(heads)) >= 3
+    assert all(b >= a for a, b in zip(heads, heads[1:]))   # index only grows: it runs start -> end
+
+
+def test_white_is_power_limited(rig):
+    tmp_path, cap = rig
+    v = (tmp_path / "v.toml").read_text() + '\n[[power]]\nname = "psu"\namps = 0.2\nfixtures = ["s*"]\n'
+    (tmp_path / "v.toml").write_text(v)
+    out = run(tmp_path, "white", "--seconds", "0.3", "--hold")
+    assert "psu" in out and "of 0.2 A" in out
+    last = {u: d for u, d in cap.packets}
+    total = sum(sum(last[u][:30]) for u in (0, 1)) / 255.0   # in full-channel units
+    # 20 LEDs, 1 mA idle each, R 16 + G 11 + B 15 mA: under 200 mA means well under full white
+    assert 0 < total < 3 * 20
+
+
+def test_calibration_write_back_keeps_backup_and_comments(rig):
+    tmp_path, cap = rig
+    before = (tmp_path / "l.toml").read_text()
+    out = run(tmp_path, "fixture", "s1", "--set-white", "1", "0.9", "0.8", "--set-gamma", "2.4",
+              "--seconds", "0.2", "--write")
+    assert "wrote s1" in out
+    assert (tmp_path / "l.toml.bak").read_text() == before
+    after = (tmp_path / "l.toml").read_text()
+    assert "# measured on site" in after and "# test layout" in after and "# WS2812" in after
+    data = tomllib.loads(after)
+    cal = data["fixtures"][0]["calibration"]
+    assert cal["gamma"] == pytest.approx(2.4) and cal["white"] == pytest.approx([1.0, 0.9, 0.8])
+    assert "calibration" not in data["fixtures"][1]
+    # a fixture without a calibration table gets one
+    run(tmp_path, "fixture", "s2", "--set-gamma", "1.8", "--seconds", "0.1", "--write")
+    data = tomllib.loads((tmp_path / "l.toml").read_text())
+    assert data["fixtures"][1]["calibration"]["gamma"] == pytest.approx(1.8)
+    assert data["fixtures"][0]["calibration"]["gamma"] == pytest.approx(2.4)
+
+
+def test_bad_venue_is_a_clear_error(tmp_path):
+    (tmp_path / "v.toml").write_text('layouts = ["missing.toml"]\n')
+    r = subprocess.run([sys.executable, str(SCRIPT), "--venue", str(tmp_path / "v.toml"), "off", "--seconds", "0.1"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2 and "missing.toml: cannot read" in r.stdout
