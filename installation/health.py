@@ -1,0 +1,352 @@
+"""Health reporting: what the running show is doing, for a technician and for monitoring.
+
+:class:`HealthBoard` is a latest-value slot the engine writes (cheap, lock-free: each write
+replaces a reference or one slot of a fixed ring).  :class:`HealthServer` serves it on loopback
+(stdlib ``http.server`` in a daemon thread): ``GET /health`` is JSON, ``GET /metrics`` is the
+Prometheus text format.  ``python run.py status`` uses :func:`fetch_status` and
+:func:`format_status`.
+
+Snapshot convention (what the engine passes to :meth:`HealthBoard.update`): a dict of
+JSON-able values; ``"sensors"`` and ``"outputs"`` map a name to a dict with at least
+``"state"`` -- ``"ok"``, ``"disabled"`` or ``"idle"`` are healthy, anything else (e.g.
+``"reconnecting"``, ``"error"``) makes the overall status ``"degraded"``.  Numeric fields of
+those dicts and top-level numbers (e.g. ``"mood": 0.4``) also become metrics.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+import threading
+import time
+import urllib.error
+import urllib.request
+from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PORT = 9091
+DEFAULT_URL = f"http://127.0.0.1:{DEFAULT_PORT}/health"
+HEALTHY_STATES = frozenset({"ok", "disabled", "idle"})
+
+
+class HealthBoard:
+    """Latest state of the running show.
+
+    ``window``: frame times kept for percentiles (a fixed ring, no growth); ``max_errors``: last
+    errors kept; ``stall_s``: no frame for this long reports status ``"stalled"``.  Writers
+    (:meth:`update`, :meth:`record_frame`) are meant for the engine thread; :meth:`error` may be
+    called from any thread; readers (:meth:`report`, :meth:`metrics`) from the HTTP thread.
+    """
+
+    def __init__(self, window: int = 1024, max_errors: int = 20, stall_s: float = 2.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        if window < 2 or max_errors < 1:
+            raise ValueError("HealthBoard needs window >= 2 and max_errors >= 1")
+        self._clock = clock
+        self._started = clock()
+        self._window = int(window)
+        self._frame_ms = np.zeros(self._window, np.float64)
+        self._frame_at = np.zeros(self._window, np.float64)
+        self._frames = 0
+        self._snapshot: dict = {}
+        self._snapshot_at: float | None = None
+        self._errors: tuple[dict, ...] = ()
+        self._error_counts: dict[str, int] = {}
+        self._max_errors = int(max_errors)
+        self._lock = threading.Lock()   # only for errors, which come from any thread and are rare
+        self.stall_s = stall_s
+
+    # -- writers ---------------------------------------------------------------------------------
+    def update(self, snapshot: dict) -> None:
+        """Replace the latest snapshot (the dict is kept, not copied: pass a fresh one each time)."""
+        self._snapshot = snapshot
+        self._snapshot_at = self._clock()
+
+    def record_frame(self, ms: float) -> None:
+        """Record one frame's duration in milliseconds."""
+        i = self._frames % self._window
+        self._frame_ms[i] = ms
+        self._frame_at[i] = self._clock()
+        self._frames += 1
+
+    def error(self, source: str, message: str) -> None:
+        """Keep an error for the report (the last ``max_errors``, with a count per source)."""
+        entry = {"time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                 "source": str(source), "message": str(message)[:500]}
+        with self._lock:
+            self._errors = (self._errors + (entry,))[-self._max_errors:]
+            self._error_counts[entry["source"]] = self._error_counts.get(entry["source"], 0) + 1
+
+    # -- readers ---------------------------------------------------------------------------------
+    def frame_stats(self) -> dict:
+        """fps and frame-time percentiles over the recent window."""
+        n = min(self._frames, self._window)
+        if n == 0:
+            return {"frames": 0, "fps": 0.0, "frame_ms": {"p50": None, "p95": None, "p99": None, "max": None}}
+        ms = self._frame_ms[:n].copy()
+        at = np.sort(self._frame_at[:n])
+        span = at[-1] - at[0]
+        fps = (n - 1) / span if n > 1 and span > 0 else 0.0
+        p50, p95, p99 = np.percentile(ms, [50, 95, 99])
+        return {"frames": self._frames, "fps": round(float(fps), 2),
+                "frame_ms": {"p50": round(float(p50), 3), "p95": round(float(p95), 3),
+                             "p99": round(float(p99), 3), "max": round(float(ms.max()), 3)}}
+
+    def report(self) -> dict:
+        """The /health document."""
+        now = self._clock()
+        snap = self._snapshot
+        stats = self.frame_stats()
+        last = float(self._frame_at[(self._frames - 1) % self._window]) if self._frames else None
+        age = None if last is None else now - last
+        with self._lock:
+            errors, counts = list(self._errors), dict(self._error_counts)
+        sensors = snap.get("sensors") or {}
+        outputs = snap.get("outputs") or {}
+        unhealthy = [f"{kind}/{name}" for kind, group in (("sensor", sensors), ("output", outputs))
+                     for name, entry in group.items()
+                     if not isinstance(entry, dict) or str(entry.get("state", "")).lower() not in HEALTHY_STATES]
+        if age is None or age > self.stall_s:
+            status = "stalled" if age is not None else "starting"
+        else:
+            status = "degraded" if unhealthy else "ok"
+        doc = {k: v for k, v in snap.items() if k not in ("sensors", "outputs")}
+        doc.update({
+            "status": status,
+            "unhealthy": unhealthy,
+            "uptime_s": round(now - self._started, 1),
+            "last_frame_age_s": None if age is None else round(age, 3),
+            **stats,
+            "sensors": sensors,
+            "outputs": outputs,
+            "errors": errors,
+            "error_counts": counts,
+        })
+        return _jsonable(doc)
+
+    def metrics(self) -> str:
+        """The report in Prometheus text exposition format (version 0.0.4)."""
+        doc = self.report()
+        m = _Metrics()
+        m.add("tapestry_up", "gauge", "1 while the engine is producing frames", 1 if doc["status"] in ("ok", "degraded") else 0)
+        m.add("tapestry_uptime_seconds", "gauge", "seconds since the engine started", doc["uptime_s"])
+        m.add("tapestry_frames_total", "counter", "frames produced", doc["frames"])
+        m.add("tapestry_fps", "gauge", "frames per second over the recent window", doc["fps"])
+        if doc["last_frame_age_s"] is not None:
+            m.add("tapestry_last_frame_age_seconds", "gauge", "seconds since the last frame", doc["last_frame_age_s"])
+        for q, key in (("0.5", "p50"), ("0.95", "p95"), ("0.99", "p99")):
+            if doc["frame_ms"][key] is not None:
+                m.add("tapestry_frame_time_ms", "gauge", "frame time percentiles over the recent window",
+                      doc["frame_ms"][key], {"quantile": q})
+        for source, count in sorted(doc["error_counts"].items()):
+            m.add("tapestry_errors_total", "counter", "errors reported, by source", count, {"source": source})
+        for kind in ("sensor", "output"):
+            for name, entry in sorted(doc[kind + "s"].items()):
+                entry = entry if isinstance(entry, dict) else {"state": str(entry)}
+                ok = str(entry.get("state", "")).lower() in HEALTHY_STATES
+                m.add(f"tapestry_{kind}_ok", "gauge", f"1 when the {kind} is healthy", int(ok), {kind: name})
+                for field, value in sorted(entry.items()):
+                    if _is_number(value):
+                        m.add(f"tapestry_{kind}_{_metric_name(field)}", "gauge", f"{kind} field {field}",
+                              value, {kind: name})
+        for key, value in sorted(doc.items()):
+            if key not in _BUILTIN_KEYS and _is_number(value):
+                m.add(f"tapestry_{_metric_name(key)}", "gauge", f"snapshot value {key}", value)
+        return m.text()
+
+
+_BUILTIN_KEYS = {"uptime_s", "last_frame_age_s", "frames", "fps"}
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _metric_name(s: str) -> str:
+    name = re.sub(r"[^a-zA-Z0-9_]", "_", str(s))
+    return name if not name[:1].isdigit() else "_" + name
+
+
+def _label(v: str) -> str:
+    return str(v).replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+class _Metrics:
+    def __init__(self) -> None:
+        self.families: dict[str, list[str]] = {}
+
+    def add(self, name: str, kind: str, help_: str, value: float, labels: dict | None = None) -> None:
+        lines = self.families.setdefault(name, [f"# HELP {name} {help_}", f"# TYPE {name} {kind}"])
+        lab = "{" + ",".join(f'{k}="{_label(v)}"' for k, v in labels.items()) + "}" if labels else ""
+        lines.append(f"{name}{lab} {float(value):g}" if isinstance(value, float) else f"{name}{lab} {value}")
+
+    def text(self) -> str:
+        return "\n".join(line for lines in self.families.values() for line in lines) + "\n"
+
+
+def _jsonable(v: Any) -> Any:
+    """Plain JSON values: numpy scalars/arrays converted, NaN/inf -> None, unknown objects -> str."""
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, np.ndarray):
+        return _jsonable(v.tolist())
+    if isinstance(v, np.generic):
+        return _jsonable(v.item())
+    if isinstance(v, float):
+        return v if math.isfinite(v) else None
+    if v is None or isinstance(v, (bool, int, str)):
+        return v
+    return str(v)
+
+
+class HealthServer:
+    """Serves a :class:`HealthBoard` over HTTP: ``/health`` (JSON) and ``/metrics`` (Prometheus).
+
+    Binds ``host`` (default 127.0.0.1: the endpoint is for the machine's own technician and a
+    local scraper) and ``port`` (0 picks a free one; see :attr:`port`).
+    """
+
+    def __init__(self, board: HealthBoard, host: str = "127.0.0.1", port: int = DEFAULT_PORT) -> None:
+        self.board = board
+        self.host = host
+        self.port = port
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> bool:
+        """Start serving; returns False (and logs why) if the address cannot be bound."""
+        board = self.board
+
+        class Handler(BaseHTTPRequestHandler):
+            server_version = "tapestry-health"
+
+            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+                path = self.path.split("?", 1)[0].rstrip("/") or "/"
+                try:
+                    if path == "/health":
+                        body = json.dumps(board.report(), allow_nan=False).encode()
+                        ctype = "application/json"
+                    elif path == "/metrics":
+                        body = board.metrics().encode()
+                        ctype = "text/plain; version=0.0.4; charset=utf-8"
+                    elif path == "/":
+                        body = b"tapestry: GET /health (JSON) or /metrics (Prometheus)\n"
+                        ctype = "text/plain; charset=utf-8"
+                    else:
+                        self.send_error(404, "try /health or /metrics")
+                        return
+                except Exception as exc:  # noqa: BLE001 - a bad snapshot must not kill the server
+                    log.exception("health report failed")
+                    self.send_error(500, f"report failed: {exc}")
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Cache-Control", "no-store")
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, fmt: str, *args: Any) -> None:
+                log.debug("health %s: " + fmt, self.client_address[0], *args)
+
+        try:
+            self._server = ThreadingHTTPServer((self.host, self.port), Handler)
+        except OSError as exc:
+            log.error("health endpoint: cannot listen on %s:%s (%s); continuing without it",
+                      self.host, self.port, exc.strerror or exc)
+            return False
+        self._server.daemon_threads = True
+        self.port = self._server.server_address[1]
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
+                                        name="health-http", daemon=True)
+        self._thread.start()
+        log.info("health endpoint on http://%s:%d/health", self.host, self.port)
+        return True
+
+    @property
+    def url(self) -> str:
+        """The /health URL."""
+        return f"http://{self.host}:{self.port}/health"
+
+    def stop(self) -> None:
+        """Stop serving and close the socket."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(2.0)
+            self._thread = None
+
+
+class StatusUnavailable(RuntimeError):
+    """No running Tapestry answered at the health URL."""
+
+
+def fetch_status(url: str = DEFAULT_URL, timeout: float = 2.0) -> dict:
+    """GET the /health document; raises :class:`StatusUnavailable` with a readable reason."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return json.loads(resp.read().decode("utf-8"))
+    except urllib.error.HTTPError as exc:
+        raise StatusUnavailable(f"{url} answered HTTP {exc.code} {exc.reason}") from exc
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise StatusUnavailable(f"no Tapestry answering at {url} ({reason}); is it running? "
+                                f"(systemctl status tapestry)") from exc
+    except ValueError as exc:
+        raise StatusUnavailable(f"{url} did not return JSON: {exc}") from exc
+
+
+def _duration(s: float | None) -> str:
+    if s is None:
+        return "-"
+    s = int(s)
+    d, s = divmod(s, 86400)
+    h, s = divmod(s, 3600)
+    m, s = divmod(s, 60)
+    return (f"{d}d " if d else "") + f"{h:02d}:{m:02d}:{s:02d}"
+
+
+def format_status(d: dict) -> str:
+    """A short human-readable report of a /health document for the terminal."""
+    fm = d.get("frame_ms") or {}
+    fmt = lambda v: "-" if v is None else f"{v:.1f}"  # noqa: E731
+    lines = [
+        f"status    {str(d.get('status', '?')).upper()}"
+        + (f"  ({', '.join(d['unhealthy'])})" if d.get("unhealthy") else ""),
+        f"uptime    {_duration(d.get('uptime_s'))}   frames {d.get('frames', 0)}   "
+        f"last frame {fmt(d.get('last_frame_age_s'))} s ago",
+        f"fps       {d.get('fps', 0):.1f}   frame ms p50 {fmt(fm.get('p50'))}  p95 {fmt(fm.get('p95'))}  "
+        f"p99 {fmt(fm.get('p99'))}  max {fmt(fm.get('max'))}",
+    ]
+    extras = {k: v for k, v in d.items() if k not in _REPORT_KEYS}
+    for k, v in sorted(extras.items()):
+        lines.append(f"{k:<9} {v}")
+    for kind in ("sensors", "outputs"):
+        group = d.get(kind) or {}
+        if group:
+            lines.append(f"{kind}:")
+            for name, entry in sorted(group.items()):
+                entry = entry if isinstance(entry, dict) else {"state": entry}
+                rest = ", ".join(f"{k}={v}" for k, v in entry.items() if k != "state")
+                lines.append(f"  {name:<20} {str(entry.get('state', '?')):<12} {rest}".rstrip())
+    errors = d.get("errors") or []
+    if errors:
+        lines.append(f"last errors ({len(errors)}):")
+        for e in errors[-10:]:
+            lines.append(f"  {e.get('time', '')} {e.get('source', '')}: {e.get('message', '')}")
+    return "\n".join(lines)
+
+
+_REPORT_KEYS = {"status", "unhealthy", "uptime_s", "last_frame_age_s", "frames", "fps", "frame_ms",
+                "sensors", "outputs", "errors", "error_counts"}

@@ -1,0 +1,122 @@
+"""Health board and its HTTP endpoint, over real HTTP on loopback."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import urllib.request
+
+import numpy as np
+import pytest
+
+from installation.health import (HealthBoard, HealthServer, StatusUnavailable, fetch_status,
+                                 format_status)
+
+
+class FakeClock:
+    def __init__(self):
+        self.t = 1000.0
+
+    def __call__(self):
+        return self.t
+
+
+@pytest.fixture
+def served():
+    clock = FakeClock()
+    board = HealthBoard(window=100, max_errors=3, clock=clock)
+    server = HealthServer(board, port=0)
+    assert server.start()
+    yield board, server, clock
+    server.stop()
+
+
+def feed(board, clock, frames, ms=lambda i: 10.0, dt=1 / 50):
+    for i in range(frames):
+        clock.t += dt
+        board.record_frame(ms(i))
+
+
+def test_health_json_over_http(served):
+    board, server, clock = served
+    assert fetch_status(server.url)["status"] == "starting"
+    feed(board, clock, 250, ms=lambda i: float(i % 100))       # 1..99 ms, 50 fps
+    board.update({"preset": "dusk", "mood": np.float32(0.25),
+                  "sensors": {"camera": {"state": "ok", "fps": 30.0}, "microphone": {"state": "ok", "level": 0.1}},
+                  "outputs": {"wall-artnet": {"state": "ok", "packets": 1200}}})
+    board.error("output/wall-artnet", "host unreachable")
+    d = fetch_status(server.url)
+    assert d["status"] == "ok" and d["preset"] == "dusk" and d["mood"] == 0.25
+    assert d["frames"] == 250 and d["fps"] == pytest.approx(50.0, rel=1e-3)
+    assert d["frame_ms"]["p50"] == pytest.approx(49.5) and d["frame_ms"]["p99"] == pytest.approx(98.01)
+    assert d["frame_ms"]["max"] == 99.0
+    assert d["sensors"]["camera"]["fps"] == 30.0
+    assert d["errors"][-1]["message"] == "host unreachable" and d["error_counts"] == {"output/wall-artnet": 1}
+    text = format_status(d)
+    assert "OK" in text and "wall-artnet" in text and "host unreachable" in text and "p95" in text
+
+
+def test_degraded_stalled_and_bounded(served):
+    board, server, clock = served
+    feed(board, clock, 10_000)                                   # the ring never grows
+    assert board._frame_ms.shape == (100,)
+    board.update({"sensors": {"camera": {"state": "reconnecting"}}, "outputs": {"dmx": {"state": "disabled"}}})
+    for i in range(10):
+        board.error("camera", f"read timeout {i}")
+    d = fetch_status(server.url)
+    assert d["status"] == "degraded" and d["unhealthy"] == ["sensor/camera"]
+    assert [e["message"] for e in d["errors"]] == ["read timeout 7", "read timeout 8", "read timeout 9"]
+    assert d["error_counts"] == {"camera": 10}
+    clock.t += 5.0                                               # the frame loop stops
+    d = fetch_status(server.url)
+    assert d["status"] == "stalled" and d["last_frame_age_s"] == pytest.approx(5.0)
+    assert "STALLED" in format_status(d)
+
+
+def test_prometheus_metrics(served):
+    board, server, clock = served
+    feed(board, clock, 60)
+    board.update({"mood": 0.5, "nan_value": float("nan"), "label": "x",
+                  "outputs": {'odd "name"\n': {"state": "error", "packets": 7, "flag": True}}})
+    board.error("osc", "bad type")
+    with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics", timeout=5) as resp:
+        assert resp.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+        text = resp.read().decode()
+    assert "# TYPE tapestry_frames_total counter" in text
+    assert "tapestry_frames_total 60" in text
+    assert 'tapestry_frame_time_ms{quantile="0.99"} 10' in text
+    assert 'tapestry_errors_total{source="osc"} 1' in text
+    assert 'tapestry_output_ok{output="odd \\"name\\"\\n"} 0' in text
+    assert 'tapestry_output_packets{output="odd \\"name\\"\\n"} 7' in text
+    assert "tapestry_mood 0.5" in text and "nan_value" not in text and "flag" not in text
+    sample = re.compile(r'^[a-zA-Z_:][a-zA-Z0-9_:]*(\{.*\})? -?[0-9.e+-]+$')
+    for line in text.splitlines():
+        assert line.startswith("# HELP ") or line.startswith("# TYPE ") or sample.match(line), line
+
+
+def test_unknown_path_and_odd_snapshot(served):
+    board, server, _ = served
+    with pytest.raises(StatusUnavailable, match="404"):
+        fetch_status(f"http://127.0.0.1:{server.port}/nope")
+    board.update({"obj": object(), "arr": np.arange(3), "inf": float("inf")})
+    d = fetch_status(server.url)
+    assert d["arr"] == [0, 1, 2] and d["inf"] is None and isinstance(d["obj"], str)
+
+
+def test_fetch_status_without_a_server_says_so():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(StatusUnavailable, match="no Tapestry answering"):
+        fetch_status(f"http://127.0.0.1:{port}/health", timeout=2)
+
+
+def test_port_in_use_does_not_raise():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        server = HealthServer(HealthBoard(), port=s.getsockname()[1])
+        assert server.start() is False
+        server.stop()
+    assert json.loads(json.dumps(HealthBoard().report()))["frames"] == 0
