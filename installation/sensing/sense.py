@@ -117,7 +117,7 @@ def _make_tree(roi) -> ParamTree:
 
 
 def run_sense(camera, audio, out_csv, preview_mp4=None, roi=None, seconds: float | None = None,
-              tree: ParamTree | None = None, out=sys.stdout) -> int:
+              tree: ParamTree | None = None, out=None) -> int:
     """Run the sensing and write one CSV row per camera frame; returns an exit status.
 
     ``camera``: video file, device index, /dev path, stream URL or ``None``;
@@ -130,6 +130,7 @@ def run_sense(camera, audio, out_csv, preview_mp4=None, roi=None, seconds: float
     """
     from installation.mood import MoodModel  # noqa: PLC0415
 
+    out = sys.stdout if out is None else out
     if camera is None and audio is None:
         print("sense: give --camera and/or --audio", file=out)
         return 2
@@ -147,7 +148,6 @@ def run_sense(camera, audio, out_csv, preview_mp4=None, roi=None, seconds: float
     except OSError as e:
         print(f"sense: cannot write {out_csv}: {e}", file=out)
         return 2
-    preview = None
     try:
         writer = csv.writer(f)
         writer.writerow(COLUMNS)
@@ -157,8 +157,6 @@ def run_sense(camera, audio, out_csv, preview_mp4=None, roi=None, seconds: float
         return _live(camera, audio, tree, model, writer, preview_mp4, seconds, out)
     finally:
         f.close()
-        if preview is not None:
-            preview.close()
 
 
 def _offline(camera, audio, tree, model, writer, preview_mp4, out) -> int:

@@ -62,11 +62,14 @@ def band_noise(seconds: float, lo: float, hi: float, dbfs: float, seed: int = 2)
     return (y / np.sqrt(np.mean(y ** 2)) * 10 ** (dbfs / 20)).astype(np.float32)
 
 
-def speech_bursts(seconds: float, dbfs: float = -20.0, on: float = 0.3, period: float = 0.8) -> np.ndarray:
-    """Speech-band (300..3000 Hz) noise bursts: ``on`` seconds every ``period``."""
-    x = band_noise(seconds, 300, 3000, dbfs)
-    env = ((np.arange(x.size) / SR) % period < on).astype(np.float32)
-    return x * env
+def speech_bursts(seconds: float, dbfs: float = -20.0, on: float = 0.3, period: float = 0.8,
+                  lo: float = 300.0, hi: float = 3000.0) -> np.ndarray:
+    """Speech-band (``lo``..``hi`` Hz) noise bursts ("syllables"): ``on`` seconds every ``period``, 20 ms ramps."""
+    x = band_noise(seconds, lo, hi, dbfs)
+    ph = (np.arange(x.size) / SR) % period
+    ramp = 0.02
+    env = np.clip(np.minimum(ph / ramp, (on - ph) / ramp), 0.0, 1.0)
+    return (x * (0.5 - 0.5 * np.cos(np.pi * env))).astype(np.float32)
 
 
 def claps(seconds: float, rate: float = 2.0, peak: float = 0.5, seed: int = 3) -> np.ndarray:

@@ -1,0 +1,143 @@
+"""Microphone DSP on synthesised signals, through the same callback and ring a live stream uses."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from installation.params import ParamTree
+from installation.sensing import PARAMS
+from installation.sensing.microphone import AudioAnalyzer, MicCapture, Ring, read_wav
+from sensing_media import SR, band_noise, claps, noise, speech_bursts, write_wav
+
+
+def feed_like_a_stream(x: np.ndarray, block: int = 240, read_every: int = 3, tree=None):
+    """Push ``x`` block by block through MicCapture's PortAudio callback; read as an engine would."""
+    mic = MicCapture("unused", tree)
+    mic._setup(float(SR))
+    frames = []
+    for i, s in enumerate(range(0, x.size, block)):
+        mic.callback(x[s:s + block, None], block, None, None)
+        if i % read_every == 0:
+            f = mic.read()
+            if f is not None:
+                frames.append(f)
+    frames.append(mic.read())
+    return frames, mic.analyzer
+
+
+def test_silence_reads_quiet():
+    frames, an = feed_like_a_stream(np.zeros(SR * 5, np.float32))
+    assert all(f.loudness == 0 and f.onset_rate == 0 for f in frames)
+    assert all(f.bass == 0 and f.voice == 0 and f.air == 0 for f in frames)
+    assert frames[-1].level_dbfs < -100
+    assert frames[-1].floor_dbfs == pytest.approx(-90.0)
+
+
+def test_steady_noise_floor_reads_quiet_no_auto_gain():
+    for db in (-70.0, -45.0):
+        frames, _ = feed_like_a_stream(noise(10, db))
+        late = frames[len(frames) // 5:]
+        assert frames[-1].floor_dbfs == pytest.approx(db, abs=2.0)
+        assert max(f.loudness for f in late) < 0.05, db
+        assert max(f.onset_rate for f in late) < 0.2, db
+        assert max(max(f.bass, f.voice, f.air) for f in late) < 0.15, db
+
+
+def test_speech_band_bursts_read_as_voice_and_loudness():
+    x = noise(12, -60) + speech_bursts(12, -20)
+    frames, _ = feed_like_a_stream(x)
+    late = frames[len(frames) // 3:]
+    loud = [f for f in late if f.loudness > 0.3]  # during the syllables
+    assert len(loud) > len(late) / 5
+    assert max(f.loudness for f in late) > 0.6
+    assert np.mean([f.voice for f in loud]) > 0.8
+    assert np.mean([f.voice for f in loud]) > 2 * np.mean([f.bass for f in loud])
+    assert np.mean([f.voice for f in loud]) > 2 * np.mean([f.air for f in loud])
+    # The floor stays at the room's noise, not the speech: the gaps pull it back down.
+    assert frames[-1].floor_dbfs < -50
+
+
+def test_bass_hum_reads_as_bass_not_voice_or_air():
+    hum = band_noise(6, 50, 150, -25)
+    hum[: 2 * SR] = 0  # the room is quiet for two seconds first
+    frames, _ = feed_like_a_stream(noise(6, -60) + hum)
+    late = frames[len(frames) // 2:]
+    # A new steady hum: sound for now (the floor climbs over minutes), and in the bass band.
+    assert np.mean([f.bass for f in late]) > 0.8
+    assert np.mean([f.voice for f in late]) < 0.5 * np.mean([f.bass for f in late])
+    assert max(f.air for f in late) < 0.1
+
+
+def test_clap_rate_is_counted():
+    for rate in (1.0, 3.0):
+        x = noise(15, -60) + claps(15, rate)
+        frames, an = feed_like_a_stream(x)
+        assert frames[-1].onset_rate == pytest.approx(rate, rel=0.25), rate
+        assert an.onsets == pytest.approx(15 * rate, abs=2)
+
+
+def test_quiet_after_loud_falls_fast_louder_room_rises_slowly():
+    # A room that gets louder for good: first it reads as sound, the floor climbs over minutes.
+    x = np.concatenate([noise(5, -70), noise(60, -40, seed=5)])
+    an = AudioAnalyzer(SR)
+    an.feed(x[: SR * 6])
+    assert an.last.loudness > 0.4
+    an.feed(x[SR * 6:])
+    assert an.last.floor_dbfs < -60  # one minute in: still well below the new level (3 dB/min)
+    assert an.last.loudness > 0.1
+    # With a faster climb the floor reaches the new level, and loudness returns to quiet.
+    tree = ParamTree.from_specs(PARAMS)
+    tree.set_base("sensing/audio/floor_rise_db_per_min", 60.0)
+    an = AudioAnalyzer(SR, tree)
+    an.feed(x[: SR * 40])
+    assert an.last.floor_dbfs == pytest.approx(-40, abs=3)
+    assert an.last.loudness < 0.05
+    # The room goes quiet again: the floor follows within a couple of seconds.
+    an.feed(noise(3, -70, seed=6))
+    assert an.last.floor_dbfs == pytest.approx(-70, abs=3)
+    assert an.last.loudness < 0.05
+
+
+def test_chunking_does_not_change_the_result():
+    x = noise(4, -50) + claps(4, 2) + speech_bursts(4)
+    a, b = AudioAnalyzer(SR), AudioAnalyzer(SR)
+    a.feed(x)
+    for s in range(0, x.size, 333):
+        b.feed(x[s:s + 333])
+    for k, v in a.last.to_dict().items():  # FFT batch sizes differ: equal to rounding
+        assert getattr(b.last, k) == pytest.approx(v, rel=1e-5, abs=1e-6), k
+    assert a.onsets == b.onsets
+
+
+def test_parameters_are_read_from_the_tree():
+    tree = ParamTree.from_specs(PARAMS)
+    x = noise(6, -60) + speech_bursts(6, -30)
+    loud_default = max(f.loudness for f in feed_like_a_stream(x, tree=tree)[0])
+    tree.set_base("sensing/audio/range_db", 10.0)
+    loud_narrow = max(f.loudness for f in feed_like_a_stream(x, tree=tree)[0])
+    assert loud_narrow > loud_default
+
+
+def test_ring_wraps_and_skips_when_the_reader_falls_behind():
+    r = Ring(100)
+    cur = 0
+    data = np.arange(1000, dtype=np.float32)
+    got = []
+    for s in range(0, 250, 30):
+        r.write(data[s:s + 30])
+        out, cur = r.read(cur)
+        got.append(out)
+    assert np.array_equal(np.concatenate(got), data[:270])
+    r.write(data[300:550])  # more than the capacity at once
+    out, cur = r.read(cur)
+    assert np.array_equal(out, data[450:550])
+    assert cur == r.written
+
+
+def test_wav_file_reads_like_the_device(tmp_path):
+    x = noise(2, -50) + claps(2, 2)
+    path = write_wav(tmp_path / "room.wav", x)
+    y, sr = read_wav(path)
+    assert sr == SR and y.size == x.size
+    assert np.max(np.abs(y - np.clip(x, -1, 1))) < 1e-4

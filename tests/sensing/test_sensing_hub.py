@@ -1,0 +1,197 @@
+"""SensorHub on real threads: a camera that stalls and comes back, real files, recording and replay."""
+
+from __future__ import annotations
+
+import csv
+import json
+import threading
+import time
+
+import av
+import numpy as np
+import pytest
+
+from installation.params import ParamTree
+from installation.sensing import PARAMS, OfflineSensors, SensorHub, run_sense
+from installation.sensing.camera import FrameSource
+from sensing_media import CLASSROOM, WALK, claps, frames, need, noise, write_wav
+
+
+def wait_for(cond, limit=10.0, step=0.01):
+    """Poll ``cond`` until true or ``limit`` seconds pass; returns its last value (no timing asserted)."""
+    end = time.monotonic() + limit
+    while True:
+        v = cond()
+        if v or time.monotonic() > end:
+            return v
+        time.sleep(step)
+
+
+class StallingCamera(FrameSource):
+    """Stands in for the physical camera only: real footage, then a stall until released, then a driver timeout."""
+
+    name = "fake-camera"
+
+    def __init__(self, clip, deliver: int) -> None:
+        self.clip = clip
+        self.deliver = deliver
+        self.opens = 0
+        self.sent = 0
+        self.release = threading.Event()
+        self.stalled = threading.Event()
+
+    def open(self) -> None:
+        self.opens += 1
+        self.sent = 0
+
+    def read(self):
+        if self.opens == 1 and self.sent >= self.deliver:
+            self.stalled.set()
+            self.release.wait(10.0)
+            return None  # like V4L2's select() timing out
+        f = self.clip[self.sent % len(self.clip)]
+        self.sent += 1
+        time.sleep(0.01)
+        return f
+
+
+def test_stalled_camera_is_noticed_decays_to_calm_and_is_reopened():
+    tree = ParamTree.from_specs(PARAMS)
+    tree.set_base("sensing/camera/stale_s", 0.2)
+    tree.set_base("sensing/camera/calm_s", 0.2)
+    tree.set_base("sensing/camera/hold_s", 60.0)
+    cam = StallingCamera(frames(CLASSROOM), deliver=120)
+    hub = SensorHub(None, None, tree, camera_source=cam)
+    hub.start()
+    try:
+        assert wait_for(cam.stalled.is_set)
+        fresh, _ = hub.latest()
+        assert fresh is not None and fresh.presence > 0
+        assert wait_for(lambda: hub.status()["camera"]["state"] == "stale")
+        decayed = wait_for(lambda: (lambda c: c if c is not None and c.presence < 0.5 * fresh.presence else None)(
+            hub.latest()[0]))
+        assert decayed is not None, "a stale camera's measurement decays towards calm"
+        assert wait_for(lambda: hub.latest()[0] is None), "and fades out completely"
+        st = hub.status()["camera"]
+        assert st["age"] > 0.2 and st["frames"] >= 120
+        cam.release.set()  # the driver times out: the hub reopens the camera
+        assert wait_for(lambda: cam.opens >= 2 and hub.status()["camera"]["state"] == "running")
+        assert wait_for(lambda: hub.latest()[0] is not None)
+        assert "stopped delivering" in hub.status()["camera"]["error"]
+    finally:
+        cam.release.set()
+        hub.stop()
+    assert hub.status()["camera"]["state"] == "stopped"
+
+
+class FailingCamera(FrameSource):
+    name = "unplugged"
+
+    def __init__(self) -> None:
+        self.tries = 0
+
+    def open(self) -> None:
+        self.tries += 1
+        raise OSError("no such device")
+
+    def read(self):
+        return None
+
+
+def test_unplugged_camera_is_retried_with_backoff_and_never_blocks_latest():
+    cam = FailingCamera()
+    hub = SensorHub(None, None, camera_source=cam)
+    hub.start()
+    try:
+        assert wait_for(lambda: cam.tries >= 2, limit=5.0)
+        assert hub.latest() == (None, None)
+        st = hub.status()["camera"]
+        assert st["state"] == "reopening" and "no such device" in st["error"]
+    finally:
+        hub.stop()
+    assert cam.tries <= 4  # backoff: 0.5 s, 1 s, 2 s ... not a busy loop
+
+
+def test_hub_with_files_records_and_the_recording_replays_identically(tmp_path):
+    wav = write_wav(tmp_path / "room.wav", noise(3, -60) + claps(3, 2))
+    rec = tmp_path / "sensors.jsonl"
+    hub = SensorHub(str(need(WALK)), str(wav), record_to=str(rec))
+    hub.start()
+    seen_cam, seen_aud = [], []
+    try:
+        def got_enough():
+            c, a = hub.latest()
+            if c is not None and (not seen_cam or c is not seen_cam[-1]):
+                seen_cam.append(c)
+            if a is not None and (not seen_aud or a is not seen_aud[-1]):
+                seen_aud.append(a)
+            return len(seen_cam) >= 15 and len(seen_aud) >= 20
+        assert wait_for(got_enough, limit=20.0)
+        st = hub.status()
+        assert st["camera"]["state"] == "running" and st["camera"]["fps"] > 0
+        assert st["audio"]["state"] == "running" and st["audio"]["samplerate"] == 48000
+    finally:
+        hub.stop()
+    lines = [json.loads(x) for x in rec.read_text().splitlines()]
+    assert sum("camera" in x for x in lines) >= 15 and sum("audio" in x for x in lines) >= 20
+    assert max(a.onset_rate for a in seen_aud) > 0  # the claps came through the live path
+
+    replay = OfflineSensors(sensors_file=str(rec))
+    for c in seen_cam:
+        got_c, _ = replay.at(c.t)
+        assert got_c == c
+    for a in seen_aud[-5:]:
+        assert replay.at(a.t)[1] == a
+    again = OfflineSensors(sensors_file=str(rec))
+    ts = np.linspace(0, replay.duration, 50)
+    assert [again.at(t) for t in ts] == [replay.at(t) for t in ts]
+
+
+def test_offline_sensors_are_deterministic_and_restart_when_time_goes_back(tmp_path):
+    wav = write_wav(tmp_path / "room.wav", noise(4, -60) + claps(4, 2))
+    ts = [i / 30 for i in range(120)]
+    a = OfflineSensors(camera_file=str(need(WALK)), audio_file=str(wav), fps=30)
+    b = OfflineSensors(camera_file=str(WALK), audio_file=str(wav), fps=30)
+    ra = [a.at(t) for t in ts]
+    rb = [b.at(t) for t in ts]
+    assert ra == rb
+    assert a.at(1.0) == ra[30]  # earlier time: analysis restarts from zero, same answer
+    assert all(c is not None and au is not None for c, au in ra[1:])
+    assert ra[-1][1].onset_rate > 0.5
+    # The 23-frame clip loops at its own 12.5 fps.
+    assert a.camera_fps == pytest.approx(12.5)
+
+
+def test_offline_sensors_report_bad_files_clearly(tmp_path):
+    with pytest.raises(OSError, match="nope.gif"):
+        OfflineSensors(camera_file=str(tmp_path / "nope.gif"))
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"camera": {"t": 0, "presence": 0.5, "motion": 0, "speed": 0, "people": []}}\n'
+                   'not json\n{"audio": {"t": 1}}\n')
+    s = OfflineSensors(sensors_file=str(bad))
+    assert s.at(0.5)[0].presence == 0.5 and s.at(0.5)[1] is None
+
+
+def test_sense_command_writes_rows_and_a_preview(tmp_path, capsys):
+    wav = write_wav(tmp_path / "room.wav", noise(2, -60) + claps(2, 2))
+    out = tmp_path / "sense.csv"
+    mp4 = tmp_path / "preview.mp4"
+    rc = run_sense(str(need(WALK)), str(wav), str(out), str(mp4), roi="0,0,1,0,1,1,0,1")
+    assert rc == 0
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == len(frames(WALK))
+    assert {"t", "presence", "motion", "people", "level_dbfs", "onset_rate", "intensity"} <= set(rows[0])
+    assert max(float(r["presence"]) for r in rows) > 0.01
+    assert "presence" in capsys.readouterr().out
+    with av.open(str(mp4)) as c:
+        s = c.streams.video[0]
+        assert s.codec_context.name == "h264"
+        n = sum(1 for _ in c.decode(video=0))
+    assert n == len(frames(WALK))
+
+
+def test_sense_command_refuses_bad_arguments(tmp_path):
+    out = tmp_path / "x.csv"
+    assert run_sense(str(need(WALK)), None, str(out), roi="1,2,3") == 2
+    assert run_sense(None, None, str(out)) == 2
+    assert run_sense(str(tmp_path / "missing.gif"), None, str(out)) == 1
