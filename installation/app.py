@@ -1,0 +1,288 @@
+"""Assembling and running the piece: the live show and the headless render.
+
+``run.py`` parses the command line and calls these; they build the parts
+(GL context, engine, LEDs, sensors, OSC, watcher, sinks), run the frame loop
+and tear everything down in order, whatever happened.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .clock import FixedStepClock, RealtimeClock
+from .engine import Engine, EngineOptions, declare_all
+from .gfx.context import ContextError, display_available, headless_context
+from .gfx.shaders import ShaderError
+from .presets import PresetError
+from .recording import PngSequenceWriter, Progress, RecordingError, VideoWriter
+
+log = logging.getLogger(__name__)
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_VENUE = ROOT / "hardware" / "demo-venue.toml"
+
+
+class StartupError(RuntimeError):
+    """Something the user must fix before the piece can start; the message says what."""
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``"1280x720"`` -> (1280, 720), with a clear error."""
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise StartupError(f"size {text!r}: expected WIDTHxHEIGHT, e.g. 1280x720") from None
+    if not (16 <= w <= 8192 and 16 <= h <= 8192):
+        raise StartupError(f"size {text!r}: each side must be 16..8192 pixels")
+    return w, h
+
+
+def internal_size(out: tuple[int, int], max_height: int = 540) -> tuple[int, int]:
+    """Internal tapestry size for an output size: the same aspect, at most ``max_height`` tall.
+
+    The field is soft (trails and glow), so rendering it at up to 540 lines and
+    scaling up costs little to the eye and a lot less time on a CPU rasteriser.
+    """
+    w, h = out
+    if h <= max_height:
+        return w, h
+    return max(16, round(w * max_height / h)), max_height
+
+
+# -- render ----------------------------------------------------------------
+@dataclass
+class RenderArgs:
+    """What ``run.py render`` asks for."""
+
+    out: Path
+    preset: str = "harmony"
+    seconds: float = 10.0
+    fps: float = 30.0
+    size: tuple[int, int] = (1280, 720)
+    seed: int = 1
+    internal: tuple[int, int] | None = None
+    particles: int | None = None
+    sensors: str | None = None
+    camera: str | None = None
+    audio: str | None = None
+    quiet: bool = False
+
+
+def render(args: RenderArgs) -> int:
+    """Render headless, as fast as the machine allows, to an MP4 or a PNG sequence; returns exit status."""
+    frames = max(1, round(args.seconds * args.fps))
+    internal = args.internal or internal_size(args.size)
+    sensors = None
+    if args.sensors or args.camera or args.audio:
+        from .sensing import OfflineSensors
+        try:
+            off = OfflineSensors(camera_file=args.camera, audio_file=args.audio, sensors_file=args.sensors,
+                                 fps=args.fps)
+        except (OSError, ValueError) as exc:
+            raise StartupError(f"cannot read the sensor inputs: {exc}") from None
+        sensors = off.at
+    out = str(args.out)
+    if out.endswith(("/", "\\")) or args.out.is_dir():
+        sink = PngSequenceWriter(args.out, args.size)
+    elif args.out.suffix.lower() in (".mp4", ".m4v", ".mov"):
+        sink = VideoWriter(args.out, args.size, args.fps)
+    else:
+        raise StartupError(f"--out {out}: give a .mp4 file or a directory ending in / for PNGs")
+    ctx = headless_context()
+    engine = _build_engine(ctx, EngineOptions(size=internal, seed=args.seed, preset=args.preset,
+                                              particles=args.particles), sensors=sensors, sinks=[sink])
+    progress = None if args.quiet else Progress(frames, label=f"render {args.out.name or args.out}")
+    clock = FixedStepClock(args.fps)
+    t0 = time.perf_counter()
+    try:
+        for i in range(frames):
+            engine.frame(clock.next_frame())
+            if engine.last_errors and any(e.startswith("VideoWriter") or e.startswith("PngSequenceWriter")
+                                          for e in engine.last_errors):
+                raise RecordingError(engine.last_errors[-1])
+            if progress:
+                progress.update(i + 1)
+    finally:
+        engine.close()
+        engine.release()
+    took = time.perf_counter() - t0
+    if not args.quiet:
+        print(f"wrote {args.out}: {frames} frames {args.size[0]}x{args.size[1]} @ {args.fps:g} fps "
+              f"(internal {internal[0]}x{internal[1]}, {engine.field.count} particles) in {took:.1f} s "
+              f"= {frames / args.fps / took:.2f}x real time", file=sys.stderr)
+    return 0
+
+
+def _build_engine(ctx, options: EngineOptions, **kw) -> Engine:
+    try:
+        return Engine(ctx, options, tree=declare_all(extra=_sensing_params()), **kw)
+    except PresetError as exc:
+        raise StartupError(f"preset: {exc}") from None
+    except ShaderError as exc:
+        raise StartupError(f"shader: {exc}") from None
+
+
+def _sensing_params():
+    from .sensing import PARAMS
+    return PARAMS
+
+
+# -- live ------------------------------------------------------------------
+@dataclass
+class LiveArgs:
+    """What ``run.py`` (the live show) asks for."""
+
+    venue: Path | None = DEFAULT_VENUE
+    preset: str | None = None
+    size: tuple[int, int] = (640, 360)
+    seed: int = 1
+    fps: float = 60.0
+    particles: int | None = None
+    headless: bool = False
+    window: tuple[int, int] = (1280, 720)
+    seconds: float | None = None
+    camera: str | None = None
+    audio: str | None = None
+    record_sensors: str | None = None
+    osc_port: int | None = None
+    no_leds: bool = False
+    status_every: float = 1.0
+
+
+def run_live(args: LiveArgs) -> int:
+    """Run the installation until Ctrl-C / SIGTERM (or ``seconds``); returns exit status."""
+    from .control.osc import OscConfig, OscServer
+    from .watch import FileWatcher
+
+    venue = None
+    if args.venue is not None and not args.no_leds:
+        from .venue import VenueError, load_venue
+        try:
+            venue = load_venue(args.venue)
+        except VenueError as exc:
+            raise StartupError(f"venue: {exc}") from None
+    sections = venue.sections if venue else {}
+
+    stop = threading.Event()
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        previous[sig] = signal.signal(sig, lambda *_: stop.set())
+
+    preview = None
+    if not args.headless and display_available():
+        from .preview import PreviewWindow
+        preview = PreviewWindow(args.window, title="Tapestry — Nutrient Network")
+        ctx = preview.ctx
+    else:
+        ctx = headless_context()
+
+    sensors_cfg = sections.get("sensors", {}) if isinstance(sections.get("sensors", {}), dict) else {}
+    camera = args.camera if args.camera is not None else sensors_cfg.get("camera")
+    audio = args.audio if args.audio is not None else sensors_cfg.get("audio")
+    tree = declare_all(extra=_sensing_params())
+    hub = None
+    if camera is not None or audio is not None:
+        from .sensing import SensorHub
+        hub = SensorHub(camera, audio, tree=tree, record_to=args.record_sensors)
+
+    scenes = schedule = None
+    if "scenes" in sections or "schedule" in sections:
+        from .scenes import SceneRunner, parse_scenes, parse_schedule
+        src = str(args.venue)
+        if "scenes" in sections:
+            scenes = SceneRunner(parse_scenes(sections["scenes"], src))
+        if "schedule" in sections:
+            schedule = parse_schedule(sections["schedule"], src)
+
+    end_state = (sections.get("end_state") or {}).get("mode", "blackout") if isinstance(
+        sections.get("end_state"), dict) else "blackout"
+    first = args.preset or "harmony"  # a scene list, if any, fades to its first cue's preset at once
+    try:
+        engine = Engine(ctx, EngineOptions(size=args.size, seed=args.seed, preset=first,
+                                           particles=args.particles, end_state=end_state),
+                        tree=tree, sensors=(lambda t: hub.latest()) if hub else None,
+                        scenes=scenes, schedule=schedule)
+    except (PresetError, ShaderError) as exc:
+        raise StartupError(str(exc)) from None
+
+    if venue is not None:
+        from .leds import LedPipeline
+        engine.leds = LedPipeline(ctx, venue, tree)
+    if preview is not None:
+        preview.attach(engine)
+        engine.sinks.append(preview)
+
+    osc_cfg = sections.get("osc", {}) if isinstance(sections.get("osc"), dict) else {}
+    try:
+        cfg = OscConfig(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in osc_cfg.items()})
+        if args.osc_port is not None:
+            cfg = OscConfig(**{**cfg.__dict__, "port": args.osc_port})
+    except (TypeError, ValueError) as exc:
+        raise StartupError(f"venue [osc]: {exc}") from None
+    osc = OscServer(tree, engine.commands, cfg)
+    try:
+        osc.start()
+        tree.listen(osc.publish_change)
+    except OSError as exc:
+        log.error("OSC control is off: cannot listen on %s:%s (%s)", cfg.host, cfg.port, exc)
+        osc = None
+    watcher = FileWatcher([engine.options.presets, engine.options.shaders], engine.commands,
+                          suffixes=(".toml", ".glsl"))
+    watcher.start()
+    if hub:
+        hub.start()
+
+    clock = RealtimeClock(args.fps)
+    last_status = time.monotonic()
+    deadline = time.monotonic() + args.seconds if args.seconds else None
+    tty = sys.stdout.isatty()
+    try:
+        while not stop.is_set():
+            engine.frame(clock.next_frame())
+            now = time.monotonic()
+            if preview is not None and preview.closed:
+                break
+            if now - last_status >= args.status_every:
+                last_status = now
+                st = engine.status()
+                if osc is not None:
+                    osc.heartbeat(st)
+                if preview is None:
+                    line = status_line(st, hub.status() if hub else None)
+                    print(("\r" + line + "\x1b[K") if tty else line, end="" if tty else "\n", flush=True)
+            if deadline and now >= deadline:
+                break
+    finally:
+        if tty and preview is None:
+            print()
+        watcher.stop()
+        if osc is not None:
+            osc.stop()
+        if hub:
+            hub.stop()
+        engine.close()
+        engine.release()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0
+
+
+def status_line(st: dict, sensors: dict | None = None) -> str:
+    """One line for a terminal: fps, frame ms, particles, mood, sensors, LEDs."""
+    m = st["mood"]
+    live = ",".join(st.get("sensors") or []) or "none (breathing on its own)"
+    leds = st.get("leds")
+    led_txt = ""
+    if isinstance(leds, dict) and "leds" in leds:
+        outs = leds.get("outputs", [])
+        ok = sum(1 for o in outs if o.get("state") == "ok")
+        led_txt = f" | LEDs {leds['leds']} via {ok}/{len(outs)} outputs ok"
+    return (f"{st['fps']:5.1f} fps | frame {st['frame_ms']:5.1f} ms | {st['particles']:,} particles | "
+            f"preset {st['preset']} | mood {m['intensity']:.2f} (presence {m['presence']:.2f} motion "
+            f"{m['motion']:.2f} sound {m['sound']:.2f}) | sensors {live}{led_txt}")

@@ -1,0 +1,145 @@
+"""Headless recording: the tapestry to an H.264 MP4 (PyAV's bundled libx264) or a PNG sequence.
+
+Both are frame sinks: the engine hands them the tapestry each frame; they
+read it back, scale it to the output size and write it.  No system ffmpeg is
+needed.  Encoding is bit-exact (``flags=+bitexact``, fixed x264 settings) so
+the same frames give the same file on the same machine.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import cv2
+import moderngl
+import numpy as np
+
+try:  # importing av is slow-ish and only video output needs it
+    import av
+except ImportError:  # pragma: no cover - requirements.txt installs it
+    av = None
+
+
+class RecordingError(RuntimeError):
+    """The output cannot be written (bad path, full disk, no encoder); the message says which."""
+
+
+def read_rgb(tapestry: moderngl.Texture, size: tuple[int, int]) -> np.ndarray:
+    """The tapestry as an (H, W, 3) uint8 RGB array at ``size`` (row 0 = top)."""
+    w, h = tapestry.size
+    rgba = np.frombuffer(tapestry.read(), np.uint8).reshape(h, w, 4)
+    rgb = np.ascontiguousarray(rgba[..., :3])
+    if (w, h) != tuple(size):
+        interp = cv2.INTER_LINEAR if size[0] >= w else cv2.INTER_AREA
+        rgb = cv2.resize(rgb, tuple(size), interpolation=interp)
+    return rgb
+
+
+class VideoWriter:
+    """Writes frames to an H.264 MP4 (yuv420p, constant frame rate)."""
+
+    def __init__(self, path: str | Path, size: tuple[int, int], fps: float, crf: int = 18,
+                 preset: str = "veryfast") -> None:
+        if av is None:
+            raise RecordingError("PyAV is not installed: pip install -r requirements.txt")
+        self.path = Path(path)
+        self.size = (int(size[0]) // 2 * 2, int(size[1]) // 2 * 2)  # yuv420p needs even sizes
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._container = av.open(str(self.path), mode="w", options={"fflags": "+bitexact"})
+        except (OSError, av.error.FFmpegError) as exc:
+            raise RecordingError(f"cannot write {self.path}: {exc}") from exc
+        rate = Fraction(fps).limit_denominator(1001)
+        self._stream = self._container.add_stream("libx264", rate=rate)
+        self._stream.width, self._stream.height = self.size
+        self._stream.pix_fmt = "yuv420p"
+        self._stream.options = {"crf": str(crf), "preset": preset, "flags": "+bitexact"}
+        self._stream.codec_context.time_base = 1 / rate
+        self.frames = 0
+
+    def consume(self, engine, tapestry: moderngl.Texture) -> None:
+        """Frame sink: read the tapestry and encode it."""
+        self.write(read_rgb(tapestry, self.size))
+
+    def write(self, rgb: np.ndarray) -> None:
+        """Encode one (H, W, 3) RGB frame."""
+        frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+        frame.pts = self.frames
+        self.frames += 1
+        try:
+            for packet in self._stream.encode(frame):
+                self._container.mux(packet)
+        except (OSError, av.error.FFmpegError) as exc:
+            raise RecordingError(f"writing {self.path} failed: {exc}") from exc
+
+    def close(self) -> None:
+        """Flush the encoder and finish the file."""
+        if self._container is None:
+            return
+        try:
+            for packet in self._stream.encode(None):
+                self._container.mux(packet)
+        finally:
+            self._container.close()
+            self._container = None
+
+
+class PngSequenceWriter:
+    """Writes frames as ``frame_000001.png`` … into a directory."""
+
+    def __init__(self, directory: str | Path, size: tuple[int, int]) -> None:
+        self.dir = Path(directory)
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RecordingError(f"cannot create {self.dir}: {exc}") from exc
+        self.size = (int(size[0]), int(size[1]))
+        self.frames = 0
+
+    def consume(self, engine, tapestry: moderngl.Texture) -> None:
+        """Frame sink: read the tapestry and write the next PNG."""
+        self.write(read_rgb(tapestry, self.size))
+
+    def write(self, rgb: np.ndarray) -> None:
+        """Write one (H, W, 3) RGB frame."""
+        self.frames += 1
+        path = self.dir / f"frame_{self.frames:06d}.png"
+        if not cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
+            raise RecordingError(f"could not write {path} (disk full or not writable?)")
+
+    def close(self) -> None:
+        """Nothing to flush."""
+
+
+class Progress:
+    """A one-line progress bar with rate and ETA on a terminal (plain lines otherwise)."""
+
+    def __init__(self, total: int, stream=sys.stderr, label: str = "render") -> None:
+        self.total = max(int(total), 1)
+        self.stream = stream
+        self.label = label
+        self.start = time.perf_counter()
+        self._last = 0.0
+        self._tty = hasattr(stream, "isatty") and stream.isatty()
+
+    def update(self, done: int, force: bool = False) -> None:
+        """Show ``done`` of ``total`` (throttled to a few updates a second)."""
+        now = time.perf_counter()
+        if not force and now - self._last < (0.1 if self._tty else 2.0) and done < self.total:
+            return
+        self._last = now
+        elapsed = now - self.start
+        rate = done / elapsed if elapsed > 0 else 0.0
+        eta = (self.total - done) / rate if rate > 0 else float("inf")
+        frac = done / self.total
+        bar = "#" * int(frac * 30) + "-" * (30 - int(frac * 30))
+        eta_s = f"{eta:5.1f}s" if eta != float("inf") else "  ?  "
+        line = f"{self.label} [{bar}] {done}/{self.total} {frac:6.1%} {rate:6.1f} fps ETA {eta_s}"
+        if self._tty:
+            self.stream.write("\r" + line + ("\n" if done >= self.total else ""))
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()

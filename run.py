@@ -1,0 +1,132 @@
+#!/usr/bin/env python3
+"""Tapestry — the Nutrient Network made visible.  The command line: parses, builds, starts.
+
+    python run.py                      the live installation on the demo venue (window if there is a display)
+    python run.py render --out a.mp4   a headless render (see --help)
+    python run.py presets | params | layouts check FILE | sense ... | status | install-service
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the process exit status."""
+    parser = argparse.ArgumentParser(prog="run.py", description="Tapestry: the Nutrient Network made visible.")
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ERROR")
+    parser.add_argument("--log-dir", default=None, help="write rotating logs here")
+    sub = parser.add_subparsers(dest="command")
+
+    live = sub.add_parser("run", help="run the live installation (the default)")
+    _live_args(live)
+    _live_args(parser)  # `python run.py --venue X` works without the word `run`
+
+    r = sub.add_parser("render", help="render headless to an MP4 or a PNG sequence, as fast as possible")
+    r.add_argument("--preset", default="harmony")
+    r.add_argument("--seconds", type=float, default=10.0)
+    r.add_argument("--fps", type=float, default=30.0)
+    r.add_argument("--size", default="1280x720", help="output WIDTHxHEIGHT")
+    r.add_argument("--internal", default=None, help="internal tapestry WIDTHxHEIGHT (default: output, max 540 tall)")
+    r.add_argument("--seed", type=int, default=1)
+    r.add_argument("--particles", type=int, default=None)
+    r.add_argument("--out", required=True, help="FILE.mp4, or DIR/ for a PNG sequence")
+    r.add_argument("--sensors", default=None, help="replay a sensor recording (JSONL)")
+    r.add_argument("--camera", default=None, help="a video file standing in for the camera")
+    r.add_argument("--audio", default=None, help="a WAV file standing in for the microphone")
+    r.add_argument("--quiet", action="store_true")
+
+    sub.add_parser("presets", help="list the presets")
+    sub.add_parser("params", help="print every parameter as an OSC address map (Markdown)")
+
+    lay = sub.add_parser("layouts", help="LED layouts")
+    lay_sub = lay.add_subparsers(dest="layouts_command", required=True)
+    chk = lay_sub.add_parser("check", help="validate a layout or venue file and count LEDs, universes, controllers")
+    chk.add_argument("file")
+
+    s = sub.add_parser("sense", help="measure a camera/microphone (or files) into a CSV for tuning")
+    s.add_argument("--camera", default=None)
+    s.add_argument("--audio", default=None)
+    s.add_argument("--out", required=True, help="FILE.csv")
+    s.add_argument("--preview", default=None, help="FILE.mp4 with the measurements drawn on the camera view")
+    s.add_argument("--seconds", type=float, default=None, help="stop after this long (live devices)")
+
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    from installation.app import StartupError
+    try:
+        return _dispatch(args)
+    except StartupError as exc:
+        print(f"tapestry: {exc}", file=sys.stderr)
+        return 2
+
+
+def _live_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--venue", default=None, help="venue file (default: hardware/demo-venue.toml)")
+    p.add_argument("--no-leds", action="store_true", help="run without any LED outputs")
+    p.add_argument("--preset", default=None, help="first preset (default: harmony)")
+    p.add_argument("--headless", action="store_true", help="no preview window even if a display exists")
+    p.add_argument("--size", default="640x360", help="internal tapestry WIDTHxHEIGHT")
+    p.add_argument("--fps", type=float, default=60.0)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--particles", type=int, default=None)
+    p.add_argument("--seconds", type=float, default=None, help="stop after this long")
+    p.add_argument("--camera", default=None, help="camera: device index, /dev path, video file or stream URL")
+    p.add_argument("--audio", default=None, help="microphone: device name, 'default', or a WAV file")
+    p.add_argument("--record-sensors", default=None, help="record sensor measurements to this JSONL file")
+    p.add_argument("--osc-port", type=int, default=None)
+
+
+def _dispatch(args) -> int:
+    from installation import app
+    cmd = args.command or "run"
+    if cmd == "run":
+        return app.run_live(app.LiveArgs(
+            venue=Path(args.venue) if args.venue else app.DEFAULT_VENUE, preset=args.preset,
+            size=app.parse_size(args.size), seed=args.seed, fps=args.fps, particles=args.particles,
+            headless=args.headless, seconds=args.seconds, camera=args.camera, audio=args.audio,
+            record_sensors=args.record_sensors, osc_port=args.osc_port, no_leds=args.no_leds))
+    if cmd == "render":
+        return app.render(app.RenderArgs(
+            out=Path(args.out), preset=args.preset, seconds=args.seconds, fps=args.fps,
+            size=app.parse_size(args.size), seed=args.seed,
+            internal=app.parse_size(args.internal) if args.internal else None, particles=args.particles,
+            sensors=args.sensors, camera=args.camera, audio=args.audio, quiet=args.quiet))
+    if cmd == "presets":
+        from installation.engine import EngineOptions, declare_all
+        from installation.presets import PresetLibrary
+        lib = PresetLibrary(EngineOptions().presets, declare_all(extra=app._sensing_params()))
+        rows = lib.describe()
+        width = max((len(n) for n, _ in rows), default=0)
+        for name, desc in rows:
+            print(f"{name:<{width}}  {desc}")
+        return 0
+    if cmd == "params":
+        from installation.control.docs import params_markdown
+        from installation.engine import declare_all
+        print(params_markdown(declare_all(extra=app._sensing_params())))
+        return 0
+    if cmd == "layouts":
+        from installation.venue import check_layout
+        try:
+            print(check_layout(args.file))
+        except ValueError as exc:
+            print(f"tapestry: {exc}", file=sys.stderr)
+            return 1
+        return 0
+    if cmd == "sense":
+        from installation.sensing import run_sense
+        return run_sense(args.camera, args.audio, args.out, args.preview, seconds=args.seconds)
+    raise app.StartupError(f"unknown command {cmd}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
