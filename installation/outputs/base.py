@@ -325,7 +325,7 @@ class Output:
         self._retry_at = 0.0
         self._backoff = BACKOFF_FIRST_S
         self._logged: set = set()
-        self._last_tx_time = -math.inf
+        self._next_due = -math.inf
         self._ok_streak = 0
 
         # status counters (written by the sender thread only)
@@ -463,12 +463,12 @@ class Output:
                     if now < self._retry_at:
                         timeout = self._retry_at - now
                     elif self._pending is not None:
-                        due = self._last_tx_time + self._min_interval
+                        due = self._next_due
                         if now >= due:
                             break
                         timeout = due - now
                     elif self._last_frame is not None:
-                        due = max(self._next_keepalive(), self._last_tx_time + self._min_interval)
+                        due = max(self._next_keepalive(), self._next_due)
                         if now >= due:
                             keepalive = True
                             break
@@ -503,7 +503,9 @@ class Output:
         now = time.monotonic()
         self._last_frame = frame
         mask = self._select(frame, now)
-        self._last_tx_time = now
+        # fps cap on a schedule, not "interval since the last send": a frame that arrives a little
+        # late (engine jitter) does not push every later one back, so nothing is dropped needlessly
+        self._next_due = max(self._next_due, now - self._min_interval) + self._min_interval
         if not mask.any():
             return
         try:
