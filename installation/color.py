@@ -91,10 +91,10 @@ class ColorPipeline:
         self.flat = np.zeros(3 * n + m + 1, dtype=np.float32)  # +1: a zero slot for unused bytes
         self.rgb = self.flat[:3 * n].reshape(n, 3)
         self.w = self.flat[3 * n:3 * n + m]
-        self.err = np.zeros_like(self.flat)
+        self.err = np.full_like(self.flat, 0.5)  # dithering error + 0.5 (the rounding offset folded in)
         self.q = np.zeros_like(self.flat)
         self.q8 = np.zeros(len(self.flat), dtype=np.uint8)
-        self.idx = np.zeros((n, 3), dtype=np.int32)
+        self.idx = np.zeros((n, 3), dtype=np.int64)  # int64 + mode="clip" is numpy's fastest take
         self.led_ma = np.zeros(n, dtype=np.float32)
         self.ma_vec = np.array([current.r, current.g, current.b], dtype=np.float32)
 
@@ -145,7 +145,7 @@ class ColorPipeline:
         row_of_fixture = np.array([0 if c.gamma is None else 1 + gammas.index(c.gamma) for c in self.calibrations],
                                   dtype=np.int32)
         self.single_row = len(rows) == 1 or bool(np.all(row_of_fixture == row_of_fixture[0]))
-        self.lut_base = (np.repeat(row_of_fixture, self.counts) * LUT_SIZE).astype(np.int32)[:, None]
+        self.lut_base = (np.repeat(row_of_fixture, self.counts) * LUT_SIZE).astype(np.int64)[:, None]
         if self.single_row:
             self.lut = self.lut[int(row_of_fixture[0]) * LUT_SIZE:(int(row_of_fixture[0]) + 1) * LUT_SIZE].copy()
         fixture_scale = np.array([np.array(c.white) * c.brightness for c in self.calibrations], dtype=np.float32)
@@ -187,7 +187,7 @@ class ColorPipeline:
         np.copyto(idx, rgb, casting="unsafe")
         if not self.single_row:
             np.add(idx, self.lut_base, out=idx)
-        np.take(self.lut, idx, out=rgb)
+        np.take(self.lut, idx, out=rgb, mode="clip")
         np.multiply(rgb, self.scale, out=rgb)
         if self.limited:
             self._limit_power(bool(tree["leds/dither"]))
@@ -244,14 +244,14 @@ class ColorPipeline:
             self.w[:] = w
         np.multiply(flat, np.float32(255.0), out=flat)
         if self.tree["leds/dither"]:
-            # error diffusion over frames: err stays in [-0.5, 0.5), so 0 stays 0 and 255 stays <= 255
+            # error diffusion over frames, q = floor(v + err + 0.5) with self.err holding err + 0.5:
+            # err stays in [-0.5, 0.5), so 0 stays 0 and 1.0 stays 255
             np.add(flat, self.err, out=flat)
-            np.add(flat, np.float32(0.5), out=q)
-            np.floor(q, out=q)
+            np.floor(flat, out=q)
             np.subtract(flat, q, out=self.err)
         else:
-            np.add(flat, np.float32(0.5), out=q)
-            np.floor(q, out=q)
+            np.add(flat, np.float32(0.5), out=flat)
+            np.floor(flat, out=q)
         np.copyto(self.q8, q, casting="unsafe")
         out = self.q8.take(self.gather)
         self._prev_out = out
@@ -259,7 +259,7 @@ class ColorPipeline:
 
     def reset_dither(self) -> None:
         """Forget the carried dithering error (after a blackout or a pattern change)."""
-        self.err[:] = 0.0
+        self.err[:] = 0.5
 
     def blackout(self) -> np.ndarray:
         """All controller buffers zero."""

@@ -1,0 +1,263 @@
+#!/usr/bin/env python3
+"""Benchmark of the LED path at 50,000 LEDs / 300 Art-Net universes, 60 fps, to loopback receivers.
+
+    python bench/bench_leds.py [--venue hardware/large-venue.toml] [--frames 240] [--fps 60]
+
+Prints per frame: sample ms (GPU dispatch + readback), colour-pipeline ms, send ms on the
+frame thread (hand-off to the outputs), encode+send ms measured on the outputs' own threads,
+and packets/s; beside it, in the same run:
+  (a) a bare `sendto` loop of the same prebuilt packets (the floor for the network part);
+  (b) the pipeline a user would write by hand: full-frame readback (texture.read()), numpy
+      fancy indexing at the nearest texel, a numpy gamma table, and stupidArtnet per universe.
+and the ratios.  Needs `pip install stupidArtnet` for (b) (skipped with a note otherwise).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import socket
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from installation.color import PARAMS  # noqa: E402
+from installation.gfx.context import headless_context  # noqa: E402
+from installation.leds import LedPipeline, build_outputs  # noqa: E402
+from installation.params import ParamTree  # noqa: E402
+from installation.venue import load_venue  # noqa: E402
+
+W, H = 640, 360
+
+
+class Sink:
+    """A loopback UDP receiver drained by a thread (counts packets; contents ignored)."""
+
+    def __init__(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.packets = 0
+        self.stop = False
+        self.buf = bytearray(2048)
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        while not self.stop:
+            try:
+                self.sock.recv_into(self.buf)
+                self.packets += 1
+            except socket.timeout:
+                pass
+
+    def close(self):
+        self.stop = True
+        self.thread.join(1)
+        self.sock.close()
+
+
+def textures(ctx, n: int = 8):
+    """A few moving smooth patterns (uploaded before timing; the engine renders these on the GPU)."""
+    yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
+    out = []
+    for k in range(n):
+        ph = k / n * 2 * np.pi
+        img = np.zeros((H, W, 4), np.uint8)
+        img[..., 0] = (127.5 + 127.5 * np.sin(xx / 37.0 + ph)).astype(np.uint8)
+        img[..., 1] = (127.5 + 127.5 * np.sin(yy / 23.0 - ph)).astype(np.uint8)
+        img[..., 2] = (127.5 + 127.5 * np.sin((xx + yy) / 51.0 + 2 * ph)).astype(np.uint8)
+        img[..., 3] = 255
+        out.append(ctx.texture((W, H), 4, img.tobytes()))
+    return out
+
+
+def pace(t_next: float, period: float) -> float:
+    delay = t_next - time.perf_counter()
+    if delay > 0:
+        time.sleep(delay)
+    return max(t_next + period, time.perf_counter())
+
+
+def med(xs):
+    return statistics.median(xs) if xs else float("nan")
+
+
+def p95(xs):
+    return float(np.percentile(xs, 95)) if xs else float("nan")
+
+
+def ours(ctx, venue, texs, frames, fps, sink):
+    """The show's LED path: LedSampler + ColorPipeline + outputs (encode/transmit timed on their threads)."""
+    outs_cfg = [dataclasses.replace(o, port=sink.port, fps=float(fps) * 2) for o in venue.outputs]
+    venue = dataclasses.replace(venue, outputs=tuple(outs_cfg))
+    outputs = build_outputs(venue)
+    acc = []
+    for o in outputs:
+        a = [0.0]
+        acc.append(a)
+        for name in ("_encode", "_transmit"):
+            fn = getattr(o, name)
+
+            def timed(*args, _fn=fn, _a=a):
+                t = time.perf_counter()
+                try:
+                    return _fn(*args)
+                finally:
+                    _a[0] += time.perf_counter() - t
+            setattr(o, name, timed)
+    tree = ParamTree.from_specs(PARAMS)
+    leds = LedPipeline(ctx, venue, tree, outputs=outputs)
+    for i in range(10):  # warm up (compile, first packets)
+        leds.process(texs[i % len(texs)])
+    time.sleep(0.3)
+    for a in acc:
+        a[0] = 0.0
+    f0 = sum(o.status()["frames"] for o in outputs)
+    p0, r0 = sum(o.status()["packets"] for o in outputs), sink.packets
+    sample, color, send, total = [], [], [], []
+    period = 1.0 / fps
+    t_next = time.perf_counter()
+    t_start = time.perf_counter()
+    for i in range(frames):
+        tex = texs[i % len(texs)]
+        t0 = time.perf_counter()
+        cols = leds.sampler.sample(tex)
+        t1 = time.perf_counter()
+        buf = leds.color.process(cols)
+        t2 = time.perf_counter()
+        leds.send(buf)
+        t3 = time.perf_counter()
+        sample.append((t1 - t0) * 1e3)
+        color.append((t2 - t1) * 1e3)
+        send.append((t3 - t2) * 1e3)
+        total.append((t3 - t0) * 1e3)
+        t_next = pace(t_next, period)
+    time.sleep(0.2)
+    elapsed = time.perf_counter() - t_start
+    sent_frames = sum(o.status()["frames"] for o in outputs) - f0
+    packets = sum(o.status()["packets"] for o in outputs) - p0
+    received = sink.packets - r0
+    enc_ms = sum(a[0] for a in acc) * 1e3 / max(sent_frames / len(outputs), 1)
+    leds.close("blackout")
+    return dict(sample=sample, color=color, send=send, total=total, enc_ms=enc_ms,
+                pps=packets / elapsed, rps=received / elapsed, packets=packets, leds=venue.layout.count)
+
+
+def bare_sendto(venue, frames, sink):
+    """(a) The same number of prebuilt ArtDmx packets per frame through a plain sendto loop."""
+    from installation.outputs.artnet import artdmx_header
+    pkts = []
+    for c in venue.patch.controllers:
+        for addr, off, n in c.spans:
+            n2 = n + (n & 1)
+            pkts.append(artdmx_header(addr, n2, 1) + bytes(n2))
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    dest = ("127.0.0.1", sink.port)
+    times = []
+    for _ in range(frames):
+        t = time.perf_counter()
+        for p in pkts:
+            s.sendto(p, dest)
+        times.append((time.perf_counter() - t) * 1e3)
+        time.sleep(0.002)
+    s.close()
+    return dict(total=times, packets=len(pkts))
+
+
+def by_hand(ctx, venue, texs, frames, fps, sink):
+    """(b) Full readback, nearest-texel fancy indexing, numpy gamma table, stupidArtnet per universe."""
+    try:
+        from stupidArtnet import StupidArtnet
+    except ImportError:
+        return None
+    lay = venue.layout
+    xi = np.clip((lay.positions[:, 0] * W).astype(np.int64), 0, W - 1)
+    yi = np.clip((lay.positions[:, 1] * H).astype(np.int64), 0, H - 1)
+    lut = (255.0 * (np.arange(256) / 255.0) ** 2.2 + 0.5).astype(np.uint8)
+    # the wire order of every pixel, GRB, universe by universe (what a user would precompute once)
+    pm = venue.patch
+    wire = np.zeros(pm.total, np.uint8)
+    senders = []
+    for base, c in zip(pm.base, pm.controllers):
+        for addr, off, n in c.spans:
+            n2 = n + (n & 1)
+            sa = StupidArtnet("127.0.0.1", addr, n2, fps, port=sink.port)
+            senders.append((sa, base + off, n2))
+    dest = pm.dest[:, :3]
+    times, rd = [], []
+    period = 1.0 / fps
+    t_next = time.perf_counter()
+    for i in range(frames):
+        tex = texs[i % len(texs)]
+        t0 = time.perf_counter()
+        img = np.frombuffer(tex.read(), np.uint8).reshape(H, W, 4)
+        t1 = time.perf_counter()
+        px = lut[img[yi, xi, :3]]
+        wire[dest] = px
+        for sa, off, n in senders:
+            sa.set(bytearray(wire[off:off + n].tobytes()))
+            sa.show()
+        t2 = time.perf_counter()
+        times.append((t2 - t0) * 1e3)
+        rd.append((t1 - t0) * 1e3)
+        t_next = pace(t_next, period)
+    for sa, _, _ in senders:
+        sa.close()
+    return dict(total=times, readback=rd, packets=len(senders))
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--venue", default=str(ROOT / "hardware" / "large-venue.toml"))
+    ap.add_argument("--frames", type=int, default=240)
+    ap.add_argument("--fps", type=float, default=60.0)
+    a = ap.parse_args()
+    venue = load_venue(a.venue)
+    ctx = headless_context()
+    texs = textures(ctx)
+    sink = Sink()
+    nuni = sum(len(c.spans) for c in venue.patch.controllers)
+    print(f"{venue.layout.count} LEDs, {len(venue.patch.controllers)} controllers, {nuni} universes, "
+          f"texture {W}x{H}, {a.frames} frames at {a.fps:g} fps; GL: {ctx.info['GL_RENDERER']}")
+    r = ours(ctx, venue, texs, a.frames, a.fps, sink)
+    print("\nTapestry LED path (median / p95 ms per frame):")
+    print(f"  sample (dispatch + readback)  {med(r['sample']):6.2f} / {p95(r['sample']):6.2f}")
+    print(f"  colour pipeline               {med(r['color']):6.2f} / {p95(r['color']):6.2f}")
+    print(f"  send() on the frame thread    {med(r['send']):6.2f} / {p95(r['send']):6.2f}")
+    print(f"  = frame-thread total          {med(r['total']):6.2f} / {p95(r['total']):6.2f}")
+    print(f"  encode+send, outputs' threads {r['enc_ms']:6.2f}   (sum over {len(venue.patch.controllers)} "
+          f"outputs, per frame sent)")
+    print(f"  packets/s sent {r['pps']:,.0f}   received {r['rps']:,.0f}")
+    ours_total = med(r["total"])
+    ours_cpu = ours_total + r["enc_ms"]
+    ra = bare_sendto(venue, a.frames, sink)
+    print(f"\n(a) bare sendto of the same {ra['packets']} prebuilt packets: {med(ra['total']):6.2f} ms per frame "
+          f"(outputs' encode+send / bare = {r['enc_ms'] / med(ra['total']):.2f}x)")
+    rb = by_hand(ctx, venue, texs, a.frames, a.fps, sink)
+    if rb is None:
+        print("\n(b) skipped: pip install stupidArtnet")
+    else:
+        hb = med(rb["total"])
+        print(f"\n(b) by hand (texture.read + fancy indexing + gamma table + stupidArtnet x {rb['packets']}): "
+              f"{hb:6.2f} ms per frame (readback alone {med(rb['readback']):.2f})")
+        print(f"    end to end on the frame thread: by hand / Tapestry = {hb / ours_total:.2f}x")
+        print(f"    all CPU incl. output threads:   by hand / Tapestry = {hb / ours_cpu:.2f}x")
+    goal = "met" if ours_total <= 3.0 else "NOT met on this renderer"
+    print(f"\ngoal: LED path <= 3 ms/frame at {venue.layout.count} LEDs on the frame thread: {ours_total:.2f} ms "
+          f"({goal})")
+    sink.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
