@@ -1,0 +1,256 @@
+"""Logging for months of unattended running: rotated files, log-once, and handlers that never raise.
+
+* :func:`setup_logging` configures the root logger once at start-up: a console handler (stderr;
+  under systemd the journal, with syslog priority prefixes) and, when a log directory is given
+  (or ``$TAPESTRY_LOG_DIR`` is set, as the systemd unit does), a size-rotated file.
+* Handlers here never raise into the caller and never spray tracebacks: a full or read-only disk
+  makes the file handler drop records, say so once on stderr, and retry after ``retry_s``.
+* :class:`OnceLogger` logs a message the first time per key (an unreachable device), then
+  counts repeats and logs a summary at most every ``interval_s``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from logging.handlers import RotatingFileHandler
+from typing import Callable
+
+LOG_FILE = "tapestry.log"
+FORMAT = "%(asctime)s %(levelname)-7s %(name)s [%(threadName)s] %(message)s"
+JOURNAL_FORMAT = "<%(priority)d>%(name)s [%(threadName)s] %(message)s"
+_SYSLOG_PRIORITY = {logging.CRITICAL: 2, logging.ERROR: 3, logging.WARNING: 4, logging.INFO: 6, logging.DEBUG: 7}
+
+
+def _say(text: str) -> None:
+    """Last-resort notice on stderr; never raises."""
+    try:
+        sys.stderr.write(text + "\n")
+        sys.stderr.flush()
+    except Exception:  # noqa: BLE001
+        pass
+
+
+class _NeverRaise:
+    """Mixin: count failures instead of raising or printing a traceback per record.
+
+    ``OSError`` (disk full, read-only, pipe gone) drops records for ``retry_s`` and reopens the
+    stream afterwards; other errors (e.g. a bad format string) are reported once per call site.
+    """
+
+    retry_s = 30.0
+    _clock: Callable[[], float] = staticmethod(time.monotonic)
+
+    def _init_safety(self, retry_s: float, clock: Callable[[], float] | None) -> None:
+        self.retry_s = retry_s
+        if clock is not None:
+            self._clock = clock
+        self.failures = 0
+        self.dropped = 0
+        self._retry_at = -float("inf")
+        self._in_trouble = False
+        self._bad_sites: set[tuple[str, int]] = set()
+
+    def _backing_off(self) -> bool:
+        if self._clock() < self._retry_at:
+            self.dropped += 1
+            return True
+        return False
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's naming
+        exc = sys.exc_info()[1]
+        self.failures += 1
+        self.dropped += 1
+        if isinstance(exc, OSError):
+            self._retry_at = self._clock() + self.retry_s
+            self._drop_stream()
+            if not self._in_trouble:
+                self._in_trouble = True
+                _say(f"tapestry logging: cannot write {self._target()} ({exc}); dropping log records, "
+                     f"retrying every {self.retry_s:g} s")
+        else:
+            site = (record.pathname, record.lineno)
+            if site not in self._bad_sites and len(self._bad_sites) < 100:
+                self._bad_sites.add(site)
+                _say(f"tapestry logging: cannot format a record from {site[0]}:{site[1]} ({exc!r})")
+
+    def _recovered(self) -> None:
+        if self._in_trouble:
+            self._in_trouble = False
+            _say(f"tapestry logging: writing {self._target()} again ({self.dropped} records dropped so far)")
+
+    def _drop_stream(self) -> None:
+        pass
+
+    def _target(self) -> str:
+        return "log"
+
+
+class SafeRotatingFileHandler(_NeverRaise, RotatingFileHandler):
+    """A size-based :class:`RotatingFileHandler` that never raises (see module docstring)."""
+
+    def __init__(self, filename: str, max_bytes: int = 5_000_000, backup_count: int = 5,
+                 retry_s: float = 30.0, clock: Callable[[], float] | None = None) -> None:
+        RotatingFileHandler.__init__(self, filename, maxBytes=max_bytes, backupCount=backup_count,
+                                     encoding="utf-8", delay=True)
+        self._init_safety(retry_s, clock)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self._backing_off():
+            return
+        failures = self.failures
+        RotatingFileHandler.emit(self, record)     # writes and flushes; errors arrive in handleError
+        if self.failures == failures:
+            self._recovered()
+
+    def _drop_stream(self) -> None:
+        stream, self.stream = self.stream, None
+        if stream is not None:
+            try:
+                stream.close()
+            except Exception:  # noqa: BLE001 - flushing a full disk fails again; it is closed anyway
+                pass
+
+    def _target(self) -> str:
+        return self.baseFilename
+
+
+class SafeStreamHandler(_NeverRaise, logging.StreamHandler):
+    """A console handler that never raises (a closed or broken stderr just drops records)."""
+
+    def __init__(self, stream=None, retry_s: float = 30.0, clock: Callable[[], float] | None = None) -> None:
+        logging.StreamHandler.__init__(self, stream)
+        self._init_safety(retry_s, clock)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not self._backing_off():
+            logging.StreamHandler.emit(self, record)
+
+    def _target(self) -> str:
+        return getattr(self.stream, "name", "console")
+
+
+class _JournalFormatter(logging.Formatter):
+    """Prefix ``<priority>`` so journald records the level (SyslogLevelPrefix=yes is the default)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        record.priority = _SYSLOG_PRIORITY.get(record.levelno, 6 if record.levelno < logging.WARNING else 3)
+        return super().format(record)
+
+
+def _under_journal(stream) -> bool:
+    """True when ``stream`` is the journald stream systemd gave us ($JOURNAL_STREAM = dev:inode)."""
+    value = os.environ.get("JOURNAL_STREAM", "")
+    try:
+        dev, ino = (int(x) for x in value.split(":"))
+        st = os.fstat(stream.fileno())
+        return (st.st_dev, st.st_ino) == (dev, ino)
+    except (ValueError, OSError, AttributeError):
+        return False
+
+
+def setup_logging(log_dir: str | None = None, level: int | str = "INFO", console: bool = True,
+                  max_bytes: int = 5_000_000, backup_count: int = 5, filename: str = LOG_FILE,
+                  retry_s: float = 30.0) -> logging.Logger:
+    """Configure the root logger for a run and return it.
+
+    ``log_dir``: directory for the rotated ``filename`` (``max_bytes`` per file, ``backup_count``
+    old files kept); ``None`` uses ``$TAPESTRY_LOG_DIR`` when set, else no file.  A directory
+    that cannot be created is reported and the run continues with the console only.
+    Calling it again replaces the handlers it installed before.
+    """
+    if isinstance(level, str):
+        resolved = logging.getLevelName(level.upper())
+        if not isinstance(resolved, int):
+            raise ValueError(f"unknown log level {level!r}; use DEBUG, INFO, WARNING, ERROR or CRITICAL")
+        level = resolved
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        if getattr(h, "_tapestry", False):
+            root.removeHandler(h)
+            try:
+                h.close()
+            except Exception:  # noqa: BLE001
+                pass
+    root.setLevel(level)
+    if console:
+        ch = SafeStreamHandler(sys.stderr, retry_s=retry_s)
+        ch.setFormatter(_JournalFormatter(JOURNAL_FORMAT) if _under_journal(sys.stderr) else logging.Formatter(FORMAT))
+        ch._tapestry = True
+        root.addHandler(ch)
+    log_dir = log_dir if log_dir is not None else (os.environ.get("TAPESTRY_LOG_DIR") or None)
+    if log_dir:
+        path = os.path.join(log_dir, filename)
+        try:
+            os.makedirs(log_dir, exist_ok=True)
+        except OSError as exc:
+            root.warning("cannot create log directory %s (%s); logging to the console only", log_dir, exc)
+        else:
+            fh = SafeRotatingFileHandler(path, max_bytes=max_bytes, backup_count=backup_count, retry_s=retry_s)
+            fh.setFormatter(logging.Formatter(FORMAT))
+            fh._tapestry = True
+            root.addHandler(fh)
+    logging.captureWarnings(True)
+    return root
+
+
+class OnceLogger:
+    """Log a problem once per key, then count repeats and summarise them periodically.
+
+    ``log("artnet 10.0.0.5", "cannot reach %s: %s", host, err)`` logs the first time; later calls
+    with the same key only count, and the first call after ``interval_s`` logs
+    ``"... (repeated N times in the last 60 s)"``.  :meth:`resolved` logs a recovery and forgets the
+    key, so a new failure is logged again.  Memory is bounded by ``max_keys``.  Meant to be owned
+    by one thread (one per output / sensor); no timers or threads of its own.
+    """
+
+    def __init__(self, logger: logging.Logger, interval_s: float = 60.0, max_keys: int = 256,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.logger = logger
+        self.interval_s = interval_s
+        self.max_keys = max_keys
+        self._clock = clock
+        # key -> [first message, repeats since the last line, time of the last line, total]
+        self._seen: dict[str, list] = {}
+
+    def log(self, key: str, msg: str, *args, level: int = logging.WARNING) -> bool:
+        """Log ``msg % args`` if ``key`` is new or a summary is due; returns True if a line was logged."""
+        now = self._clock()
+        entry = self._seen.get(key)
+        if entry is None:
+            if len(self._seen) >= self.max_keys:
+                self._seen.pop(next(iter(self._seen)))
+            self._seen[key] = [msg % args if args else msg, 0, now, 1]
+            self.logger.log(level, msg, *args)
+            return True
+        entry[1] += 1
+        entry[3] += 1
+        if now - entry[2] >= self.interval_s:
+            self.logger.log(level, "%s (repeated %d times in the last %.0f s)",
+                            msg % args if args else msg, entry[1], now - entry[2])
+            entry[1], entry[2] = 0, now
+            return True
+        return False
+
+    def resolved(self, key: str, msg: str | None = None, *args, level: int = logging.INFO) -> bool:
+        """The problem under ``key`` is over: log ``msg`` (if given) and forget the key."""
+        entry = self._seen.pop(key, None)
+        if entry is None:
+            return False
+        if msg:
+            self.logger.log(level, msg, *args)
+        return True
+
+    def flush(self) -> None:
+        """Log pending repeat counts now (e.g. at shutdown)."""
+        now = self._clock()
+        for entry in self._seen.values():
+            if entry[1]:
+                self.logger.warning("%s (repeated %d times in the last %.0f s)", entry[0], entry[1], now - entry[2])
+                entry[1], entry[2] = 0, now
+
+    def counts(self) -> dict[str, int]:
+        """Total occurrences per active key (for the health report)."""
+        return {k: v[3] for k, v in self._seen.items()}

@@ -1,0 +1,188 @@
+"""Rotated log files, log-once, and handlers that survive a full or read-only disk."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from installation.logs import OnceLogger, SafeRotatingFileHandler, SafeStreamHandler, setup_logging
+
+
+@pytest.fixture
+def root_logger():
+    root = logging.getLogger()
+    saved_handlers, saved_level = list(root.handlers), root.level
+    yield root
+    for h in list(root.handlers):
+        if h not in saved_handlers:
+            root.removeHandler(h)
+            h.close()
+    root.setLevel(saved_level)
+    logging.captureWarnings(False)
+
+
+@contextlib.contextmanager
+def tmpfs(path: Path, options: str):
+    """Mount a tiny tmpfs at ``path`` (root only); skip the test if mounting is not permitted."""
+    path.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({proc.stderr.strip() or 'not root'})")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+def test_rotation_keeps_n_files(tmp_path, root_logger):
+    setup_logging(str(tmp_path), "DEBUG", console=False, max_bytes=2000, backup_count=2)
+    log = logging.getLogger("tapestry.test")
+    for i in range(300):
+        log.info("line %04d %s", i, "x" * 60)
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["tapestry.log", "tapestry.log.1", "tapestry.log.2"]
+    for p in tmp_path.iterdir():
+        assert p.stat().st_size <= 2000
+    assert "line 0299" in (tmp_path / "tapestry.log").read_text()
+
+
+def test_setup_is_idempotent_and_checks_the_level(tmp_path, root_logger, monkeypatch):
+    monkeypatch.setenv("TAPESTRY_LOG_DIR", str(tmp_path / "from-env"))
+    setup_logging(None, "info")
+    setup_logging(None, logging.WARNING)
+    ours = [h for h in root_logger.handlers if getattr(h, "_tapestry", False)]
+    assert sorted(type(h).__name__ for h in ours) == ["SafeRotatingFileHandler", "SafeStreamHandler"]
+    assert root_logger.level == logging.WARNING
+    logging.getLogger("x").warning("hello")
+    assert "hello" in (tmp_path / "from-env" / "tapestry.log").read_text()
+    with pytest.raises(ValueError, match="unknown log level"):
+        setup_logging(None, "LOUD")
+
+
+def test_log_directory_that_cannot_be_created_falls_back_to_console(tmp_path, root_logger):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    setup_logging(str(blocker / "logs"), console=True)
+    assert [type(h).__name__ for h in root_logger.handlers if getattr(h, "_tapestry", False)] == ["SafeStreamHandler"]
+
+
+class Clock:
+    def __init__(self):
+        self.t = 0.0
+
+    def __call__(self):
+        return self.t
+
+
+class ListHandler(logging.Handler):
+    def __init__(self):
+        super().__init__()
+        self.lines = []
+
+    def emit(self, record):
+        self.lines.append(record.getMessage())
+
+
+def test_once_logger_counts_and_summarises():
+    logger = logging.getLogger("tapestry.test.once")
+    logger.propagate = False
+    logger.setLevel(logging.DEBUG)
+    h = ListHandler()
+    logger.addHandler(h)
+    clock = Clock()
+    once = OnceLogger(logger, interval_s=60, clock=clock)
+    try:
+        assert once.log("artnet 10.0.0.5", "cannot reach %s", "10.0.0.5")
+        for _ in range(99):
+            clock.t += 0.1
+            assert not once.log("artnet 10.0.0.5", "cannot reach %s", "10.0.0.5")
+        assert h.lines == ["cannot reach 10.0.0.5"]
+        assert once.counts() == {"artnet 10.0.0.5": 100}
+        clock.t = 61.0
+        assert once.log("artnet 10.0.0.5", "cannot reach %s", "10.0.0.5")
+        assert h.lines[-1] == "cannot reach 10.0.0.5 (repeated 100 times in the last 61 s)"
+        once.log("camera", "camera gone")                       # another key logs at once
+        once.log("camera", "camera gone")
+        once.flush()
+        assert h.lines[-2:] == ["camera gone", "camera gone (repeated 1 times in the last 0 s)"]
+        assert once.resolved("artnet 10.0.0.5", "%s reachable again", "10.0.0.5")
+        assert h.lines[-1] == "10.0.0.5 reachable again"
+        assert once.log("artnet 10.0.0.5", "cannot reach %s", "10.0.0.5")   # a new failure logs again
+        small = OnceLogger(logger, max_keys=3, clock=clock)
+        for i in range(10):
+            small.log(f"k{i}", "m")
+        assert len(small.counts()) == 3
+    finally:
+        logger.removeHandler(h)
+
+
+def test_full_disk_never_raises_and_recovers(tmp_path, capfd):
+    logging.raiseExceptions = True                               # the strict default, as in production
+    clock = Clock()
+    with tmpfs(tmp_path / "tiny", "size=64k") as mnt:
+        handler = SafeRotatingFileHandler(str(mnt / "tapestry.log"), max_bytes=10_000_000, backup_count=1,
+                                          retry_s=5.0, clock=clock)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger = logging.getLogger("tapestry.test.full")
+        logger.propagate = False
+        logger.addHandler(handler)
+        try:
+            for i in range(2000):                                # ~400 kB into 64 kB
+                logger.warning("frame %d %s", i, "y" * 200)
+            assert handler.failures >= 1 and handler.dropped > 0
+            err = capfd.readouterr().err
+            assert err.count("cannot write") == 1 and "Traceback" not in err
+            # space comes back: after the back-off the handler writes again
+            for p in mnt.iterdir():
+                p.unlink()
+            clock.t += 6.0
+            logger.warning("after the disk was cleared")
+            assert "after the disk was cleared" in (mnt / "tapestry.log").read_text()
+            assert "writing" in capfd.readouterr().err
+        finally:
+            logger.removeHandler(handler)
+            handler.close()
+
+
+def test_read_only_location_never_raises(tmp_path, capfd, root_logger):
+    with tmpfs(tmp_path / "ro", "ro,size=64k") as mnt:
+        setup_logging(str(mnt), console=False)
+        for i in range(100):
+            logging.getLogger("tapestry.test.ro").error("cannot be written %d", i)
+        fh = [h for h in root_logger.handlers if isinstance(h, SafeRotatingFileHandler)][0]
+        assert fh.failures == 1 and fh.dropped == 100                # one try, then back-off
+        assert capfd.readouterr().err.count("cannot write") == 1
+        assert not os.listdir(mnt)
+        setup_logging(None, console=False)                           # closes the handler before unmount
+
+
+def test_bad_format_and_broken_console_do_not_raise(capfd):
+    class Broken(io.StringIO):
+        def write(self, s):
+            raise BrokenPipeError("pipe gone")
+
+    broken = SafeStreamHandler(Broken())
+    sink = io.StringIO()
+    fine = SafeStreamHandler(sink)
+    logger = logging.getLogger("tapestry.test.console")
+    logger.propagate = False
+    logger.addHandler(broken)
+    logger.addHandler(fine)
+    try:
+        for _ in range(50):
+            logger.warning("console %s")                         # fine
+            logger.warning("bad %d", "not a number")             # format error
+        assert broken.failures == 1 and broken.dropped == 100     # one try, then back-off
+        assert fine.failures == 50 and sink.getvalue().count("console %s") == 50
+        err = capfd.readouterr().err
+        assert err.count("cannot format") == 1 and err.count("cannot write") == 1 and "Traceback" not in err
+    finally:
+        logger.removeHandler(broken)
+        logger.removeHandler(fine)
