@@ -88,17 +88,18 @@ class ColorPipeline:
         # W channels: LEDs with a W byte, in LED order; their values live after the N*3 RGB values.
         self.rgbw_idx = np.flatnonzero(patch.rgbw)
         m = len(self.rgbw_idx)
-        self.flat = np.zeros(3 * n + m + 1, dtype=np.float32)  # +1: a zero slot for unused bytes
+        self.flat = np.zeros(3 * n + m, dtype=np.float32)
         self.rgb = self.flat[:3 * n].reshape(n, 3)
-        self.w = self.flat[3 * n:3 * n + m]
+        self.w = self.flat[3 * n:]
         self.err = np.full_like(self.flat, 0.5)  # dithering error + 0.5 (the rounding offset folded in)
         self.q = np.zeros_like(self.flat)
-        self.q8 = np.zeros(len(self.flat), dtype=np.uint8)
+        self.q8_all = np.zeros(len(self.flat) + 1, dtype=np.uint8)  # + a slot that stays 0 for unused bytes
+        self.q8 = self.q8_all[:-1]
         self.idx = np.zeros((n, 3), dtype=np.int64)  # int64 + mode="clip" is numpy's fastest take
         self.led_ma = np.zeros(n, dtype=np.float32)
         self.ma_vec = np.array([current.r, current.g, current.b], dtype=np.float32)
 
-        gather = np.full(patch.total, len(self.flat) - 1, dtype=np.int64)
+        gather = np.full(patch.total, len(self.flat), dtype=np.int64)
         for c in range(3):
             ok = patch.dest[:, c] >= 0
             gather[patch.dest[ok, c]] = np.flatnonzero(ok) * 3 + c
@@ -253,7 +254,7 @@ class ColorPipeline:
             np.add(flat, np.float32(0.5), out=flat)
             np.floor(flat, out=q)
         np.copyto(self.q8, q, casting="unsafe")
-        out = self.q8.take(self.gather)
+        out = self.q8_all.take(self.gather)
         self._prev_out = out
         return out
 

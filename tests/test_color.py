@@ -11,6 +11,8 @@ from installation.color import PARAMS, ColorPipeline, CurrentModel, Supply
 from installation.fixtures.layout import load_layout, resolve_patch
 from installation.params import ParamTree
 
+pytestmark = pytest.mark.filterwarnings("error::RuntimeWarning")  # no overflow / NaN anywhere in the pipeline
+
 LAYOUT = """
 [[fixtures]]
 name = "a"
@@ -108,6 +110,12 @@ def test_zero_stays_zero_and_full_stays_full_with_dither(setup):
     for _ in range(20):
         cp.process(rng.random((lay.count, 3), dtype=np.float32))
     assert not cp.process(np.zeros((lay.count, 3), np.float32)).any()
+    # bytes no LED is patched to (the rest of each universe) stay 0 frame after frame
+    used = np.zeros(pm.total, bool)
+    used[pm.dest[pm.dest >= 0]] = True
+    for _ in range(5):
+        buf = cp.process(rng.random((lay.count, 3), dtype=np.float32))
+    assert (~used).sum() > 100 and not buf[~used].any()
     out = cp.unpack(cp.process(np.ones((lay.count, 3), np.float32)))
     assert np.all(out[:300, 0] == 255)
 
