@@ -50,7 +50,7 @@ def params_markdown(tree: ParamTree) -> str:
     aliases = [(a, p) for a, p in ALIASES.items() if p in tree]
     if aliases:
         lines += ["", "## Shortcuts", "", "| Address | Same as |", "|---|---|"]
-        lines += [f"| `{ROOT}{a}` | `{ROOT}{p}` |" for a, p in aliases]
+        lines += [f"| `{ROOT}{a}`, `{ROOT}{a}/norm` | `{ROOT}{p}`, `{ROOT}{p}/norm` |" for a, p in aliases]
     lines += ["", "## Commands", "", "| Address | Arguments | What it does |", "|---|---|---|"]
     lines += [f"| `{a}` | {args or '-'} | {_cell(desc)} |" for a, args, desc in COMMANDS]
     lines += ["", "Errors come back to the sender as `/tapestry/error MESSAGE`; pattern addresses "

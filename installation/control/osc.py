@@ -317,6 +317,7 @@ class OscServer:
         for alias, path in ALIASES.items():
             if path in self._specs:
                 routes[ROOT + alias] = _Route("set", self._specs[path])
+                routes[ROOT + alias + "/norm"] = _Route("norm", self._specs[path])
         for path, spec in self._specs.items():
             for address, kind in ((ROOT + path, "set"), (ROOT + path + "/norm", "norm")):
                 if address in routes:

@@ -130,10 +130,10 @@ def free_udp_port() -> int:
 class Client:
     """A python-osc client on its own UDP socket, so the server's replies come back to it."""
 
-    def __init__(self, server_addr: tuple[str, int]) -> None:
+    def __init__(self, server_addr: tuple[str, int], host: str = "127.0.0.1") -> None:
         self.server_addr = server_addr
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock.bind((host, 0))
         self.sock.settimeout(0.05)
         self.inbox: list[tuple[str, list]] = []
 

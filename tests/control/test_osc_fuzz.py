@@ -141,7 +141,8 @@ def test_junk_flood_at_the_rate_limit_keeps_a_60fps_consumer_responsive():
             drained_per_frame.append(n)
             work = np.tanh(work @ work.T * 1e-3)  # the frame's own work
             frames += 1
-            if frames == 100:
+            if frames >= 100 and frames % 20 == 0 and tree.base("show/master") != 0.375:
+                # a moving fader sends again and again; under a flood the kernel may drop some datagrams
                 desk.sendto(encode_message("/tapestry/show/master", 0.375), server.address)
             if frames > 200 and tree.base("show/master") == 0.375 and server.stats()["rate_limited"] > 100:
                 break
@@ -152,11 +153,16 @@ def test_junk_flood_at_the_rate_limit_keeps_a_60fps_consumer_responsive():
         assert max(drained_per_frame) <= q.maxsize
         assert st_["rate_limited"] > 100 and st_["malformed"] + st_["refused"] > 0
         assert st_["accepted"] + st_["coalesced"] + st_["refused"] + st_["malformed"] <= st_["datagrams"] * 1
-        # the server still answers once the flood is over
-        c = Client(server.address)
+        # the server still answers once the flood is over (a fresh sender: the flooder's bucket is empty)
+        c = Client(server.address, host="127.0.0.3")
         c.send("/tapestry/get", "show/master")
-        wait_for(lambda: q.qsize() > 0, what="the get command")
-        q.get_nowait().apply(target)
+
+        def answered():
+            while not q.empty():
+                q.get_nowait().apply(target)
+            c._receive()
+            return any(a == "/tapestry/value" for a, _ in c.inbox)
+        wait_for(answered, what="the get reply")
         assert c.wait("/tapestry/value") == ["show/master", 0.375]
         c.close()
     finally:

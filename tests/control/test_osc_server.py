@@ -82,6 +82,8 @@ def test_master_and_blackout_aliases(rig):
     c.send("/tapestry/blackout", 1, types="i")
     wait_for(lambda: rig.tree.base("show/blackout") is True)
     assert rig.tree.base("show/master") == pytest.approx(0.3)
+    c.send("/tapestry/master/norm", 0.75)
+    wait_for(lambda: rig.tree.base("show/master") == 0.75)
 
 
 def test_get_replies_value(rig):
