@@ -1,0 +1,118 @@
+"""The preview window: the tapestry and the LEDs as they will look (pyglet, engine thread).
+
+Keys: L toggles the LED dots, F fullscreen, B blackout, 1-9 load the presets
+in order, Esc or closing the window stops the piece.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import moderngl
+import numpy as np
+
+from .gfx.context import window_context
+
+log = logging.getLogger(__name__)
+
+
+class PreviewWindow:
+    """A pyglet window that draws the engine's tapestry and LED dots each frame (a frame sink)."""
+
+    def __init__(self, size: tuple[int, int], title: str = "Tapestry") -> None:
+        import pyglet
+        self._pyglet = pyglet
+        config = pyglet.gl.Config(major_version=4, minor_version=3, forward_compatible=True, double_buffer=True)
+        try:
+            self.window = pyglet.window.Window(*size, caption=title, resizable=True, config=config, vsync=False)
+        except pyglet.window.NoSuchConfigException:
+            self.window = pyglet.window.Window(*size, caption=title, resizable=True, vsync=False)
+        self.ctx = window_context()
+        self.closed = False
+        self.show_leds = True
+        self._engine = None
+        self._prog = None
+        self._quad = None
+        self._leds_vao = None
+        self._leds_vbo = None
+        self._leds_n = 0
+        self.window.push_handlers(on_close=self._on_close, on_key_press=self._on_key)
+
+    def attach(self, engine) -> None:
+        """Bind to the engine: compile the preview program and prepare the LED dots."""
+        self._engine = engine
+        prog = self._prog = engine.shaders.program("preview.glsl")
+        quad = np.array([-1, -1, 1, -1, -1, 1, 1, 1], np.float32)
+        self._quad_vbo = self.ctx.buffer(quad.tobytes())
+        self._quad = self.ctx.vertex_array(prog, [(self._quad_vbo, "2f", "in_pos")])
+        leds = engine.leds
+        if leds is not None:
+            pos = np.asarray(leds.layout.positions, np.float32)
+            self._leds_n = len(pos)
+            data = np.zeros((self._leds_n, 5), np.float32)
+            data[:, :2] = pos
+            self._leds_vbo = self.ctx.buffer(data.tobytes())
+            self._leds_data = data
+            self._leds_vao = self.ctx.vertex_array(prog, [(self._leds_vbo, "2f 3f", "in_pos", "in_color")])
+
+    def _on_close(self) -> bool:
+        self.closed = True
+        return True
+
+    def _on_key(self, symbol, modifiers) -> None:
+        key = self._pyglet.window.key
+        eng = self._engine
+        if symbol == key.ESCAPE:
+            self.closed = True
+        elif symbol == key.L:
+            self.show_leds = not self.show_leds
+        elif symbol == key.F:
+            self.window.set_fullscreen(not self.window.fullscreen)
+        elif eng is not None and symbol == key.B:
+            eng.params.set_base("show/blackout", not eng.params.base("show/blackout"))
+        elif eng is not None and key._1 <= symbol <= key._9:
+            names = eng.preset_names()
+            i = symbol - key._1
+            if i < len(names):
+                try:
+                    eng.load_preset(names[i])
+                except ValueError as exc:
+                    log.error("%s", exc)
+        return self._pyglet.event.EVENT_HANDLED if symbol == key.ESCAPE else None
+
+    def consume(self, engine, tapestry: moderngl.Texture) -> None:
+        """Frame sink: draw the tapestry and the LEDs, then show the frame."""
+        if self.closed:
+            return
+        self.window.switch_to()
+        self.window.dispatch_events()
+        w, h = self.window.get_framebuffer_size()
+        self.ctx.screen.use()
+        self.ctx.viewport = (0, 0, w, h)
+        prog = engine.shaders.program("preview.glsl")
+        leds = engine.leds if self.show_leds else None
+        prog["u_mode"].value = 0
+        prog["u_tapestry"].value = 0
+        if "u_dim" in prog:
+            prog["u_dim"].value = 0.55 if (leds is not None and self._leds_n) else 1.0
+        tapestry.use(0)
+        self._quad.render(moderngl.TRIANGLE_STRIP)
+        if leds is not None and self._leds_vao is not None:
+            levels = leds.color.unpack(leds.last).astype(np.float32) / 255.0
+            rgb = levels[:, :3] + (levels[:, 3:4] if levels.shape[1] > 3 else 0.0)  # RGBW: white adds to all
+            np.clip(rgb, 0.0, 1.0, out=rgb)
+            self._leds_data[:, 2:] = np.power(rgb, 1 / 2.2)  # LED drive levels back to display light
+            self._leds_vbo.write(self._leds_data.tobytes())
+            prog["u_mode"].value = 1
+            if "u_dot" in prog:
+                prog["u_dot"].value = float(max(2.0, min(9.0, 0.9 * w / max(np.sqrt(self._leds_n) * 3, 1))))
+            self.ctx.enable(moderngl.PROGRAM_POINT_SIZE)
+            self._leds_vao.render(moderngl.POINTS)
+        self.window.flip()
+
+    def close(self) -> None:
+        """Close the window."""
+        try:
+            self.window.close()
+        except Exception:
+            pass
