@@ -83,6 +83,12 @@ def linear_to_srgb(v: np.ndarray) -> np.ndarray:
 # 8-bit sRGB code -> linear, and the linear boundaries half-way between codes (for exact re-encoding).
 _SRGB8_TO_LINEAR = srgb_to_linear(np.arange(256, dtype=np.float32) / 255.0)
 _SRGB8_BOUNDS = srgb_to_linear((np.arange(255, dtype=np.float32) + 0.5) / 255.0)
+# linear light quantised to 16 bits -> nearest 8-bit sRGB code (finer than one code step everywhere)
+_LINEAR16_TO_SRGB8 = np.searchsorted(_SRGB8_BOUNDS, np.arange(65536, dtype=np.float32) / 65535.0).astype(np.uint8)
+
+
+def _encode_srgb8(lin: np.ndarray) -> np.ndarray:
+    return _LINEAR16_TO_SRGB8[(np.clip(lin, 0.0, 1.0) * 65535.0 + 0.5).astype(np.uint16)]
 
 
 # columns: relative luminance, R-G-B, R+G+B  (one small matmul beats strided per-channel arithmetic)
@@ -432,7 +438,7 @@ class FrameFlashLimiter:
         prev_lin = _SRGB8_TO_LINEAR[self._prev[:, :, :3]]
         out_lin = prev_lin + kp * (_SRGB8_TO_LINEAR[img[:, :, :3]] - prev_lin)
         out = img.copy()
-        out[:, :, :3] = np.where(kp >= 1.0, img[:, :, :3], np.searchsorted(_SRGB8_BOUNDS, out_lin))
+        out[:, :, :3] = np.where(kp >= 1.0, img[:, :, :3], _encode_srgb8(out_lin))
         if not core._commit(self._cells(out), now):
             # 8-bit rounding pushed a cell over: show the previous picture again
             out[:, :, :3] = self._prev[:, :, :3]
