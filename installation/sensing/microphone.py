@@ -376,7 +376,7 @@ class MicCapture:
                     self._reopen.clear()
                     break
                 stale = float(self.tree[f"{P}/stale_s"])
-                last = self.ring.last_write if self.ring.written else opened_at
+                last = max(self.ring.last_write, opened_at)  # blocks from before a reopen do not count
                 active = self._active()
                 if not active or time.monotonic() - last > stale:
                     self._fail("stream stopped delivering" if active else "stream ended")
