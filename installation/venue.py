@@ -129,6 +129,12 @@ def load_venue(path: str | Path) -> Venue:
         d = CurrentModel()
         current = CurrentModel(*(cur.num(k, getattr(d, k), lo=0.0, hi=1000.0) for k in ("r", "g", "b", "w", "idle")))
         supplies = _read_supplies(top.get("power", []), path, layout)
+        for i, s in enumerate(supplies):
+            n = sum(layout.fixtures[layout.fixture(f)].count for f in s.fixtures)
+            if n * current.idle / 1000.0 >= s.amps:
+                raise LayoutError(f"{path}: power[{i}] ({s.name}).amps: {s.amps:g} A cannot even feed the idle "
+                                  f"current of its {n} LEDs ({n * current.idle / 1000.0:g} A at "
+                                  f"{current.idle:g} mA each)")
     except LayoutError as exc:
         raise VenueError(str(exc)) from None
     return Venue(path=path, name=name, layout=layout, outputs=tuple(outputs), patch=patch,

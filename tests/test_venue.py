@@ -74,6 +74,7 @@ def test_load(tmp_path):
     (('protocol = "artnet"', 'protocol = "dmx"'), "'protocol' must be one of"),
     (('fixtures = ["s*"]', 'fixtures = ["x*"]'), "power[0] (psu).fixtures: 'x*' matches no fixture"),
     (("amps = 2.0", "amps = -1"), "amps: -1 must be > 0"),
+    (("amps = 2.0", "amps = 0.05"), "cannot even feed the idle current of its 120 LEDs"),
     (("max_brightness = 0.5", "max_brightnes = 0.5"), "leds: unknown key 'max_brightnes'"),
     (("idle = 0.5", "idel = 0.5"), "did you mean 'idle'"),
 ])

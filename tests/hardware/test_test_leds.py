@@ -188,3 +188,34 @@ def test_bad_venue_is_a_clear_error(tmp_path):
     r = subprocess.run([sys.executable, str(SCRIPT), "--venue", str(tmp_path / "v.toml"), "off", "--seconds", "0.1"],
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 2 and "missing.toml: cannot read" in r.stdout
+
+
+def test_interactive_keys_adjust_and_write_back(rig):
+    """Drive the key interface through a real pseudo-terminal: next, white balance, gamma, write, quit."""
+    import os
+    import pty
+    import time
+
+    tmp_path, cap = rig
+    master, slave = pty.openpty()
+    p = subprocess.Popen([sys.executable, str(SCRIPT), "--venue", str(tmp_path / "v.toml"), "identify"],
+                         stdin=slave, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    os.close(slave)
+    try:
+        time.sleep(1.0)            # let it start and enter cbreak mode
+        for key in "n" + "rr" + "]" + "w" + "q":   # step to s2, red down twice, gamma up, write, quit
+            os.write(master, key.encode())
+            time.sleep(0.15)
+        out, _ = p.communicate(timeout=20)
+    finally:
+        os.close(master)
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 0, out
+    assert "identify s2" in out and "wrote s2" in out
+    data = tomllib.loads((tmp_path / "l.toml").read_text())
+    cal = data["fixtures"][1]["calibration"]
+    assert cal["white"] == pytest.approx([0.96, 1.0, 1.0])
+    assert cal["gamma"] == pytest.approx(2.3)   # leds/gamma default 2.2 + 0.1
+    assert (tmp_path / "l.toml.bak").exists()
+    assert data["fixtures"][0]["calibration"]["gamma"] == pytest.approx(2.0)   # s1 untouched
