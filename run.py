@@ -96,7 +96,7 @@ def _dispatch(args) -> int:
             record_sensors=args.record_sensors, osc_port=args.osc_port, no_leds=args.no_leds))
     if cmd == "render":
         return app.render(app.RenderArgs(
-            out=Path(args.out), preset=args.preset, seconds=args.seconds, fps=args.fps,
+            out=args.out, preset=args.preset, seconds=args.seconds, fps=args.fps,
             size=app.parse_size(args.size), seed=args.seed,
             internal=app.parse_size(args.internal) if args.internal else None, particles=args.particles,
             sensors=args.sensors, camera=args.camera, audio=args.audio, quiet=args.quiet))

@@ -60,7 +60,7 @@ def internal_size(out: tuple[int, int], max_height: int = 540) -> tuple[int, int
 class RenderArgs:
     """What ``run.py render`` asks for."""
 
-    out: Path
+    out: str  # FILE.mp4, or a directory ending in "/" for PNGs (a str: Path would drop the slash)
     preset: str = "harmony"
     seconds: float = 10.0
     fps: float = 30.0
@@ -88,16 +88,17 @@ def render(args: RenderArgs) -> int:
             raise StartupError(f"cannot read the sensor inputs: {exc}") from None
         sensors = off.at
     out = str(args.out)
-    if out.endswith(("/", "\\")) or args.out.is_dir():
-        sink = PngSequenceWriter(args.out, args.size)
-    elif args.out.suffix.lower() in (".mp4", ".m4v", ".mov"):
-        sink = VideoWriter(args.out, args.size, args.fps)
+    out_path = Path(out)
+    if out.endswith(("/", "\\")) or out_path.is_dir():
+        sink = PngSequenceWriter(out_path, args.size)
+    elif out_path.suffix.lower() in (".mp4", ".m4v", ".mov"):
+        sink = VideoWriter(out_path, args.size, args.fps)
     else:
         raise StartupError(f"--out {out}: give a .mp4 file or a directory ending in / for PNGs")
     ctx = headless_context()
     engine = _build_engine(ctx, EngineOptions(size=internal, seed=args.seed, preset=args.preset,
                                               particles=args.particles), sensors=sensors, sinks=[sink])
-    progress = None if args.quiet else Progress(frames, label=f"render {args.out.name or args.out}")
+    progress = None if args.quiet else Progress(frames, label=f"render {out_path.name}")
     clock = FixedStepClock(args.fps)
     t0 = time.perf_counter()
     try:
@@ -113,7 +114,7 @@ def render(args: RenderArgs) -> int:
         engine.release()
     took = time.perf_counter() - t0
     if not args.quiet:
-        print(f"wrote {args.out}: {frames} frames {args.size[0]}x{args.size[1]} @ {args.fps:g} fps "
+        print(f"wrote {out}: {frames} frames {args.size[0]}x{args.size[1]} @ {args.fps:g} fps "
               f"(internal {internal[0]}x{internal[1]}, {engine.field.count} particles) in {took:.1f} s "
               f"= {frames / args.fps / took:.2f}x real time", file=sys.stderr)
     return 0

@@ -31,7 +31,7 @@ void main() {
         vec2 d = at.xy - p;
         float w = at.z * exp(-dot(d, d) / max(at.w * at.w, 1e-5));
         vec2 n = d / (length(d) + 0.02);
-        pull += (n + 1.5 * vec2(-n.y, n.x)) * w;   // drawn in, and stirred around the visitor
+        pull += (n + 0.6 * vec2(-n.y, n.x)) * w;   // drawn in, and stirred around the visitor
     }
     imageStore(u_flow, id, vec4(v, pull));
 }

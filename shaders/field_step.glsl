@@ -49,9 +49,11 @@ void main() {
     vec2 target = q * q * ab.xy + 2.0 * q * sc * ctrl.xy + sc * sc * ab.zw
                 + vec2(-tan.y, tan.x) * (lane * u_width * info.z);
     float order = u_harmony * (1.0 - 0.85 * u_malfunction);
-    float grip = order * (1.0 - torn);
-
     vec4 flow = texture(u_flow, pos / vec2(u_aspect, 1.0));
+    // Near a visitor the filaments loosen their grip, so the stream bends toward them.
+    float lure = sqrt(dot(flow.zw, flow.zw)) * u_attract;
+    float grip = order * (1.0 - torn) / (1.0 + 1.5 * lure);
+
     vec2 desired = tan * (u_speed * info.y) + (target - pos) * u_tension;
     vec2 acc = (desired - vel) * (4.0 * grip)
              + flow.xy * (u_curl * (1.0 + 3.0 * u_malfunction) * (1.2 - grip)) + flow.zw * u_attract;
@@ -80,7 +82,8 @@ void main() {
     float born_life = -u_life * (0.5 + r2);
     float born_s = on_petal ? r2 : r2 * 0.1;
 
-    p.kin = vec4(pos, vel);
+    // The dead wait in bounds (clamped) for their rebirth, so every stored position is on the canvas.
+    p.kin = vec4(dead ? clamp(pos, vec2(0.0), vec2(u_aspect, 1.0) - 1e-4) : pos, vel);
     p.tag = dead ? vec4(born_s, born_lane, float(born_route), born_life) : vec4(s, lane, float(r), life);
     particles[i] = p;
 

@@ -1,0 +1,114 @@
+"""The particle field on a real headless GL context: conservation, bounds, harmony vs malfunction,
+attractors, determinism, and the tapestry's orientation."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from installation.engine import declare_all
+from installation.field.renderer import TapestryRenderer
+from installation.field.simulation import Attractor, ParticleField
+from installation.gfx.context import headless_context
+from installation.gfx.shaders import ShaderLibrary
+
+SHADERS = Path(__file__).resolve().parents[2] / "shaders"
+SIZE = (192, 108)
+
+
+@pytest.fixture(scope="module")
+def ctx():
+    c = headless_context()
+    yield c
+    c.release()
+
+
+def make(ctx, seed=3, particles=16384, **params):
+    tree = declare_all()
+    tree.set_base("field/particles", particles)
+    for k, v in params.items():
+        tree.set_base(k.replace("__", "/"), v)
+    lib = ShaderLibrary(ctx, SHADERS)
+    field = ParticleField(ctx, lib, tree, SIZE[0] / SIZE[1], seed)
+    ren = TapestryRenderer(ctx, lib, tree, SIZE)
+    return tree, field, ren
+
+
+def run(field, ren, frames, dt=1 / 60):
+    for _ in range(frames):
+        field.step(dt, ren.splat_target(field.count))
+        ren.render(dt)
+
+
+def test_step_conserves_particles_and_keeps_them_on_the_canvas(ctx):
+    tree, field, ren = make(ctx, field__malfunction=1.0, field__flow__curl=5.0)  # the wildest flow there is
+    run(field, ren, 120)
+    p = field.read()
+    assert p.shape == (16384, 8)
+    assert np.isfinite(p).all()
+    x, y = p[:, 0], p[:, 1]
+    assert (x >= 0).all() and (x <= field.aspect).all()
+    assert (y >= 0).all() and (y <= 1).all()
+    routes = p[:, 6]
+    assert (routes >= 0).all() and (routes < field.state.routes).all()
+    alive = p[:, 7] > 0
+    assert alive.mean() > 0.9  # nearly everyone is alive at any moment: rebirth is immediate
+
+
+def test_malfunction_tears_the_flow_and_harmony_restores_it(ctx):
+    _, calm, ren_a = make(ctx, field__harmony=0.9, field__malfunction=0.0)
+    _, torn, ren_b = make(ctx, field__harmony=0.2, field__malfunction=0.9)
+    run(calm, ren_a, 90)
+    run(torn, ren_b, 90)
+    assert calm.coherence() > 0.8
+    assert torn.coherence() < 0.5
+    assert calm.coherence() - torn.coherence() > 0.4
+
+
+def test_attractor_draws_particles_to_where_a_visitor_stands(ctx):
+    def density_near(att):
+        _, field, ren = make(ctx, field__attractors__gain=3.0)
+        field.set_attractors(att)
+        run(field, ren, 120)
+        p = field.read()
+        d = np.hypot(p[:, 0] - 0.2 * field.aspect, p[:, 1] - 0.8)
+        return (d < 0.15).mean()
+
+    without = density_near([])
+    with_visitor = density_near([Attractor(0.2, 0.8, 2.0, 0.2)])
+    assert with_visitor > without * 1.3
+
+
+def test_same_seed_same_frames_other_seed_other_frames(ctx):
+    def frames(seed):
+        _, field, ren = make(ctx, seed=seed)
+        run(field, ren, 30)
+        return ren.read()
+
+    a, b, c = frames(5), frames(5), frames(6)
+    assert a == b
+    assert a != c
+
+
+def test_tapestry_row_zero_is_the_top_of_the_canvas(ctx):
+    # The nodes glow brightest; they must appear at their own y (y down), not mirrored.
+    _, field, ren = make(ctx, field__nodes__share=0.6, field__nodes__drift=0.0)
+    run(field, ren, 60)
+    img = np.frombuffer(ren.read(), np.uint8).reshape(SIZE[1], SIZE[0], 4)[..., :3].astype(float).mean(-1)
+    nodes = field.state.nodes
+    cols = np.clip((nodes[:, 0] / field.aspect * SIZE[0]).astype(int), 0, SIZE[0] - 1)
+    rows = np.clip((nodes[:, 1] * SIZE[1]).astype(int), 0, SIZE[1] - 1)
+    mirrored = SIZE[1] - 1 - rows
+    assert img[rows, cols].mean() > img[mirrored, cols].mean() + 40
+
+
+def test_master_zero_is_black_and_the_network_lights_the_tapestry(ctx):
+    _, field, ren = make(ctx)
+    run(field, ren, 30)
+    img = np.frombuffer(ren.read(), np.uint8).reshape(SIZE[1], SIZE[0], 4)
+    assert img[..., :3].mean() > 5            # the default network is visibly lit
+    assert (img[..., :3] > 200).any()         # with bright cores
+    field.step(1 / 60, ren.splat_target(field.count))
+    ren.render(1 / 60, master=0.0)
+    dark = np.frombuffer(ren.read(), np.uint8).reshape(SIZE[1], SIZE[0], 4)
+    assert dark[..., :3].max() == 0

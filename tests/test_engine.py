@@ -1,0 +1,165 @@
+"""The engine end to end on a real headless GL context: presets and crossfades, mood modulation,
+commands from other threads, broken presets and shaders at run time, blackout."""
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from installation.clock import FixedStepClock
+from installation.control.commands import LoadPreset, SetParam
+from installation.engine import Engine, EngineOptions, declare_all
+from installation.gfx.context import headless_context
+from installation.gfx.shaders import ShaderError
+from installation.presets import PresetError
+from installation.sensing.frames import CameraFrame, Person
+from installation.watch import FileChanged
+
+ROOT = Path(__file__).resolve().parents[1]
+SMALL = dict(size=(160, 90), particles=8192)
+
+
+@pytest.fixture(scope="module")
+def ctx():
+    c = headless_context()
+    yield c
+    c.release()
+
+
+def engine(ctx, tmp_path=None, **kw):
+    opts = EngineOptions(**{**SMALL, **kw})
+    if tmp_path is not None:
+        shutil.copytree(ROOT / "presets", tmp_path / "presets", dirs_exist_ok=True)
+        shutil.copytree(ROOT / "shaders", tmp_path / "shaders", dirs_exist_ok=True)
+        opts.presets, opts.shaders = tmp_path / "presets", tmp_path / "shaders"
+    return Engine(ctx, opts)
+
+
+def frames(eng, n, fps=30):
+    clock = FixedStepClock(fps)
+    for _ in range(n):
+        eng.frame(clock.next_frame())
+    return np.frombuffer(eng.tapestry.read(), np.uint8)
+
+
+def test_default_preset_runs_and_lights_the_tapestry(ctx):
+    eng = engine(ctx)
+    img = frames(eng, 10)
+    assert eng.preset_name == "harmony"
+    assert img.reshape(-1, 4)[:, :3].mean() > 3
+    st = eng.status()
+    assert st["particles"] == 8192 and st["preset"] == "harmony"
+    assert 0.0 <= st["mood"]["intensity"] <= 1.0
+    assert st["sensors"] == []          # no camera, no microphone: breathing on its own
+
+
+def test_preset_crossfade_eases_floats_and_switches_choices_at_midpoint(ctx):
+    eng = engine(ctx)
+    assert eng.params.base("field/malfunction") == 0.0
+    eng.load_preset("breakdown", 2.0)
+    frames(eng, 15)                      # 0.5 s of 2 s
+    mid = eng.params.base("field/malfunction")
+    assert 0.0 < mid < 0.8
+    assert eng.params.base("render/palette") == "bioluminescent"
+    frames(eng, 20)                      # 1.17 s: past the midpoint
+    assert eng.params.base("render/palette") == "abyssal"
+    frames(eng, 30)                      # done
+    assert eng.params.base("field/malfunction") == pytest.approx(0.8)
+
+
+def test_broken_preset_is_refused_and_the_look_is_kept(ctx, tmp_path):
+    eng = engine(ctx, tmp_path)
+    (tmp_path / "presets" / "bad.toml").write_text('[params]\n"field/harmony" = 7\n')
+    before = eng.params.bases()
+    with pytest.raises(PresetError) as err:
+        eng.load_preset("bad", 0)
+    assert "bad.toml" in str(err.value) and "field/harmony" in str(err.value) and "0 .. 1" in str(err.value)
+    frames(eng, 3)
+    assert eng.params.bases() == before
+
+
+def test_mood_modulates_values_but_not_bases(ctx):
+    # Breakdown heals with presence: a full room lowers the running malfunction, the base stays.
+    crowd = CameraFrame(t=0.0, presence=0.5, motion=0.0, speed=0.0,
+                        people=(Person(0.3, 0.6, 0.2, 0.0, 0.0),))
+    eng = engine(ctx, preset="breakdown")
+    eng.sensors = lambda t: (crowd, None)
+    frames(eng, 120, fps=10)             # 12 s: presence attack settles
+    assert eng.mood.presence > 0.3
+    assert eng.params.base("field/malfunction") == pytest.approx(0.8)
+    assert eng.params["field/malfunction"] < 0.8 - 0.1
+    assert "camera" in eng.status()["sensors"]
+
+
+def test_commands_from_the_queue_apply_and_bad_ones_reply_with_an_error(ctx):
+    eng = engine(ctx)
+    replies = []
+    eng.commands.put(SetParam(path="show/master", value=0.25))
+    eng.commands.put(LoadPreset(name="no-such-preset", fade_s=1.0, reply=lambda *a: replies.append(a)))
+    frames(eng, 1)
+    assert eng.params["show/master"] == 0.25
+    assert replies and replies[0][0] == "/tapestry/error" and "no-such-preset" in replies[0][1]
+
+
+def test_blackout_darkens_everything_and_the_piece_keeps_running(ctx):
+    eng = engine(ctx)
+    frames(eng, 5)
+    eng.params.set_base("show/blackout", True)
+    img = frames(eng, 2)
+    assert img.reshape(-1, 4)[:, :3].max() == 0
+    eng.params.set_base("show/blackout", False)
+    assert frames(eng, 2).reshape(-1, 4)[:, :3].max() > 0
+
+
+def test_shader_broken_at_start_names_file_and_line(ctx, tmp_path):
+    shutil.copytree(ROOT / "shaders", tmp_path / "shaders")
+    src = (tmp_path / "shaders" / "field_step.glsl").read_text().split("\n")
+    line = next(i for i, l in enumerate(src) if "float order" in l)
+    src[line] = "    float order = ;"
+    (tmp_path / "shaders" / "field_step.glsl").write_text("\n".join(src))
+    with pytest.raises(ShaderError) as err:
+        Engine(ctx, EngineOptions(**SMALL, shaders=tmp_path / "shaders"))
+    assert f"field_step.glsl:{line + 1}:" in str(err.value)
+
+
+def test_shader_broken_while_running_keeps_the_last_good_one(ctx, tmp_path):
+    eng = engine(ctx, tmp_path)
+    frames(eng, 3)
+    path = tmp_path / "shaders" / "field_resolve.glsl"
+    good = path.read_text()
+    path.write_text(good.replace("void main() {", "void main() { undefined_thing();"))
+    eng.file_changed(FileChanged(path, path.parent))
+    assert any("field_resolve.glsl" in e for e in eng.last_errors)
+    img = frames(eng, 3)
+    assert img.reshape(-1, 4)[:, :3].mean() > 3     # still drawing with the last good program
+    path.write_text(good.replace("sqrt(ldr) * u_master", "vec3(0.0) * u_master"))
+    eng.file_changed(FileChanged(path, path.parent))
+    assert frames(eng, 1).reshape(-1, 4)[:, :3].max() == 0   # the fixed (here: black) program took over
+
+
+def test_a_failing_part_is_logged_and_the_frame_loop_goes_on(ctx):
+    eng = engine(ctx)
+    calls = []
+
+    def explode(_):
+        calls.append(1)
+        raise RuntimeError("sensor thread gone")
+
+    eng.sensors = explode
+    frames(eng, 5)
+    assert len(calls) == 5 and eng.frame_count == 5
+    assert any("sensor thread gone" in e for e in eng.last_errors)
+
+
+def test_save_preset_keeps_bases_not_modulated_values(ctx, tmp_path):
+    eng = engine(ctx, tmp_path)
+    eng.params.set_base("field/harmony", 0.42)
+    eng.save_preset("mine")
+    saved = eng.presets.load("mine")
+    assert saved.params["field/harmony"] == pytest.approx(0.42)
+    assert not saved.shipped
+    with pytest.raises(PresetError):
+        eng.save_preset("harmony")            # shipped: needs force
+    eng.save_preset("harmony", force=True)
+    assert list((tmp_path / "presets" / ".history").glob("harmony-*.toml"))
