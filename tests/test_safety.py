@@ -296,3 +296,37 @@ def test_frame_limiter_passes_slow_content_and_small_strobes_untouched():
     small = FrameFlashLimiter(FPS)
     for f in rgba_strobe(90, 160, 10.0, 2.0, box=(0, 18, 0, 36)):   # 4.5 % of the picture
         assert small.limit(f, 1 / FPS) is f
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(1, 8),
+    seed=st.integers(0, 2**31 - 1),
+    levels=st.lists(st.tuples(st.floats(0, 1), st.floats(0, 1), st.floats(0, 1)), min_size=2, max_size=4),
+    fps=st.sampled_from([20.0, 30.0, 60.0, 120.0]),
+    jitter=st.booleans(),
+)
+def test_any_content_comes_out_within_the_rules(n, seed, levels, fps, jitter):
+    """Random flicker between a few colours, random area weights, optionally jittery dt."""
+    rng = np.random.default_rng(seed)
+    weights = rng.uniform(0.05, 1.0, n)
+    weights /= weights.sum()
+    palette = np.asarray(levels, np.float32)
+    count = int(2.5 * fps)
+    dts = (1 / fps) * (rng.uniform(0.5, 1.5, count) if jitter else np.ones(count))
+    times = list(np.cumsum(dts))
+    frames = [palette[rng.integers(0, len(palette), n)] for _ in range(count)]
+    lim = FlashLimiter(weights, fps)
+    out = np.stack([lim.limit(f, dt) for f, dt in zip(frames, dts)])
+    mean = np.einsum("n,fnc->fc", weights.astype(np.float32), out)
+    assert max_per_second(general_transitions(luminance(mean), times)) <= 6
+    assert max_per_second(red_transitions(mean, times)) <= 6
+    for counter in (lambda j: general_transitions(luminance(out[:, j]), times),
+                    lambda j: red_transitions(out[:, j], times)):
+        events = [np.asarray(counter(j)) for j in range(n)]
+        for t in times:
+            over = [np.sum((ev > t - 1.0) & (ev <= t)) > 6 for ev in events]
+            assert float(np.sum(weights[over])) < 0.25 + 1e-6
