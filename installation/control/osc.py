@@ -22,10 +22,12 @@ import logging
 import math
 import queue
 import re
+import select
 import socket
 import threading
 import time
-from dataclasses import dataclass, field
+from collections import deque
+from dataclasses import dataclass
 from functools import partial
 from typing import Callable, Iterable
 
@@ -171,7 +173,7 @@ class OscServer:
         self._pending_lock = threading.Lock()
         self._pending: dict[str, SetParam] = {}
         # outgoing: replies and heartbeats (any thread puts), latest changes per path (engine thread writes)
-        self._out: queue.Queue = queue.Queue(maxsize=self.config.outgoing_max)
+        self._out: deque = deque()  # append/popleft are atomic: no lock, no exception when empty
         self._changes_lock = threading.Lock()
         self._changes: dict[str, object] = {}
         self._subscribers: dict[tuple[str, int], float] = {}  # (ip, port) -> expiry; receive thread only
@@ -194,7 +196,7 @@ class OscServer:
         except OSError as exc:
             sock.close()
             raise OSError(f"OSC server cannot bind {host}:{self.config.port}: {exc.strerror or exc}") from None
-        sock.settimeout(self.config.poll_s)
+        sock.setblocking(False)
         self._sock = sock
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="osc-server", daemon=True)
@@ -251,22 +253,27 @@ class OscServer:
         sock = self._sock
         assert sock is not None
         bufsize = self.config.max_datagram + 1  # one more byte tells us a datagram was too big
+        handled = 0
         while not self._stop.is_set():
+            # non-blocking reads while datagrams are waiting (one syscall each); wait in select when idle
             try:
                 data, addr = sock.recvfrom(bufsize)
-            except socket.timeout:
-                data = None
+            except BlockingIOError:
+                self._service()
+                select.select([sock], [], [], self.config.poll_s)
+                continue
             except OSError as exc:
                 if self._stop.is_set():
                     break
                 self._complaints.note("socket", "recv error", str(exc))
-                data = None
-            if data is not None:
-                try:
-                    self.handle_datagram(data, addr)
-                except Exception:  # a bug here must not kill live control
-                    log.exception("OSC server: unexpected error handling a datagram from %s", addr[0])
-            self._service()
+                continue
+            try:
+                self.handle_datagram(data, addr)
+            except Exception:  # a bug here must not kill live control
+                log.exception("OSC server: unexpected error handling a datagram from %s", addr[0])
+            handled += 1
+            if handled % 32 == 0:  # keep replies and feedback flowing under a flood
+                self._service()
         self._service()
 
     def handle_datagram(self, data: bytes, addr: tuple) -> None:
@@ -472,18 +479,18 @@ class OscServer:
         self._put_out(("list", dest, address, list(items)))
 
     def _put_out(self, item: tuple) -> None:
-        try:
-            self._out.put_nowait(item)
-        except queue.Full:
+        if len(self._out) >= self.config.outgoing_max:
             self._stats["outgoing_dropped"] += 1
+            return
+        self._out.append(item)
 
     def _service(self) -> None:
         """Send what is queued, flush change feedback, expire subscriptions (server thread)."""
+        out = self._out
         for _ in range(256):  # bounded so that receiving continues under a reply storm
-            try:
-                item = self._out.get_nowait()
-            except queue.Empty:
+            if not out:
                 break
+            item = out.popleft()
             kind = item[0]
             if kind == "msg":
                 self._send(item[1], item[2], item[3])

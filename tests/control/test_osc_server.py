@@ -210,7 +210,7 @@ def test_publish_change_and_heartbeat_only_record_without_subscribers():
     server = OscServer(tree, queue.Queue(), OscConfig(port=0))
     server.publish_change("field/flow/speed", 2.0)
     server.heartbeat({"fps": 60})
-    assert server._changes == {} and server._out.qsize() == 0
+    assert server._changes == {} and len(server._out) == 0
 
 
 def test_fader_storm_is_coalesced_in_the_queue():
@@ -238,7 +238,7 @@ def test_full_queue_replies_busy_and_drops():
     server.handle_datagram(encode_message("/tapestry/status"), ("127.0.0.1", 1))
     server.handle_datagram(encode_message("/tapestry/field/flow/speed", 2.0), ("127.0.0.1", 1))
     assert q.qsize() == 1 and server.stats()["queue_full"] == 1
-    item = server._out.get_nowait()
+    item = server._out.popleft()
     assert item[2] == "/tapestry/error" and "busy" in item[3][0]
 
 
@@ -248,7 +248,7 @@ def test_sender_outside_allow_list_is_dropped_silently():
     server = OscServer(tree, q, OscConfig(port=0, allow=("10.0.0.0/8",)))
     server.handle_datagram(encode_message("/tapestry/master", 0.1), ("127.0.0.1", 1))
     server.handle_datagram(encode_message("/tapestry/master", 0.1), ("::ffff:10.1.2.3", 1, 0, 0))
-    assert server.stats()["not_allowed"] == 1 and q.qsize() == 1 and server._out.qsize() == 0
+    assert server.stats()["not_allowed"] == 1 and q.qsize() == 1 and len(server._out) == 0
 
 
 def test_rate_limit_per_sender():
