@@ -221,14 +221,20 @@ def main() -> int:
     ap.add_argument("--venue", default=str(ROOT / "hardware" / "large-venue.toml"))
     ap.add_argument("--frames", type=int, default=240)
     ap.add_argument("--fps", type=float, default=60.0)
+    ap.add_argument("--switch-interval", type=float, default=None,
+                    help="sys.setswitchinterval seconds (Python's default 0.005): how long another thread may "
+                         "hold the GIL before the frame thread gets it back")
     a = ap.parse_args()
+    if a.switch_interval:
+        sys.setswitchinterval(a.switch_interval)
     venue = load_venue(a.venue)
     ctx = headless_context()
     texs = textures(ctx)
     sink = Sink()
     nuni = sum(len(c.spans) for c in venue.patch.controllers)
     print(f"{venue.layout.count} LEDs, {len(venue.patch.controllers)} controllers, {nuni} universes, "
-          f"texture {W}x{H}, {a.frames} frames at {a.fps:g} fps; GL: {ctx.info['GL_RENDERER']}")
+          f"texture {W}x{H}, {a.frames} frames at {a.fps:g} fps; GL: {ctx.info['GL_RENDERER']}; "
+          f"switch interval {sys.getswitchinterval() * 1e3:g} ms")
     r = ours(ctx, venue, texs, a.frames, a.fps, sink)
     print("\nTapestry LED path (median / p95 ms per frame):")
     print(f"  sample (dispatch + readback)  {med(r['sample']):6.2f} / {p95(r['sample']):6.2f}")

@@ -97,7 +97,11 @@ class ColorPipeline:
         self.q8 = self.q8_all[:-1]
         self.idx = np.zeros((n, 3), dtype=np.int64)  # int64 + mode="clip" is numpy's fastest take
         self.led_ma = np.zeros(n, dtype=np.float32)
-        self.ma_vec = np.array([current.r, current.g, current.b], dtype=np.float32)
+        # The limiter estimates from R, G, B before white extraction.  After it an RGBW LED draws
+        # (r-w)R + (g-w)G + (b-w)B + wW with w = min(r, g, b) <= (r+g+b)/3: an upper bound whenever
+        # W <= R+G+B; when the W die draws more, spread the excess over the channels to stay a bound.
+        extra = max(0.0, current.w - (current.r + current.g + current.b)) / 3.0 if m else 0.0
+        self.ma_vec = np.array([current.r + extra, current.g + extra, current.b + extra], dtype=np.float32)
 
         gather = np.full(patch.total, len(self.flat), dtype=np.int64)
         for c in range(3):
@@ -137,22 +141,34 @@ class ColorPipeline:
 
     # ------------------------------------------------------------------ tables
     def _rebuild_tables(self) -> None:
-        """Gamma LUT rows (row 0 = live default) and per-LED scale; called when inputs change."""
-        g_default = float(self.tree["leds/gamma"])
+        """Gamma LUT rows and per-LED scale; called when a calibration changes."""
         gammas = sorted({c.gamma for c in self.calibrations if c.gamma is not None})
-        rows = [g_default] + gammas
-        x = np.linspace(0.0, 1.0, LUT_SIZE, dtype=np.float64)
-        self.lut = np.concatenate([x ** g for g in rows]).astype(np.float32)
+        self._gammas = [None] + gammas  # row 0 follows the live leds/gamma
         row_of_fixture = np.array([0 if c.gamma is None else 1 + gammas.index(c.gamma) for c in self.calibrations],
-                                  dtype=np.int32)
-        self.single_row = len(rows) == 1 or bool(np.all(row_of_fixture == row_of_fixture[0]))
-        self.lut_base = (np.repeat(row_of_fixture, self.counts) * LUT_SIZE).astype(np.int64)[:, None]
+                                  dtype=np.int64)
+        self._rows_used = sorted(set(row_of_fixture.tolist()))
+        self.single_row = len(self._rows_used) == 1
         if self.single_row:
-            self.lut = self.lut[int(row_of_fixture[0]) * LUT_SIZE:(int(row_of_fixture[0]) + 1) * LUT_SIZE].copy()
+            self._rows_used = [int(row_of_fixture[0])]
+            self.lut_base = None
+        else:
+            self.lut_base = (np.repeat(row_of_fixture, self.counts) * LUT_SIZE)[:, None]
         fixture_scale = np.array([np.array(c.white) * c.brightness for c in self.calibrations], dtype=np.float32)
         self.base_scale = np.repeat(fixture_scale, self.counts, axis=0).reshape(self.n, 3)
-        self._gamma_default = g_default
+        self._gamma_default = None
         self._master = None
+        self._build_lut()
+
+    def _build_lut(self) -> None:
+        """The gamma lookup table (one row per gamma in use); cheap, so a modulated leds/gamma may call it per frame."""
+        g_default = float(self.tree["leds/gamma"])
+        x = np.linspace(0.0, 1.0, LUT_SIZE, dtype=np.float64)
+        if self.single_row:
+            g = self._gammas[self._rows_used[0]]
+            self.lut = (x ** (g_default if g is None else g)).astype(np.float32)
+        else:
+            self.lut = np.concatenate([x ** (g_default if g is None else g) for g in self._gammas]).astype(np.float32)
+        self._gamma_default = g_default
 
     def set_calibration(self, fixture: int, gamma: float | None | type(...) = ..., white=None,
                         brightness: float | None = None) -> Calibration:
@@ -176,7 +192,7 @@ class ColorPipeline:
         """
         tree = self.tree
         if tree["leds/gamma"] != self._gamma_default:
-            self._rebuild_tables()
+            self._build_lut()
         master = float(tree["leds/master"]) * self.max_brightness
         if master != self._master:
             self.scale = self.base_scale * np.float32(master)

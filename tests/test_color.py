@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from installation.color import PARAMS, ColorPipeline, CurrentModel, Supply
 from installation.fixtures.layout import load_layout, resolve_patch
@@ -199,3 +201,26 @@ def test_rgbw_white_extraction(setup):
     out = cp.unpack(cp.process(colors))[300].astype(int)
     # gamma 1, brightness .5: (0.5, 0.5, 0.25) -> W 0.25, RGB (0.25, 0.25, 0)
     assert list(out) == [64, 64, 0, 64]
+
+
+@settings(max_examples=60, deadline=None)
+@given(amps=st.tuples(st.floats(0.8, 30.0), st.floats(0.2, 10.0)),  # above the idle current of 500 / 100 LEDs
+       ma=st.tuples(st.floats(1, 40), st.floats(1, 40), st.floats(1, 40), st.floats(0, 200), st.floats(0, 1.5)),
+       master=st.floats(0.0, 1.0), dither=st.booleans(), seed=st.integers(0, 2**32 - 1),
+       level=st.floats(0.0, 1.0))
+def test_power_limit_property(tmp_path_factory, amps, ma, master, dither, seed, level):
+    """For any budgets, current model, master, dithering and frames: the estimate never exceeds a budget."""
+    p = tmp_path_factory.mktemp("pl") / "l.toml"
+    p.write_text(LAYOUT)
+    lay = load_layout(p)
+    pm = resolve_patch(lay, {"c": "artnet", "d": "ddp"})
+    tree = ParamTree.from_specs(PARAMS)
+    tree.set_base("leds/master", master)
+    tree.set_base("leds/dither", dither)
+    cm = CurrentModel(*ma)
+    cp = ColorPipeline(lay, pm, tree, [Supply("ab", amps[0], ("a", "b")), Supply("c", amps[1], ("c",))], cm)
+    rng = np.random.default_rng(seed)
+    for _ in range(6):
+        colors = np.clip(rng.random((lay.count, 3), dtype=np.float32) + level, 0, 1).astype(np.float32)
+        amps_now = cp.estimate_amps(cp.process(colors))
+        assert amps_now[0] <= amps[0] and amps_now[1] <= amps[1]
