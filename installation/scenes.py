@@ -32,6 +32,7 @@ __all__ = ["SceneError", "MoodTrigger", "Cue", "SceneList", "SceneEntered", "Fad
            "Schedule", "Venue", "parse_scenes", "parse_schedule", "load_venue"]
 
 SAFE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+"""Preset and scene names (use ``fullmatch``): no paths, no dots, no spaces, no newline."""
 _MOOD_KEY = re.compile(r"[a-z][a-z0-9_]{0,31}")
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 

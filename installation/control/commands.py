@@ -34,8 +34,8 @@ class ControlTarget(Protocol):
 
     params: ParamTree
 
-    def load_preset(self, name: str, fade_s: float) -> None:
-        """Crossfade to preset ``name`` over ``fade_s`` seconds; raises PresetError(ValueError)."""
+    def load_preset(self, name: str, fade_s: float | None) -> None:
+        """Crossfade to preset ``name`` over ``fade_s`` seconds (None: the default fade); raises PresetError."""
 
     def save_preset(self, name: str, force: bool) -> None:
         """Save the current bases as preset ``name``; raises PresetError for shipped names unless force."""
@@ -114,14 +114,14 @@ class SetParam(Command):
 
 @dataclass
 class LoadPreset(Command):
-    """``/tapestry/preset/load NAME [FADE_S]``."""
+    """``/tapestry/preset/load NAME [FADE_S]``; without FADE_S (None) the target uses its default fade."""
 
     name: str = ""
-    fade_s: float = 0.0
+    fade_s: float | None = None
 
     def _apply(self, target: ControlTarget) -> None:
         target.load_preset(self.name, self.fade_s)
-        self.reply("/tapestry/preset/loaded", self.name, float(self.fade_s))
+        self.reply("/tapestry/preset/loaded", self.name)
 
 
 @dataclass

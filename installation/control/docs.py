@@ -7,8 +7,8 @@ from installation.control.osc import ALIASES
 from installation.params import ParamTree
 
 COMMANDS: tuple[tuple[str, str, str], ...] = (
-    (ROOT + "preset/load", "s [f]", "Load preset NAME, crossfading over FADE_S seconds (default 0). "
-                                    "Replies /tapestry/preset/loaded NAME FADE_S."),
+    (ROOT + "preset/load", "s [f]", "Load preset NAME, crossfading over FADE_S seconds (default: show/fade). "
+                                    "Replies /tapestry/preset/loaded NAME."),
     (ROOT + "preset/save", "s", "Save the current settings as preset NAME ([A-Za-z0-9_-], 1-64 characters). "
                                 "Refuses to overwrite a shipped preset. Replies /tapestry/preset/saved NAME."),
     (ROOT + "preset/save/force", "s", "Save NAME even over a shipped preset."),

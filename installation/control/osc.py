@@ -21,7 +21,6 @@ import ipaddress
 import logging
 import math
 import queue
-import re
 import select
 import socket
 import threading
@@ -37,11 +36,9 @@ from installation.control.commands import (
 )
 from installation.control.wire import IMPULSE, OscError, OscMessage, encode_bundle, encode_message, parse_packet
 from installation.params import FLOAT, INT, ParamError, ParamSpec, ParamTree
+from installation.scenes import SAFE_NAME
 
 log = logging.getLogger(__name__)
-
-SAFE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
-"""Preset and scene names: no paths, no dots, no spaces."""
 
 PATTERN_CHARS = frozenset("*?[]{}")
 MAX_REPLY_BYTES = 1400  # stay under a typical MTU so nothing is fragmented
@@ -75,15 +72,33 @@ class OscConfig:
     """Receive timeout: how often the thread wakes to send queued replies and notice a stop."""
 
     def __post_init__(self) -> None:
-        if not 0 <= self.port <= 65535:
-            raise ValueError(f"osc.port: {self.port} is not a UDP port")
+        def bad(key: str, problem: str) -> ValueError:
+            return ValueError(f"osc.{key}: {problem}")
+
+        if not isinstance(self.host, str) or not self.host:
+            raise bad("host", f"expected an IP address such as '127.0.0.1', got {self.host!r}")
+        for key in ("port", "reply_port"):
+            v = getattr(self, key)
+            if v is None and key == "reply_port":
+                continue
+            if isinstance(v, bool) or not isinstance(v, int) or not (0 if key == "port" else 1) <= v <= 65535:
+                raise bad(key, f"{v!r} is not a UDP port")
+        if isinstance(self.allow, str) or not isinstance(self.allow, (tuple, list)):
+            raise bad("allow", f"expected a list of networks such as ['192.168.1.0/24'], got {self.allow!r}")
         for net in self.allow:
             try:
                 ipaddress.ip_network(net, strict=False)
-            except ValueError as exc:
-                raise ValueError(f"osc.allow: {net!r} is not a network ({exc})") from None
-        if not (self.rate > 0 and self.burst >= 1):
-            raise ValueError("osc.rate must be > 0 and osc.burst >= 1")
+            except (TypeError, ValueError) as exc:
+                raise bad("allow", f"{net!r} is not a network ({exc})") from None
+        positive = {"rate": 1e-3, "burst": 1, "max_datagram": 16, "max_depth": 1, "max_elements": 1, "max_args": 1,
+                    "subscription_ttl_s": 1, "max_subscribers": 0, "feedback_hz": 0.1, "outgoing_max": 16,
+                    "poll_s": 1e-3}
+        for key, lo in positive.items():
+            v = getattr(self, key)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < lo:
+                raise bad(key, f"expected a number >= {lo:g}, got {v!r}")
+        if self.max_datagram > 65507:
+            raise bad("max_datagram", f"{self.max_datagram} is more than a UDP datagram can hold (65507)")
 
 
 class _TokenBuckets:
@@ -367,7 +382,7 @@ class OscServer:
         if not 1 <= len(msg.args) <= 2:
             raise ParamError(f"{msg.address}: expected NAME [FADE_S], got {len(msg.args)} arguments")
         name = _safe_name(msg.address, msg.args[0])
-        fade = 0.0
+        fade = None
         if len(msg.args) == 2:
             fade = msg.args[1]
             if isinstance(fade, bool) or not isinstance(fade, (int, float)) or not math.isfinite(fade) or fade < 0:

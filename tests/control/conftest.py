@@ -46,7 +46,7 @@ class Target:
         self.preset = None
         self.fades: list[tuple[str, float]] = []
 
-    def load_preset(self, name: str, fade_s: float) -> None:
+    def load_preset(self, name: str, fade_s: float | None) -> None:
         if name not in self.presets:
             raise PresetError(f"preset {name!r} not found (have: {', '.join(sorted(self.presets))})")
         self.params.update_bases(self.presets[name])

@@ -48,7 +48,7 @@ PACKETS = st.one_of(st.binary(max_size=300), damaged_packets(), valid_packets())
 
 
 @given(PACKETS)
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=400, deadline=None, database=None)
 def test_parser_raises_only_osc_error(data):
     try:
         msgs = parse_packet(data)
@@ -58,7 +58,7 @@ def test_parser_raises_only_osc_error(data):
 
 
 @given(st.lists(PACKETS, min_size=1, max_size=20))
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=100, deadline=None, database=None)
 def test_handle_datagram_never_raises_and_still_serves_valid_messages(packets):
     tree = make_tree()
     q: queue.Queue = queue.Queue(maxsize=64)
@@ -86,7 +86,7 @@ def live_server():
 
 
 @given(st.lists(PACKETS, min_size=1, max_size=10))
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 def test_real_server_keeps_answering_after_junk_over_udp(live_server, packets):
     server, q, client = live_server
     for p in packets:

@@ -108,8 +108,14 @@ def test_list_replies_every_path_then_end(rig):
 def test_preset_load_save_force_and_list_reach_the_target(rig):
     c = rig.client()
     c.send("/tapestry/preset/load", "calm", 2.5)
-    assert c.wait("/tapestry/preset/loaded") == ["calm", 2.5]
+    assert c.wait("/tapestry/preset/loaded") == ["calm"]
     assert rig.target.fades == [("calm", 2.5)]
+    c.send("/tapestry/preset/load", "storm")
+    assert c.wait("/tapestry/preset/loaded") == ["storm"]
+    assert rig.target.fades[-1] == ("storm", None)  # no FADE_S: the target's default fade
+    c.send("/tapestry/preset/load", "calm", 9999)
+    c.wait("/tapestry/preset/loaded")
+    assert rig.target.fades[-1] == ("calm", 3600.0)
     assert rig.tree.base("field/palette") == "tide"
 
     c.send("/tapestry/preset/load", "nope")
@@ -132,7 +138,7 @@ def test_preset_load_save_force_and_list_reach_the_target(rig):
     assert c.wait("/tapestry/presets/end") == [3]
 
 
-@pytest.mark.parametrize("name", ["../etc/passwd", "a/b", "", "x" * 65, "with space", "dot.toml"])
+@pytest.mark.parametrize("name", ["../etc/passwd", "a/b", "", "x" * 65, "with space", "dot.toml", "calm\n", "ćalm"])
 def test_unsafe_preset_names_refused_before_the_engine(rig, name):
     c = rig.client()
     c.send("/tapestry/preset/save", name, types="s")
@@ -337,3 +343,14 @@ def test_engine_stand_in_applies_commands():
         assert e.call(lambda t: t.params.base("show/master")) == 1.0
     finally:
         e.stop()
+
+
+@pytest.mark.parametrize("kwargs, key", [
+    ({"port": 70000}, "osc.port"), ({"port": "9000"}, "osc.port"), ({"host": 5}, "osc.host"),
+    ({"allow": "10.0.0.0/8"}, "osc.allow"), ({"allow": ("10.0.0.0/33",)}, "osc.allow"),
+    ({"rate": 0}, "osc.rate"), ({"burst": float("nan")}, "osc.burst"), ({"reply_port": 0}, "osc.reply_port"),
+    ({"max_datagram": 100000}, "osc.max_datagram"), ({"subscription_ttl_s": -1}, "osc.subscription_ttl_s"),
+])
+def test_config_errors_name_the_key(kwargs, key):
+    with pytest.raises(ValueError, match=key):
+        OscConfig(**kwargs)
