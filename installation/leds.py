@@ -102,6 +102,14 @@ class LedPipeline:
         for out, sl in zip(self.outputs, self._slices):
             out.send(buf[sl])
 
+    def led_colors(self) -> np.ndarray:
+        """(N, 3) uint8: what each LED shows after the whole pipeline (W folded back into R, G, B), for the preview.
+
+        Unpacked from the last frame sent, so it includes calibration, power limit and dithering.
+        """
+        rgbw = self.color.unpack(self.last).astype(np.uint16)
+        return np.minimum(rgbw[:, :3] + rgbw[:, 3:4], 255).astype(np.uint8)
+
     def status(self) -> dict:
         """LED count, frames, smoothed stage timings, power per supply, and each output's status."""
         return {"leds": self.layout.count, "frames": self.frames,

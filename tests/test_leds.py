@@ -149,6 +149,8 @@ def test_texture_to_wire_in_every_protocol(rig):
     assert rx.wait_for(lambda s: s[("ddp", 0)] == bytes([0, g, 255]) * 80)
     # sACN: 20 RGBW pixels in universe 7 (orange: W = min = 0)
     assert rx.wait_for(lambda s: s[("sacn", 7)][:80] == bytes([255, g, 0, 0]) * 20)
+    shown = leds.led_colors()
+    assert shown.shape == (300, 3) and tuple(shown[0]) == (255, g, 0) and tuple(shown[299]) == (255, g, 0)
     st = leds.status()
     assert st["leds"] == 300 and st["frames"] == 1 and len(st["outputs"]) == 3
     leds.close("blackout")
