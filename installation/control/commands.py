@@ -173,10 +173,19 @@ class GetValue(Command):
 
 @dataclass
 class SendSnapshot(Command):
-    """Send every parameter's base to a new subscriber, as ``/tapestry/<path> VALUE`` (+ ``/norm``)."""
+    """Send every parameter's base to a new subscriber, as ``/tapestry/<path> VALUE`` (+ ``/norm``).
+
+    ``send_values`` (from the server) takes the whole ``{path: base}`` map at once so that it can be
+    packed into bundles; without it each message goes through ``reply``.
+    """
+
+    send_values: Callable[[dict[str, object]], None] | None = field(default=None, repr=False, compare=False)
 
     def _apply(self, target: ControlTarget) -> None:
         tree = target.params
+        if self.send_values is not None:
+            self.send_values(tree.bases())
+            return
         for path in tree.paths():
             for address, value in feedback_messages(tree.spec(path), tree.base(path)):
                 self.reply(address, value)

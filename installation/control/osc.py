@@ -424,7 +424,7 @@ class OscServer:
         sub_reply = self.reply_to(dest)
         sub_reply("/tapestry/subscribed", port, float(self.config.subscription_ttl_s))
         if new:
-            self._submit(SendSnapshot(reply=sub_reply), reply)
+            self._submit(SendSnapshot(reply=sub_reply, send_values=partial(self._send_values, dest)), reply)
 
     def _on_unsubscribe(self, msg: OscMessage, spec: None, addr: tuple, reply: Reply) -> None:
         if msg.args:
@@ -493,6 +493,9 @@ class OscServer:
     def _reply_list(self, dest: tuple[str, int], address: str, items: list[str]) -> None:
         self._put_out(("list", dest, address, list(items)))
 
+    def _send_values(self, dest: tuple[str, int], values: dict[str, object]) -> None:
+        self._put_out(("values", dest, values))
+
     def _put_out(self, item: tuple) -> None:
         if len(self._out) >= self.config.outgoing_max:
             self._stats["outgoing_dropped"] += 1
@@ -513,6 +516,9 @@ class OscServer:
                 for args in split_args(item[2], item[3]):
                     self._send(item[1], item[2], tuple(args))
                 self._send(item[1], item[2] + "/end", (len(item[3]),))
+            elif kind == "values":
+                for d in pack_bundles(self._feedback_packets(item[2])):
+                    self._send_raw(item[1], d)
             elif kind == "heartbeat":
                 for dest in list(self._subscribers):
                     self._send(dest, "/tapestry/heartbeat", item[1])
@@ -536,8 +542,14 @@ class OscServer:
             changes, self._changes = self._changes, {}
         if not changes or not self._subscribers:
             return
+        datagrams = pack_bundles(self._feedback_packets(changes))
+        for dest in list(self._subscribers):
+            for d in datagrams:
+                self._send_raw(dest, d)
+
+    def _feedback_packets(self, values: dict[str, object]) -> list[bytes]:
         packets = []
-        for path, value in changes.items():
+        for path, value in values.items():
             spec = self._specs.get(path)
             if spec is None:
                 continue
@@ -546,10 +558,7 @@ class OscServer:
                     packets.append(encode_message(address, v))
                 except (TypeError, ValueError):
                     continue
-        datagrams = pack_bundles(packets)
-        for dest in list(self._subscribers):
-            for d in datagrams:
-                self._send_raw(dest, d)
+        return packets
 
     def _send(self, dest: tuple[str, int], address: str, args: tuple) -> None:
         try:

@@ -354,3 +354,24 @@ def test_engine_stand_in_applies_commands():
 def test_config_errors_name_the_key(kwargs, key):
     with pytest.raises(ValueError, match=key):
         OscConfig(**kwargs)
+
+
+def _ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback on this machine")
+def test_ipv6_loopback_server_answers():
+    tree = make_tree()
+    with OscServer(tree, queue.Queue(), OscConfig(host="::1", port=0)) as server:
+        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as c:
+            c.bind(("::1", 0))
+            c.settimeout(5)
+            c.sendto(encode_message("/tapestry/list"), server.address)
+            data, _ = c.recvfrom(2048)
+    assert parse_packet(data)[0].address == "/tapestry/paths"
