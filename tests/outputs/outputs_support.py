@@ -8,12 +8,12 @@ import time
 
 
 class Receiver:
-    """A UDP socket on 127.0.0.1 collecting datagrams in a thread."""
+    """A UDP socket (127.0.0.1 unless told) collecting datagrams in a thread."""
 
-    def __init__(self, port: int = 0) -> None:
+    def __init__(self, port: int = 0, host: str = "127.0.0.1") -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
-        self.sock.bind(("127.0.0.1", port))
+        self.sock.bind((host, port))
         self.sock.settimeout(0.05)
         self.port = self.sock.getsockname()[1]
         self.packets: list[bytes] = []

@@ -39,7 +39,7 @@ def test_artnet_data_arrives_with_sync(receiver, use_sendmmsg):
 
 def test_only_changed_universes_then_repeats_then_keepalive(receiver):
     spans = [Span(u, u * 4, 4) for u in range(3)]
-    o = make("artnet", receiver.port, spans, fps=1000, keepalive=0.3)
+    o = make("artnet", receiver.port, spans, fps=1000, keepalive=0.6)
     buf = np.zeros(12, np.uint8)
     o.send(buf)
     assert receiver.wait_for(lambda p: len(p) >= 3)
@@ -54,7 +54,7 @@ def test_only_changed_universes_then_repeats_then_keepalive(receiver):
     assert receiver.wait_for(lambda p: len(p) >= 7)
     time.sleep(0.05)
     assert len(receiver.packets) == 7 and receiver.packets[6][14] == 1 and receiver.packets[6][19] == 9
-    # frames stop: keep-alives (all universes) come about every 0.3 s
+    # frames stop: keep-alives (all universes) come about every 0.6 s
     assert receiver.wait_for(lambda p: len(p) >= 7 + 6, timeout=3)
     o.close()
     st = o.status()
@@ -68,6 +68,8 @@ def test_sacn_three_repeats_sync_and_stream_terminated(receiver):
         o.send(buf)
         time.sleep(0.02)
     o.close(final=np.zeros(1020, np.uint8))
+    assert receiver.wait_for(lambda ps: len([p for p in ps if len(p) == 636 and p[112] & 0x40]) >= 6)
+    time.sleep(0.05)
     pk = receiver.packets
     data = [p for p in pk if len(p) == 636]
     syncs = [p for p in pk if len(p) == 49]

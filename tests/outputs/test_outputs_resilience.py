@@ -113,5 +113,6 @@ def test_close_after_failures_still_sends_goodbye_when_peer_returns(receiver):
     o.send(np.ones(1020, np.uint8))
     assert receiver.wait_for(lambda p: len(p) >= 2)
     o.close(final=np.zeros(1020, np.uint8))
+    assert receiver.wait_for(lambda ps: len([p for p in ps if p[112] & 0x40]) >= 6)
     terminated = [p for p in receiver.packets if p[112] & 0x40]
     assert len(terminated) == 6 and all(p[126:] == bytes(510) for p in terminated)
