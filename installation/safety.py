@@ -246,6 +246,7 @@ class FlashLimiter:
         self._prev: np.ndarray | None = None   # last emitted frame, linear light (N, 3)
         self._prev_signals: tuple = ()
         self._cache: tuple | None = None       # (frame object, _assess result) for the current frame
+        self._planned: np.ndarray | None = None
 
     # -- the two halves, also used by FrameFlashLimiter ------------------------------------------
     def _advance(self, dt: float | None) -> float:
@@ -272,6 +273,7 @@ class FlashLimiter:
         prev = self._prev
         k = np.ones(self.n, np.float32)
         self._cache = None
+        self._planned = None
         if prev is None:
             return k
         (lum_t, _, raw_t, _), _, leds, whole = self._assess(lin, now)
@@ -299,6 +301,9 @@ class FlashLimiter:
                 kg = min(kg, float(tr.blend_limit(idx, sig_p, sig_t)[0]))
         if kg < 1.0:
             k *= np.float32(kg)
+            self._planned = None
+        else:
+            self._planned = cand             # already blended and assessed: limit() reuses it
         return k
 
     @staticmethod
@@ -357,7 +362,7 @@ class FlashLimiter:
                 return target
             k[:] = 0.0
         self.frames_limited += 1
-        out_lin = self._blend(self._prev, lin, k)
+        out_lin = self._planned if self._planned is not None and k.any() else self._blend(self._prev, lin, k)
         if not self._commit(out_lin, now):
             k[:] = 0.0
             out_lin = self._hold(now)
@@ -386,6 +391,7 @@ class FrameFlashLimiter:
         self._shape: tuple[int, int] | None = None
         self._core: FlashLimiter | None = None
         self._prev: np.ndarray | None = None   # last emitted image, RGBA8
+        self._luts: dict[int, np.ndarray] = {}
 
     def _setup(self, h: int, w: int) -> None:
         hs, ws = (h + 1) // 2, (w + 1) // 2            # size of the measured (subsampled) image
@@ -412,6 +418,40 @@ class FrameFlashLimiter:
         """How many frames so far had to be slowed or held."""
         return self._core.frames_limited if self._core else 0
 
+    _K_STEPS = 64   # blend factors are rounded DOWN to 1/64: closer to the previous image, so never less safe
+
+    def _blend_lut(self, level: int) -> np.ndarray:
+        """(prev code << 8 | new code) -> sRGB code of their linear-light blend at ``level / _K_STEPS``."""
+        lut = self._luts.get(level)
+        if lut is None:
+            a = _SRGB8_TO_LINEAR[:, None]
+            b = _SRGB8_TO_LINEAR[None, :]
+            lut = _encode_srgb8(a + np.float32(level / self._K_STEPS) * (b - a)).reshape(-1)
+            self._luts[level] = lut
+        return lut
+
+    def _apply(self, img: np.ndarray, k: np.ndarray) -> np.ndarray:
+        """Blend each cell of ``img`` toward the previous image by its factor in ``k``."""
+        steps = self._K_STEPS
+        levels = np.minimum(np.floor(k * steps), steps).astype(np.uint8).reshape(self._gy, self._gx)
+        out = img.copy()
+        used = np.unique(levels)
+        if used.size == 1:
+            if used[0] == 0:
+                out[:, :, :3] = self._prev[:, :, :3]
+            elif used[0] < steps:
+                codes = (self._prev[:, :, :3].astype(np.uint16) << 8) | img[:, :, :3]
+                out[:, :, :3] = self._blend_lut(int(used[0]))[codes]
+            return out
+        px = levels[self._row_cell][:, self._col_cell]
+        codes = (self._prev[:, :, :3].astype(np.uint16) << 8) | img[:, :, :3]
+        rgb = out[:, :, :3]
+        for level in used:
+            if level < steps:
+                m = px == level
+                rgb[m] = self._blend_lut(int(level))[codes[m]]
+        return out
+
     def limit(self, rgba: np.ndarray, dt: float | None = None) -> np.ndarray:
         """Return the image to show for ``rgba`` (H, W, 4) uint8, ``dt`` seconds after the last one."""
         img = np.asarray(rgba)
@@ -434,11 +474,7 @@ class FrameFlashLimiter:
                 return rgba
             k[:] = 0.0
         core.frames_limited += 1
-        kp = k.reshape(self._gy, self._gx)[self._row_cell][:, self._col_cell][:, :, None]
-        prev_lin = _SRGB8_TO_LINEAR[self._prev[:, :, :3]]
-        out_lin = prev_lin + kp * (_SRGB8_TO_LINEAR[img[:, :, :3]] - prev_lin)
-        out = img.copy()
-        out[:, :, :3] = np.where(kp >= 1.0, img[:, :, :3], _encode_srgb8(out_lin))
+        out = self._apply(img, k)
         if not core._commit(self._cells(out), now):
             # 8-bit rounding pushed a cell over: show the previous picture again
             out[:, :, :3] = self._prev[:, :, :3]

@@ -330,3 +330,16 @@ def test_any_content_comes_out_within_the_rules(n, seed, levels, fps, jitter):
         for t in times:
             over = [np.sum((ev > t - 1.0) & (ev <= t)) > 6 for ev in events]
             assert float(np.sum(weights[over])) < 0.25 + 1e-6
+
+
+def test_frame_limiter_slows_only_the_flashing_half():
+    frames = rgba_strobe(36, 64, 10.0, 3.0, box=(0, 36, 0, 32))       # left half strobes
+    for i, f in enumerate(frames):                                    # right half: a slow ramp
+        f[:, 32:, :3] = 40 + i // 4
+    lim = FrameFlashLimiter(FPS, grid=(16, 9))
+    out = [lim.limit(f.copy(), 1 / FPS) for f in frames]
+    t = times_for(len(frames))
+    left = np.stack([srgb_to_linear(o[:, :32, :3] / 255.0).reshape(-1, 3).mean(axis=0) for o in out])
+    assert max_per_second(general_transitions(luminance(left), t)) <= 6
+    assert all(np.array_equal(o[:, 32:], f[:, 32:]) for o, f in zip(out, frames))
+    assert lim.frames_limited > 0
