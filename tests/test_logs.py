@@ -186,3 +186,17 @@ def test_bad_format_and_broken_console_do_not_raise(capfd):
     finally:
         logger.removeHandler(broken)
         logger.removeHandler(fine)
+
+
+def test_journal_stream_gets_syslog_priorities(tmp_path, monkeypatch):
+    from installation.logs import JOURNAL_FORMAT, _JournalFormatter, _under_journal
+
+    with open(tmp_path / "journal", "w") as f:
+        st = os.fstat(f.fileno())
+        monkeypatch.setenv("JOURNAL_STREAM", f"{st.st_dev}:{st.st_ino}")
+        assert _under_journal(f)
+        assert not _under_journal(io.StringIO())
+    monkeypatch.setenv("JOURNAL_STREAM", "garbage")
+    assert not _under_journal(open(os.devnull))
+    rec = logging.LogRecord("tapestry.x", logging.WARNING, __file__, 1, "careful", (), None)
+    assert _JournalFormatter(JOURNAL_FORMAT).format(rec).startswith("<4>tapestry.x [")
