@@ -33,8 +33,9 @@ log = logging.getLogger(__name__)
 
 P = "sensing/audio"
 
-PARAMS: tuple[ParamSpec, ...] = tuple(floats(P, [
-    ("hop_ms", 10.0, 2.0, 50.0, "ms", "analysis step; the window is twice as long (restart to change)"),
+PARAMS: tuple[ParamSpec, ...] = tuple([
+    ParamSpec(f"{P}/hop_ms", "float", 10.0, "analysis step; the window is twice as long", 2.0, 50.0, "ms",
+              live=False)] + floats(P, [
     ("floor_rise_db_per_min", 3.0, 0.1, 600.0, "dB/min", "how fast the noise floor climbs towards a louder room"),
     ("floor_fall_s", 0.5, 0.01, 60.0, "s", "time constant with which the noise floor falls to a quieter room"),
     ("floor_min_dbfs", -90.0, -140.0, -20.0, "dBFS", "lowest noise floor (digital silence stays below it)"),
