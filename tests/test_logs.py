@@ -197,6 +197,7 @@ def test_journal_stream_gets_syslog_priorities(tmp_path, monkeypatch):
         assert _under_journal(f)
         assert not _under_journal(io.StringIO())
     monkeypatch.setenv("JOURNAL_STREAM", "garbage")
-    assert not _under_journal(open(os.devnull))
+    with open(os.devnull) as null:
+        assert not _under_journal(null)
     rec = logging.LogRecord("tapestry.x", logging.WARNING, __file__, 1, "careful", (), None)
     assert _JournalFormatter(JOURNAL_FORMAT).format(rec).startswith("<4>tapestry.x [")
