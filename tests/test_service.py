@@ -189,7 +189,8 @@ def test_install_service_dry_run_and_write(tmp_path):
     text = install_service(str(REPO), "hardware/demo-venue.toml", user="gallery", dry_run=True,
                            python="/opt/venv/bin/python", unit_dir=str(tmp_path), out=lines.append)
     assert not (tmp_path / "tapestry.service").exists()
-    assert f"ExecStart=/opt/venv/bin/python {REPO}/run.py --venue hardware/demo-venue.toml" in text
+    assert (f"ExecStart=/opt/venv/bin/python {REPO}/run.py --log-dir /var/log/tapestry "
+            "--venue hardware/demo-venue.toml --headless") in text
     for key in ("Type=notify", "WatchdogSec=10", "Restart=always", "RestartSec=2", "StartLimitBurst=",
                 "StartLimitIntervalSec=", "User=gallery", f"WorkingDirectory={REPO}", "EGL_PLATFORM="):
         assert key in text
