@@ -20,9 +20,10 @@ void main() {
     Led led = leds[i];
     vec2 c = led.ca.xy, a = led.ca.zw, bb = led.b.xy;
     vec2 size = vec2(textureSize(tapestry, 0));
-    // about one tap per texel of footprint (rounded: taps at most ~1.5 texels apart)
-    int na = clamp(int(2.0 * length(a * size) + 0.5), 1, max_taps);
-    int nb = clamp(int(2.0 * length(bb * size) + 0.5), 1, max_taps);
+    // about one tap per texel of footprint (taps at most 1.5 texels apart, so bilinear taps still
+    // overlap and a moving edge fades through the footprint instead of stepping)
+    int na = clamp(int(ceil(2.0 * length(a * size) - 0.5)), 1, max_taps);
+    int nb = clamp(int(ceil(2.0 * length(bb * size) - 0.5)), 1, max_taps);
     vec3 sum = vec3(0.0);
     for (int j = 0; j < nb; ++j) {
         float t = (float(j) + 0.5) / float(nb) * 2.0 - 1.0;
