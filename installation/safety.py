@@ -174,7 +174,6 @@ class _Transitions:
         for positive bounds max(0, v) >= b <=> v >= b and max(0, v) <= b <=> v <= b).
         """
         d = self.dir[idx]
-        k = np.ones(idx.shape[0], np.float32)
         lower = self.hi[idx] - HOLD_FRACTION * self.delta   # after a rise: stay above
         upper = self.lo[idx] + HOLD_FRACTION * self.delta   # after a fall: stay below
         with np.errstate(divide="ignore", invalid="ignore"):
@@ -231,7 +230,11 @@ class FlashLimiter:
                              "weights with a positive sum")
         if abs(w.sum() - 1.0) > 1e-3:
             log.debug("flash limiter: weights sum to %.4f, normalising", w.sum())
-        if not (isinstance(fps, (int, float)) and math.isfinite(fps) and fps > 0):
+        try:
+            fps_ok = math.isfinite(float(fps)) and float(fps) > 0
+        except (TypeError, ValueError):
+            fps_ok = False
+        if not fps_ok:
             raise ValueError(f"FlashLimiter fps must be a positive number, got {fps!r}")
         if encoding not in ("linear", "srgb"):
             raise ValueError(f"FlashLimiter encoding must be 'linear' or 'srgb', got {encoding!r}")
