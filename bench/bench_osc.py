@@ -226,7 +226,8 @@ def main() -> None:
     ap.add_argument("--junk-rate", type=float, default=10000.0)
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
-    print(f"1. handle_datagram (parse + validate + enqueue, no socket): {bench_handle(args.seconds / 2):,.0f} messages/s")
+    rate = bench_handle(args.seconds / 2)
+    print(f"1. handle_datagram (parse + validate + enqueue, no socket): {rate:,.0f} messages/s")
     handled, sent, st = bench_udp(args.seconds)
     print(f"2. over loopback UDP from another process: {handled:,.0f} valid messages/s accepted "
           f"(sender offered {sent:,.0f}/s; the rest dropped by the kernel buffer; coalesced {st['coalesced']:,})")

@@ -467,8 +467,9 @@ def parse_schedule(table: Mapping, source: str = "<venue>") -> Schedule:
         if isinstance(h, _dt.datetime) or not isinstance(h, _dt.date):
             raise r.fail("holidays", f"{h!r} is not a date (YYYY-MM-DD)")
         holidays.add(h)
-    sched = Schedule(hours=tuple(week), fade_in_s=r.number("fade_in_s", 300.0), fade_out_s=r.number("fade_out_s", 600.0),
-                     open_level=open_level, closed_level=closed_level, holidays=frozenset(holidays), timezone=tz)
+    sched = Schedule(hours=tuple(week), fade_in_s=r.number("fade_in_s", 300.0),
+                     fade_out_s=r.number("fade_out_s", 600.0), open_level=open_level, closed_level=closed_level,
+                     holidays=frozenset(holidays), timezone=tz)
     r.done()
     if not any(week):
         raise r.fail("hours", "the venue is never open (set daily = \"HH:MM-HH:MM\" or per day mon..sun)")

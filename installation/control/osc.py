@@ -155,6 +155,22 @@ _STAT_KEYS = ("datagrams", "messages", "accepted", "coalesced", "refused", "malf
               "rate_limited", "oversize", "queue_full", "sent", "send_errors", "outgoing_dropped")
 
 
+class _DatagramReply:
+    """The replies to one datagram.  Calling it sends this thread's errors and warnings, at most ``cap`` of
+    them (a bundle of 64 bad messages gets 8 answers, so a spoofed sender cannot amplify); ``send`` is the
+    uncapped reply handed to commands for the engine's answers."""
+
+    __slots__ = ("send", "left")
+
+    def __init__(self, send: Reply, cap: int = 8) -> None:
+        self.send, self.left = send, cap
+
+    def __call__(self, address: str, *args: object) -> None:
+        if self.left > 0:
+            self.left -= 1
+            self.send(address, *args)
+
+
 @dataclass
 class _Route:
     kind: str
@@ -281,6 +297,7 @@ class OscServer:
                 if self._stop.is_set():
                     break
                 self._complaints.note("socket", "recv error", str(exc))
+                self._stop.wait(0.01)  # a persistent socket error must not spin a core
                 continue
             try:
                 self.handle_datagram(data, addr)
@@ -304,7 +321,7 @@ class OscServer:
             st["rate_limited"] += 1
             self._complaints.note(ip, "rate limit", f"over {self.config.rate:g} datagrams/s")
             return
-        reply = self.reply_to(self._reply_dest(addr))
+        reply = _DatagramReply(self.reply_to(self._reply_dest(addr)))
         if len(data) > self.config.max_datagram:
             st["oversize"] += 1
             self._complaints.note(ip, "oversize datagram", f"more than {self.config.max_datagram} bytes")
@@ -347,7 +364,7 @@ class OscServer:
                 routes[address] = _Route(kind, spec)
         return routes
 
-    def _dispatch(self, msg: OscMessage, addr: tuple, reply: Reply) -> None:
+    def _dispatch(self, msg: OscMessage, addr: tuple, reply: _DatagramReply) -> None:
         route = self._routes.get(msg.address)
         if route is None:
             self._stats["refused"] += 1
@@ -363,7 +380,7 @@ class OscServer:
             self._stats["refused"] += 1
             reply(ERROR_ADDRESS, str(exc))
 
-    def _on_set(self, msg: OscMessage, spec: ParamSpec, addr: tuple, reply: Reply) -> None:
+    def _on_set(self, msg: OscMessage, spec: ParamSpec, addr: tuple, reply: _DatagramReply) -> None:
         value = _one_arg(msg)
         if value is None or value is IMPULSE or isinstance(value, bytes):
             raise ParamError(f"{msg.address}: expected {spec.kind} {spec.range_text()}, got type '{msg.tags}'")
@@ -372,13 +389,13 @@ class OscServer:
             reply("/tapestry/warning", f"{spec.path}: {value:g} is outside {spec.range_text()}, clamped to {coerced:g}")
         self._submit_set(spec.path, coerced, reply)
 
-    def _on_norm(self, msg: OscMessage, spec: ParamSpec, addr: tuple, reply: Reply) -> None:
+    def _on_norm(self, msg: OscMessage, spec: ParamSpec, addr: tuple, reply: _DatagramReply) -> None:
         x = _one_arg(msg)
         if isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and not 0 <= x <= 1:
             reply("/tapestry/warning", f"{spec.path}/norm: {x:g} is outside 0 .. 1, clamped")
         self._submit_set(spec.path, spec.denormalize(x), reply)
 
-    def _on_preset_load(self, msg: OscMessage, spec: None, addr: tuple, reply: Reply) -> None:
+    def _on_preset_load(self, msg: OscMessage, spec: None, addr: tuple, reply: _DatagramReply) -> None:
         if not 1 <= len(msg.args) <= 2:
             raise ParamError(f"{msg.address}: expected NAME [FADE_S], got {len(msg.args)} arguments")
         name = _safe_name(msg.address, msg.args[0])
@@ -388,31 +405,32 @@ class OscServer:
             if isinstance(fade, bool) or not isinstance(fade, (int, float)) or not math.isfinite(fade) or fade < 0:
                 raise ParamError(f"{msg.address}: FADE_S must be a number of seconds >= 0, got {fade!r}")
             fade = min(float(fade), MAX_FADE_S)
-        self._submit(LoadPreset(name=name, fade_s=fade, reply=reply), reply)
+        self._submit(LoadPreset(name=name, fade_s=fade, reply=reply.send), reply)
 
-    def _on_preset_save(self, msg: OscMessage, spec: None, addr: tuple, reply: Reply, force: bool = False) -> None:
-        self._submit(SavePreset(name=_safe_name(msg.address, _one_arg(msg)), force=force, reply=reply), reply)
+    def _on_preset_save(self, msg: OscMessage, spec: None, addr: tuple, reply: _DatagramReply,
+                        force: bool = False) -> None:
+        self._submit(SavePreset(name=_safe_name(msg.address, _one_arg(msg)), force=force, reply=reply.send), reply)
 
-    def _on_preset_save_force(self, msg: OscMessage, spec: None, addr: tuple, reply: Reply) -> None:
+    def _on_preset_save_force(self, msg: OscMessage, spec: None, addr: tuple, reply: _DatagramReply) -> None:
         self._on_preset_save(msg, spec, addr, reply, force=True)
 
-    def _on_preset_list(self, msg: OscMessage, spec: None, addr: tuple, reply: Reply) -> None:
+    def _on_preset_list(self, msg: OscMessage, spec: None, addr: tuple, reply: _DatagramReply) -> None:
         dest = self._reply_dest(addr)
-        self._submit(ListPresets(reply=reply, send_list=partial(self._reply_list, dest)), reply)
+        self._submit(ListPresets(reply=reply.send, send_list=partial(self._reply_list, dest)), reply)
 
-    def _on_scene_go(self, msg: OscMessage, spec: None, addr: tuple, reply: Reply) -> None:
-        self._submit(GoScene(name=_safe_name(msg.address, _one_arg(msg)), reply=reply), reply)
+    def _on_scene_go(self, msg: OscMessage, spec: None, addr: tuple, reply: _DatagramReply) -> None:
+        self._submit(GoScene(name=_safe_name(msg.address, _one_arg(msg)), reply=reply.send), reply)
 
-    def _on_get(self, msg: OscMessage, spec: None, addr: tuple, reply: Reply) -> None:
-        self._submit(GetValue(path=self._path_arg(msg), reply=reply), reply)
+    def _on_get(self, msg: OscMessage, spec: None, addr: tuple, reply: _DatagramReply) -> None:
+        self._submit(GetValue(path=self._path_arg(msg), reply=reply.send), reply)
 
-    def _on_status(self, msg: OscMessage, spec: None, addr: tuple, reply: Reply) -> None:
-        self._submit(GetStatus(reply=reply), reply)
+    def _on_status(self, msg: OscMessage, spec: None, addr: tuple, reply: _DatagramReply) -> None:
+        self._submit(GetStatus(reply=reply.send), reply)
 
-    def _on_list(self, msg: OscMessage, spec: None, addr: tuple, reply: Reply) -> None:
+    def _on_list(self, msg: OscMessage, spec: None, addr: tuple, reply: _DatagramReply) -> None:
         self._reply_list(self._reply_dest(addr), "/tapestry/paths", self._paths)
 
-    def _on_subscribe(self, msg: OscMessage, spec: None, addr: tuple, reply: Reply) -> None:
+    def _on_subscribe(self, msg: OscMessage, spec: None, addr: tuple, reply: _DatagramReply) -> None:
         port = _port_arg(msg)
         dest = (addr[0], port)
         subs = self._subscribers
@@ -426,7 +444,7 @@ class OscServer:
         if new:
             self._submit(SendSnapshot(reply=sub_reply, send_values=partial(self._send_values, dest)), reply)
 
-    def _on_unsubscribe(self, msg: OscMessage, spec: None, addr: tuple, reply: Reply) -> None:
+    def _on_unsubscribe(self, msg: OscMessage, spec: None, addr: tuple, reply: _DatagramReply) -> None:
         if msg.args:
             gone = [(addr[0], _port_arg(msg))]
         else:
@@ -450,14 +468,14 @@ class OscServer:
         return path
 
     # -- enqueueing to the engine ----------------------------------------
-    def _submit_set(self, path: str, value: object, reply: Reply) -> None:
+    def _submit_set(self, path: str, value: object, reply: _DatagramReply) -> None:
         with self._pending_lock:
             cmd = self._pending.get(path)
             if cmd is not None:  # still waiting in the engine queue: update it in place
-                cmd.value, cmd.reply = value, reply
+                cmd.value, cmd.reply = value, reply.send
                 self._stats["coalesced"] += 1
                 return
-            cmd = SetParam(path=path, value=value, reply=reply, lock=self._pending_lock, on_taken=self._taken)
+            cmd = SetParam(path=path, value=value, reply=reply.send, lock=self._pending_lock, on_taken=self._taken)
             try:
                 self._commands.put_nowait(cmd)
             except queue.Full:
@@ -470,7 +488,7 @@ class OscServer:
         if self._pending.get(cmd.path) is cmd:
             del self._pending[cmd.path]
 
-    def _submit(self, cmd: Command, reply: Reply) -> None:
+    def _submit(self, cmd: Command, reply: _DatagramReply) -> None:
         try:
             self._commands.put_nowait(cmd)
         except queue.Full:
@@ -478,7 +496,7 @@ class OscServer:
             return
         self._stats["accepted"] += 1
 
-    def _queue_full(self, reply: Reply) -> None:
+    def _queue_full(self, reply: _DatagramReply) -> None:
         self._stats["queue_full"] += 1
         self._complaints.note("engine", "command queue full", "the engine is not draining its queue")
         reply(ERROR_ADDRESS, "busy: the engine's command queue is full, try again")

@@ -13,7 +13,8 @@ def test_markdown_lists_every_param_alias_and_command():
     md = params_markdown(tree)
     for path in tree.paths():
         assert f"`/tapestry/{path}`" in md
-    assert "| `/tapestry/master`, `/tapestry/master/norm` | `/tapestry/show/master`, `/tapestry/show/master/norm` |" in md
+    assert ("| `/tapestry/master`, `/tapestry/master/norm` | `/tapestry/show/master`, `/tapestry/show/master/norm` |"
+            in md)
     assert "one of moss, ember, tide" in md
     assert "(takes effect on restart)" in md
     server = OscServer(tree, queue.Queue())

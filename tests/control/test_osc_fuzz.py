@@ -18,7 +18,8 @@ ADDRESSES = ["/tapestry/field/flow/speed", "/tapestry/show/master", "/tapestry/f
              "/tapestry/preset/load", "/tapestry/subscribe", "/tapestry/list", "/tapestry/field/flow/speed/norm",
              "/tapestry/*", "/x"]
 ARGS = st.one_of(st.integers(-2**31, 2**31 - 1), st.floats(width=32),
-                 st.text(st.characters(exclude_characters="\x00", exclude_categories=("Cs",)), max_size=20), st.booleans(),
+                 st.text(st.characters(exclude_characters="\x00", exclude_categories=("Cs",)), max_size=20),
+                 st.booleans(),
                  st.none(), st.binary(max_size=16))
 
 

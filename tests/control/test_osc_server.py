@@ -375,3 +375,18 @@ def test_ipv6_loopback_server_answers():
             c.sendto(encode_message("/tapestry/list"), server.address)
             data, _ = c.recvfrom(2048)
     assert parse_packet(data)[0].address == "/tapestry/paths"
+
+
+def test_a_bundle_of_bad_messages_gets_a_capped_number_of_error_replies():
+    tree = make_tree()
+    q: queue.Queue = queue.Queue()
+    server = OscServer(tree, q, OscConfig(port=0))
+    bad = encode_bundle([encode_message("/tapestry/nope", 1.0)] * 60)
+    server.handle_datagram(bad, ("127.0.0.1", 1))
+    assert len(server._out) == 8 and server.stats()["refused"] == 60
+    gets = encode_bundle([encode_message("/tapestry/get", "show/master")] * 20)
+    server.handle_datagram(gets, ("127.0.0.1", 1))
+    target = Target(tree)
+    while not q.empty():
+        q.get_nowait().apply(target)
+    assert len(server._out) == 8 + 20  # the engine's answers are not capped
