@@ -277,10 +277,11 @@ class Output:
       _goodbye(buf)                 optional protocol goodbye on close (sACN: Stream_Terminated x3)
       _shutdown()                   release the transport (idempotent)
     Class attributes: UNCHANGED_REPEATS — how many times unchanged data is sent before falling
-    back to keep-alives (sACN: 3).
+    back to keep-alives (sACN: 3); HAS_GOODBYE — whether `_goodbye` sends anything.
     """
 
     UNCHANGED_REPEATS = 2
+    HAS_GOODBYE = False
 
     def __init__(self, config: OutputConfig, spans: Sequence[Span]) -> None:
         where = f"output '{config.name}'"
@@ -352,8 +353,7 @@ class Output:
         if not self.config.enabled or self._closing:
             return
         if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name=f"output-{self.name}", daemon=True)
-            self._thread.start()
+            self._start_thread()
         try:
             frame = np.array(buffer, dtype=np.uint8, copy=True).reshape(-1)
         except (TypeError, ValueError) as exc:
@@ -378,27 +378,33 @@ class Output:
             return
         self._closed = True
         if not self.config.enabled or (self._thread is None and final is None):
+            self._closing = True  # later send() calls are ignored
             return
         fin = None
         if final is not None:
             try:
                 fin = np.array(final, dtype=np.uint8, copy=True).reshape(-1)
                 if fin.size < self.min_buffer:
-                    fin = None
-            except (TypeError, ValueError):
+                    raise ValueError(f"{fin.size} bytes, the patch needs {self.min_buffer}")
+            except (TypeError, ValueError) as exc:
+                log.warning("output '%s': final frame ignored: %s", self.name, exc)
                 fin = None
         with self._cv:
             self._closing = True
             self._final = fin
             self._cv.notify()
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name=f"output-{self.name}", daemon=True)
-            self._thread.start()
+        self._start_thread()
         self._thread.join(CLOSE_TIMEOUT_S)
         if self._thread.is_alive():
             log.warning("output '%s': sender did not stop within %.1f s (transmit stuck); leaving it",
                         self.name, CLOSE_TIMEOUT_S)
         self._state = "disabled"
+
+    def _start_thread(self) -> None:
+        with self._cv:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name=f"output-{self.name}", daemon=True)
+                self._thread.start()
 
     def status(self) -> dict:
         """A snapshot: state ("ok"/"backoff"/"disabled"/"error"), frames, packets, bytes, errors,
@@ -477,13 +483,13 @@ class Output:
                         timeout = None
                     self._cv.wait(timeout)
                 if self._closing:
-                    frame, final = self._pending, self._final
+                    final = self._final
                     self._pending = None
                 else:
                     frame = self._pending if not keepalive else self._last_frame
                     self._pending = None
             if self._closing:
-                self._finish(final if final is not None else None)
+                self._finish(final)
                 return
             self._step(frame)
 
@@ -573,7 +579,7 @@ class Output:
     def _finish(self, final: np.ndarray | None) -> None:
         """On close: the final frame (all spans), the goodbye, then release the transport."""
         try:
-            if final is not None or self._last_frame is not None:
+            if final is not None or (self.HAS_GOODBYE and self._last_frame is not None):
                 if not self._open_ok:
                     self._open()
                     self._open_ok = True

@@ -66,6 +66,7 @@ class SacnOutput(UdpOutput):
     """
 
     UNCHANGED_REPEATS = 3
+    HAS_GOODBYE = True
 
     def _check_span(self, index: int, span: Span, where: str) -> None:
         a = span.address
