@@ -141,7 +141,7 @@ class PresetLibrary:
 
     def path(self, name: str) -> Path:
         """File of preset ``name`` (a safe name: letters, digits, - and _)."""
-        if not isinstance(name, str) or not SAFE_NAME.match(name):
+        if not isinstance(name, str) or not SAFE_NAME.fullmatch(name):
             raise PresetError(f"preset name {name!r}: use 1-64 letters, digits, '-' or '_' (no paths)")
         return self.root / f"{name}.toml"
 
@@ -149,7 +149,7 @@ class PresetLibrary:
         """Preset names, sorted."""
         if not self.root.is_dir():
             return []
-        return sorted(p.stem for p in self.root.glob("*.toml") if SAFE_NAME.match(p.stem))
+        return sorted(p.stem for p in self.root.glob("*.toml") if SAFE_NAME.fullmatch(p.stem))
 
     def load(self, name: str) -> Preset:
         """Read and validate preset ``name``."""
@@ -240,8 +240,17 @@ def _toml(v: object) -> str:
         return str(v)
     if isinstance(v, float):
         return repr(v)
-    s = str(v).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-    return f'"{s}"'
+    out = []
+    for ch in str(v):
+        if ch == "\\" or ch == '"':
+            out.append("\\" + ch)
+        elif ch == "\n":
+            out.append("\\n")
+        elif (ord(ch) < 0x20 and ch != "\t") or ord(ch) == 0x7F:
+            out.append(f"\\u{ord(ch):04X}")  # control characters are not allowed raw in TOML strings
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
 
 
 @dataclass
@@ -288,7 +297,7 @@ class Crossfade:
             spec = self.tree.spec(path)
             end = self.target[path]
             if spec.continuous:
-                self.tree.set_base(path, float(start) + (float(end) - float(start)) * a)
+                self.tree.set_base(path, float(start) * (1.0 - a) + float(end) * a)  # exact at a = 1
             else:
                 self.tree.set_base(path, end if a >= 0.5 else start)
 

@@ -4,8 +4,8 @@ A program is one file in ``shaders/``.  Compute programs are a single
 compute stage; draw programs hold both stages split by
 ``#if defined VERTEX_SHADER`` / ``#if defined FRAGMENT_SHADER`` (the
 moderngl-window habit).  ``#include "lib/x.glsl"`` is resolved recursively
-(depth-limited) and every file gets its own ``#line`` source number, so a
-compile error is reported as ``shaders/lib/noise.glsl:12: <message>``.
+(depth-limited) and every file gets its own block of ``#line`` numbers, so
+a compile error is reported as ``shaders/lib/noise.glsl:12: <message>``.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import moderngl
 log = logging.getLogger(__name__)
 
 MAX_INCLUDE_DEPTH = 8
+LINE_BLOCK = 10000  # line numbers of file k of a program start at k * LINE_BLOCK
 _INCLUDE = re.compile(r'^\s*#include\s+"([^"]+)"\s*$')
 _VERSION = re.compile(r"^\s*#version\b")
 # Mesa: "0:12(5): error: ..."; NVIDIA: "0(12) : error C0000: ..."; AMD/Intel: "ERROR: 0:12: ..."
@@ -85,6 +86,9 @@ class ShaderLibrary:
         if depth > MAX_INCLUDE_DEPTH:
             raise ShaderError(f"#include nested deeper than {MAX_INCLUDE_DEPTH} (a cycle?)",
                               self._rel(parent[0]) if parent else None, parent[1] if parent else None)
+        # Stamp the file before reading it: a missing include that comes back later counts as a change.
+        files.append(path)
+        index = len(files) - 1
         try:
             text = path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
@@ -92,9 +96,9 @@ class ShaderLibrary:
                 raise ShaderError(f"cannot read included file {self._rel(path)}: {exc}",
                                   self._rel(parent[0]), parent[1]) from exc
             raise ShaderError(f"cannot read shader: {exc}", self._rel(path)) from exc
-        index = len(files)
-        files.append(path)
-        out = []
+        # Each file gets its own block of line numbers (file index x LINE_BLOCK): drivers do not
+        # reliably report #line source-string numbers, but they all report line numbers.
+        out = [f"#line {index * LINE_BLOCK + 1} 0"] if index else []
         for number, ln in enumerate(text.split("\n"), start=1):
             m = _INCLUDE.match(ln)
             if m:
@@ -103,7 +107,7 @@ class ShaderLibrary:
                     raise ShaderError(f"#include outside the shader directory: {m.group(1)}",
                                       self._rel(path), number)
                 out.append(self._expand(target, files, depth + 1, (path, number)))
-                out.append(f"#line {number + 1} {index}")
+                out.append(f"#line {index * LINE_BLOCK + number + 1} 0")
             else:
                 out.append(ln)
         return "\n".join(out)
@@ -146,9 +150,10 @@ class ShaderLibrary:
         for raw in log_text.splitlines():
             for pattern in _ERROR_LOCATIONS:
                 m = pattern.search(raw)
-                if m and int(m.group("src")) < len(src.files):
-                    return ShaderError(m.group("msg").strip(), self._rel(src.files[int(m.group("src"))]),
-                                       int(m.group("line")))
+                if m:
+                    index, line = divmod(int(m.group("line")), LINE_BLOCK)
+                    if index < len(src.files):
+                        return ShaderError(m.group("msg").strip(), self._rel(src.files[index]), line)
         first = next((ln.strip() for ln in log_text.splitlines() if "error" in ln.lower()), log_text.strip())
         return ShaderError(first[:500], self._rel(src.files[0]) if src.files else None)
 

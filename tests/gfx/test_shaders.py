@@ -155,11 +155,6 @@ def test_error_in_main_file_without_includes(root, lib):
     assert "syntax error" in str(err)
 
 
-@pytest.mark.xfail(strict=True, reason="Mesa (llvmpipe) reports some semantic errors (undeclared identifier) with "
-                                       "source-string number 0 even after '#line N idx', so they are attributed to the "
-                                       "main file (main.glsl:3 for lib/mid.glsl:3); fix: give each file its own line "
-                                       "range ('#line idx*10000+N 0') and decode file = line // 10000, which every "
-                                       "driver honours")
 def test_error_in_included_file_after_its_own_include(root, lib):
     put(root, "lib/leaf.glsl", "float leaf() { return 1.0; }\n")
     put(root, "lib/mid.glsl", '#include "lib/leaf.glsl"\n// x\nfloat mid() { return leaf() + oops; }\n')
@@ -168,10 +163,6 @@ def test_error_in_included_file_after_its_own_include(root, lib):
     assert (err.file, err.line) == ("shaders/lib/mid.glsl", 3) and "oops" in str(err)
 
 
-@pytest.mark.xfail(strict=True, reason="ShaderLibrary._expand emits '#line N idx' only AFTER an #include, never "
-                                       "at the start of an included file, so lines of an included file before its "
-                                       "own first #include are attributed to the includer (e.g. main.glsl:6 for "
-                                       "lib/bad.glsl:3); fix: start each included file with '#line 1 {index}'")
 @pytest.mark.parametrize("nested", [False, True])
 def test_syntax_error_in_included_file_names_that_file(root, lib, nested):
     put(root, "lib/a.glsl", "// a\nfloat fa() { return 1.0; }\n")
@@ -236,11 +227,6 @@ def test_reload_survives_a_deleted_include(ctx, root, lib):
     assert outputs(ctx, lib.compute("main.glsl")) == [1.0, 7.0]
 
 
-@pytest.mark.xfail(strict=True, reason="after a failed reload, _mtimes() stamps only the files read before the "
-                                       "failure, so a missing include is not watched: when it comes back, reload() "
-                                       "sees no change and keeps the old program until main.glsl itself is touched; "
-                                       "fix: in _expand, append `path` to `files` before reading it (a missing file "
-                                       "is then stamped -1 and its return counts as a change)")
 def test_reload_picks_up_a_restored_include(ctx, root, lib):
     put(root, "lib/k.glsl", "const float K = 1.0;\n")
     put(root, "main.glsl", HEAD + '#include "lib/k.glsl"\nvoid main() { v[0] = K; v[1] = 7.0; }\n')
