@@ -6,11 +6,15 @@ replaces a reference or one slot of a fixed ring).  :class:`HealthServer` serves
 Prometheus text format.  ``python run.py status`` uses :func:`fetch_status` and
 :func:`format_status`.
 
-Snapshot convention (what the engine passes to :meth:`HealthBoard.update`): a dict of
-JSON-able values; ``"sensors"`` and ``"outputs"`` map a name to a dict with at least
-``"state"`` -- ``"ok"``, ``"disabled"`` or ``"idle"`` are healthy, anything else (e.g.
-``"reconnecting"``, ``"error"``) makes the overall status ``"degraded"``.  Numeric fields of
-those dicts and top-level numbers (e.g. ``"mood": 0.4``) also become metrics.
+Snapshot convention (what the engine passes to :meth:`HealthBoard.update`, e.g. its
+``status()`` with the sensor hub's status under ``"sensors"``): a dict of JSON-able values.
+``"sensors"`` and ``"outputs"`` (or ``"leds": {"outputs": [...]}``) are a dict name -> entry, or
+a list of entries carrying ``"name"``; an entry's ``"state"`` of ``ok``, ``running``,
+``disabled`` or ``idle`` is healthy, any other state (``backoff``, ``stale``, ``error`` ...) makes
+the overall status ``"degraded"``; entries without a state are informational.  Numeric fields of
+the entries, top-level numbers and numbers one level down (``"mood": {"intensity": 0.4}``)
+also become metrics.  Frame statistics come from :meth:`HealthBoard.record_frame` when it is
+called, else from the snapshot's own ``fps`` / ``frames``.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 9091
 DEFAULT_URL = f"http://127.0.0.1:{DEFAULT_PORT}/health"
-HEALTHY_STATES = frozenset({"ok", "disabled", "idle"})
+HEALTHY_STATES = frozenset({"ok", "running", "disabled", "idle"})
 
 
 class HealthBoard:
@@ -104,20 +108,29 @@ class HealthBoard:
         now = self._clock()
         snap = self._snapshot
         stats = self.frame_stats()
-        last = float(self._frame_at[(self._frames - 1) % self._window]) if self._frames else None
+        if self._frames:
+            last: float | None = float(self._frame_at[(self._frames - 1) % self._window])
+        else:  # no per-frame timing: the snapshot's own figures and its age stand in
+            last = self._snapshot_at
+            for key in ("fps", "frames"):
+                if _is_number(snap.get(key)):
+                    stats[key] = snap[key]
         age = None if last is None else now - last
         with self._lock:
             errors, counts = list(self._errors), dict(self._error_counts)
-        sensors = snap.get("sensors") or {}
-        outputs = snap.get("outputs") or {}
+        for e in snap.get("errors") or ():
+            errors.append(e if isinstance(e, dict) else {"time": None, "source": "engine", "message": str(e)})
+        sensors = _entries(snap.get("sensors"))
+        leds = snap.get("leds")
+        outputs = _entries(snap.get("outputs", leds.get("outputs") if isinstance(leds, dict) else None))
         unhealthy = [f"{kind}/{name}" for kind, group in (("sensor", sensors), ("output", outputs))
                      for name, entry in group.items()
-                     if not isinstance(entry, dict) or str(entry.get("state", "")).lower() not in HEALTHY_STATES]
+                     if "state" in entry and str(entry["state"]).lower() not in HEALTHY_STATES]
         if age is None or age > self.stall_s:
             status = "stalled" if age is not None else "starting"
         else:
             status = "degraded" if unhealthy else "ok"
-        doc = {k: v for k, v in snap.items() if k not in ("sensors", "outputs")}
+        doc = {k: v for k, v in snap.items() if k not in ("sensors", "outputs", "errors")}
         doc.update({
             "status": status,
             "unhealthy": unhealthy,
@@ -149,20 +162,43 @@ class HealthBoard:
             m.add("tapestry_errors_total", "counter", "errors reported, by source", count, {"source": source})
         for kind in ("sensor", "output"):
             for name, entry in sorted(doc[kind + "s"].items()):
-                entry = entry if isinstance(entry, dict) else {"state": str(entry)}
-                ok = str(entry.get("state", "")).lower() in HEALTHY_STATES
-                m.add(f"tapestry_{kind}_ok", "gauge", f"1 when the {kind} is healthy", int(ok), {kind: name})
+                if "state" in entry:
+                    ok = str(entry["state"]).lower() in HEALTHY_STATES
+                    m.add(f"tapestry_{kind}_ok", "gauge", f"1 when the {kind} is healthy", int(ok), {kind: name})
                 for field, value in sorted(entry.items()):
                     if _is_number(value):
                         m.add(f"tapestry_{kind}_{_metric_name(field)}", "gauge", f"{kind} field {field}",
                               value, {kind: name})
         for key, value in sorted(doc.items()):
-            if key not in _BUILTIN_KEYS and _is_number(value):
+            if key in _BUILTIN_KEYS:
+                continue
+            if _is_number(value):
                 m.add(f"tapestry_{_metric_name(key)}", "gauge", f"snapshot value {key}", value)
+            elif isinstance(value, dict) and key not in ("frame_ms", "error_counts"):
+                for sub, v in sorted(value.items()):
+                    if _is_number(v):
+                        name = f"tapestry_{_metric_name(key)}_{_metric_name(sub)}"
+                        m.add(name, "gauge", f"snapshot value {key}/{sub}", v)
         return m.text()
 
 
 _BUILTIN_KEYS = {"uptime_s", "last_frame_age_s", "frames", "fps"}
+
+
+def _entries(value: Any) -> dict[str, dict]:
+    """Sensors/outputs as name -> dict, from a dict, a list of dicts with "name", or a list of names."""
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, (list, tuple)):
+        items = []
+        for i, e in enumerate(value):
+            if isinstance(e, dict):
+                items.append((str(e.get("name", i)), e))
+            else:
+                items.append((str(e), {"state": "ok"}))
+    else:
+        return {}
+    return {str(k): (v if isinstance(v, dict) else {"state": str(v)}) for k, v in items}
 
 
 def _is_number(v: Any) -> bool:
@@ -344,7 +380,7 @@ def format_status(d: dict) -> str:
     if errors:
         lines.append(f"last errors ({len(errors)}):")
         for e in errors[-10:]:
-            lines.append(f"  {e.get('time', '')} {e.get('source', '')}: {e.get('message', '')}")
+            lines.append(f"  {e.get('time') or '-'} {e.get('source', '')}: {e.get('message', '')}")
     return "\n".join(lines)
 
 

@@ -120,3 +120,28 @@ def test_port_in_use_does_not_raise():
         assert server.start() is False
         server.stop()
     assert json.loads(json.dumps(HealthBoard().report()))["frames"] == 0
+
+
+def test_engine_shaped_snapshot_without_per_frame_timing(served):
+    board, server, clock = served
+    board.update({"fps": 59.8, "frames": 1000, "frame_ms": 4.2, "preset": "harmony",
+                  "mood": {"intensity": 0.4, "people": 2},
+                  "sensors": {"camera": {"state": "stale", "age": float("inf"), "fps": 0.0},
+                              "audio": {"state": "running", "blocks": 10},
+                              "recording": {"path": "/tmp/x.jsonl", "written": 5}},
+                  "leds": {"leds": 900, "outputs": [{"name": "wall", "state": "backoff", "packets": 3},
+                                                    {"name": "rim", "state": "ok", "packets": 9}]},
+                  "errors": ["shader: field_step.glsl:12: syntax error"]})
+    d = fetch_status(server.url)
+    assert d["status"] == "degraded" and sorted(d["unhealthy"]) == ["output/wall", "sensor/camera"]
+    assert d["fps"] == 59.8 and d["frames"] == 1000
+    assert d["sensors"]["camera"]["age"] is None and set(d["outputs"]) == {"wall", "rim"}
+    assert d["errors"][-1]["message"].startswith("shader:")
+    text = format_status(d)
+    assert "backoff" in text and "shader:" in text
+    clock.t += 3.0                                   # no update for 3 s: stalled
+    assert fetch_status(server.url)["status"] == "stalled"
+    metrics = board.metrics()
+    assert "tapestry_mood_intensity 0.4" in metrics and 'tapestry_output_ok{output="wall"} 0' in metrics
+    assert 'tapestry_sensor_ok{sensor="audio"} 1' in metrics
+    assert 'tapestry_sensor_ok{sensor="recording"}' not in metrics        # no state: informational only
