@@ -158,6 +158,20 @@ class Client:
         for tm in OscPacket(data).messages:  # python-osc parses what our encoder sent
             self.inbox.append((tm.message.address, list(tm.message.params)))
 
+    def _receive_nowait(self) -> None:
+        """Take in every datagram already waiting (returns None, so it chains with ``or``)."""
+        self.sock.setblocking(False)
+        try:
+            while True:
+                try:
+                    data, _ = self.sock.recvfrom(65536)
+                except BlockingIOError:
+                    return
+                for tm in OscPacket(data).messages:
+                    self.inbox.append((tm.message.address, list(tm.message.params)))
+        finally:
+            self.sock.settimeout(0.05)
+
     def wait(self, address: str, timeout: float = 5.0, pred=lambda args: True) -> list:
         """The arguments of the first received message at ``address`` matching ``pred`` (consumed)."""
         deadline = time.monotonic() + timeout
