@@ -155,3 +155,15 @@ def test_bad_frames_logged_once_not_raised(receiver, caplog):
     o.close()
     assert sum("shorter than the patch" in r.message for r in caplog.records) == 1
     assert receiver.packets == []
+
+
+def test_fps_cap_limits_transmitted_frames(receiver):
+    o = make("artnet", receiver.port, [Span(0, 0, 4)], fps=20)
+    t0 = time.monotonic()
+    for i in range(100):
+        o.send(np.full(4, i, np.uint8))
+        time.sleep(0.005)
+    elapsed = time.monotonic() - t0
+    tx = o.status()["frames"]
+    o.close()
+    assert 2 <= tx <= 20 * elapsed + 2, (tx, elapsed)

@@ -97,45 +97,57 @@ def _tshark_capture(port_filter: str, send, decode_args: list[str], fields: list
     return [ln.split("|") for ln in out.stdout.splitlines() if ln.strip()]
 
 
-def test_tshark_decodes_artnet_and_sacn_without_malformed():
-    art_port, sacn_port = 6454, 5568  # the dissectors key on the standard ports
+def test_tshark_decodes_artnet_sacn_osc_ddp_without_malformed(free_port):
+    art_port, sacn_port, ddp_port, osc_port = 6454, 5568, 4048, free_port  # dissectors key on standard ports
     buf = np.random.default_rng(7).integers(0, 256, 3 * 510, dtype=np.uint8)
 
     def send():
         # something must listen, or the kernel answers "port unreachable" and the outputs back off
         sinks = []
         try:
-            sinks = [Receiver(art_port), Receiver(sacn_port)]
+            for p in (art_port, sacn_port, ddp_port, osc_port):
+                sinks.append(Receiver(p))
         except OSError as e:
             for r in sinks:
                 r.close()
             pytest.skip(f"standard port busy: {e}")
-        a = make("artnet", art_port, [Span(u, (u - 0x101) * 510, 510) for u in (0x101, 0x102, 0x103)], sync=True)
-        s = make("sacn", sacn_port, [Span(u, (u - 7) * 510, 510) for u in (7, 8, 9)], priority=120, sync_universe=50)
-        a.send(buf)
-        s.send(buf)
+        outs = [
+            make("artnet", art_port, [Span(u, (u - 0x101) * 510, 510) for u in (0x101, 0x102, 0x103)], sync=True),
+            make("sacn", sacn_port, [Span(u, (u - 7) * 510, 510) for u in (7, 8, 9)], priority=120, sync_universe=50),
+            make("ddp", ddp_port, [Span(0, 0, 1530)]),
+            make("osc", osc_port, [Span("/tapestry/blob", 0, 510)]),
+            make("osc", osc_port, [Span("/tapestry/floats", 0, 6)], type="floats"),
+        ]
+        for o in outs:
+            o.send(buf)
         time.sleep(0.2)
-        a.close()
-        s.close(final=np.zeros(buf.size, np.uint8))
+        for o in outs:
+            o.close(final=np.zeros(buf.size, np.uint8))
         for r in sinks:
             r.close()
 
     rows = _tshark_capture(
-        f"udp port {art_port} or udp port {sacn_port}", send,
-        ["--enable-heuristic", "acn", "-o", "acn.dmx_enable:TRUE"],
+        f"udp port {art_port} or udp port {sacn_port} or udp port {ddp_port} or udp port {osc_port}", send,
+        ["--enable-heuristic", "acn", "-o", "acn.dmx_enable:TRUE", "--enable-heuristic", "osc_udp"],
         ["udp.dstport", "artnet.header.opcode", "artnet.output.universe", "artnet.output.length",
-         "acn.dmx.universe", "acn.dmx.priority", "_ws.malformed", "_ws.expert.severity"])
+         "acn.dmx.universe", "acn.dmx.priority", "_ws.malformed", "osc.message.header.path",
+         "osc.message.blob.size", "osc.message.float", "udp.payload"])
     assert rows, "nothing captured"
     assert not [r for r in rows if r[6]], f"malformed packets: {rows}"
-    art = [r for r in rows if r[0] == str(art_port)]
-    sacn = [r for r in rows if r[0] == str(sacn_port)]
-    art_universes = {int(r[2], 0) for r in art if r[2]}
-    assert art_universes == {0x101, 0x102, 0x103}, art
+    by_port = lambda p: [r for r in rows if r[0] == str(p)]  # noqa: E731
+    art, sacn, ddp, osc = by_port(art_port), by_port(sacn_port), by_port(ddp_port), by_port(osc_port)
+    assert {int(r[2], 0) for r in art if r[2]} == {0x101, 0x102, 0x103}, art
     assert all(int(r[3]) == 510 for r in art if r[3])
     assert any(r[1] and int(r[1], 0) == 0x5200 for r in art), f"no ArtSync decoded: {art}"
-    sacn_universes = {int(r[4]) for r in sacn if r[4]}
-    assert sacn_universes == {7, 8, 9}, sacn
+    assert {int(r[4]) for r in sacn if r[4]} == {7, 8, 9}, sacn
     assert {r[5] for r in sacn if r[4]} == {"120"}
+    # DDP: no dissector (tshark's "ddp" is AppleTalk), so read the header from the payload
+    heads = [bytes.fromhex(r[10].replace(":", ""))[:10] for r in ddp]
+    assert heads[:2] == [b"\x40\x01\x0b\x01\x00\x00\x00\x00\x05\xa0", b"\x41\x01\x0b\x01\x00\x00\x05\xa0\x00\x5a"]
+    assert {r[7] for r in osc} == {"/tapestry/blob", "/tapestry/floats"}, osc
+    assert {r[8] for r in osc if r[7] == "/tapestry/blob"} == {"510"}
+    floats = [r[9] for r in osc if r[7] == "/tapestry/floats"][0].split(",")
+    assert [round(float(f) * 255) for f in floats] == list(buf[:6])
 
 
 def test_oscdump_receives_blob_and_floats(free_port):
