@@ -125,6 +125,28 @@ class Notifier:
             self._sock = None
 
 
+def _bounded(fn: Callable[[], object], timeout_s: float, name: str) -> bool:
+    """Run ``fn`` on a daemon thread for at most ``timeout_s``; True if it finished (even by raising)."""
+    def attempt() -> None:
+        try:
+            fn()
+        except Exception:  # noqa: BLE001 - we are leaving anyway
+            log.exception("%s failed", name)
+
+    t = threading.Thread(target=attempt, name=name, daemon=True)
+    t.start()
+    t.join(timeout_s)
+    return not t.is_alive()
+
+
+def _flush_logs() -> None:
+    for handler in logging.getLogger().handlers:
+        try:
+            handler.flush()
+        except Exception:  # noqa: BLE001
+            pass
+
+
 def default_on_stall(blackout: Callable[[], object] | None = None, blackout_timeout_s: float = 1.0,
                      exit_code: int = STALL_EXIT_CODE,
                      exit: Callable[[int], object] = os._exit) -> Callable[[float], None]:
@@ -136,25 +158,12 @@ def default_on_stall(blackout: Callable[[], object] | None = None, blackout_time
     """
 
     def on_stall(stalled_s: float) -> None:
-        log.critical("frame loop stalled for %.1f s; blacking out and exiting (%d) for a restart",
-                     stalled_s, exit_code)
-        if blackout is not None:
-            def attempt() -> None:
-                try:
-                    blackout()
-                except Exception:  # noqa: BLE001 - we are leaving anyway
-                    log.exception("final blackout failed")
-
-            t = threading.Thread(target=attempt, name="stall-blackout", daemon=True)
-            t.start()
-            t.join(blackout_timeout_s)
-            if t.is_alive():
-                log.error("final blackout did not finish within %.1f s", blackout_timeout_s)
-        for handler in logging.getLogger().handlers:
-            try:
-                handler.flush()
-            except Exception:  # noqa: BLE001
-                pass
+        # even logging is bounded: the stuck thread may hold a handler's lock
+        _bounded(lambda: log.critical("frame loop stalled for %.1f s; blacking out and exiting (%d) for a "
+                                      "restart", stalled_s, exit_code), 0.5, "stall-log")
+        if blackout is not None and not _bounded(blackout, blackout_timeout_s, "stall-blackout"):
+            log.error("final blackout did not finish within %.1f s", blackout_timeout_s)
+        _bounded(_flush_logs, 0.5, "stall-log-flush")
         exit(exit_code)
 
     return on_stall
