@@ -51,6 +51,7 @@ PARAMS: tuple[ParamSpec, ...] = tuple([
     ("stale_s", 1.0, 0.1, 30.0, "s", "no samples for this long marks the microphone stale"),
 ]))
 
+START_GRACE_S = 3.0  # longest wait for a freshly opened stream's first block
 BANDS = {"bass": (30.0, 250.0), "voice": (300.0, 3400.0), "air": (5000.0, 16000.0)}
 _EPS = 1e-12
 
@@ -296,12 +297,13 @@ class MicCapture:
     """
 
     def __init__(self, device: str | None, tree: ParamTree | None = None, samplerate: float | None = None,
-                 blocksize_ms: float = 5.0, backoff=(0.5, 8.0), sd_module=None) -> None:
+                 blocksize_ms: float = 5.0, backoff=(0.5, 8.0), sd_module=None, latency="low") -> None:
         self.device = device
         self.tree = tree if tree is not None else ParamTree.from_specs(PARAMS)
         self.is_file = bool(device) and str(device).lower().endswith(".wav")
         self.samplerate = samplerate
         self.blocksize_ms = blocksize_ms
+        self.latency = latency
         self.backoff = backoff
         self._sd = sd_module
         self.ring: Ring | None = None
@@ -377,6 +379,10 @@ class MicCapture:
                     self._reopen.clear()
                     break
                 stale = float(self.tree[f"{P}/stale_s"])
+                if self.ring.last_write < opened_at:
+                    # No block since this open: ALSA's pulse plugin at latency='low' sometimes needs
+                    # a second or two to deliver the first one; reopening then would only start over.
+                    stale = max(stale, START_GRACE_S)
                 last = max(self.ring.last_write, opened_at)  # blocks from before a reopen do not count
                 active = self._active()
                 if not active or time.monotonic() - last > stale:
@@ -421,7 +427,7 @@ class MicCapture:
         sr = float(self.samplerate or info["default_samplerate"])
         self._setup(sr)
         blocksize = max(16, int(sr * self.blocksize_ms / 1000))
-        stream = sd.InputStream(device=idx, channels=1, samplerate=sr, dtype="float32", latency="low",
+        stream = sd.InputStream(device=idx, channels=1, samplerate=sr, dtype="float32", latency=self.latency,
                                 blocksize=blocksize, callback=self.callback)
         stream.start()
         self._stream = stream

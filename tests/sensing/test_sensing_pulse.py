@@ -124,3 +124,19 @@ def test_microphone_through_portaudio_pulse_device_survives_a_server_restart(pul
         assert back is not None
     finally:
         assert mic.stop(3.0)
+
+
+def test_sense_command_live_on_the_pulse_device(pulse, tmp_path, capsys):
+    import csv
+
+    from installation.sensing import run_sense
+
+    assert pulse.pactl("load-module", "module-loopback", "source=tone", "sink=virt",
+                       "latency_msec=20").returncode == 0
+    out = tmp_path / "live.csv"
+    assert run_sense(None, "pulse", str(out), seconds=2.5) == 0
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) > 30  # 30 rows a second without a camera
+    heard = [r for r in rows if r["level_dbfs"] != "nan"]
+    assert heard and max(float(r["level_dbfs"]) for r in heard) > -40
+    assert "sense:" in capsys.readouterr().out
