@@ -184,6 +184,22 @@ def test_default_stall_handler_exits_even_if_blackout_hangs():
     assert proc.returncode == 70, proc.stderr
 
 
+def test_default_stall_handler_exits_even_if_logging_is_stuck(tmp_path):
+    flag = tmp_path / "blackout"
+    proc = run_script(f"""
+        import logging, threading
+        class Stuck(logging.Handler):
+            def emit(self, record):
+                time.sleep(60)          # a hung disk: holds the handler lock
+        logging.getLogger().addHandler(Stuck())
+        threading.Thread(target=lambda: logging.getLogger("frame").warning("x"), daemon=True).start()
+        def blackout():
+            open({str(flag)!r}, "w").write("dark")
+    """)
+    assert proc.returncode == 70, proc.stderr
+    assert flag.read_text() == "dark"
+
+
 def test_install_service_dry_run_and_write(tmp_path):
     lines = []
     text = install_service(str(REPO), "hardware/demo-venue.toml", user="gallery", dry_run=True,
