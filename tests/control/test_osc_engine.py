@@ -39,6 +39,7 @@ def live(ctx, tmp_path):
     server = OscServer(eng.params, eng.commands, OscConfig(port=0)).start()
     eng.params.listen(server.publish_change)
     clock = FixedStepClock(30)
+    eng.frame(clock.next_frame())  # the scene runner starts (and loads its first cue) before any OSC
     client = Client(server.address)
 
     def pump(until, what, limit=600):
@@ -93,8 +94,8 @@ def test_presets_load_and_save_through_the_engine(live):
 def test_scene_go_runs_the_scene_runner_and_its_preset(live):
     eng, server, client, pump, _ = live
     client.send("/tapestry/scene/go", "breakdown")
+    pump(lambda: _has(client, "/tapestry/scene/current", lambda a: a == ["breakdown"]), "scene reply")
     pump(lambda: eng.scenes.current == "breakdown" and eng.preset_name == "breakdown", "scene breakdown")
-    assert _has(client, "/tapestry/scene/current", lambda a: a == ["breakdown"])
     client.send("/tapestry/scene/go", "nowhere")
     pump(lambda: _has(client, "/tapestry/error", lambda a: "nowhere" in a[0]), "unknown scene refused")
 
