@@ -28,6 +28,12 @@ from .microphone import MicCapture
 log = logging.getLogger(__name__)
 
 
+def check_record_path(path) -> None:
+    """``ValueError`` unless ``path`` names a JSON-lines file (``*.jsonl``)."""
+    if not str(path).endswith((".jsonl", ".json")):
+        raise ValueError(f"record_to {str(path)!r}: sensor recordings are JSON lines; name the file *.jsonl")
+
+
 class Recorder:
     """Writes sensor records to a JSONL file on its own thread (never blocks the caller).
 
@@ -37,8 +43,7 @@ class Recorder:
     """
 
     def __init__(self, path: str) -> None:
-        if not str(path).endswith((".jsonl", ".json")):
-            raise ValueError(f"record_to {path!r}: sensor recordings are JSON lines; name the file *.jsonl")
+        check_record_path(path)
         self.path = str(path)
         self._q: queue.Queue = queue.Queue(maxsize=4096)
         self.dropped = 0
@@ -91,6 +96,8 @@ class SensorHub:
         self.tree = tree
         self.camera_spec = camera
         self.audio_spec = audio
+        if record_to:
+            check_record_path(record_to)
         self.record_to = record_to
         self._t0 = time.monotonic()
         self._slot: tuple[CameraFrame, float] | None = None  # (frame, arrival monotonic)

@@ -195,3 +195,8 @@ def test_sense_command_refuses_bad_arguments(tmp_path):
     assert run_sense(str(need(WALK)), None, str(out), roi="1,2,3") == 2
     assert run_sense(None, None, str(out)) == 2
     assert run_sense(str(tmp_path / "missing.gif"), None, str(out)) == 1
+
+
+def test_hub_refuses_a_recording_name_it_cannot_replay(tmp_path):
+    with pytest.raises(ValueError, match="jsonl"):
+        SensorHub(None, None, record_to=str(tmp_path / "night.csv"))
