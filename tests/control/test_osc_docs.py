@@ -28,3 +28,16 @@ def test_pipes_in_descriptions_do_not_break_the_table():
     tree.declare([ParamSpec("x/mode", "choice", "a|b", "either a|b or c", choices=("a|b", "c"))])
     row = next(line for line in params_markdown(tree).splitlines() if "/tapestry/x/mode" in line)
     assert row.count(" | ") == 4
+
+
+def test_documented_osc_section_is_a_valid_config():
+    import re
+    import tomllib
+    from pathlib import Path
+
+    from installation.control.osc import OscConfig
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "osc.md").read_text()
+    table = tomllib.loads(re.search(r"```toml\n(.*?)```", doc, re.S).group(1))["osc"]
+    cfg = OscConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in table.items()})
+    assert cfg.reply_port == 9001 and "192.168.10.0/24" in cfg.allow
