@@ -12,6 +12,7 @@ import inspect
 
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from installation import safety
 from installation.safety import FlashLimiter, FrameFlashLimiter, srgb_to_linear
@@ -296,9 +297,6 @@ def test_frame_limiter_passes_slow_content_and_small_strobes_untouched():
     small = FrameFlashLimiter(FPS)
     for f in rgba_strobe(90, 160, 10.0, 2.0, box=(0, 18, 0, 36)):   # 4.5 % of the picture
         assert small.limit(f, 1 / FPS) is f
-
-
-from hypothesis import given, settings, strategies as st  # noqa: E402
 
 
 @settings(max_examples=40, deadline=None)
