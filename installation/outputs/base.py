@@ -338,6 +338,7 @@ class Output:
         self._dropped = 0
         self._last_error: str | None = None
         self._fps_ema = 0.0
+        self._fps_prev = math.nan
 
         # started by the first send(), so subclasses finish building their packets first
         self._thread: threading.Thread | None = None
@@ -530,9 +531,9 @@ class Output:
         self._frames += 1
         self._packets += packets
         self._bytes += nbytes
-        dt = now - getattr(self, "_fps_prev", now)
+        dt = now - self._fps_prev
         self._fps_prev = now
-        if dt > 0:
+        if dt > 0:  # NaN on the first frame: no rate yet
             self._fps_ema += (1.0 / dt - self._fps_ema) * min(1.0, dt * 2)
         self._ok_streak += 1
         # a UDP send "succeeds" until the ICMP error comes back: call it recovered only after a few
