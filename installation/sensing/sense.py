@@ -83,10 +83,10 @@ class PreviewWriter:
         if aud is not None:
             lines.append(f"level {aud.level_dbfs:6.1f} floor {aud.floor_dbfs:6.1f} dBFS onsets {aud.onset_rate:.2f}/s")
         lines.append(f"intensity {intensity:.3f}")
+        band = img[: 8 + 18 * len(lines)]
+        band[:] = (band * 0.45).astype(np.uint8)  # darken behind the text so it reads on any picture
         for i, text in enumerate(lines):
-            y = 16 + 16 * i
-            cv2.putText(img, text, (6, y), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (0, 0, 0), 3, cv2.LINE_AA)
-            cv2.putText(img, text, (6, y), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (255, 255, 255), 1, cv2.LINE_AA)
+            cv2.putText(img, text, (6, 18 + 18 * i), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
         cv2.rectangle(img, (6, h - 12), (6 + int((self.width - 12) * intensity), h - 6), (255, 200, 80), -1)
         if self._stream is None:
             self._stream = self._container.add_stream("libx264", rate=self.fps)
