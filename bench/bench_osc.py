@@ -1,6 +1,6 @@
 """OSC server figures: valid messages accepted per second, and what a junk flood costs a 60 fps frame loop.
 
-    python bench/bench_osc.py [--seconds 3] [--junk-rate 10000]
+    python bench/bench_osc.py [--seconds 3] [--junk-rate 10000] [--rounds 3]
 
 Prints:
 1. parse + validate + enqueue rate of ``handle_datagram`` (no socket), messages/s;
@@ -8,7 +8,8 @@ Prints:
 3. a 60 fps numpy work loop that drains the command queue every frame: frame work time (mean, p99) and
    late frames while another process sends JUNK_RATE datagrams/s of junk (malformed, pattern addresses,
    fader storms) to the server, against the same sender aimed at a socket nobody reads (so the sender's own
-   CPU use is in both), and the ratio.
+   CPU use is in both), and the ratio;
+4. the time to refuse a pattern address, against python-osc's dispatcher matching it.
 """
 
 from __future__ import annotations
@@ -220,6 +221,30 @@ def bench_frames(seconds: float, junk_rate: float, rounds: int) -> None:
         f"{k} {s1[k] - s0[k]}" for k in ("rate_limited", "malformed", "refused", "oversize", "accepted", "coalesced")))
 
 
+def bench_pattern(stars: int = 12) -> None:
+    """A pattern address against our exact lookup and against python-osc 1.10's regex dispatcher (same tree)."""
+    from pythonosc.dispatcher import Dispatcher
+
+    address = "/" + "*" * stars + "Z"
+    tree = make_tree()
+    server = OscServer(tree, queue.Queue(), OscConfig(port=0, rate=1e12, burst=1e12))
+    packet = encode_message(address, 1.0)
+    n = 2000
+    t0 = time.perf_counter()
+    for _ in range(n):
+        server.handle_datagram(packet, ("127.0.0.1", 5000))
+    ours = (time.perf_counter() - t0) / n
+    server._out.clear()
+    d = Dispatcher()
+    for path in tree.paths():
+        d.map("/tapestry/" + path, lambda *a: None)
+    t0 = time.perf_counter()
+    list(d.handlers_for_address(address))
+    theirs = time.perf_counter() - t0
+    print(f"4. pattern address {address!r} ({len(packet)} bytes): refused in {ours * 1e6:.1f} us here; "
+          f"python-osc 1.10 Dispatcher takes {theirs * 1e3:,.0f} ms to match it ({theirs / ours:,.0f}x)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=3.0)
@@ -232,6 +257,7 @@ def main() -> None:
     print(f"2. over loopback UDP from another process: {handled:,.0f} valid messages/s accepted "
           f"(sender offered {sent:,.0f}/s; the rest dropped by the kernel buffer; coalesced {st['coalesced']:,})")
     bench_frames(args.seconds, args.junk_rate, args.rounds)
+    bench_pattern()
 
 
 if __name__ == "__main__":
