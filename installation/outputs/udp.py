@@ -140,7 +140,9 @@ class UdpTransport:
         """Resolve, open and configure the socket; prebuild the sendmmsg message array."""
         self.close()
         if self.dests is None:
-            family, _, _, _, addr = socket.getaddrinfo(self.host, self.port, 0, socket.SOCK_DGRAM)[0]
+            infos = socket.getaddrinfo(self.host, self.port, 0, socket.SOCK_DGRAM)
+            # IPv4 first: Art-Net and most LED nodes speak nothing else, and "localhost" often lists ::1 first
+            family, _, _, _, addr = sorted(infos, key=lambda i: i[0] != socket.AF_INET)[0]
             sock = socket.socket(family, socket.SOCK_DGRAM)
         else:
             sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -148,6 +150,8 @@ class UdpTransport:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SNDBUF_BYTES)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO,
                             struct.pack("ll", 0, int(SEND_TIMEOUT_S * 1e6)))
+            if sock.family == socket.AF_INET:  # a venue may give a subnet broadcast address as host
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
             if self.dests is None:
                 sock.connect(addr)
             else:

@@ -167,3 +167,11 @@ def test_fps_cap_limits_transmitted_frames(receiver):
     tx = o.status()["frames"]
     o.close()
     assert 2 <= tx <= 20 * elapsed + 2, (tx, elapsed)
+
+
+def test_localhost_name_reaches_an_ipv4_receiver(receiver):
+    o = create_output(OutputConfig(name="t", protocol="osc", host="localhost", port=receiver.port),
+                      [Span("/x", 0, 2)])
+    o.send(np.array([1, 2], np.uint8))
+    assert receiver.wait_for(lambda p: len(p) >= 1)
+    o.close()
