@@ -88,6 +88,15 @@ def pace(t_next: float, period: float) -> float:
     return max(t_next + period, time.perf_counter())
 
 
+def lo(xs):
+    return min(xs) if xs else float("nan")
+
+
+def trio(xs):
+    """min / median / p95: the minimum is the cost without interference from other processes."""
+    return f"{lo(xs):6.2f} / {med(xs):6.2f} / {p95(xs):6.2f}"
+
+
 def med(xs):
     return statistics.median(xs) if xs else float("nan")
 
@@ -256,11 +265,11 @@ def main() -> int:
         if hand is not None:
             hand.run(min(block, a.frames - k))
     r = ours.r
-    print("\nTapestry LED path (median / p95 ms per frame):")
-    print(f"  sample (dispatch + readback)  {med(r['sample']):6.2f} / {p95(r['sample']):6.2f}")
-    print(f"  colour pipeline               {med(r['color']):6.2f} / {p95(r['color']):6.2f}")
-    print(f"  send() on the frame thread    {med(r['send']):6.2f} / {p95(r['send']):6.2f}")
-    print(f"  = frame-thread total          {med(r['total']):6.2f} / {p95(r['total']):6.2f}")
+    print("\nTapestry LED path (ms per frame, min / median / p95):")
+    print(f"  sample (dispatch + readback)  {trio(r['sample'])}")
+    print(f"  colour pipeline               {trio(r['color'])}")
+    print(f"  send() on the frame thread    {trio(r['send'])}")
+    print(f"  = frame-thread total          {trio(r['total'])}")
     enc_ms = r["enc_s"] * 1e3 / max(r["frames_sent"], 1)
     print(f"  encode+send, outputs' threads {enc_ms:6.2f}   (mean, sum over {len(venue.patch.controllers)} "
           f"outputs, per frame sent)")
@@ -276,14 +285,15 @@ def main() -> int:
         rb = hand.r
         hb = med(rb["total"])
         print(f"\n(b) by hand (texture.read + fancy indexing + gamma table + stupidArtnet x {len(hand.senders)}): "
-              f"{hb:6.2f} / {p95(rb['total']):6.2f} ms per frame (readback alone {med(rb['readback']):.2f}); "
+              f"{trio(rb['total'])} ms per frame (readback alone {med(rb['readback']):.2f}); "
               f"received {rb['received'] / rb['elapsed']:,.0f} packets/s")
-        print(f"    end to end on the frame thread: by hand / Tapestry = {hb / ours_total:.2f}x")
-        print(f"    all CPU incl. output threads:   by hand / Tapestry = {hb / ours_cpu:.2f}x")
+        print(f"    end to end on the frame thread, median: by hand / Tapestry = {hb / ours_total:.2f}x"
+              f"   (min: {lo(rb['total']) / lo(r['total']):.2f}x)")
+        print(f"    all CPU incl. output threads, median:   by hand / Tapestry = {hb / ours_cpu:.2f}x")
         hand.close()
-    goal = "met" if ours_total <= 3.0 else "NOT met on this renderer"
-    print(f"\ngoal: LED path <= 3 ms/frame at {venue.layout.count} LEDs on the frame thread: {ours_total:.2f} ms "
-          f"({goal})")
+    goal = "met" if ours_total <= 3.0 else "NOT met on this machine"
+    print(f"\ngoal: LED path <= 3 ms/frame at {venue.layout.count} LEDs on the frame thread: median {ours_total:.2f} ms, "
+          f"min {lo(r['total']):.2f} ms ({goal})")
     ours.close()
     sink.close()
     return 0
