@@ -105,6 +105,9 @@ class SceneList:
         for where, key, target in targets:
             if target is not None and target not in known:
                 raise SceneError(f"{where}: {key} = {target!r} is not a cue (cues: {', '.join(names)})")
+        for c in self.cues:
+            if any(t.go == c.name for t in c.triggers):
+                raise SceneError(f"{c.name}: a trigger cannot go to its own cue (it would restart it over and over)")
 
     def names(self) -> list[str]:
         """Cue names in order."""

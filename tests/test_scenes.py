@@ -160,6 +160,7 @@ def test_cue_without_duration_waits_for_a_trigger():
     ('[scenes]\n[[scenes.cue]]\nname = "a"\n[[scenes.cue]]\nname = "a"\n', "unique"),
     ('[scenes]\n[[scenes.cue]]\nname = "a"\n[[scenes.cue.when]]\ngo = "a"\n', "when[1].above: a trigger needs"),
     ('[scenes]\n[[scenes.cue]]\nname = "a"\n[[scenes.cue.when]]\nabove = 0.5\ngo = "z"\n', "when.go = 'z'"),
+    ('[scenes]\n[[scenes.cue]]\nname = "a"\n[[scenes.cue.when]]\nabove = 0.5\ngo = "a"\n', "its own cue"),
     ('[scenes]\n[[scenes.cue]]\nname = "a"\n[[scenes.cue.when]]\nabove = nan\ngo = "a"\n', "when[1].above"),
     ('[schedule]\n[schedule.hours]\nmon = "9-17"\n', "schedule.hours.mon: expected HH:MM"),
     ('[schedule]\n[schedule.hours]\ndaily = "10:00-10:00"\n', "schedule.hours.daily: '10:00-10:00' opens and closes"),
