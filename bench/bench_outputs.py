@@ -93,7 +93,6 @@ def bench_protocol(protocol: str, options: dict, universes: int, nframes: int, d
     enc: list[float] = []
     select: list[float] = []
     timed: dict[str, list[float]] = {"sendmmsg": [], "loop": [], "floor": []}
-    npk = 0
 
     def send_mmsg():
         tr.use_sendmmsg = True
@@ -130,7 +129,7 @@ def bench_protocol(protocol: str, options: dict, universes: int, nframes: int, d
             label, fn = methods[(i + k) % len(methods)]
             time.sleep(0.002)
             t = time.perf_counter()
-            npk = fn()
+            fn()
             if i >= 20:
                 timed[label].append(time.perf_counter() - t)
     floor_sock.close()
