@@ -355,10 +355,8 @@ class Output:
             return
         if self._thread is None:
             self._start_thread()
-        try:
-            frame = np.array(buffer, dtype=np.uint8, copy=True).reshape(-1)
-        except (TypeError, ValueError) as exc:
-            self._log_once(("input", type(exc).__name__), "output '%s': frame rejected: %s", self.name, exc)
+        frame = self._as_frame(buffer)
+        if frame is None:
             return
         if frame.size < self.min_buffer:
             self._log_once(("input", "short"), "output '%s': frame of %d bytes is shorter than the patch "
@@ -369,6 +367,17 @@ class Output:
                 self._dropped += 1
             self._pending = frame
             self._cv.notify()
+
+    def _as_frame(self, buffer) -> np.ndarray | None:
+        """A private 1-D uint8 copy of `buffer`, or None (logged once) when it is not bytes."""
+        if isinstance(buffer, (bytes, bytearray, memoryview)):
+            return np.frombuffer(buffer, dtype=np.uint8).copy()
+        arr = np.asarray(buffer)
+        if arr.dtype != np.uint8:  # e.g. float colours 0..1 would silently truncate to 0/1
+            self._log_once(("input", "dtype"), "output '%s': frames must be uint8, got %s; frame dropped",
+                           self.name, arr.dtype)
+            return None
+        return np.array(arr, copy=True).reshape(-1)
 
     def close(self, final: np.ndarray | None = None) -> None:
         """Send `final` (e.g. a blackout) if given, then the protocol goodbye, and stop the thread.
@@ -381,15 +390,11 @@ class Output:
         if not self.config.enabled or (self._thread is None and final is None):
             self._closing = True  # later send() calls are ignored
             return
-        fin = None
-        if final is not None:
-            try:
-                fin = np.array(final, dtype=np.uint8, copy=True).reshape(-1)
-                if fin.size < self.min_buffer:
-                    raise ValueError(f"{fin.size} bytes, the patch needs {self.min_buffer}")
-            except (TypeError, ValueError) as exc:
-                log.warning("output '%s': final frame ignored: %s", self.name, exc)
-                fin = None
+        fin = None if final is None else self._as_frame(final)
+        if fin is not None and fin.size < self.min_buffer:
+            log.warning("output '%s': final frame ignored: %d bytes, the patch needs %d",
+                        self.name, fin.size, self.min_buffer)
+            fin = None
         with self._cv:
             self._closing = True
             self._final = fin

@@ -89,3 +89,30 @@ def test_docs_list_every_option():
         assert f"## {protocol}" in text.lower() or protocol in text
         for s in specs:
             assert f"`{s.key}`" in text, f"docs/outputs.md does not describe {protocol} option {s.key}"
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_values = st.one_of(st.none(), st.booleans(), st.integers(-2**40, 2**40), st.floats(allow_nan=True),
+                    st.text(max_size=70), st.lists(st.integers(), max_size=3))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(["name", "protocol", "host", "port", "fps", "enabled", "options", "junk"]),
+                       _values, max_size=7),
+       st.dictionaries(st.sampled_from(["sync", "priority", "source_name", "cid", "multicast", "sync_universe",
+                                        "interface", "dest_id", "data_type", "type", "device", "keepalive"]),
+                       _values, max_size=5),
+       st.sampled_from(["artnet", "sacn", "ddp", "osc", "enttec"]))
+def test_junk_tables_raise_only_output_error(table, options, protocol):
+    table = dict(table)
+    table.setdefault("protocol", protocol)
+    if "options" not in table:
+        table["options"] = options
+    try:
+        c = parse_output_config(table, W)
+    except OutputError as e:
+        assert W in str(e)
+    else:
+        assert c.protocol in OPTIONS and set(c.options) == {s.key for s in OPTIONS[c.protocol]}

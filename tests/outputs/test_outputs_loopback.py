@@ -174,3 +174,14 @@ def test_localhost_name_reaches_an_ipv4_receiver(receiver):
     o.send(np.array([1, 2], np.uint8))
     assert receiver.wait_for(lambda p: len(p) >= 1)
     o.close()
+
+
+def test_non_uint8_frames_rejected_once_bytes_accepted(receiver, caplog):
+    o = make("artnet", receiver.port, [Span(0, 0, 4)])
+    for _ in range(3):
+        o.send(np.full(4, 0.5, np.float32))  # colours not yet converted: would truncate to 0
+    assert sum("must be uint8" in r.getMessage() for r in caplog.records) == 1
+    o.send(b"\x01\x02\x03\x04")
+    assert receiver.wait_for(lambda p: len(p) >= 1)
+    o.close()
+    assert receiver.packets[0][18:22] == b"\x01\x02\x03\x04"
