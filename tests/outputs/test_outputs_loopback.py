@@ -104,7 +104,8 @@ def test_osc_floats_arrive(receiver):
     assert msgs["/a"] == pytest.approx([0, 1, 0.2]) and msgs["/b"] == pytest.approx([0.4, 0.8])
 
 
-def test_sacn_multicast_on_loopback():
+@pytest.mark.parametrize("use_sendmmsg", [True, False] if HAVE_SENDMMSG else [False])
+def test_sacn_multicast_on_loopback(use_sendmmsg):
     group, port = "239.255.0.42", 0
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -117,6 +118,7 @@ def test_sacn_multicast_on_loopback():
         pytest.skip(f"cannot join a multicast group on lo here: {e}")
     s.settimeout(2)
     o = make("sacn", port, [Span(42, 0, 6)], multicast=True, interface="127.0.0.1")
+    o._transport.use_sendmmsg = use_sendmmsg
     o.send(np.arange(6, dtype=np.uint8))
     try:
         data, addr = s.recvfrom(2000)
