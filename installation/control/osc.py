@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 PATTERN_CHARS = frozenset("*?[]{}")
 MAX_REPLY_BYTES = 1400  # stay under a typical MTU so nothing is fragmented
 MAX_FADE_S = 3600.0
+MAX_TEXT = 400  # longest error/warning text sent back
 ALIASES = {"master": "show/master", "blackout": "show/blackout"}
 
 
@@ -168,7 +169,9 @@ class _DatagramReply:
     def __call__(self, address: str, *args: object) -> None:
         if self.left > 0:
             self.left -= 1
-            self.send(address, *args)
+            # messages may quote what was sent (an address, a string): keep every reply one small datagram
+            self.send(address, *(a[:MAX_TEXT] + "..." if isinstance(a, str) and len(a) > MAX_TEXT else a
+                                 for a in args))
 
 
 @dataclass

@@ -390,3 +390,12 @@ def test_a_bundle_of_bad_messages_gets_a_capped_number_of_error_replies():
     while not q.empty():
         q.get_nowait().apply(target)
     assert len(server._out) == 8 + 20  # the engine's answers are not capped
+
+
+def test_error_replies_quoting_long_input_stay_small(rig):
+    c = rig.client()
+    c.send("/tapestry/" + "x" * 3000, 1.0)
+    c.send("/tapestry/field/palette", "y" * 3000)
+    for _ in range(2):
+        (msg,) = c.wait("/tapestry/error")
+        assert len(msg) <= 403 and msg.endswith("...")
