@@ -4,6 +4,8 @@ import datetime as dt
 import textwrap
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from installation.clock import FixedStepClock
 from installation.scenes import (
@@ -258,3 +260,33 @@ def test_documented_example_parses():
     import tomllib
     v = venue_from_dict(tomllib.loads(textwrap.dedent(block)), "docs/scenes.md")
     assert v.scenes is not None and v.schedule is not None
+
+
+# -- properties ----------------------------------------------------------------
+
+@given(st.lists(st.tuples(st.floats(0.0, 5.0), st.one_of(st.none(), st.floats(allow_nan=True))), max_size=300))
+@settings(max_examples=150, deadline=None, database=None)
+def test_runner_stays_on_a_cue_and_emits_whole_transitions(steps):
+    scenes = SceneList((
+        Cue("a", "pa", duration_s=3.0, triggers=(MoodTrigger("c", above=0.7, for_s=2.0),)),
+        Cue("b", "pb", duration_s=1.0, min_s=0.5, triggers=(MoodTrigger("a", below=0.1),)),
+        Cue("c", "pc", next="a", duration_s=2.0),
+    ), loop=False)
+    r = SceneRunner(scenes)
+    t = 0.0
+    for dt_, intensity in steps:
+        t += dt_
+        actions = r.update(t, dt_, {"intensity": intensity})
+        assert actions == [] or (len(actions) == 2 and isinstance(actions[0], SceneEntered)
+                                 and actions[1] == FadeToPreset("p" + actions[0].name, 5.0))
+        assert r.current in ("a", "b", "c") and 0.0 <= r.time_in_scene
+
+
+@given(st.datetimes(min_value=dt.datetime(2026, 1, 1), max_value=dt.datetime(2027, 12, 31)))
+@settings(max_examples=300, deadline=None, database=None)
+def test_schedule_level_is_bounded_and_continuous(now):
+    s = parse_schedule({"hours": {"daily": "10:00-18:00", "sat": "20:00-02:00", "fri": ["09:00-09:30", "10:00-23:00"]},
+                        "fade_in_s": 600, "fade_out_s": 900, "closed_level": 0.1, "holidays": ["2026-12-25"]})
+    a, b = s.level(now), s.level(now + dt.timedelta(seconds=10))
+    assert 0.1 <= a <= 1.0 and 0.1 <= b <= 1.0
+    assert abs(a - b) <= 0.9 * 1.5 * 10 / 600 + 1e-9  # smoothstep's steepest slope over the shortest fade
