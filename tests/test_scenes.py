@@ -1,7 +1,9 @@
 """Scenes (cue list, mood triggers, loop) and opening hours, from venue TOML."""
 
 import datetime as dt
-import textwrap
+import re
+import tomllib
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -253,12 +255,9 @@ def test_all_day_every_day_never_dips_at_midnight():
 
 def test_documented_example_parses():
     # the example in docs/scenes.md stays valid
-    from pathlib import Path
-    import re
     doc = Path(__file__).resolve().parent.parent / "docs" / "scenes.md"
     block = re.search(r"```toml\n(.*?)```", doc.read_text(), re.S).group(1)
-    import tomllib
-    v = venue_from_dict(tomllib.loads(textwrap.dedent(block)), "docs/scenes.md")
+    v = venue_from_dict(tomllib.loads(block), "docs/scenes.md")
     assert v.scenes is not None and v.schedule is not None
 
 
