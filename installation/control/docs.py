@@ -17,7 +17,8 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     (ROOT + "scene/go", "s", "Jump to scene NAME. Replies /tapestry/scene/current NAME."),
     (ROOT + "get", "s", "Replies /tapestry/value PATH VALUE (the value set, before modulation)."),
     (ROOT + "list", "", "Replies /tapestry/paths PATH... (several messages if long), then /tapestry/paths/end COUNT."),
-    (ROOT + "subscribe", "i", "Send feedback to PORT on your IP: every change as /tapestry/<path> VALUE and "
+    (ROOT + "subscribe", "[i]", "Send feedback to PORT on your IP (default: where replies go): every change as "
+                                "/tapestry/<path> VALUE and "
                               "/tapestry/<path>/norm 0..1, a snapshot of all values now, and "
                               "/tapestry/heartbeat FPS FRAME_MS INTENSITY about once a second. "
                               "Expires after 60 s: send it again to renew."),

@@ -67,6 +67,8 @@ class OscConfig:
     max_args: int = 32
     subscription_ttl_s: float = 60.0
     max_subscribers: int = 16
+    subscribers: tuple[str, ...] = ()
+    """Permanent feedback destinations ``"host:port"`` (a TouchOSC tablet): they never expire."""
     feedback_hz: float = 30.0
     outgoing_max: int = 8192
     poll_s: float = 0.02
@@ -98,6 +100,13 @@ class OscConfig:
             v = getattr(self, key)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < lo:
                 raise bad(key, f"expected a number >= {lo:g}, got {v!r}")
+        if isinstance(self.subscribers, str) or not isinstance(self.subscribers, (tuple, list)):
+            raise bad("subscribers", f"expected a list of \"host:port\", got {self.subscribers!r}")
+        for sub in self.subscribers:
+            try:
+                parse_host_port(sub)
+            except ValueError as exc:
+                raise bad("subscribers", str(exc)) from None
         if self.max_datagram > 65507:
             raise bad("max_datagram", f"{self.max_datagram} is more than a UDP datagram can hold (65507)")
 
@@ -232,6 +241,12 @@ class OscServer:
             raise OSError(f"OSC server cannot bind {host}:{self.config.port}: {exc.strerror or exc}") from None
         sock.setblocking(False)
         self._sock = sock
+        for sub in self.config.subscribers:  # permanent ones: a snapshot now, feedback for ever
+            dest = parse_host_port(sub)
+            self._subscribers[dest] = math.inf
+            self._has_subscribers = True
+            self._submit(SendSnapshot(send_values=partial(self._send_values, dest)),
+                         _DatagramReply(self.reply_to(dest)))
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="osc-server", daemon=True)
         self._thread.start()
@@ -434,13 +449,14 @@ class OscServer:
         self._reply_list(self._reply_dest(addr), "/tapestry/paths", self._paths)
 
     def _on_subscribe(self, msg: OscMessage, spec: None, addr: tuple, reply: _DatagramReply) -> None:
-        port = _port_arg(msg)
+        port = _port_arg(msg) if msg.args else self._reply_dest(addr)[1]
         dest = (addr[0], port)
         subs = self._subscribers
         if dest not in subs and len(subs) >= self.config.max_subscribers:
             raise ParamError(f"{msg.address}: already {len(subs)} subscribers (the most allowed)")
         new = dest not in subs
-        subs[dest] = self._clock() + self.config.subscription_ttl_s
+        if subs.get(dest) != math.inf:  # a permanent subscriber from the config stays permanent
+            subs[dest] = self._clock() + self.config.subscription_ttl_s
         self._has_subscribers = True
         sub_reply = self.reply_to(dest)
         sub_reply("/tapestry/subscribed", port, float(self.config.subscription_ttl_s))
@@ -635,6 +651,21 @@ def _port_arg(msg: OscMessage) -> int:
     if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
         raise ParamError(f"{msg.address}: expected a UDP port 1..65535, got {port!r}")
     return port
+
+
+def parse_host_port(text: object) -> tuple[str, int]:
+    """``"192.168.1.20:9001"`` or ``"[::1]:9001"`` -> (ip, port); ValueError with the reason."""
+    if not isinstance(text, str) or ":" not in text:
+        raise ValueError(f"expected \"host:port\", got {text!r}")
+    host, _, port = text.rpartition(":")
+    host = host.strip("[]")
+    try:
+        ip = str(ipaddress.ip_address(host))
+    except ValueError:
+        raise ValueError(f"{text!r}: {host!r} is not an IP address") from None
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"{text!r}: {port!r} is not a UDP port")
+    return ip, int(port)
 
 
 def split_args(address: str, items: list[str], limit: int = MAX_REPLY_BYTES) -> list[list[str]]:

@@ -399,3 +399,34 @@ def test_error_replies_quoting_long_input_stay_small(rig):
     for _ in range(2):
         (msg,) = c.wait("/tapestry/error")
         assert len(msg) <= 403 and msg.endswith("...")
+
+
+def test_subscribe_without_port_uses_the_senders_port(rig):
+    c = rig.client()
+    c.send("/tapestry/subscribe")
+    assert c.wait("/tapestry/subscribed")[0] == c.port
+    c.send("/tapestry/field/flow/speed", 3.0)
+    assert c.wait("/tapestry/field/flow/speed", pred=lambda a: a == [3.0]) == [3.0]
+
+
+def test_permanent_subscribers_from_the_config_get_a_snapshot_and_never_expire():
+    now = [0.0]
+    tree = make_tree()
+    q: queue.Queue = queue.Queue()
+    listener = Client(("127.0.0.1", 9))  # only receives
+    try:
+        cfg = OscConfig(port=0, subscribers=(f"127.0.0.1:{listener.port}",))
+        with OscServer(tree, q, cfg, clock=lambda: now[0]) as server:
+            q.get_nowait().apply(Target(tree))  # the snapshot
+            assert listener.wait("/tapestry/field/palette") == ["moss"]
+            now[0] += 1e6
+            server.heartbeat({"fps": 30.0})
+            assert listener.wait("/tapestry/heartbeat")[0] == 30.0
+    finally:
+        listener.close()
+
+
+@pytest.mark.parametrize("bad", ["nohost", "tablet:9001", "127.0.0.1:0", "127.0.0.1:x", 5])
+def test_bad_permanent_subscriber_is_a_config_error(bad):
+    with pytest.raises(ValueError, match="osc.subscribers"):
+        OscConfig(subscribers=(bad,))
