@@ -145,12 +145,14 @@ class _Complaints:
     def note(self, sender: str, kind: str, detail: str) -> None:
         key = (sender, kind)
         if key not in self._seen:
-            if len(self._seen) < self.max_keys:
+            if len(self._seen) >= self.max_keys:  # very many senders (spoofed?): one line per kind, then counts
+                key = ("many senders", kind)
+                sender = key[0]
+            if key not in self._seen:
                 self._seen.add(key)
-            log.warning("OSC from %s: %s: %s (repeats are counted, not logged)", sender, kind, detail)
-            return
-        if key in self._unreported or len(self._unreported) < self.max_keys:
-            self._unreported[key] = self._unreported.get(key, 0) + 1
+                log.warning("OSC from %s: %s: %s (repeats are counted, not logged)", sender, kind, detail)
+                return
+        self._unreported[key] = self._unreported.get(key, 0) + 1
 
     def report(self, now: float) -> None:
         if now < self._next_report:

@@ -430,3 +430,29 @@ def test_permanent_subscribers_from_the_config_get_a_snapshot_and_never_expire()
 def test_bad_permanent_subscriber_is_a_config_error(bad):
     with pytest.raises(ValueError, match="osc.subscribers"):
         OscConfig(subscribers=(bad,))
+
+
+def test_complaints_are_logged_once_per_sender_and_kind_even_from_many_senders():
+    import logging
+
+    tree = make_tree()
+    server = OscServer(tree, queue.Queue(), OscConfig(port=0, allow=("10.0.0.0/8",)))
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append
+    logger = logging.getLogger("installation.control.osc")
+    logger.addHandler(handler)
+    try:
+        for _ in range(25):
+            server.handle_datagram(b"junk", ("10.0.0.1", 1))  # malformed
+        for i in range(3000):
+            server.handle_datagram(b"junk", (f"192.168.{i // 250}.{i % 250}", 1))  # not allowed
+        for _ in range(25):
+            server.handle_datagram(b"junk", ("10.0.0.1", 1))
+    finally:
+        logger.removeHandler(handler)
+    lines = [r.getMessage() for r in records]
+    assert len(lines) <= 512 + 2
+    assert sum("many senders" in m for m in lines) == 1
+    assert sum("10.0.0.1" in m for m in lines) == 1
+    assert server.stats()["not_allowed"] == 3000 and server.stats()["malformed"] == 50
