@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 
@@ -56,10 +55,19 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--out", required=True, help="FILE.csv")
     s.add_argument("--preview", default=None, help="FILE.mp4 with the measurements drawn on the camera view")
     s.add_argument("--seconds", type=float, default=None, help="stop after this long (live devices)")
+    s.add_argument("--roi", default=None, help="region of interest: 4 corners x0,y0,x1,y1,x2,y2,x3,y3 (0..1)")
+
+    st = sub.add_parser("status", help="ask the running piece how it is (fps, sensors, outputs, errors)")
+    st.add_argument("--url", default=None, help="health endpoint (default http://127.0.0.1:9091/health)")
+
+    svc = sub.add_parser("install-service", help="install the systemd unit that runs the piece unattended")
+    svc.add_argument("--venue", default=None, help="venue file (default: hardware/demo-venue.toml)")
+    svc.add_argument("--user", default=None, help="user to run as (default: the current one)")
+    svc.add_argument("--dry-run", action="store_true", help="print the unit and the commands, change nothing")
 
     args = parser.parse_args(argv)
-    logging.basicConfig(level=getattr(logging, str(args.log_level).upper(), logging.INFO),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from installation.logs import setup_logging
+    setup_logging(args.log_dir, str(args.log_level).upper())
 
     from installation.app import StartupError
     try:
@@ -83,6 +91,8 @@ def _live_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--audio", default=None, help="microphone: device name, 'default', or a WAV file")
     p.add_argument("--record-sensors", default=None, help="record sensor measurements to this JSONL file")
     p.add_argument("--osc-port", type=int, default=None)
+    p.add_argument("--health-port", type=int, default=9091, help="HTTP health endpoint on 127.0.0.1 (0: off)")
+    p.add_argument("--watchdog", type=float, default=5.0, help="seconds of stalled frame loop before a restart")
 
 
 def _dispatch(args) -> int:
@@ -93,7 +103,8 @@ def _dispatch(args) -> int:
             venue=Path(args.venue) if args.venue else app.DEFAULT_VENUE, preset=args.preset,
             size=app.parse_size(args.size), seed=args.seed, fps=args.fps, particles=args.particles,
             headless=args.headless, seconds=args.seconds, camera=args.camera, audio=args.audio,
-            record_sensors=args.record_sensors, osc_port=args.osc_port, no_leds=args.no_leds))
+            record_sensors=args.record_sensors, osc_port=args.osc_port, no_leds=args.no_leds,
+            health_port=args.health_port, watchdog_s=args.watchdog))
     if cmd == "render":
         return app.render(app.RenderArgs(
             out=args.out, preset=args.preset, seconds=args.seconds, fps=args.fps,
@@ -124,7 +135,24 @@ def _dispatch(args) -> int:
         return 0
     if cmd == "sense":
         from installation.sensing import run_sense
-        return run_sense(args.camera, args.audio, args.out, args.preview, seconds=args.seconds)
+        return run_sense(args.camera, args.audio, args.out, args.preview, roi=args.roi, seconds=args.seconds)
+    if cmd == "status":
+        from installation.health import DEFAULT_URL, StatusUnavailable, fetch_status, format_status
+        try:
+            print(format_status(fetch_status(args.url or DEFAULT_URL)))
+        except StatusUnavailable as exc:
+            print(f"tapestry: {exc}", file=sys.stderr)
+            return 1
+        return 0
+    if cmd == "install-service":
+        from installation.service import install_service
+        try:
+            install_service(str(ROOT), str(Path(args.venue).resolve() if args.venue else app.DEFAULT_VENUE),
+                            args.user, args.dry_run)
+        except OSError as exc:
+            print(f"tapestry: {exc}", file=sys.stderr)
+            return 1
+        return 0
     raise app.StartupError(f"unknown command {cmd}")
 
 

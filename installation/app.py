@@ -81,23 +81,26 @@ def render(args: RenderArgs) -> int:
     sensors = None
     if args.sensors or args.camera or args.audio:
         from .sensing import OfflineSensors
+        tree = declare_all(extra=_sensing_params())
         try:
             off = OfflineSensors(camera_file=args.camera, audio_file=args.audio, sensors_file=args.sensors,
-                                 fps=args.fps)
+                                 fps=args.fps, tree=tree)
         except (OSError, ValueError) as exc:
             raise StartupError(f"cannot read the sensor inputs: {exc}") from None
         sensors = off.at
+    else:
+        tree = declare_all(extra=_sensing_params())
     out = str(args.out)
     out_path = Path(out)
     if out.endswith(("/", "\\")) or out_path.is_dir():
-        sink = PngSequenceWriter(out_path, args.size)
+        sink = PngSequenceWriter(out_path, args.size, args.fps)
     elif out_path.suffix.lower() in (".mp4", ".m4v", ".mov"):
         sink = VideoWriter(out_path, args.size, args.fps)
     else:
         raise StartupError(f"--out {out}: give a .mp4 file or a directory ending in / for PNGs")
     ctx = headless_context()
     engine = _build_engine(ctx, EngineOptions(size=internal, seed=args.seed, preset=args.preset,
-                                              particles=args.particles), sensors=sensors, sinks=[sink])
+                                              particles=args.particles), tree, sensors=sensors, sinks=[sink])
     progress = None if args.quiet else Progress(frames, label=f"render {out_path.name}")
     clock = FixedStepClock(args.fps)
     t0 = time.perf_counter()
@@ -120,9 +123,9 @@ def render(args: RenderArgs) -> int:
     return 0
 
 
-def _build_engine(ctx, options: EngineOptions, **kw) -> Engine:
+def _build_engine(ctx, options: EngineOptions, tree, **kw) -> Engine:
     try:
-        return Engine(ctx, options, tree=declare_all(extra=_sensing_params()), **kw)
+        return Engine(ctx, options, tree=tree, **kw)
     except PresetError as exc:
         raise StartupError(f"preset: {exc}") from None
     except ShaderError as exc:
@@ -154,6 +157,8 @@ class LiveArgs:
     osc_port: int | None = None
     no_leds: bool = False
     status_every: float = 1.0
+    health_port: int = 9091
+    watchdog_s: float = 5.0
 
 
 def run_live(args: LiveArgs) -> int:
@@ -190,7 +195,10 @@ def run_live(args: LiveArgs) -> int:
     hub = None
     if camera is not None or audio is not None:
         from .sensing import SensorHub
-        hub = SensorHub(camera, audio, tree=tree, record_to=args.record_sensors)
+        try:
+            hub = SensorHub(camera, audio, tree=tree, record_to=args.record_sensors)
+        except ValueError as exc:
+            raise StartupError(f"sensors: {exc}") from None
 
     scenes = schedule = None
     if "scenes" in sections or "schedule" in sections:
@@ -214,7 +222,7 @@ def run_live(args: LiveArgs) -> int:
 
     if venue is not None:
         from .leds import LedPipeline
-        engine.leds = LedPipeline(ctx, venue, tree)
+        engine.attach_leds(LedPipeline(ctx, venue, tree), fps=args.fps)
     if preview is not None:
         preview.attach(engine)
         engine.sinks.append(preview)
@@ -238,6 +246,17 @@ def run_live(args: LiveArgs) -> int:
     watcher.start()
     if hub:
         hub.start()
+    from .health import HealthBoard, HealthServer
+    from .service import FrameWatchdog, Notifier, default_on_stall
+    board = HealthBoard()
+    health = HealthServer(board, port=args.health_port)
+    if args.health_port and not health.start():
+        health = None
+    notifier = Notifier()
+    # A stalled frame loop (a hung driver, a blocked call): blackout, then exit for systemd to restart us.
+    watchdog = FrameWatchdog(args.watchdog_s, default_on_stall(
+        blackout=lambda: engine.leds.close("blackout") if engine.leds else None), notifier=notifier).start()
+    notifier.ready()
 
     clock = RealtimeClock(args.fps)
     last_status = time.monotonic()
@@ -246,12 +265,16 @@ def run_live(args: LiveArgs) -> int:
     try:
         while not stop.is_set():
             engine.frame(clock.next_frame())
+            watchdog.beat()
+            board.record_frame(engine._frame_ms[-1])
             now = time.monotonic()
             if preview is not None and preview.closed:
                 break
             if now - last_status >= args.status_every:
                 last_status = now
                 st = engine.status()
+                board.update({**st, "sensors": hub.status() if hub else {}, "live_sensors": st["sensors"]})
+                notifier.status(status_line(st))
                 if osc is not None:
                     osc.heartbeat(st)
                 if preview is None:
@@ -262,6 +285,10 @@ def run_live(args: LiveArgs) -> int:
     finally:
         if tty and preview is None:
             print()
+        notifier.stopping()
+        watchdog.stop()
+        if health is not None:
+            health.stop()
         watcher.stop()
         if osc is not None:
             osc.stop()

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Protocol
 
 import moderngl
+import numpy as np
 
 from . import mood as mood_mod
 from .clock import FixedStepClock, RealtimeClock
@@ -111,12 +112,15 @@ class Engine:
         self.mood_model = MoodModel(self.params, seed=options.seed)
         self.mood: Mood = self.mood_model.update(None, None, 0.0)
         self.sensors = sensors
-        self.leds = leds
+        self.leds = None
+        if leds is not None:
+            self.attach_leds(leds)
         self.sinks = list(sinks)
         self.scenes = scenes
         self.schedule = schedule
         self.schedule_level = 1.0
         self.clock_time = 0.0
+        self.last_dt = 1.0 / 60.0
         self.frame_count = 0
         self.tapestry = self.renderer.tapestry
         self._frame_ms: deque[float] = deque(maxlen=240)
@@ -128,6 +132,19 @@ class Engine:
         for name in ("field_flow.glsl", "field_step.glsl", "field_resolve.glsl", "field_glow.glsl"):
             self.shaders.compute(name)
 
+    def attach_leds(self, leds: LedStage, fps: float = 60.0) -> None:
+        """Drive ``leds`` from the tapestry, always through the photosensitive flash limiter.
+
+        The limiter is wired here, not configured: no preset, OSC message or venue
+        setting can take it out of the path to the lights.
+        """
+        from .safety import FlashLimiter
+        n = int(leds.layout.count)
+        limiter = FlashLimiter(np.full(n, 1.0 / max(n, 1)), fps)
+        leds.safety = lambda rgb: limiter.limit(rgb, self.last_dt)
+        self.flash_limiter = limiter
+        self.leds = leds
+
     # -- the frame ----------------------------------------------------
     def frame(self, dt: float) -> moderngl.Texture:
         """Run one frame of ``dt`` seconds and return the tapestry."""
@@ -135,6 +152,7 @@ class Engine:
         self._frame_started.append(t0)
         self.frame_count += 1
         self.clock_time += dt
+        self.last_dt = dt
         self._drain()
         self._guard("sensors/mood", self._update_mood, dt)
         self._guard("scenes", self._update_scenes, dt)

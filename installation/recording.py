@@ -1,7 +1,8 @@
 """Headless recording: the tapestry to an H.264 MP4 (PyAV's bundled libx264) or a PNG sequence.
 
 Both are frame sinks: the engine hands them the tapestry each frame; they
-read it back, scale it to the output size and write it.  No system ffmpeg is
+read it back, pass it through the photosensitive flash limiter (as the
+lights are), scale it to the output size and write it.  No system ffmpeg is
 needed.  Encoding is bit-exact (``flags=+bitexact``, fixed x264 settings) so
 the same frames give the same file on the same machine.
 """
@@ -17,6 +18,8 @@ import cv2
 import moderngl
 import numpy as np
 
+from .safety import FrameFlashLimiter
+
 try:  # importing av is slow-ish and only video output needs it
     import av
 except ImportError:  # pragma: no cover - requirements.txt installs it
@@ -27,10 +30,13 @@ class RecordingError(RuntimeError):
     """The output cannot be written (bad path, full disk, no encoder); the message says which."""
 
 
-def read_rgb(tapestry: moderngl.Texture, size: tuple[int, int]) -> np.ndarray:
-    """The tapestry as an (H, W, 3) uint8 RGB array at ``size`` (row 0 = top)."""
+def read_rgb(tapestry: moderngl.Texture, size: tuple[int, int], safety: FrameFlashLimiter | None = None,
+             dt: float | None = None) -> np.ndarray:
+    """The tapestry as an (H, W, 3) uint8 RGB array at ``size`` (row 0 = top), flash-limited if given."""
     w, h = tapestry.size
     rgba = np.frombuffer(tapestry.read(), np.uint8).reshape(h, w, 4)
+    if safety is not None:
+        rgba = safety.limit(rgba, dt)
     rgb = np.ascontiguousarray(rgba[..., :3])
     if (w, h) != tuple(size):
         interp = cv2.INTER_LINEAR if size[0] >= w else cv2.INTER_AREA
@@ -59,10 +65,11 @@ class VideoWriter:
         self._stream.options = {"crf": str(crf), "preset": preset, "flags": "+bitexact"}
         self._stream.codec_context.time_base = 1 / rate
         self.frames = 0
+        self.safety = FrameFlashLimiter(fps)  # the same photosensitive limit as the lights; no off switch
 
     def consume(self, engine, tapestry: moderngl.Texture) -> None:
-        """Frame sink: read the tapestry and encode it."""
-        self.write(read_rgb(tapestry, self.size))
+        """Frame sink: read the tapestry, flash-limit it and encode it."""
+        self.write(read_rgb(tapestry, self.size, self.safety, engine.last_dt))
 
     def write(self, rgb: np.ndarray) -> None:
         """Encode one (H, W, 3) RGB frame."""
@@ -90,7 +97,7 @@ class VideoWriter:
 class PngSequenceWriter:
     """Writes frames as ``frame_000001.png`` … into a directory."""
 
-    def __init__(self, directory: str | Path, size: tuple[int, int]) -> None:
+    def __init__(self, directory: str | Path, size: tuple[int, int], fps: float = 30.0) -> None:
         self.dir = Path(directory)
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
@@ -98,10 +105,11 @@ class PngSequenceWriter:
             raise RecordingError(f"cannot create {self.dir}: {exc}") from exc
         self.size = (int(size[0]), int(size[1]))
         self.frames = 0
+        self.safety = FrameFlashLimiter(fps)
 
     def consume(self, engine, tapestry: moderngl.Texture) -> None:
-        """Frame sink: read the tapestry and write the next PNG."""
-        self.write(read_rgb(tapestry, self.size))
+        """Frame sink: read the tapestry, flash-limit it and write the next PNG."""
+        self.write(read_rgb(tapestry, self.size, self.safety, engine.last_dt))
 
     def write(self, rgb: np.ndarray) -> None:
         """Write one (H, W, 3) RGB frame."""

@@ -67,3 +67,15 @@ def test_layouts_check_counts_leds():
     r = run("layouts", "check", str(ROOT / "hardware" / "demo-venue.toml"))
     assert r.returncode == 0, r.stderr
     assert "LED" in r.stdout or "led" in r.stdout
+
+
+def test_status_without_a_running_piece_says_so():
+    r = run("status", "--url", "http://127.0.0.1:9/health")
+    assert r.returncode == 1
+    assert "Traceback" not in r.stderr and r.stderr.strip()
+
+
+def test_install_service_dry_run_prints_a_notify_unit_with_a_watchdog():
+    r = run("install-service", "--dry-run", "--user", "nobody")
+    assert r.returncode == 0, r.stderr
+    assert "Type=notify" in r.stdout and "WatchdogSec=" in r.stdout and "run.py" in r.stdout
