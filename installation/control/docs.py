@@ -33,8 +33,8 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def params_markdown(tree: ParamTree) -> str:
-    """A TouchOSC-friendly address map of ``tree``: parameters, fader addresses, aliases and commands."""
+def params_markdown(tree: ParamTree, include_commands: bool = True) -> str:
+    """A TouchOSC-friendly address map of ``tree``: parameters, fader addresses, aliases and (optionally) commands."""
     lines = [
         "## Parameters",
         "",
@@ -52,8 +52,10 @@ def params_markdown(tree: ParamTree) -> str:
     if aliases:
         lines += ["", "## Shortcuts", "", "| Address | Same as |", "|---|---|"]
         lines += [f"| `{ROOT}{a}`, `{ROOT}{a}/norm` | `{ROOT}{p}`, `{ROOT}{p}/norm` |" for a, p in aliases]
-    lines += ["", "## Commands", "", "| Address | Arguments | What it does |", "|---|---|---|"]
-    lines += [f"| `{a}` | {args or '-'} | {_cell(desc)} |" for a, args, desc in COMMANDS]
-    lines += ["", "Errors come back to the sender as `/tapestry/error MESSAGE`; pattern addresses "
-                  "(`* ? [ ] { }`) are refused.", ""]
+    if include_commands:
+        lines += ["", "## Commands", "", "| Address | Arguments | What it does |", "|---|---|---|"]
+        lines += [f"| `{a}` | {args or '-'} | {_cell(desc)} |" for a, args, desc in COMMANDS]
+        lines += ["", "Errors come back to the sender as `/tapestry/error MESSAGE`; pattern addresses "
+                      "(`* ? [ ] { }`) are refused."]
+    lines.append("")
     return "\n".join(lines)

@@ -41,3 +41,8 @@ def test_documented_osc_section_is_a_valid_config():
     table = tomllib.loads(re.search(r"```toml\n(.*?)```", doc, re.S).group(1))["osc"]
     cfg = OscConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in table.items()})
     assert cfg.reply_port == 9001 and "192.168.10.0/24" in cfg.allow
+
+
+def test_markdown_without_commands():
+    md = params_markdown(make_tree(), include_commands=False)
+    assert "## Commands" not in md and "`/tapestry/field/palette`" in md
