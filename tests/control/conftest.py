@@ -204,13 +204,11 @@ class OscDump:
             self.lines.append(line.rstrip("\n"))
 
     def ready(self) -> bool:
-        """True once oscdump has bound its port (probe: the port is taken)."""
+        """True once oscdump prints what it receives (probe: send it a /ready message)."""
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            try:
-                s.bind(("127.0.0.1", self.port))
-            except OSError:
-                return True
-            return False
+            s.sendto(b"/ready\x00\x00,\x00\x00\x00", ("127.0.0.1", self.port))
+        time.sleep(0.02)
+        return any("/ready" in line for line in self.lines)
 
     def wait_line(self, needle: str, timeout: float = 5.0) -> str:
         deadline = time.monotonic() + timeout
