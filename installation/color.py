@@ -130,6 +130,19 @@ class ColorPipeline:
         fed = self.fixture_supply >= 0
         self.fs_matrix[np.flatnonzero(fed), self.fixture_supply[fed]] = 1.0
         self.limited = bool(nsup)
+        # each supply's LEDs as contiguous runs (fixtures are contiguous; neighbours on one supply merge),
+        # so scaling a supply is a few slice multiplies instead of a per-LED gather
+        self.supply_runs: list[list[tuple[int, int]]] = [[] for _ in range(nsup)]
+        for fi, s_i in enumerate(self.fixture_supply.tolist()):
+            if s_i < 0:
+                continue
+            a = int(layout.first[fi])
+            b = a + int(self.counts[fi])
+            runs = self.supply_runs[s_i]
+            if runs and runs[-1][1] == a:
+                runs[-1] = (runs[-1][0], b)
+            else:
+                runs.append((a, b))
         self.last_ma = np.zeros(nsup)
         self.last_scale = np.ones(nsup)
         self._prev_out: np.ndarray | None = None
@@ -223,11 +236,12 @@ class ColorPipeline:
         over = ma > target
         scale = np.ones_like(ma)
         if np.any(over):
-            scale[over] = np.clip(target[over] / ma[over], 0.0, 1.0) * (1.0 - 1e-6)
-            fscale = np.ones(len(self.counts), dtype=np.float32)
-            fed = self.fixture_supply >= 0
-            fscale[fed] = scale[self.fixture_supply[fed]]
-            self.rgb *= np.repeat(fscale, self.counts)[:, None]
+            # (a supply whose budget its idle current and rounding headroom already use up goes dark)
+            scale[over] = np.clip(target[over] / np.maximum(ma[over], 1e-9), 0.0, 1.0) * (1.0 - 1e-6)
+            for s_i in np.flatnonzero(over).tolist():
+                k = np.float32(scale[s_i])
+                for a, b in self.supply_runs[s_i]:
+                    self.rgb[a:b] *= k
         self.last_ma = np.minimum(ma, ma * scale) + self.supply_leds * cm.idle
         self.last_scale = scale
 
