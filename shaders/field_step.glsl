@@ -4,14 +4,15 @@
 // curl-noise flow, malfunction (fragile filaments tear into turbulence), harmony (orderly flow),
 // attractors (from the flow grid). A particle that dies or escapes is reborn on a route chosen
 // by a hash of its index, the frame and the seed: no other randomness, so renders repeat.
-// The splat is fused in (saves a second pass over the particles): two atomic adds per particle
-// (light, light x hue) in fixed point, order independent, so the image is byte-for-byte repeatable.
+// The splat is fused in (saves a second pass over the particles): one atomic add of the particle's
+// light in fixed point, order independent, so the image is byte-for-byte repeatable. Atomics are
+// the dearest thing here on llvmpipe, so colour comes from a sparse pass instead (field_hue.glsl).
 // Written branch-light: llvmpipe runs both sides of a branch for every SIMD group.
 layout(local_size_x = 256) in;
 #include "lib/hash.glsl"
 #include "lib/field_common.glsl"
 
-layout(std430, binding = 1) buffer Accum { uvec4 accum[]; };  // per pixel: light, light*hue, trail (2 x float bits)
+layout(std430, binding = 1) buffer Accum { uvec4 accum[]; };  // per pixel: light, -, trail (2 x float bits)
 uniform sampler2D u_flow;     // rg: curl flow, ba: attractor pull
 uniform ivec2 u_size;         // accumulator (tapestry) size in pixels
 uniform float u_gain;         // fixed-point weight of one particle
@@ -27,6 +28,7 @@ uniform float u_malfunction; // 0..1 tearing into turbulence
 uniform float u_node_share;  // fraction of particles born on petals
 uniform float u_life;        // mean particle life (s)
 uniform float u_attract;     // gain on attractors
+uniform float u_damp;        // velocity kept per step: exp(-dt * (0.6 + 1.4 * order)), folded on the CPU
 
 void main() {
     uint i = gl_GlobalInvocationID.x;
@@ -40,38 +42,39 @@ void main() {
     vec4 ctrl = u_route_ctrl[r], info = u_route_info[r], ab = u_route_ends[r];
     // Fragile filaments tear first as malfunction rises (petals have fragility > 1: never).
     float torn = clamp((u_malfunction - ctrl.z + 0.25) * 3.3, 0.0, 1.0);
-    float len = max(length(ctrl.xy - ab.xy) + length(ab.zw - ctrl.xy), 0.05);
-    s += u_dt * u_speed * info.y * (0.75 + 0.25 * abs(lane)) / len * (1.0 - 0.7 * torn);
+    // info.y is the route's speed factor divided by its length (folded on the CPU).
+    s += u_dt * u_speed * info.y * (0.75 + 0.25 * abs(lane)) * (1.0 - 0.7 * torn);
     s = info.x > 0.5 ? fract(s) : s;                       // petals loop for ever
     float sc = min(s, 1.0), q = 1.0 - sc;
     vec2 tan = 2.0 * q * (ctrl.xy - ab.xy) + 2.0 * sc * (ab.zw - ctrl.xy);
     tan *= inversesqrt(dot(tan, tan) + 1e-9);
     vec2 target = q * q * ab.xy + 2.0 * q * sc * ctrl.xy + sc * sc * ab.zw
-                + vec2(-tan.y, tan.x) * (lane * u_width * info.z);
+                + vec2(-tan.y, tan.x) * (lane * u_width * (1.0 + 0.5 * info.x));  // petals are wider
     float order = u_harmony * (1.0 - 0.85 * u_malfunction);
     vec4 flow = texture(u_flow, pos / vec2(u_aspect, 1.0));
     // Near a visitor the filaments loosen their grip, so the stream bends toward them.
     float lure = sqrt(dot(flow.zw, flow.zw)) * u_attract;
     float grip = order * (1.0 - torn) / (1.0 + 1.5 * lure);
 
-    vec2 desired = tan * (u_speed * info.y) + (target - pos) * u_tension;
+    vec2 desired = tan * (u_speed * info.z) + (target - pos) * u_tension;
     vec2 acc = (desired - vel) * (4.0 * grip)
              + flow.xy * (u_curl * (1.0 + 3.0 * u_malfunction) * (1.2 - grip)) + flow.zw * u_attract;
     vel += acc * u_dt;
-    vel *= exp(-u_dt * (0.6 + 1.4 * order));
+    vel *= u_damp;
     float sp2 = dot(vel, vel);
     vel *= sp2 > 6.25 ? 2.5 * inversesqrt(sp2) : 1.0;
     pos += vel * u_dt;
     // A newborn starts on its route, moving with the stream.
     pos = newborn ? target : pos;
-    vel = newborn ? tan * (u_speed * info.y) : vel;
+    vel = newborn ? tan * (u_speed * info.z) : vel;
     life = newborn ? -life : life - u_dt;
 
     // Death: old age, the end of a filament, or escape from the canvas. Rebirth values are
     // computed for everyone (cheap hashes) and selected, instead of branching.
     bool dead = life <= 0.0 || s >= 1.0 || pos.x < 0.0 || pos.y < 0.0 || pos.x >= u_aspect || pos.y >= 1.0;
-    uint h = hash3(i, u_frame, u_seed);
-    float r0 = u01(h), r1 = u01(pcg(h + 1u)), r2 = u01(pcg(h + 2u)), r3 = u01(pcg(h + 3u));
+    uint h = hash3(i, u_frame, u_seed), h2 = pcg(h);
+    float r0 = float(h & 0xFFFFu) * (1.0 / 65536.0), r1 = float(h >> 16) * (1.0 / 65536.0);
+    float r2 = float(h2 & 0xFFFFu) * (1.0 / 65536.0), r3 = float(h2 >> 16) * (1.0 / 65536.0);
     int petals = u_routes - u_filaments;
     bool on_petal = (r0 < u_node_share && petals > 0) || u_filaments == 0;
     int born_route = on_petal ? u_filaments + min(int(r3 * float(petals)), petals - 1)
@@ -93,12 +96,8 @@ void main() {
     float light = info.w * (0.6 + 0.4 * (1.0 - abs(lane))) * (0.7 + 0.3 * min(sp, 2.0))
                 * min(life * 2.0, 1.0) * min(sc * 20.0 + 0.3, 1.0);
     light = (dead || newborn) ? 0.0 : light;
-    float hue = fract(ctrl.w + 0.08 * lane + 0.3 * u_malfunction * clamp(sp - 0.8, 0.0, 1.0));
     ivec2 px = clamp(ivec2(pos * (vec2(u_size) / vec2(u_aspect, 1.0))), ivec2(0), u_size - 1);
     uint cell = uint(px.y * u_size.x + px.x);
     uint qlight = uint(light * u_gain + 0.5);
-    if (qlight > 0u) {
-        atomicAdd(accum[cell].x, qlight);
-        atomicAdd(accum[cell].y, uint(float(qlight) * hue + 0.5));
-    }
+    if (qlight > 0u) atomicAdd(accum[cell].x, qlight);
 }

@@ -39,7 +39,7 @@ class NetworkState:
     edges: np.ndarray       # (filaments, 2) node indices
     route_ends: np.ndarray  # (MAX_ROUTES, 4) float32: ax, ay, bx, by
     route_ctrl: np.ndarray  # (MAX_ROUTES, 4) float32: bow x, bow y, fragility, hue
-    route_info: np.ndarray  # (MAX_ROUTES, 4) float32: loops, speed factor, width factor, brightness
+    route_info: np.ndarray  # (MAX_ROUTES, 4) float32: loops, speed factor / length, speed factor, brightness
     filaments: int
     routes: int
 
@@ -112,7 +112,7 @@ class Network:
             ctrl[:nf, :2] = (pa + pb) / 2 + normal * (tree["field/filaments/bow"] * self._bow)[:, None]
             ctrl[:nf, 2] = self._fragility
             ctrl[:nf, 3] = self._hue
-            info[:nf] = (0.0, 1.0, 1.0, 1.0)
+            info[:nf] = (0.0, 1.0, 1.0, 1.0)  # speed / length is filled in below, for every route
         # Petals: out of the node along one angle, round the bow point, back along another.
         ang = self._petal_angle + 0.3 * t * (self._freq[:, 2:3] - 1.0)
         r = radius[:, None]
@@ -126,6 +126,11 @@ class Network:
         ctrl[sl, :2] = tip.reshape(-1, 2)[:npet]
         ctrl[sl, 2] = 2.0  # petals never tear
         ctrl[sl, 3] = np.repeat(self._petal_hue, PETALS)[:npet]
-        info[sl] = np.stack([np.ones(npet), np.full(npet, 0.8), np.full(npet, 1.5),
+        info[sl] = np.stack([np.ones(npet), np.full(npet, 0.8), np.full(npet, 0.8),
                              np.repeat(0.8 + 0.4 * energy, PETALS)[:npet]], 1)
-        return NetworkState(nodes, e, ends, ctrl, info, nf, nf + npet)
+        # Arc length of each Bezier (its control polygon, close enough): the shader advances s by
+        # speed / length so every route streams at the same speed along the canvas.
+        n = nf + npet
+        length = (np.hypot(*(ctrl[:n, :2] - ends[:n, :2]).T) + np.hypot(*(ends[:n, 2:] - ctrl[:n, :2]).T))
+        info[:n, 1] = info[:n, 2] / np.maximum(length, 0.05)
+        return NetworkState(nodes, e, ends, ctrl, info, nf, n)

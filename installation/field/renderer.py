@@ -31,6 +31,7 @@ PALETTES: dict[str, tuple[tuple[float, float, float], ...]] = {
 }
 FEVER = ((0.70, 0.20, 0.30), (0.45, 0.25, 0.25), (1.0, 1.0, 1.0), (0.95, 0.05, 0.15))
 GLOW_DIVISOR = 4
+HUE_DIVISOR = 4  # the sparse colour grid is a quarter of the tapestry's resolution
 GAIN = 64.0  # fixed-point steps per unit of light from one particle at the reference density
 
 PARAMS: tuple[ParamSpec, ...] = (
@@ -68,8 +69,9 @@ def palette_lut(name: str, fever: float, hue_shift: float, saturation: float, n:
 class TapestryRenderer:
     """Turns the particle field's light into the tapestry texture at an internal resolution.
 
-    Owns the splat accumulator (per pixel: light and light x hue in fixed
-    point, and the decaying trail), the low-resolution glow and the tapestry.
+    Owns the splat accumulator (per pixel: light in fixed point and the
+    decaying trail of light and light x hue), the sparse quarter-resolution
+    hue grid, the low-resolution glow and the tapestry.
     """
 
     def __init__(self, ctx: moderngl.Context, shaders: ShaderLibrary, tree: ParamTree,
@@ -79,8 +81,11 @@ class TapestryRenderer:
         self.tree = tree
         self.size = (int(size[0]), int(size[1]))
         w, h = self.size
-        self.accum = ctx.buffer(reserve=w * h * 4 * 4)  # per pixel: light, light*hue, trail (2 floats)
+        self.accum = ctx.buffer(reserve=w * h * 4 * 4)  # per pixel: light, -, trail (light, light*hue)
         self.accum.clear()
+        self.grid_size = (max(1, w // HUE_DIVISOR), max(1, h // HUE_DIVISOR))
+        self.hue_grid = ctx.buffer(reserve=self.grid_size[0] * self.grid_size[1] * 8)
+        self.hue_grid.clear()
         gsize = (max(1, w // GLOW_DIVISOR), max(1, h // GLOW_DIVISOR))
         self.glow = [self._texture(gsize, 2, "f2") for _ in range(2)]
         self.lut = self._texture((256, 1), 4, "f4")
@@ -97,7 +102,7 @@ class TapestryRenderer:
     def splat_target(self, particles: int) -> SplatTarget:
         """Where the step pass adds light; the gain keeps the look steady across particle counts."""
         w, h = self.size
-        return SplatTarget(self.accum, self.size, GAIN * (w * h) / max(particles, 1))
+        return SplatTarget(self.accum, self.size, GAIN * (w * h) / max(particles, 1), self.hue_grid, self.grid_size)
 
     def render(self, dt: float, master: float = 1.0) -> moderngl.Texture:
         """Resolve this frame's splats into the tapestry and return it."""
@@ -110,13 +115,15 @@ class TapestryRenderer:
         resolve = self.shaders.compute("field_resolve.glsl")
         _set(resolve, u_decay=decay, u_inv_gain=1.0 / GAIN, u_exposure=tree["render/exposure"] * 0.1,
              u_glow_amount=tree["render/glow/amount"], u_master=float(master),
-             u_ambient=(amb * 0.3, amb * 0.6, amb), u_glow=0, u_lut=1, u_size=self.size)
+             u_ambient=(amb * 0.3, amb * 0.6, amb), u_glow=0, u_lut=1, u_size=self.size, u_grid=self.grid_size)
         self.accum.bind_to_storage_buffer(1)
+        self.hue_grid.bind_to_storage_buffer(2)
         self.tapestry.bind_to_image(1, read=False, write=True)
         self.glow[0].use(0)
         self.lut.use(1)
         resolve.run((w + 15) // 16, (h + 7) // 8)
         self.ctx.memory_barrier()
+        self.hue_grid.clear()
         self._glow()
         return self.tapestry
 
@@ -151,5 +158,5 @@ class TapestryRenderer:
 
     def release(self) -> None:
         """Free GPU memory."""
-        for obj in (self.accum, self.tapestry, self.lut, *self.glow):
+        for obj in (self.accum, self.hue_grid, self.tapestry, self.lut, *self.glow):
             obj.release()

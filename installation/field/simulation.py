@@ -9,6 +9,7 @@ torn loose by malfunction, pulled back by harmony, bent by attractors.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import moderngl
@@ -44,13 +45,18 @@ PARAMS: tuple[ParamSpec, ...] = (
 )
 
 
+HUE_STRIDE = 16  # one particle in 16 (a different one each frame) paints the colour grid
+
+
 @dataclass(frozen=True)
 class SplatTarget:
-    """Where the step pass adds particle light: an integer buffer of 2 uints per pixel."""
+    """Where the step pass adds light (4 uints per pixel: light, -, trail) and the sparse hue grid."""
 
     buffer: moderngl.Buffer
     size: tuple[int, int]
     gain: float
+    hue_grid: moderngl.Buffer | None = None
+    grid_size: tuple[int, int] = (0, 0)
 
 
 @dataclass(frozen=True)
@@ -133,12 +139,21 @@ class ParticleField:
              u_tension=tree["field/filaments/tension"], u_width=tree["field/filaments/width"],
              u_harmony=tree["field/harmony"], u_malfunction=tree["field/malfunction"],
              u_node_share=tree["field/nodes/share"], u_life=tree["field/life"],
-             u_attract=tree["field/attractors/gain"], u_flow=0, u_size=splat.size, u_gain=splat.gain)
+             u_attract=tree["field/attractors/gain"], u_flow=0, u_size=splat.size, u_gain=splat.gain,
+             u_damp=math.exp(-dt * (0.6 + 1.4 * tree["field/harmony"] * (1.0 - 0.85 * tree["field/malfunction"]))))
         self.flow.use(0)
         self.particles.bind_to_storage_buffer(0)
         splat.buffer.bind_to_storage_buffer(1)
         cs.run((self.count + 255) // 256)
         self.ctx.memory_barrier()
+        if splat.hue_grid is not None and splat.gain > 0:
+            hue = self.shaders.compute("field_hue.glsl")
+            self.bind_network(hue, st)
+            _set(hue, u_grid=splat.grid_size, u_stride=HUE_STRIDE, u_offset=self.frame % HUE_STRIDE,
+                 u_speed=tree["field/flow/speed"], u_malfunction=tree["field/malfunction"])
+            splat.hue_grid.bind_to_storage_buffer(2)
+            hue.run((self.count // HUE_STRIDE + 256) // 256)
+            self.ctx.memory_barrier()
 
     def bind_network(self, prog, st: NetworkState | None = None) -> None:
         """Write the route-table uniforms (shared by every program that includes field_common.glsl)."""

@@ -17,7 +17,7 @@ uniform int   u_count;
 uniform float u_aspect;
 uniform vec4  u_route_ends[MAX_ROUTES];  // ax, ay, bx, by
 uniform vec4  u_route_ctrl[MAX_ROUTES];  // bow point x, y; fragility 0..1; hue 0..1
-uniform vec4  u_route_info[MAX_ROUTES];  // loops (0/1), speed factor, width factor, brightness
+uniform vec4  u_route_info[MAX_ROUTES];  // loops (0/1), speed factor / length, speed factor, brightness
 uniform int   u_filaments;               // routes [0, u_filaments) are filaments, the rest petals
 uniform int   u_routes;
 
