@@ -129,7 +129,9 @@ class Engine:
         self.last_errors: deque[str] = deque(maxlen=20)
         self.on_frame: list[Callable[["Engine"], None]] = []
         # Compile every program now: a broken shader at start-up is reported before the show begins.
-        for name in ("field_flow.glsl", "field_step.glsl", "field_resolve.glsl", "field_glow.glsl"):
+        for name in ("field_flow.glsl", "field_step.glsl", "field_hue.glsl", "field_hue_resolve.glsl",
+                     "field_resolve.glsl",
+                     "field_glow_down.glsl", "field_glow.glsl"):
             self.shaders.compute(name)
 
     def attach_leds(self, leds: LedStage, fps: float = 60.0) -> None:

@@ -7,8 +7,7 @@
 layout(local_size_x = 16, local_size_y = 8) in;
 
 layout(std430, binding = 1) buffer Accum { uvec4 accum[]; };  // light (fixed point), -, trail: light, light*hue
-layout(std430, binding = 2) buffer HueGrid { uvec2 grid[]; };  // quarter resolution: weight, weight*hue
-uniform ivec2 u_grid;
+uniform sampler2D u_hue;      // quarter resolution: this frame's hue samples (weight, weight*hue)
 layout(rgba8, binding = 1) uniform writeonly image2D u_tapestry;
 uniform ivec2 u_size;
 uniform sampler2D u_glow;     // blurred trail (light, light*hue)
@@ -26,19 +25,16 @@ void main() {
     uint cell = uint(id.y * u_size.x + id.x);
     uvec4 a = accum[cell];
     vec2 trail = uintBitsToFloat(a.zw);
-    // This frame's hue here: bilinear over the sparse hue grid, weighted by how many samples each
-    // cell holds; where no sample fell nearby, the trail keeps its own colour.
-    vec2 g = (vec2(id) + 0.5) * (vec2(u_grid) / vec2(u_size)) - 0.5;
-    ivec2 g0 = clamp(ivec2(floor(g)), ivec2(0), u_grid - 1), g1 = min(g0 + 1, u_grid - 1);
-    vec2 f = clamp(g - vec2(g0), 0.0, 1.0);
-    vec2 h = mix(mix(vec2(grid[g0.y * u_grid.x + g0.x]), vec2(grid[g0.y * u_grid.x + g1.x]), f.x),
-                 mix(vec2(grid[g1.y * u_grid.x + g0.x]), vec2(grid[g1.y * u_grid.x + g1.x]), f.x), f.y);
-    float hue = h.x > 0.5 ? h.y / h.x : trail.y / max(trail.x, 1e-6);
+    // This frame's hue here: bilinear over the sparse hue grid (the ratio of the filtered sums is
+    // the sample-weighted mean); where no sample fell nearby, the trail keeps its own colour.
+    vec2 uv = (vec2(id) + 0.5) / vec2(u_size);
+    vec2 h = texture(u_hue, uv).rg;
+    float hue = h.x > 0.002 ? h.y / h.x : trail.y / max(trail.x, 1e-6);
     float fresh = float(a.x) * u_inv_gain;
     trail = trail * u_decay + vec2(fresh, fresh * hue);
     accum[cell] = uvec4(0u, 0u, floatBitsToUint(trail));
 
-    vec2 glow = texture(u_glow, (vec2(id) + 0.5) / vec2(u_size)).rg * u_glow_amount;
+    vec2 glow = texture(u_glow, uv).rg * u_glow_amount;
     // Colour of the mix: mean hue of trail and glow, weighted by their light.
     vec2 lh = trail + glow;
     vec3 col = texture(u_lut, vec2(lh.y / max(lh.x, 1e-6), 0.5)).rgb;

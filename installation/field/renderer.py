@@ -86,6 +86,7 @@ class TapestryRenderer:
         self.grid_size = (max(1, w // HUE_DIVISOR), max(1, h // HUE_DIVISOR))
         self.hue_grid = ctx.buffer(reserve=self.grid_size[0] * self.grid_size[1] * 8)
         self.hue_grid.clear()
+        self.hue = self._texture(self.grid_size, 2, "f2")
         gsize = (max(1, w // GLOW_DIVISOR), max(1, h // GLOW_DIVISOR))
         self.glow = [self._texture(gsize, 2, "f2") for _ in range(2)]
         self.lut = self._texture((256, 1), 4, "f4")
@@ -112,18 +113,24 @@ class TapestryRenderer:
         trail_s = tree["render/trail"]
         decay = math.exp(-dt / trail_s) if trail_s > 1e-3 else 0.0
         amb = tree["render/ambient"]
+        gw, gh = self.grid_size
+        hue = self.shaders.compute("field_hue_resolve.glsl")
+        _set(hue, u_grid=self.grid_size)
+        self.hue_grid.bind_to_storage_buffer(2)
+        self.hue.bind_to_image(0, read=False, write=True)
+        hue.run((gw + 15) // 16, (gh + 7) // 8)
+        self.ctx.memory_barrier()
         resolve = self.shaders.compute("field_resolve.glsl")
         _set(resolve, u_decay=decay, u_inv_gain=1.0 / GAIN, u_exposure=tree["render/exposure"] * 0.1,
              u_glow_amount=tree["render/glow/amount"], u_master=float(master),
-             u_ambient=(amb * 0.3, amb * 0.6, amb), u_glow=0, u_lut=1, u_size=self.size, u_grid=self.grid_size)
+             u_ambient=(amb * 0.3, amb * 0.6, amb), u_glow=0, u_lut=1, u_hue=2, u_size=self.size)
         self.accum.bind_to_storage_buffer(1)
-        self.hue_grid.bind_to_storage_buffer(2)
+        self.hue.use(2)
         self.tapestry.bind_to_image(1, read=False, write=True)
         self.glow[0].use(0)
         self.lut.use(1)
         resolve.run((w + 15) // 16, (h + 7) // 8)
         self.ctx.memory_barrier()
-        self.hue_grid.clear()
         self._glow()
         return self.tapestry
 
@@ -137,18 +144,21 @@ class TapestryRenderer:
 
     def _glow(self) -> None:
         gw, gh = self.glow[0].size
-        glow = self.shaders.compute("field_glow.glsl")
         groups = ((gw + 15) // 16, (gh + 7) // 8)
-        radius = self.tree["render/glow/radius"]
-        # trail -> glow[1] (downsample), glow[1] -> glow[0] (blur x), glow[0] -> glow[1] (blur y)
+        down = self.shaders.compute("field_glow_down.glsl")
+        _set(down, u_full=self.size)
         self.accum.bind_to_storage_buffer(1)
-        for pass_, src, dst in ((0, None, self.glow[1]), (1, self.glow[1], self.glow[0]),
-                                (2, self.glow[0], self.glow[1])):
-            _set(glow, u_pass=pass_, u_src=0, u_radius=radius, u_full=self.size)
-            if src is not None:
-                src.use(0)
+        self.glow[1].bind_to_image(0, read=False, write=True)
+        down.run(*groups)
+        self.ctx.memory_barrier()
+        blur = self.shaders.compute("field_glow.glsl")
+        radius = self.tree["render/glow/radius"]
+        # glow[1] -> glow[0] along x, glow[0] -> glow[1] along y
+        for direction, src, dst in (((1.0, 0.0), self.glow[1], self.glow[0]), ((0.0, 1.0), self.glow[0], self.glow[1])):
+            _set(blur, u_src=0, u_dir=direction, u_radius=radius)
+            src.use(0)
             dst.bind_to_image(0, read=False, write=True)
-            glow.run(*groups)
+            blur.run(*groups)
             self.ctx.memory_barrier()
         self.glow.reverse()  # the fully blurred one is now glow[0], read by the next resolve
 
@@ -158,5 +168,5 @@ class TapestryRenderer:
 
     def release(self) -> None:
         """Free GPU memory."""
-        for obj in (self.accum, self.hue_grid, self.tapestry, self.lut, *self.glow):
+        for obj in (self.accum, self.hue_grid, self.hue, self.tapestry, self.lut, *self.glow):
             obj.release()
