@@ -1,0 +1,105 @@
+"""The whole piece as a process (``run.py --headless --venue ...``) under faults: a receiver that dies
+and comes back, SIGTERM, SIGKILL and a restart.  Light is judged by what loopback receivers decode;
+health by ``GET /health``.  Counts over windows, never timings.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+
+from faults_support import output_state, wait_lit
+
+START_S = 40.0  # generous: GL start-up on a loaded CI machine
+
+
+def _ok(doc: dict) -> bool:
+    return doc.get("status") == "ok" and all(output_state(doc, n) == "ok" for n in ("wall", "rim", "net"))
+
+
+def test_a_receiver_that_dies_and_comes_back(receivers, venue, start_piece):
+    """Art-Net receiver closed -> 'wall' backs off (health degraded, the others keep lighting);
+    re-bound on the same port -> frames arrive again and health returns to ok."""
+    piece = start_piece(venue)
+    assert receivers.all_lit(10, START_S), piece.log()
+    assert piece.wait_health(_ok, 10), (piece.last_health, piece.log())
+
+    wall = receivers["wall"]
+    wall.close()  # the node goes away: its port answers ICMP port-unreachable
+    doc = piece.wait_health(lambda d: output_state(d, "wall") == "backoff", 10)
+    assert doc, (piece.last_health, piece.log())
+    assert doc["status"] == "degraded" and "output/wall" in doc["unhealthy"]
+    assert "refused" in str(doc["outputs"]["wall"].get("last_error", "")).lower()
+    # the light keeps flowing on the other controllers while one is down
+    frames_before = doc["frames"]
+    lit_rim = receivers["rim"].lit_in_window(1.0)
+    assert lit_rim >= 10, lit_rim
+    assert wait_lit(receivers["net"], 10, 3)
+
+    t_back = time.monotonic()
+    wall.reopen()  # the node comes back on the same address
+    assert wait_lit(wall, 10, 15, after=t_back), piece.log()
+    doc = piece.wait_health(_ok, 15)
+    assert doc, (piece.last_health, piece.log())
+    assert doc["frames"] > frames_before and doc["outputs"]["wall"]["errors"] >= 1
+    # steady again: both universes of the wall lit within one window
+    t0 = time.monotonic()
+    time.sleep(1.0)
+    got = {p.address for p in wall.since(t0) if p.nonzero}
+    assert got == {0, 1}, got
+    assert piece.proc.poll() is None
+
+
+def test_sigterm_sends_the_final_blackout_and_stream_terminated(receivers, venue, start_piece):
+    """SIGTERM mid-run: exit 0 within seconds; every receiver's last frame is all zero; sACN ends with
+    three Stream_Terminated packets per universe."""
+    piece = start_piece(venue)
+    assert receivers.all_lit(20, START_S), piece.log()
+    assert piece.wait_health(_ok, 10), (piece.last_health, piece.log())
+
+    piece.signal(signal.SIGTERM)
+    assert piece.wait(10) == 0, piece.log()
+    time.sleep(0.2)  # the last datagrams drain into the receivers
+
+    wall = receivers["wall"].snapshot()
+    for universe in (0, 1):
+        last = [p for p in wall if p.address == universe][-1]
+        assert not last.nonzero and len(last.data) >= 90, (universe, last)
+    net = receivers["net"].snapshot()
+    assert not net[-1].nonzero and len(net[-1].data) == 90, net[-1]
+
+    rim = receivers["rim"].snapshot()
+    tail = rim[-3:]
+    assert all(p.terminated for p in tail), [hex(p.options) for p in rim[-5:]]
+    assert not any(p.terminated for p in rim[:-3]), "Stream_Terminated only at the very end"
+    assert all(not p.nonzero for p in tail)
+    before = rim[-4]
+    assert not before.terminated and not before.nonzero, "the blackout frame precedes the goodbye"
+    # sequence numbers keep counting through the goodbye (receivers drop out-of-order packets)
+    seqs = [p.seq for p in rim[-4:]]
+    assert all((b - a) % 256 == 1 for a, b in zip(seqs, seqs[1:])), seqs
+    assert any(p.nonzero for p in rim), "the show was lit before it stopped"
+
+
+def test_sigkill_mid_frame_then_a_restart_lights_again(receivers, venue, start_piece):
+    """SIGKILL: the process dies at once (nothing can be sent: the last frame stays as it was, no
+    goodbye); starting it again (what systemd Restart=always does) lights every receiver again."""
+    piece = start_piece(venue)
+    assert receivers.all_lit(10, START_S), piece.log()
+
+    piece.signal(signal.SIGKILL)
+    assert piece.wait(5) == -signal.SIGKILL
+    time.sleep(0.3)
+    counts = {k: r.total for k, r in receivers.rx.items()}
+    time.sleep(1.0)
+    assert {k: r.total for k, r in receivers.rx.items()} == counts, "a killed process sends nothing"
+    assert not any(p.terminated for p in receivers["rim"].snapshot()), "no goodbye after SIGKILL"
+    assert piece.health(0.5) is None
+
+    t_restart = time.monotonic()
+    piece.start()
+    assert receivers.all_lit(10, START_S, after=t_restart), piece.log()
+    doc = piece.wait_health(_ok, 10)
+    assert doc, (piece.last_health, piece.log())
+    lit = receivers["wall"].lit_in_window(1.0)
+    assert lit >= 10, lit
