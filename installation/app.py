@@ -43,11 +43,12 @@ def parse_size(text: str) -> tuple[int, int]:
     return w, h
 
 
-def internal_size(out: tuple[int, int], max_height: int = 540) -> tuple[int, int]:
+def internal_size(out: tuple[int, int], max_height: int = 360) -> tuple[int, int]:
     """Internal tapestry size for an output size: the same aspect, at most ``max_height`` tall.
 
-    The field is soft (trails and glow), so rendering it at up to 540 lines and
-    scaling up costs little to the eye and a lot less time on a CPU rasteriser.
+    The field is soft (trails and glow), so rendering it at up to 360 lines and
+    scaling up on the GPU costs little to the eye and a lot of time on a CPU
+    rasteriser (``--internal`` renders sharper, slower).
     """
     w, h = out
     if h <= max_height:

@@ -9,7 +9,9 @@ the same frames give the same file on the same machine.
 
 from __future__ import annotations
 
+import queue
 import sys
+import threading
 import time
 from fractions import Fraction
 from pathlib import Path
@@ -37,15 +39,16 @@ def read_rgb(tapestry: moderngl.Texture, size: tuple[int, int], safety: FrameFla
     rgba = np.frombuffer(tapestry.read(), np.uint8).reshape(h, w, 4)
     if safety is not None:
         rgba = safety.limit(rgba, dt)
-    rgb = np.ascontiguousarray(rgba[..., :3])
-    if (w, h) != tuple(size):
-        interp = cv2.INTER_LINEAR if size[0] >= w else cv2.INTER_AREA
-        rgb = cv2.resize(rgb, tuple(size), interpolation=interp)
-    return rgb
+    return _resize(np.ascontiguousarray(rgba[..., :3]), size)
 
 
 class VideoWriter:
-    """Writes frames to an H.264 MP4 (yuv420p, constant frame rate)."""
+    """Writes frames to an H.264 MP4 (yuv420p, BT.709, constant frame rate).
+
+    As a frame sink it scales and converts the tapestry to YUV on the GPU and
+    encodes on its own thread, so the next frame renders while this one is
+    encoded.  Frames stay in order, so the file is the same every time.
+    """
 
     def __init__(self, path: str | Path, size: tuple[int, int], fps: float, crf: int = 18,
                  preset: str = "veryfast") -> None:
@@ -62,36 +65,100 @@ class VideoWriter:
         self._stream = self._container.add_stream("libx264", rate=rate)
         self._stream.width, self._stream.height = self.size
         self._stream.pix_fmt = "yuv420p"
-        self._stream.options = {"crf": str(crf), "preset": preset, "flags": "+bitexact"}
+        self._stream.options = {"crf": str(crf), "preset": preset, "flags": "+bitexact",
+                                "x264-params": "colorprim=bt709:transfer=bt709:colormatrix=bt709"}
         self._stream.codec_context.time_base = 1 / rate
         self.frames = 0
         self.safety = FrameFlashLimiter(fps)  # the same photosensitive limit as the lights; no off switch
+        self._gpu = self.size[0] % 8 == 0      # the GPU converter writes 8-pixel blocks
+        self._yuv_buf = None
+        self._src_tex = None
+        self._queue: queue.Queue = queue.Queue(maxsize=3)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._encode_loop, name="video-encoder", daemon=True)
+        self._thread.start()
 
     def consume(self, engine, tapestry: moderngl.Texture) -> None:
-        """Frame sink: read the tapestry, flash-limit it and encode it."""
-        self.write(read_rgb(tapestry, self.size, self.safety, engine.last_dt))
+        """Frame sink: read the tapestry back, flash-limit it, convert on the GPU, queue for encoding."""
+        w, h = tapestry.size
+        rgba = np.frombuffer(tapestry.read(), np.uint8).reshape(h, w, 4)
+        limited = self.safety.limit(rgba, engine.last_dt)
+        if not self._gpu:
+            self.write(_resize(np.ascontiguousarray(limited[..., :3]), self.size))
+            return
+        src = tapestry
+        if limited is not rgba:  # the limiter held or slowed a change: convert what it let through
+            if self._src_tex is None or self._src_tex.size != (w, h):
+                self._src_tex = engine.ctx.texture((w, h), 4)
+                self._src_tex.filter = (moderngl.LINEAR, moderngl.LINEAR)
+            self._src_tex.write(np.ascontiguousarray(limited).tobytes())
+            src = self._src_tex
+        self._put(self._gpu_yuv(engine.ctx, engine.shaders, src))
+
+    def _gpu_yuv(self, ctx, shaders, src: moderngl.Texture) -> np.ndarray:
+        W, H = self.size
+        if self._yuv_buf is None:
+            self._yuv_buf = ctx.buffer(reserve=W * H * 3 // 2)
+        prog = shaders.compute("video_yuv.glsl")
+        prog["u_src"].value = 0
+        prog["u_out"].value = (W, H)
+        src.use(0)
+        self._yuv_buf.bind_to_storage_buffer(3)
+        prog.run((W // 8 + 7) // 8, (H // 2 + 7) // 8)
+        ctx.memory_barrier()
+        return np.frombuffer(self._yuv_buf.read(), np.uint8).reshape(H * 3 // 2, W)
 
     def write(self, rgb: np.ndarray) -> None:
-        """Encode one (H, W, 3) RGB frame."""
-        frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
-        frame.pts = self.frames
-        self.frames += 1
-        try:
-            for packet in self._stream.encode(frame):
-                self._container.mux(packet)
-        except (OSError, av.error.FFmpegError) as exc:
-            raise RecordingError(f"writing {self.path} failed: {exc}") from exc
+        """Queue one (H, W, 3) RGB frame for encoding."""
+        self._put(np.ascontiguousarray(rgb))
+
+    def _put(self, frame: np.ndarray) -> None:
+        if self._error is not None:
+            raise RecordingError(f"writing {self.path} failed: {self._error}")
+        self._queue.put(frame)
+
+    def _encode_loop(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            if self._error is not None:
+                continue  # drain: the writer already reports the failure
+            try:
+                fmt = "yuv420p" if item.ndim == 2 else "rgb24"
+                frame = av.VideoFrame.from_ndarray(item, format=fmt)
+                frame.pts = self.frames
+                self.frames += 1
+                for packet in self._stream.encode(frame):
+                    self._container.mux(packet)
+            except Exception as exc:  # a full disk, an encoder error: reported by the next write/close
+                self._error = exc
 
     def close(self) -> None:
-        """Flush the encoder and finish the file."""
+        """Encode what is queued, flush the encoder and finish the file."""
         if self._container is None:
             return
+        self._queue.put(None)
+        self._thread.join()
         try:
-            for packet in self._stream.encode(None):
-                self._container.mux(packet)
+            if self._error is None:
+                for packet in self._stream.encode(None):
+                    self._container.mux(packet)
         finally:
             self._container.close()
             self._container = None
+            for obj in (self._yuv_buf, self._src_tex):
+                if obj is not None:
+                    obj.release()
+        if self._error is not None:
+            raise RecordingError(f"writing {self.path} failed: {self._error}")
+
+
+def _resize(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    h, w = rgb.shape[:2]
+    if (w, h) == tuple(size):
+        return rgb
+    return cv2.resize(rgb, tuple(size), interpolation=cv2.INTER_LINEAR if size[0] >= w else cv2.INTER_AREA)
 
 
 class PngSequenceWriter:

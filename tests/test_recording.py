@@ -60,13 +60,13 @@ def test_same_seed_same_mp4_bytes_other_seed_other_bytes(tmp_path):
 
 def test_frames_handed_to_the_encoder_repeat_exactly(tmp_path, monkeypatch):
     seen = {}
-    original = VideoWriter.write
+    original = VideoWriter._put
 
     def spy(self, rgb):
         seen.setdefault(self.path.name, []).append(hashlib.sha256(rgb.tobytes()).hexdigest())
         return original(self, rgb)
 
-    monkeypatch.setattr(VideoWriter, "write", spy)
+    monkeypatch.setattr(VideoWriter, "_put", spy)
     render(small(tmp_path / "a.mp4"))
     render(small(tmp_path / "b.mp4"))
     render(small(tmp_path / "c.mp4", seed=5))
@@ -121,5 +121,6 @@ def test_sizes():
     assert parse_size("1280x720") == (1280, 720)
     with pytest.raises(StartupError):
         parse_size("big")
-    assert internal_size((1920, 1080)) == (960, 540)
+    assert internal_size((1920, 1080)) == (640, 360)
     assert internal_size((640, 360)) == (640, 360)
+    assert internal_size((1920, 1080), max_height=540) == (960, 540)
