@@ -1,40 +1,66 @@
 #version 430
 // Area-average the tapestry over every LED's footprint: one thread per LED.
 // Footprint = parallelogram centre +/- a +/- b (canvas units; a along the strip,
-// b across).  Taps are spread about one texel apart over it and read with
-// bilinear filtering, so a feature moving across the footprint fades in and out
-// smoothly instead of popping at one texel (no shimmer).
-layout(local_size_x = 256) in;
+// b across), covered by NA x NB taps about one texel apart (at most 1.5), read
+// with bilinear filtering, so a feature moving across the footprint fades in and
+// out smoothly instead of popping at one texel (no shimmer).
+//
+// The host (installation/fixtures/sampler.py) prepends three defines:
+//   NA, NB   taps per axis for this dispatch's LEDs, or 0: read them per LED
+//            (LEDs are grouped by tap counts, so most dispatches have constant
+//            loop bounds that the compiler unrolls -- loops with per-lane
+//            bounds cost about twice as much on llvmpipe);
+//   LINEAR   0: write display-referred colours; 1: also apply per-LED gamma,
+//            white balance x brightness and the master level (LED drive levels).
+// Tap positions are precomputed per texture size: p0 = first tap, da/db = steps.
 
-struct Led { vec4 ca; vec4 b; };          // ca = (cx, cy, ax, ay), b = (bx, by, -, -)
+layout(local_size_x = 128) in;
+
+struct Led {
+    vec4 p;   // p0.xy, da.xy
+    vec4 q;   // db.xy, gamma (0: the uniform default), output index (uint bits)
+    vec4 s;   // white x brightness r, g, b, tap counts na | nb << 8 (uint bits)
+};
 layout(std430, binding = 0) readonly buffer Leds { Led leds[]; };
 layout(std430, binding = 1) writeonly buffer Colors { float rgb[]; };
 
 uniform sampler2D tapestry;               // (u, v) == canvas (x, y); row 0 = top
+uniform uint first;                       // this dispatch's LEDs: records first .. first + count - 1
 uniform uint count;
-uniform int max_taps;                     // per axis
+uniform float gamma_default;
+uniform float master;
 
 void main() {
-    uint i = gl_GlobalInvocationID.x;
-    if (i >= count) return;
-    Led led = leds[i];
-    vec2 c = led.ca.xy, a = led.ca.zw, bb = led.b.xy;
-    vec2 size = vec2(textureSize(tapestry, 0));
-    // about one tap per texel of footprint (taps at most 1.5 texels apart, so bilinear taps still
-    // overlap and a moving edge fades through the footprint instead of stepping)
-    int na = clamp(int(ceil(2.0 * length(a * size) - 0.5)), 1, max_taps);
-    int nb = clamp(int(ceil(2.0 * length(bb * size) - 0.5)), 1, max_taps);
+    uint g = gl_GlobalInvocationID.x;
+    if (g >= count) return;
+    Led led = leds[first + g];
+    vec2 row = led.p.xy, da = led.p.zw, db = led.q.xy;
+#if NA > 0
+    const int na = NA, nb = NB;
+#else
+    uint taps = floatBitsToUint(led.s.w);
+    int na = int(taps & 255u), nb = int(taps >> 8u);
+#endif
     vec3 sum = vec3(0.0);
     for (int j = 0; j < nb; ++j) {
-        float t = (float(j) + 0.5) / float(nb) * 2.0 - 1.0;
-        vec2 row = c + bb * t;
+        vec2 p = row;
         for (int k = 0; k < na; ++k) {
-            float s = (float(k) + 0.5) / float(na) * 2.0 - 1.0;
-            sum += texture(tapestry, row + a * s).rgb;
+            sum += textureLod(tapestry, p, 0.0).rgb;
+            p += da;
         }
+        row += db;
     }
-    sum /= float(na * nb);
-    rgb[3u * i] = sum.r;
-    rgb[3u * i + 1u] = sum.g;
-    rgb[3u * i + 2u] = sum.b;
+    sum *= 1.0 / float(na * nb);
+#if LINEAR
+    float gm = led.q.z > 0.0 ? led.q.z : gamma_default;
+    // pow via exp2/log2 is not exact at the ends: keep 0 at 0 and 1 at 1
+    vec3 lin = pow(max(sum, vec3(1e-30)), vec3(gm));
+    lin = mix(lin, vec3(0.0), lessThanEqual(sum, vec3(0.0)));
+    lin = mix(lin, vec3(1.0), greaterThanEqual(sum, vec3(1.0)));
+    sum = lin * led.s.rgb * master;
+#endif
+    uint o = 3u * floatBitsToUint(led.q.w);
+    rgb[o] = sum.r;
+    rgb[o + 1u] = sum.g;
+    rgb[o + 2u] = sum.b;
 }

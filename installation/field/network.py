@@ -17,8 +17,8 @@ from ..params import FLOAT, INT, ParamSpec, ParamTree
 
 MAX_NODES = 32
 MAX_EDGES = 96
-PETALS = 3       # petal routes per node
-MAX_ROUTES = 192  # must match shaders/lib/field_common.glsl
+PETALS = 5       # petal routes per node
+MAX_ROUTES = 256  # must match shaders/lib/field_common.glsl
 
 PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("field/nodes/count", INT, 9, "Number of nutrient clusters (nodes) in the network", 2, MAX_NODES),
@@ -81,7 +81,10 @@ class Network:
         self._bow = rng.uniform(-1, 1, ne)
         self._fragility = rng.uniform(0.05, 0.95, ne)
         self._hue = rng.uniform(0, 1, ne) * 0.35
-        self._petal_angle = rng.uniform(0, 2 * np.pi, count)[:, None] + np.arange(PETALS) * (2 * np.pi / PETALS)
+        self._petal_angle = (rng.uniform(0, 2 * np.pi, count)[:, None] + np.arange(PETALS) * (2 * np.pi / PETALS)
+                             + rng.uniform(-0.4, 0.4, (count, PETALS)))
+        self._petal_reach = rng.uniform(1.1, 2.6, (count, PETALS))
+        self._petal_span = rng.uniform(1.4, 2.8, (count, PETALS))
         self._petal_hue = 0.55 + 0.2 * rng.uniform(0, 1, count)
 
     def state(self, t: float) -> NetworkState:
@@ -116,9 +119,11 @@ class Network:
         # Petals: out of the node along one angle, round the bow point, back along another.
         ang = self._petal_angle + 0.3 * t * (self._freq[:, 2:3] - 1.0)
         r = radius[:, None]
+        span, reach = self._petal_span, self._petal_reach * r
         out = pos[:, None, :] + 0.15 * r[..., None] * np.stack([np.cos(ang), np.sin(ang)], -1)
-        back = pos[:, None, :] + 0.15 * r[..., None] * np.stack([np.cos(ang + 2.2), np.sin(ang + 2.2)], -1)
-        tip = pos[:, None, :] + 2.0 * r[..., None] * np.stack([np.cos(ang + 1.1), np.sin(ang + 1.1)], -1)
+        back = pos[:, None, :] + 0.15 * r[..., None] * np.stack([np.cos(ang + span), np.sin(ang + span)], -1)
+        mid = ang + span / 2
+        tip = pos[:, None, :] + reach[..., None] * np.stack([np.cos(mid), np.sin(mid)], -1)
         npet = min(count * PETALS, MAX_ROUTES - nf)
         sl = slice(nf, nf + npet)
         ends[sl, :2] = out.reshape(-1, 2)[:npet]

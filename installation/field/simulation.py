@@ -17,7 +17,7 @@ import numpy as np
 
 from ..gfx.shaders import ShaderLibrary
 from ..params import FLOAT, INT, ParamSpec, ParamTree, floats
-from .network import Network, NetworkState
+from .network import MAX_ROUTES, Network, NetworkState
 
 MAX_ATTRACTORS = 16  # must match shaders/field_flow.glsl
 PARTICLE_FLOATS = 8  # kin (x, y, vx, vy) + tag (s, lane, route, life)
@@ -89,6 +89,8 @@ class ParticleField:
         self.flow = ctx.texture(FLOW_GRID, 4, dtype="f2")
         self.flow.filter = (moderngl.LINEAR, moderngl.LINEAR)
         self.flow.repeat_x = self.flow.repeat_y = False
+        self.routes = ctx.buffer(reserve=3 * MAX_ROUTES * 16)  # ends, ctrl, info (see field_common.glsl)
+        self._routes_of: NetworkState | None = None
         self._attractors = np.zeros((MAX_ATTRACTORS, 4), np.float32)
         self._attractor_count = 0
 
@@ -156,12 +158,13 @@ class ParticleField:
             self.ctx.memory_barrier()
 
     def bind_network(self, prog, st: NetworkState | None = None) -> None:
-        """Write the route-table uniforms (shared by every program that includes field_common.glsl)."""
+        """Bind the route table (uniform buffer 0) and counts for a program that includes field_common.glsl."""
         st = st or self.state
         _set(prog, u_count=self.count, u_aspect=self.aspect, u_filaments=st.filaments, u_routes=st.routes)
-        _write(prog, "u_route_ends", st.route_ends)
-        _write(prog, "u_route_ctrl", st.route_ctrl)
-        _write(prog, "u_route_info", st.route_info)
+        if self._routes_of is not st:  # upload once per frame, whoever asks first
+            self.routes.write(np.concatenate([st.route_ends, st.route_ctrl, st.route_info]).tobytes())
+            self._routes_of = st
+        self.routes.bind_to_uniform_block(0)
 
     def read(self) -> np.ndarray:
         """Particles as an (N, 8) float32 array (x, y, vx, vy, s, lane, route, life): for tests and stats."""
@@ -193,6 +196,7 @@ class ParticleField:
         """Free GPU memory."""
         self.particles.release()
         self.flow.release()
+        self.routes.release()
 
 
 def _set(prog, **values) -> None:

@@ -12,12 +12,16 @@ struct Particle {
 
 layout(std430, binding = 0) buffer Particles { Particle particles[]; };
 
-#define MAX_ROUTES 192
+#define MAX_ROUTES 256
 uniform int   u_count;
 uniform float u_aspect;
-uniform vec4  u_route_ends[MAX_ROUTES];  // ax, ay, bx, by
-uniform vec4  u_route_ctrl[MAX_ROUTES];  // bow point x, y; fragility 0..1; hue 0..1
-uniform vec4  u_route_info[MAX_ROUTES];  // loops (0/1), speed factor / length, speed factor, brightness
+// The route table lives in a uniform buffer (written once per frame): 12 KB would overflow the
+// default uniform block on some drivers.
+layout(std140, binding = 0) uniform Routes {
+    vec4 u_route_ends[MAX_ROUTES];  // ax, ay, bx, by
+    vec4 u_route_ctrl[MAX_ROUTES];  // bow point x, y; fragility 0..1; hue 0..1
+    vec4 u_route_info[MAX_ROUTES];  // loops (0/1), speed factor / length, speed factor, brightness
+};
 uniform int   u_filaments;               // routes [0, u_filaments) are filaments, the rest petals
 uniform int   u_routes;
 
