@@ -229,6 +229,10 @@ def run_live(args: LiveArgs) -> int:
         engine.sinks.append(preview)
 
     osc_cfg = sections.get("osc", {}) if isinstance(sections.get("osc"), dict) else {}
+    known = set(OscConfig.__dataclass_fields__)
+    unknown = sorted(set(osc_cfg) - known)
+    if unknown:
+        raise StartupError(f"{args.venue}: [osc]: unknown key {unknown[0]!r} (expected one of {', '.join(sorted(known))})")
     try:
         cfg = OscConfig(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in osc_cfg.items()})
         if args.osc_port is not None:

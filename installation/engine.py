@@ -142,7 +142,11 @@ class Engine:
         """
         from .safety import FlashLimiter
         n = int(leds.layout.count)
-        limiter = FlashLimiter(np.full(n, 1.0 / max(n, 1)), fps)
+        areas = np.asarray(leds.layout.areas(), np.float64)
+        # Each LED counts by the area it lights (equal shares if a layout cannot say).
+        weights = areas / areas.sum() if areas.size and np.isfinite(areas).all() and areas.sum() > 0 \
+            else np.full(n, 1.0 / max(n, 1))
+        limiter = FlashLimiter(weights, fps)
         leds.safety = lambda rgb: limiter.limit(rgb, self.last_dt)
         self.flash_limiter = limiter
         self.leds = leds

@@ -270,6 +270,7 @@ class Crossfade:
     new_mood: tuple[MoodMapping, ...] = ()
     elapsed: float = 0.0
     _start: dict[str, object] = field(default_factory=dict)
+    _wrote: dict[str, object] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._start = {p: self.tree.base(p) for p in self.target if self.tree.spec(p).live}
@@ -290,16 +291,24 @@ class Crossfade:
         return self.seconds <= 0 or self.elapsed >= self.seconds
 
     def step(self, dt: float) -> None:
-        """Advance by ``dt`` and write the in-between bases into the tree."""
+        """Advance by ``dt`` and write the in-between bases into the tree.
+
+        A value someone else changed mid-fade (an artist's fader over OSC) is
+        theirs from then on: the fade lets go of it instead of overwriting it.
+        """
         self.elapsed += dt
         a = self.progress
-        for path, start in self._start.items():
+        for path, start in list(self._start.items()):
+            if path in self._wrote and self.tree.base(path) != self._wrote[path]:
+                del self._start[path]
+                continue
             spec = self.tree.spec(path)
             end = self.target[path]
             if spec.continuous:
-                self.tree.set_base(path, float(start) * (1.0 - a) + float(end) * a)  # exact at a = 1
+                value = float(start) * (1.0 - a) + float(end) * a  # exact at a = 1
             else:
-                self.tree.set_base(path, end if a >= 0.5 else start)
+                value = end if a >= 0.5 else start
+            self._wrote[path] = self.tree.set_base(path, value)
 
     def mappings(self) -> list[tuple[MoodMapping, float]]:
         """Mood mappings in force now, each with its weight (old fading out, new fading in)."""

@@ -163,3 +163,13 @@ def test_save_preset_keeps_bases_not_modulated_values(ctx, tmp_path):
         eng.save_preset("harmony")            # shipped: needs force
     eng.save_preset("harmony", force=True)
     assert list((tmp_path / "presets" / ".history").glob("harmony-*.toml"))
+
+
+def test_a_fader_moved_during_a_crossfade_is_not_taken_back(ctx):
+    eng = engine(ctx)
+    eng.load_preset("breakdown", 2.0)
+    frames(eng, 10)
+    eng.commands.put(SetParam(path="field/malfunction", value=0.1))   # the artist disagrees
+    frames(eng, 60)
+    assert eng.params.base("field/malfunction") == pytest.approx(0.1)
+    assert eng.params.base("field/harmony") == pytest.approx(0.25)    # the rest of the fade lands
