@@ -79,3 +79,11 @@ def test_install_service_dry_run_prints_a_notify_unit_with_a_watchdog():
     r = run("install-service", "--dry-run", "--user", "nobody")
     assert r.returncode == 0, r.stderr
     assert "Type=notify" in r.stdout and "WatchdogSec=" in r.stdout and "run.py" in r.stdout
+
+
+def test_docs_address_map_matches_the_parameter_tree():
+    # docs/osc.md is what artists build TouchOSC layouts from: it must list every declared path.
+    r = run("params")
+    doc = (ROOT / "docs" / "osc.md").read_text()
+    paths = [line.split("`")[1] for line in r.stdout.splitlines() if line.startswith("| `/tapestry/")]
+    assert paths and all(p in doc for p in paths)
