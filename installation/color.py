@@ -150,6 +150,7 @@ class ColorPipeline:
 
         self._gamma_default = None
         self._master = None
+        self.tables_version = 0
         self._rebuild_tables()
 
     # ------------------------------------------------------------------ tables
@@ -168,6 +169,10 @@ class ColorPipeline:
             self.lut_base = (np.repeat(row_of_fixture, self.counts) * LUT_SIZE)[:, None]
         fixture_scale = np.array([np.array(c.white) * c.brightness for c in self.calibrations], dtype=np.float32)
         self.base_scale = np.repeat(fixture_scale, self.counts, axis=0).reshape(self.n, 3)
+        # the same per LED for the GPU (LedSampler.sample_linear): gamma 0 = the live leds/gamma
+        fixture_gamma = np.array([0.0 if c.gamma is None else c.gamma for c in self.calibrations], dtype=np.float32)
+        self.led_gamma = np.repeat(fixture_gamma, self.counts)
+        self.tables_version += 1
         self._gamma_default = None
         self._master = None
         self._build_lut()
@@ -206,7 +211,7 @@ class ColorPipeline:
         tree = self.tree
         if tree["leds/gamma"] != self._gamma_default:
             self._build_lut()
-        master = float(tree["leds/master"]) * self.max_brightness
+        master = self.master()
         if master != self._master:
             self.scale = self.base_scale * np.float32(master)
             self._master = master
@@ -219,11 +224,41 @@ class ColorPipeline:
             np.add(idx, self.lut_base, out=idx)
         np.take(self.lut, idx, out=rgb, mode="clip")
         np.multiply(rgb, self.scale, out=rgb)
+        return self._limit_and_guard()
+
+    def master(self) -> float:
+        """The level every LED is scaled by this frame: ``leds/master`` x the venue's cap."""
+        return float(self.tree["leds/master"]) * self.max_brightness
+
+    def gpu_correction(self) -> tuple[np.ndarray, np.ndarray, float, float, int]:
+        """What the GPU needs to do steps 1-2 itself (``LedSampler.sample_linear``):
+        (per-LED gamma with 0 = default, per-LED white x brightness (N, 3), default gamma, master,
+        a key that changes whenever the per-LED arrays do)."""
+        return self.led_gamma, self.base_scale, float(self.tree["leds/gamma"]), self.master(), self.tables_version
+
+    @property
+    def levels(self) -> np.ndarray:
+        """The (N, 3) float32 array :meth:`process_levels` works on: read the GPU's result straight into it."""
+        return self.rgb
+
+    def process_levels(self, levels: np.ndarray | None = None) -> np.ndarray:
+        """Like :meth:`process` for colours already gamma-corrected and scaled (steps 1-2 done on the GPU).
+
+        ``levels`` (N, 3) float32 0..1 LED drive levels; None: they are already in :attr:`levels`.
+        """
+        if levels is not None and levels is not self.rgb:
+            np.copyto(self.rgb, levels)
+        self._limit_and_guard()
+        if self._safety_failed and self._prev_out is not None:
+            return self._prev_out.copy()
+        return self.quantize_pack()
+
+    def _limit_and_guard(self) -> np.ndarray:
         if self.limited:
-            self._limit_power(bool(tree["leds/dither"]))
+            self._limit_power(bool(self.tree["leds/dither"]))
         if self.safety is not None:
             self._apply_safety()
-        return rgb
+        return self.rgb
 
     def _limit_power(self, dither: bool) -> None:
         cm = self.current

@@ -2,7 +2,8 @@
 
 :class:`LedPipeline` ties a venue's layout, the GPU sampler, the colour
 pipeline and one output per controller.  Everything is built once; a frame is
-one compute dispatch + readback, a dozen numpy passes, and one non-blocking
+one compute dispatch (sampling, gamma, white balance, master) + readback, a few
+numpy passes (power limit, safety, dithering, packing), and one non-blocking
 ``send`` per controller (each output copies the frame into its own slot and
 encodes/transmits on its own thread).  Engine thread only.
 """
@@ -71,12 +72,19 @@ class LedPipeline:
     def safety(self, hook: SafetyHook | None) -> None:
         self.color.safety = hook
 
+    def sample(self, texture: moderngl.Texture) -> np.ndarray:
+        """Sample ``texture`` with gamma, white balance and master applied on the GPU, straight into
+        ``color.levels`` (returned)."""
+        gamma, scale, gamma_default, master, key = self.color.gpu_correction()
+        return self.sampler.sample_linear(texture, gamma, scale, gamma_default, master, key=key,
+                                          out=self.color.levels)
+
     def process(self, texture: moderngl.Texture) -> np.ndarray:
         """Sample, correct and send one frame; returns the packed bytes (all controllers)."""
         t0 = time.perf_counter()
-        colors = self.sampler.sample(texture)
+        self.sample(texture)
         t1 = time.perf_counter()
-        buf = self.color.process(colors)
+        buf = self.color.process_levels()
         t2 = time.perf_counter()
         self.send(buf)
         t3 = time.perf_counter()

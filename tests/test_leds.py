@@ -181,3 +181,28 @@ def test_process_sends_never_blocks_on_a_dead_host(rig, tmp_path):
     assert leds.status()["frames"] == 5
     leds.close()
     tex.release()
+
+
+def test_gpu_correction_matches_the_cpu_colour_pipeline(rig):
+    """process() does gamma, white balance and master on the GPU; the bytes match the CPU path's."""
+    venue, tree, ctx, rx = rig
+    tree.set_base("leds/gamma", 2.2)
+    tree.set_base("leds/master", 0.8)
+    leds = LedPipeline(ctx, venue, tree)
+    leds.color.set_calibration(1, gamma=1.6, white=(1.0, 0.7, 0.4), brightness=0.9)
+    yy, xx = np.mgrid[0:90, 0:160]
+    img = np.zeros((90, 160, 4), np.uint8)
+    img[..., 0] = xx * 255 // 159
+    img[..., 1] = yy * 255 // 89
+    img[..., 2] = 255 - xx * 255 // 159
+    tex = ctx.texture((160, 90), 4, img.tobytes())
+    gpu = leds.process(tex).astype(int)
+    cpu = leds.color.process(leds.sampler.sample(tex)).astype(int)
+    assert np.abs(gpu - cpu).max() <= 1 and np.abs(gpu - cpu).mean() < 0.05
+    assert cpu.max() > 150 and np.count_nonzero(cpu) > 0.5 * cpu.size   # a real picture, not all black
+    # a live change of a calibration reaches the GPU on the next frame
+    leds.color.set_calibration(1, brightness=0.0)
+    out = leds.color.unpack(leds.process(tex))
+    assert not out[200:280].any() and out[:200].any()
+    leds.close()
+    tex.release()
