@@ -91,12 +91,35 @@ def bench(ctx, count: int, size: tuple[int, int], frames: int, preset: dict) -> 
     return med
 
 
+def bench_engine(size: tuple[int, int], frames: int, particles: int) -> dict:
+    """The whole live frame as `python run.py` runs it on the demo venue: engine + LEDs, unpaced."""
+    from installation.clock import FixedStepClock
+    from installation.engine import Engine, EngineOptions
+    from installation.leds import LedPipeline
+    from installation.venue import load_venue
+    ctx = headless_context()
+    eng = Engine(ctx, EngineOptions(size=size, particles=particles), tree=declare_all())
+    eng.attach_leds(LedPipeline(ctx, load_venue(ROOT / "hardware" / "demo-venue.toml"), eng.params))
+    clock = FixedStepClock(60)
+    for _ in range(10):
+        eng.frame(clock.next_frame())
+    ms = []
+    for _ in range(frames):
+        ms.append(timed(ctx, lambda: eng.frame(clock.next_frame())))
+    eng.close()
+    eng.release()
+    ms.sort()
+    return {"median": statistics.median(ms), "p95": ms[int(len(ms) * 0.95) - 1]}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--size", default="640x360", help="internal tapestry size (live default 640x360)")
     ap.add_argument("--counts", default="100000,250000,1000000,4000000")
     ap.add_argument("--frames", type=int, default=30)
     ap.add_argument("--preset", default="harmony")
+    ap.add_argument("--engine", action="store_true",
+                    help="also time whole live frames (engine + demo-venue LEDs) at 250k particles")
     args = ap.parse_args()
     size = tuple(int(v) for v in args.size.split("x"))
     import tomllib
@@ -113,6 +136,10 @@ def main() -> int:
         print(f"{count:>10,} {m['simulate']:>9.2f} {m['splat']:>7.2f} {m['resolve']:>8.2f} {m['readback']:>9.2f} "
               f"{frame:>9.2f} {1e3 / frame:>6.1f} | {m['points']:>8.2f} {naive:>9.2f} {1e3 / naive:>7.1f} "
               f"{m['points'] / m['splat']:>11.1f}x {naive / frame:>10.2f}x", flush=True)
+    if args.engine:
+        e = bench_engine(size, max(args.frames, 30), 262_144)
+        print(f"# live frame (engine + mood + LEDs of the demo venue, 262,144 particles, {size[0]}x{size[1]}): "
+              f"median {e['median']:.2f} ms ({1e3 / e['median']:.1f} fps), p95 {e['p95']:.2f} ms")
     return 0
 
 

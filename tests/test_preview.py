@@ -1,0 +1,73 @@
+"""The preview window in a real X server (Xvfb): the tapestry fills it and the LEDs are drawn over it."""
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SCRIPT = r"""
+import sys, numpy as np
+sys.path.insert(0, sys.argv[1])
+from installation.preview import PreviewWindow
+from installation.engine import Engine, EngineOptions, declare_all
+from installation.leds import LedPipeline
+from installation.venue import load_venue
+from installation.clock import FixedStepClock
+pw = PreviewWindow((480, 270))
+tree = declare_all()
+eng = Engine(pw.ctx, EngineOptions(size=(320, 180), particles=16384), tree=tree)
+eng.attach_leds(LedPipeline(pw.ctx, load_venue(sys.argv[1] + '/hardware/demo-venue.toml'), tree))
+pw.attach(eng)
+eng.sinks.append(pw)
+clock = FixedStepClock(60)
+for _ in range(40):
+    eng.frame(clock.next_frame())
+w, h = pw.window.get_framebuffer_size()
+img = np.frombuffer(pw.ctx.screen.read(components=3), np.uint8).reshape(h, w, 3)[::-1]
+np.save(sys.argv[2], img)
+leds = eng.leds.layout.positions
+np.save(sys.argv[3], leds)
+eng.close()
+pw.close()
+"""
+
+
+@pytest.fixture(scope="module")
+def display():
+    if not shutil.which("Xvfb"):
+        pytest.skip("Xvfb not installed (bash scripts/install.sh --test installs it)")
+    num = 90 + os.getpid() % 9
+    proc = subprocess.Popen(["Xvfb", f":{num}", "-screen", "0", "800x600x24", "-nolisten", "tcp"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while not Path(f"/tmp/.X11-unix/X{num}").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    yield f":{num}"
+    proc.terminate()
+    proc.wait(timeout=5)
+
+
+def test_preview_window_shows_the_tapestry_and_the_leds(display, tmp_path):
+    env = {**os.environ, "DISPLAY": display}
+    shot, pos = tmp_path / "shot.npy", tmp_path / "leds.npy"
+    r = subprocess.run([sys.executable, "-c", SCRIPT, str(ROOT), str(shot), str(pos)], env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    img = np.load(shot).astype(float)
+    h, w, _ = img.shape
+    assert (w, h) == (480, 270)
+    assert img.mean() > 3                       # the field is on screen
+    # Every LED dot sits where the layout puts it: sample the dot centres against the gaps
+    # between strips (the strip wall's LEDs are in columns).
+    leds = np.load(pos)
+    cols = np.clip((leds[:, 0] * w).astype(int), 0, w - 1)
+    rows = np.clip((leds[:, 1] * h).astype(int), 0, h - 1)
+    on_dots = img[rows, cols].mean()
+    assert on_dots > img.mean()
