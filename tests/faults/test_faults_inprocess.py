@@ -24,6 +24,7 @@ from faults_support import ROOT, wait_lit
 from installation.clock import RealtimeClock
 from installation.engine import Engine, EngineOptions, declare_all
 from installation.gfx.context import headless_context
+from installation.health import HealthBoard
 from installation.leds import LedPipeline
 from installation.sensing import PARAMS as SENSING_PARAMS
 from installation.sensing import SensorHub
@@ -51,11 +52,21 @@ class Show:
         self.leds = LedPipeline(ctx, load_venue(venue), self.tree)
         self.engine.attach_leds(self.leds, fps=60)
         self.clock = RealtimeClock(60)
+        self.board = HealthBoard()
         self.moods: list = []
 
     def step(self) -> None:
-        self.engine.frame(self.clock.next_frame())
+        dt = self.clock.next_frame()
+        t0 = time.perf_counter()
+        self.engine.frame(dt)
+        self.board.record_frame((time.perf_counter() - t0) * 1e3)
         self.moods.append(self.engine.mood)
+
+    def health(self) -> dict:
+        """The /health document as run_live builds it (engine status + the hub's sensors)."""
+        st = self.engine.status()
+        self.board.update({**st, "sensors": self.hub.status() if self.hub else {}, "live_sensors": st["sensors"]})
+        return self.board.report()
 
     def run_until(self, pred, seconds: float) -> bool:
         """Step frames until ``pred()`` or ``seconds`` of wall time (and at most 60 fps x seconds frames)."""
@@ -152,6 +163,9 @@ def test_camera_stalls_vanishes_and_returns_while_the_light_goes_on(ctx, tmp_pat
         assert show.engine.frame_count - n0 > frames >= 20, "the engine keeps stepping"
         assert sum(1 for r in receivers.rx.values() for p in r.since(t0) if p.nonzero) >= 30
         assert not show.engine.last_errors, list(show.engine.last_errors)
+        doc = show.health()
+        assert doc["status"] == "degraded" and "sensor/camera" in doc["unhealthy"], doc["unhealthy"]
+        assert doc["sensors"]["camera"]["state"] == "stale" and doc["sensors"]["audio"]["state"] == "running"
 
         # 2. the device vanishes: read raises, then open fails (backoff), the show goes on
         cam.mode = "gone"
@@ -160,6 +174,7 @@ def test_camera_stalls_vanishes_and_returns_while_the_light_goes_on(ctx, tmp_pat
         st = hub.status()["camera"]
         assert "vanished" in st["error"] or "unplugged" in st["error"], st
         assert "camera" not in mood().live
+        assert show.health()["sensors"]["camera"]["state"] == "reopening"
         t0 = time.monotonic()
         assert show.run_for(1.0) >= 20
         assert all(wait_lit(r, 5, 3, after=t0) for r in receivers.rx.values())
@@ -172,6 +187,8 @@ def test_camera_stalls_vanishes_and_returns_while_the_light_goes_on(ctx, tmp_pat
                               12), hub.status()
         assert cam.opens > opens
         assert not show.engine.last_errors, list(show.engine.last_errors)
+        doc = show.health()
+        assert doc["status"] == "ok" and not doc["unhealthy"], doc["unhealthy"]
     finally:
         cam.release.set()
         hub.stop()
@@ -217,6 +234,8 @@ def test_presets_and_shaders_corrupted_on_disk_keep_the_last_good_and_reload_whe
             assert show.run_until(lambda: len(eng.last_errors) > before, 5), list(eng.last_errors)
             assert "harmony" in eng.last_errors[-1], eng.last_errors[-1]
             assert eng.preset_name == "harmony" and eng.params.base("field/flow/speed") == speed
+            doc = show.health()
+            assert doc["status"] == "ok" and any("harmony" in e["message"] for e in doc["errors"]), doc["errors"]
             n, lit = lit_window()
             assert n >= 20 and lit >= 30, (n, lit)
         # fixed (with a new value): reloaded and faded in
@@ -230,6 +249,7 @@ def test_presets_and_shaders_corrupted_on_disk_keep_the_last_good_and_reload_whe
         (shaders / "field_step.glsl").write_bytes(b"void main( { this is not GLSL }\n")
         assert show.run_until(lambda: len(errors_with("shader")) > before, 5), list(eng.last_errors)
         assert "field_step.glsl" in errors_with("shader")[-1], errors_with("shader")[-1]
+        assert any("field_step.glsl" in e["message"] for e in show.health()["errors"])
         n, lit = lit_window()
         assert n >= 20 and lit >= 30, (n, lit)
         assert np.frombuffer(eng.tapestry.read(), np.uint8).any(), "the tapestry is still drawn"

@@ -103,3 +103,19 @@ def test_sigkill_mid_frame_then_a_restart_lights_again(receivers, venue, start_p
     assert doc, (piece.last_health, piece.log())
     lit = receivers["wall"].lit_in_window(1.0)
     assert lit >= 10, lit
+
+
+def test_sigterm_while_a_receiver_is_down_still_exits_promptly(receivers, venue, start_piece):
+    """Two faults at once: SIGTERM while 'wall' is backing off.  Exit 0 within seconds (closing an
+    unreachable output does not hang), and the reachable controllers still get the blackout."""
+    piece = start_piece(venue)
+    assert receivers.all_lit(10, START_S), piece.log()
+    receivers["wall"].close()
+    assert piece.wait_health(lambda d: output_state(d, "wall") == "backoff", 10), (piece.last_health, piece.log())
+
+    piece.signal(signal.SIGTERM)
+    assert piece.wait(10) == 0, piece.log()
+    time.sleep(0.2)
+    assert not receivers["net"].snapshot()[-1].nonzero
+    rim = receivers["rim"].snapshot()
+    assert all(p.terminated and not p.nonzero for p in rim[-3:])
