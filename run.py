@@ -42,7 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--quiet", action="store_true")
 
     sub.add_parser("presets", help="list the presets")
-    sub.add_parser("params", help="print every parameter as an OSC address map (Markdown)")
+    prm = sub.add_parser("params", help="print every parameter as an OSC address map (Markdown)")
+    prm.add_argument("--update-docs", action="store_true", help="rewrite the address map in docs/osc.md")
 
     lay = sub.add_parser("layouts", help="LED layouts")
     lay_sub = lay.add_subparsers(dest="layouts_command", required=True)
@@ -82,7 +83,8 @@ def _live_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-leds", action="store_true", help="run without any LED outputs")
     p.add_argument("--preset", default=None, help="first preset (default: harmony)")
     p.add_argument("--headless", action="store_true", help="no preview window even if a display exists")
-    p.add_argument("--size", default="640x360", help="internal tapestry WIDTHxHEIGHT")
+    p.add_argument("--size", default=None, help="internal tapestry WIDTHxHEIGHT (default: 512x288 on a "
+                   "software GL, 960x540 on a GPU)")
     p.add_argument("--fps", type=float, default=60.0)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--particles", type=int, default=None)
@@ -101,7 +103,8 @@ def _dispatch(args) -> int:
     if cmd == "run":
         return app.run_live(app.LiveArgs(
             venue=Path(args.venue) if args.venue else app.DEFAULT_VENUE, preset=args.preset,
-            size=app.parse_size(args.size), seed=args.seed, fps=args.fps, particles=args.particles,
+            size=app.parse_size(args.size) if args.size else None, seed=args.seed, fps=args.fps,
+            particles=args.particles,
             headless=args.headless, seconds=args.seconds, camera=args.camera, audio=args.audio,
             record_sensors=args.record_sensors, osc_port=args.osc_port, no_leds=args.no_leds,
             health_port=args.health_port, watchdog_s=args.watchdog))
@@ -121,9 +124,14 @@ def _dispatch(args) -> int:
             print(f"{name:<{width}}  {desc}")
         return 0
     if cmd == "params":
-        from installation.control.docs import params_markdown
+        from installation.control.docs import params_markdown, update_address_map
         from installation.engine import declare_all
-        print(params_markdown(declare_all(extra=app._sensing_params())))
+        tree = declare_all(extra=app._sensing_params())
+        if args.update_docs:
+            changed = update_address_map(ROOT / "docs" / "osc.md", tree)
+            print("docs/osc.md " + ("updated" if changed else "already up to date"))
+            return 0
+        print(params_markdown(tree))
         return 0
     if cmd == "layouts":
         from installation.venue import check_layout

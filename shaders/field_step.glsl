@@ -13,10 +13,12 @@ layout(local_size_x = 256) in;
 #include "lib/field_common.glsl"
 
 layout(std430, binding = 1) buffer Accum { uvec4 accum[]; };  // per pixel: light, -, trail (2 x float bits)
+#include "lib/field_light.glsl"
 uniform sampler2D u_flow;     // rg: curl flow, ba: attractor pull
 uniform ivec2 u_size;         // accumulator (tapestry) size in pixels
 uniform float u_gain;         // fixed-point weight of one particle
-uniform float u_dt;
+uniform float u_dt;          // time since the last step (forces, route progress, ageing)
+uniform float u_move;        // of which positions still have to move (the drift did the rest)
 uniform uint  u_frame;
 uniform uint  u_seed;
 uniform float u_speed;       // stream speed along filaments (canvas heights / s)
@@ -63,7 +65,7 @@ void main() {
     vel *= u_damp;
     float sp2 = dot(vel, vel);
     vel *= sp2 > 6.25 ? 2.5 * inversesqrt(sp2) : 1.0;
-    pos += vel * u_dt;
+    pos += vel * u_move;
     // A newborn starts on its route, moving with the stream.
     pos = newborn ? target : pos;
     vel = newborn ? tan * (u_speed * info.z) : vel;
@@ -90,14 +92,6 @@ void main() {
     p.tag = dead ? vec4(born_s, born_lane, float(born_route), born_life) : vec4(s, lane, float(r), life);
     particles[i] = p;
 
-    // Splat: brighter on the route's core and when fast; fading in and out; a dying particle
-    // and a newborn put no light (its position is not yet on its route).
-    float sp = sqrt(dot(vel, vel)) / max(u_speed, 0.05);
-    float light = info.w * (0.6 + 0.4 * (1.0 - abs(lane))) * (0.7 + 0.3 * min(sp, 2.0))
-                * min(life * 2.0, 1.0) * min(sc * 20.0 + 0.3, 1.0);
-    light = (dead || newborn) ? 0.0 : light;
-    ivec2 px = clamp(ivec2(pos * (vec2(u_size) / vec2(u_aspect, 1.0))), ivec2(0), u_size - 1);
-    uint cell = uint(px.y * u_size.x + px.x);
-    uint qlight = uint(light * u_gain + 0.5);
-    if (qlight > 0u) atomicAdd(accum[cell].x, qlight);
+    float light = particle_light(info.w, lane, life, sc, vel, u_speed);
+    splat(pos, (dead || newborn) ? 0.0 : light, u_size, u_aspect, u_gain);  // newborns are not yet on their route
 }

@@ -86,4 +86,5 @@ def test_docs_address_map_matches_the_parameter_tree():
     r = run("params")
     doc = (ROOT / "docs" / "osc.md").read_text()
     paths = [line.split("`")[1] for line in r.stdout.splitlines() if line.startswith("| `/tapestry/")]
-    assert paths and all(p in doc for p in paths)
+    missing = [p for p in paths if p not in doc]
+    assert paths and not missing, f"run `python run.py params --update-docs`: {missing}"

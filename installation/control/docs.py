@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from installation.control.commands import ROOT
 from installation.control.osc import ALIASES
 from installation.params import ParamTree
@@ -59,3 +61,18 @@ def params_markdown(tree: ParamTree, include_commands: bool = True) -> str:
                       "(`* ? [ ] { }`) are refused."]
     lines.append("")
     return "\n".join(lines)
+
+
+def update_address_map(doc: Path, tree: ParamTree) -> bool:
+    """Rewrite the generated parameter table between the ``params:begin``/``params:end`` markers of ``doc``.
+
+    Returns True if the file changed.
+    """
+    text = doc.read_text(encoding="utf-8")
+    begin = text.index("<!-- params:begin")
+    begin = text.index("\n", begin) + 1
+    end = text.index("<!-- params:end")
+    new = text[:begin] + params_markdown(tree, include_commands=False).rstrip() + "\n" + text[end:]
+    if new != text:
+        doc.write_text(new, encoding="utf-8")
+    return new != text

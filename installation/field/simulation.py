@@ -42,6 +42,8 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("field/nodes/share", FLOAT, 0.22, "Share of particles that orbit the clusters", 0.0, 0.9, "ratio"),
     ParamSpec("field/life", FLOAT, 7.0, "Mean life of a particle before it respawns", 0.5, 30.0, "s"),
     ParamSpec("field/attractors/gain", FLOAT, 1.0, "How strongly visitors bend the flow", 0.0, 5.0, "ratio"),
+    ParamSpec("field/sim_every", INT, 1, "Simulate every Nth frame; in between, particles drift along their "
+              "velocity (cheaper on a slow machine)", 1, 4, "frames"),
 )
 
 
@@ -93,6 +95,8 @@ class ParticleField:
         self._routes_of: NetworkState | None = None
         self._attractors = np.zeros((MAX_ATTRACTORS, 4), np.float32)
         self._attractor_count = 0
+        self._pending_dt = 0.0   # time gathered since the last full step (sim_every > 1)
+        self._drifted = 0.0      # of which the drift already moved the particles
 
     def _initial_particles(self) -> bytes:
         # Every particle starts as a newborn (negative life) on a seeded route: its first step
@@ -120,10 +124,24 @@ class ParticleField:
         self._attractor_count = len(att)
 
     def step(self, dt: float, splat: SplatTarget) -> None:
-        """Advance every particle by ``dt`` seconds and splat its light into ``splat``."""
+        """Advance every particle by ``dt`` seconds and splat its light into ``splat``.
+
+        With ``field/sim_every`` N > 1 the forces are simulated every Nth frame (over the time
+        gathered since the last one) and particles drift along their velocity in between.
+        """
         tree = self.tree
         self.frame += 1
         self.time += dt
+        every = int(tree["field/sim_every"])
+        self._pending_dt += dt
+        if every > 1 and self.frame % every:
+            self._drift(dt, splat)
+            self._paint_hue(splat)
+            return
+        # Forces, route progress and ageing cover all the time since the last step; position only
+        # what the drift has not already moved.
+        dt, move = self._pending_dt, self._pending_dt - self._drifted
+        self._pending_dt = self._drifted = 0.0
         self.flow_time += dt * tree["field/flow/evolve"]
         self.state = st = self.network.state(self.time)
 
@@ -136,7 +154,7 @@ class ParticleField:
 
         cs = self.shaders.compute("field_step.glsl")
         self.bind_network(cs, st)
-        _set(cs, u_dt=float(dt), u_frame=self.frame, u_seed=self.seed,
+        _set(cs, u_dt=float(dt), u_move=float(move), u_frame=self.frame, u_seed=self.seed,
              u_speed=tree["field/flow/speed"], u_curl=tree["field/flow/curl"],
              u_tension=tree["field/filaments/tension"], u_width=tree["field/filaments/width"],
              u_harmony=tree["field/harmony"], u_malfunction=tree["field/malfunction"],
@@ -148,6 +166,20 @@ class ParticleField:
         splat.buffer.bind_to_storage_buffer(1)
         cs.run((self.count + 255) // 256)
         self.ctx.memory_barrier()
+        self._paint_hue(splat)
+
+    def _drift(self, dt: float, splat: SplatTarget) -> None:
+        drift = self.shaders.compute("field_drift.glsl")
+        self.bind_network(drift)
+        _set(drift, u_dt=float(dt), u_size=splat.size, u_gain=splat.gain, u_speed=self.tree["field/flow/speed"])
+        self.particles.bind_to_storage_buffer(0)
+        splat.buffer.bind_to_storage_buffer(1)
+        drift.run((self.count + 255) // 256)
+        self.ctx.memory_barrier()
+        self._drifted += dt
+
+    def _paint_hue(self, splat: SplatTarget) -> None:
+        tree, st = self.tree, self.state
         if splat.hue_grid is not None and splat.gain > 0:
             hue = self.shaders.compute("field_hue.glsl")
             self.bind_network(hue, st)
