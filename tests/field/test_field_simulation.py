@@ -112,3 +112,20 @@ def test_master_zero_is_black_and_the_network_lights_the_tapestry(ctx):
     ren.render(1 / 60, master=0.0)
     dark = np.frombuffer(ren.read(), np.uint8).reshape(SIZE[1], SIZE[0], 4)
     assert dark[..., :3].max() == 0
+
+
+def test_simulating_every_other_frame_keeps_the_look_and_the_bounds(ctx):
+    def run_with(every):
+        tree, field, ren = make(ctx, field__sim_every=every, field__harmony=0.9)
+        run(field, ren, 60)
+        img = np.frombuffer(ren.read(), np.uint8).reshape(SIZE[1], SIZE[0], 4)[..., :3].astype(float)
+        return field, img
+
+    full, img_full = run_with(1)
+    half, img_half = run_with(2)
+    p = half.read()
+    assert (p[:, 0] >= 0).all() and (p[:, 0] <= half.aspect).all() and (p[:, 1] >= 0).all() and (p[:, 1] <= 1).all()
+    assert half.coherence() > 0.8
+    # Streams advance at the same speed: the same light in the same places, give or take.
+    assert abs(img_half.mean() - img_full.mean()) < 0.15 * img_full.mean()
+    assert np.corrcoef(img_half.ravel(), img_full.ravel())[0, 1] > 0.8
