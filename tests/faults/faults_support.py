@@ -371,3 +371,42 @@ class Piece:
 def output_state(doc: dict, name: str) -> str | None:
     """The state of output ``name`` in a /health document."""
     return ((doc or {}).get("outputs") or {}).get(name, {}).get("state")
+
+
+# -- media standing in for sensors -----------------------------------------------------------------
+
+def write_wav(path: Path, seconds: float = 1.0, sr: int = 48000) -> Path:
+    """Mono 16-bit noise at about -20 dBFS (a room with some sound), written in place."""
+    import wave
+
+    import numpy as np
+    x = (np.random.default_rng(3).standard_normal(int(sr * seconds)) * 0.1 * 32767).astype(np.int16)
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(sr)
+        w.writeframes(x.tobytes())
+    return path
+
+
+def write_video(path: Path, frames: int = 60) -> Path:
+    """An MJPG .avi, 160x120 at 30 fps: a bright block walking across a dark room."""
+    import cv2
+    import numpy as np
+    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 30, (160, 120))
+    try:
+        for i in range(frames):
+            f = np.zeros((120, 160, 3), np.uint8)
+            x = (i * 4) % 120
+            f[30:90, x:x + 25] = 220
+            w.write(f)
+    finally:
+        w.release()
+    return path
+
+
+def appear(src: Path, dst: Path) -> None:
+    """Make ``dst`` appear at once with ``src``'s content (a device plugged in: never half a file)."""
+    tmp = dst.with_name(".incoming-" + dst.name)
+    tmp.write_bytes(src.read_bytes())
+    os.replace(tmp, dst)

@@ -14,13 +14,12 @@ import logging
 import shutil
 import threading
 import time
-import wave
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from faults_support import ROOT, wait_lit
+from faults_support import ROOT, wait_lit, write_wav
 from installation.clock import RealtimeClock
 from installation.engine import Engine, EngineOptions, declare_all
 from installation.gfx.context import headless_context
@@ -124,17 +123,6 @@ class FlakyCamera(FrameSource):
         return f
 
 
-def _wav(path: Path, seconds: float = 1.0, sr: int = 48000) -> Path:
-    rng = np.random.default_rng(3)
-    x = (rng.standard_normal(int(sr * seconds)) * 0.1 * 32767).astype(np.int16)
-    with wave.open(str(path), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(sr)
-        w.writeframes(x.tobytes())
-    return path
-
-
 def test_camera_stalls_vanishes_and_returns_while_the_light_goes_on(ctx, tmp_path, venue, receivers):
     tree = declare_all(extra=SENSING_PARAMS)
     for path, value in (("sensing/camera/stale_s", 0.3), ("sensing/camera/calm_s", 0.2),
@@ -142,7 +130,7 @@ def test_camera_stalls_vanishes_and_returns_while_the_light_goes_on(ctx, tmp_pat
                         ("mood/attack/motion", 0.05), ("mood/release/motion", 0.3)):
         tree.set_base(path, value)
     cam = FlakyCamera()
-    hub = SensorHub(None, str(_wav(tmp_path / "room.wav")), tree=tree, camera_source=cam)
+    hub = SensorHub(None, str(write_wav(tmp_path / "room.wav")), tree=tree, camera_source=cam)
     show = Show(ctx, venue, hub=hub, tree=tree)
     hub.start()
     try:

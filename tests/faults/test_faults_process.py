@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from faults_support import output_state, wait_lit, write_venue
+from faults_support import appear, output_state, wait_lit, write_venue, write_video, write_wav
 
 START_S = 40.0  # generous: GL start-up on a loaded CI machine
 
@@ -151,3 +151,25 @@ def test_sighup_ends_the_show_like_sigterm(receivers, venue, start_piece):
     time.sleep(0.2)
     assert not receivers["net"].snapshot()[-1].nonzero
     assert all(p.terminated for p in receivers["rim"].snapshot()[-3:])
+
+
+def test_sensors_missing_at_start_then_plugged_in(tmp_path, receivers, venue, start_piece):
+    """Camera and microphone absent when the piece starts (files standing in for devices): it starts
+    anyway, lights the room breathing on its own with health degraded (both sensors reopening); when
+    they appear they are picked up by themselves and health returns to ok."""
+    cam, mic = tmp_path / "camera.avi", tmp_path / "mic.wav"
+    piece = start_piece(venue, extra=("--camera", str(cam), "--audio", str(mic)))
+    assert receivers.all_lit(10, START_S), piece.log()
+    doc = piece.wait_health(lambda d: {"sensor/camera", "sensor/audio"} <= set(d.get("unhealthy", ())), 10)
+    assert doc, (piece.last_health, piece.log())
+    assert doc["sensors"]["camera"]["state"] == "reopening" and doc["live_sensors"] == []
+    assert receivers["wall"].lit_in_window(1.0) >= 10
+
+    appear(write_video(tmp_path / "src.avi"), cam)
+    appear(write_wav(tmp_path / "src.wav"), mic)
+    doc = piece.wait_health(lambda d: d["status"] == "ok" and sorted(d.get("live_sensors", ())) ==
+                            ["audio", "camera"], 20)
+    assert doc, (piece.last_health, piece.log())
+    assert doc["sensors"]["camera"]["state"] == "running" and doc["sensors"]["audio"]["state"] == "running"
+    assert receivers["wall"].lit_in_window(1.0) >= 10
+    assert piece.proc.poll() is None
