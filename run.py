@@ -76,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     except StartupError as exc:
         print(f"tapestry: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `python run.py params | head`: the reader left, nothing is wrong
+        sys.stderr.close()
+        return 0
 
 
 def _live_args(p: argparse.ArgumentParser) -> None:

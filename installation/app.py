@@ -336,5 +336,5 @@ def status_line(st: dict, sensors: dict | None = None) -> str:
         ok = sum(1 for o in outs if o.get("state") == "ok")
         led_txt = f" | LEDs {leds['leds']} via {ok}/{len(outs)} outputs ok"
     return (f"{st['fps']:5.1f} fps | frame {st['frame_ms']:5.1f} ms | {st['particles']:,} particles | "
-            f"preset {st['preset']} | mood {m['intensity']:.2f} (presence {m['presence']:.2f} motion "
+            f"preset {st['preset']}{' (scene ' + st['scene'] + ')' if st.get('scene') else ''} | mood {m['intensity']:.2f} (presence {m['presence']:.2f} motion "
             f"{m['motion']:.2f} sound {m['sound']:.2f}) | sensors {live}{led_txt}")
