@@ -287,8 +287,9 @@ class Piece:
     """
 
     def __init__(self, venue: Path, log_path: Path, prefix: tuple[str, ...] = (), netns: str | None = None,
-                 extra: tuple[str, ...] = ()) -> None:
+                 extra: tuple[str, ...] = (), env: dict[str, str] | None = None) -> None:
         self.venue = venue
+        self.env = {**ENV, **(env or {})}
         self.log_path = log_path
         self.prefix = prefix
         self.netns = netns
@@ -307,7 +308,7 @@ class Piece:
                "--health-port", str(self.health_port), "--watchdog", "20", *self.extra]
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     env=ENV, cwd=ROOT)
+                                     env=self.env, cwd=ROOT)
 
     def log(self) -> str:
         """The combined stdout/stderr so far (for assertion messages)."""

@@ -177,6 +177,14 @@ def test_camera_stalls_vanishes_and_returns_while_the_light_goes_on(ctx, tmp_pat
         assert not show.engine.last_errors, list(show.engine.last_errors)
         doc = show.health()
         assert doc["status"] == "ok" and not doc["unhealthy"], doc["unhealthy"]
+
+        # 4. shutting down while the driver hangs again does not hang the shutdown
+        cam.mode = "stall"
+        cam.release.clear()
+        show.run_for(0.3)
+        t0 = time.monotonic()
+        hub.stop(timeout=1.0)
+        assert time.monotonic() - t0 < 5.0, "hub.stop() must not wait for a hung driver"
     finally:
         cam.release.set()
         hub.stop()

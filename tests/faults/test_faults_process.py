@@ -6,6 +6,7 @@ health by ``GET /health``.  Counts over windows, never timings.
 from __future__ import annotations
 
 import signal
+import socket
 import time
 
 import pytest
@@ -173,3 +174,48 @@ def test_sensors_missing_at_start_then_plugged_in(tmp_path, receivers, venue, st
     assert doc["sensors"]["camera"]["state"] == "running" and doc["sensors"]["audio"]["state"] == "running"
     assert receivers["wall"].lit_in_window(1.0) >= 10
     assert piece.proc.poll() is None
+
+
+def _notify_socket(path):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    s.bind(str(path))
+    s.settimeout(0.2)
+    return s
+
+
+def _read_notes(sock, until, timeout):
+    """Datagrams from the piece until one contains ``until`` (or the timeout); returns all of them."""
+    got, end = [], time.monotonic() + timeout
+    while time.monotonic() < end:
+        try:
+            got.append(sock.recv(4096).decode())
+        except socket.timeout:
+            continue
+        if until in got[-1]:
+            break
+    return got
+
+
+def test_systemd_notify_socket_vanishes_and_returns(tmp_path, receivers, venue, start_piece):
+    """Under systemd (Type=notify, WatchdogSec): READY=1 then WATCHDOG=1 pings from the frame loop.
+    The notify socket going away (systemd re-executing itself) does not disturb the light; when it
+    is back the pings resume; SIGTERM says STOPPING=1."""
+    path = tmp_path / "notify.sock"
+    sock = _notify_socket(path)
+    try:
+        piece = start_piece(venue, env={"NOTIFY_SOCKET": str(path), "WATCHDOG_USEC": "1000000"})
+        notes = _read_notes(sock, "WATCHDOG=1", START_S)
+        assert any("READY=1" in n for n in notes) and "WATCHDOG=1" in notes[-1], (notes, piece.log())
+        sock.close()
+        path.unlink()  # gone: every notification fails now
+        assert receivers.all_lit(30, 5, after=time.monotonic()), piece.log()
+        assert piece.wait_health(_ok, 5), piece.last_health
+        sock = _notify_socket(path)  # back
+        notes = _read_notes(sock, "WATCHDOG=1", 5)
+        assert notes and "WATCHDOG=1" in notes[-1], notes
+        assert piece.log().count("systemd notification failed") == 1, "logged once, not per ping"
+        piece.signal(signal.SIGTERM)
+        assert piece.wait(10) == 0, piece.log()
+        assert any("STOPPING=1" in n for n in _read_notes(sock, "STOPPING=1", 2))
+    finally:
+        sock.close()
