@@ -164,12 +164,13 @@ class Ours:
             self.leds.process(texs[i % len(texs)])
         time.sleep(0.3)
         self.r = dict(sample=[], color=[], send=[], total=[], enc_s=0.0, enc_cpu_s=0.0, frames_sent=0, packets=0,
-                      received=0, elapsed=0.0)
+                      received=0, elapsed=0.0, handoff_s=0.0, handed=0)
 
     def run(self, frames: int) -> None:
         leds, outputs, r = self.leds, self.outputs, self.r
         enc0 = sum(a[0] for a in self.acc)
         cpu0 = sum(a[1] for a in self.acc)
+        h0 = leds._handoff.busy_s
         f0 = sum(o.status()["frames"] for o in outputs)
         p0, r0 = sum(o.status()["packets"] for o in outputs), self.sink.packets
         period = 1.0 / self.fps
@@ -192,6 +193,8 @@ class Ours:
         r["elapsed"] += time.perf_counter() - t_start
         r["enc_s"] += sum(a[0] for a in self.acc) - enc0
         r["enc_cpu_s"] += sum(a[1] for a in self.acc) - cpu0
+        r["handoff_s"] += leds._handoff.busy_s - h0
+        r["handed"] += frames
         r["frames_sent"] += (sum(o.status()["frames"] for o in outputs) - f0) / len(outputs)
         r["packets"] += sum(o.status()["packets"] for o in outputs) - p0
         r["received"] += self.sink.packets - r0
@@ -201,8 +204,10 @@ class Ours:
         print(f"\n{title} (ms per frame, min / median / p95):")
         print(f"  sample (dispatch + readback)  {trio(r['sample'])}")
         print(f"  colour pipeline               {trio(r['color'])}")
-        print(f"  send() on the frame thread    {trio(r['send'])}")
+        print(f"  send() on the frame thread    {trio(r['send'])}   (slot write)")
         print(f"  = frame-thread total          {trio(r['total'])}")
+        print(f"  hand-off thread (Output.send x {n_out}) {r['handoff_s'] * 1e3 / max(r['handed'], 1):6.2f} thread CPU "
+              f"(mean per frame; off the frame thread)")
         print(f"  encode+send, outputs' threads {self.enc_ms():6.2f} wall, {self.enc_cpu_ms():6.2f} thread CPU   "
               f"(mean, sum over {n_out} outputs, per frame sent)")
         print(f"  packets/s sent {r['packets'] / r['elapsed']:,.0f}   received {r['received'] / r['elapsed']:,.0f}")

@@ -3,14 +3,16 @@
 :class:`LedPipeline` ties a venue's layout, the GPU sampler, the colour
 pipeline and one output per controller.  Everything is built once; a frame is
 one compute dispatch (sampling, gamma, white balance, master) + readback, a few
-numpy passes (power limit, safety, dithering, packing), and one non-blocking
-``send`` per controller (each output copies the frame into its own slot and
-encodes/transmits on its own thread).  Engine thread only.
+numpy passes (power limit, safety, dithering, packing), and a slot write: a
+hand-off thread calls every controller's non-blocking ``send`` (each output
+copies its share into its own slot and encodes/transmits on its own thread).
+Engine thread only.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from typing import Sequence
 
@@ -40,6 +42,58 @@ def build_outputs(venue: Venue) -> list:
     return outs
 
 
+class _Handoff:
+    """One thread that hands each packed frame to every output, so the frame thread only fills a slot.
+
+    ``Output.send`` never blocks on the network, but each one copies its share and wakes its sender
+    thread; done for every controller on the frame thread, those senders then compete with it for
+    the GIL and the cores while it is still handing out the rest.  Here the frame thread's part is
+    one slot write; a frame not yet handed out when the next arrives is replaced (newest wins).
+    """
+
+    def __init__(self, outputs: Sequence, slices: Sequence[slice]):
+        self.outputs, self.slices = list(outputs), list(slices)
+        self._cv = threading.Condition()
+        self._pending: np.ndarray | None = None
+        self._stop = False
+        self._thread: threading.Thread | None = None
+        self.replaced = 0
+        self.busy_s = 0.0  # time spent handing out (thread CPU)
+
+    def put(self, buf: np.ndarray) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="leds-handoff", daemon=True)
+            self._thread.start()
+        with self._cv:
+            if self._pending is not None:
+                self.replaced += 1
+            self._pending = buf
+            self._cv.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                while self._pending is None and not self._stop:
+                    self._cv.wait()
+                if self._stop:
+                    return
+                buf, self._pending = self._pending, None
+            t = time.thread_time()
+            for out, sl in zip(self.outputs, self.slices):
+                try:
+                    out.send(buf[sl])
+                except Exception:  # Output.send logs its own input problems; this is a bug, keep going
+                    log.exception("output %s: send failed", getattr(out, "name", "?"))
+            self.busy_s += time.thread_time() - t
+
+    def stop(self, timeout: float = 1.0) -> None:
+        with self._cv:
+            self._stop = True
+            self._cv.notify()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+
 class LedPipeline:
     """Builds layout, sampler, colour pipeline and outputs for ``venue``; ``process(texture)`` per frame.
 
@@ -62,6 +116,7 @@ class LedPipeline:
         self.last: np.ndarray = self.color.blackout()
         self.frames = 0
         self.timing = {"sample_ms": 0.0, "color_ms": 0.0, "send_ms": 0.0}
+        self._handoff = _Handoff(self.outputs, self._slices)
         self._closed = False
 
     @property
@@ -102,13 +157,14 @@ class LedPipeline:
         return buf
 
     def send(self, buf: np.ndarray) -> None:
-        """Hand a packed frame to every output (never blocks)."""
+        """Hand a packed frame to every output (never blocks: a slot write; a hand-off thread calls
+        each output's ``send``).  ``buf`` must not be changed afterwards (``process`` returns a new one)."""
         if self._closed:
             return
         self.last = buf
         self.frames += 1
-        for out, sl in zip(self.outputs, self._slices):
-            out.send(buf[sl])
+        if self.outputs:
+            self._handoff.put(buf)
 
     def led_colors(self) -> np.ndarray:
         """(N, 3) uint8: what each LED shows after the whole pipeline (W folded back into R, G, B), for the preview.
@@ -119,8 +175,9 @@ class LedPipeline:
         return np.minimum(rgbw[:, :3] + rgbw[:, 3:4], 255).astype(np.uint8)
 
     def status(self) -> dict:
-        """LED count, frames, smoothed stage timings, power per supply, and each output's status."""
-        return {"leds": self.layout.count, "frames": self.frames,
+        """LED count, frames, frames replaced before the hand-off thread took them, smoothed stage timings,
+        power per supply, and each output's status."""
+        return {"leds": self.layout.count, "frames": self.frames, "replaced": self._handoff.replaced,
                 **{k: round(v, 3) for k, v in self.timing.items()},
                 "power": self.color.status(),
                 "outputs": [o.status() for o in self.outputs]}
@@ -133,6 +190,7 @@ class LedPipeline:
             log.warning("end_state %r unknown; using blackout", end_state)
             end_state = "blackout"
         self._closed = True
+        self._handoff.stop()
         final = self.color.blackout() if end_state == "blackout" else self.last
         for out, sl in zip(self.outputs, self._slices):
             try:
