@@ -206,3 +206,51 @@ def test_gpu_correction_matches_the_cpu_colour_pipeline(rig):
     assert not out[200:280].any() and out[:200].any()
     leds.close()
     tex.release()
+
+
+class StuckOutput:
+    """An output whose send() blocks until released (a stand-in for any slow hand-off)."""
+
+    def __init__(self, name):
+        import threading
+        self.name = name
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self.frames: list[bytes] = []
+        self.final = None
+
+    def send(self, buf):
+        self.entered.set()
+        self.release.wait(10)
+        self.frames.append(bytes(buf))
+
+    def close(self, final=None):
+        self.final = None if final is None else bytes(final)
+
+    def status(self):
+        return {"name": self.name, "frames": len(self.frames)}
+
+
+def test_frame_thread_does_not_wait_for_outputs_and_newest_frame_wins(rig):
+    venue, tree, ctx, rx = rig
+    outs = [StuckOutput(c.name) for c in venue.patch.controllers]
+    leds = LedPipeline(ctx, venue, tree, outputs=outs)
+    texs = [solid(ctx, (v, v, v)) for v in (10, 20, 30, 40)]
+    bufs = [leds.process(texs[0]).copy()]
+    assert outs[0].entered.wait(5)                   # the hand-off thread is now stuck in the first send
+    bufs += [leds.process(t).copy() for t in texs[1:]]   # and the frame thread goes on regardless
+    assert not outs[0].frames
+    assert leds.status()["frames"] == 4
+    for o in outs:
+        o.release.set()
+    # the first frame was taken before the outputs stuck; of the three queued behind it only the newest is sent
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and len(outs[-1].frames) < 2:
+        time.sleep(0.01)
+    sl = slice(int(venue.patch.base[0]), int(venue.patch.base[0]) + venue.patch.controllers[0].size)
+    assert outs[0].frames == [bytes(bufs[0][sl]), bytes(bufs[3][sl])]
+    assert leds.status()["replaced"] == 2
+    leds.close("hold")
+    assert outs[0].final == bytes(bufs[3][sl])
+    for t in texs:
+        t.release()
