@@ -20,6 +20,7 @@ All arrays are built once; a frame is a dozen numpy passes over N x 3 floats.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, replace
 from typing import Callable, Sequence
 
@@ -92,7 +93,6 @@ class ColorPipeline:
         self.rgb = self.flat[:3 * n].reshape(n, 3)
         self.w = self.flat[3 * n:]
         self.err = np.full_like(self.flat, 0.5)  # dithering error + 0.5 (the rounding offset folded in)
-        self.q = np.zeros_like(self.flat)
         self.q8_all = np.zeros(len(self.flat) + 1, dtype=np.uint8)  # + a slot that stays 0 for unused bytes
         self.q8 = self.q8_all[:-1]
         self.idx = np.zeros((n, 3), dtype=np.int64)  # int64 + mode="clip" is numpy's fastest take
@@ -145,6 +145,9 @@ class ColorPipeline:
                 runs.append((a, b))
         self.last_ma = np.zeros(nsup)
         self.last_scale = np.ones(nsup)
+        self._supply_fixtures = [np.flatnonzero(self.fixture_supply == s_i).tolist() for s_i in range(nsup)]
+        self._supply_leds = self.supply_leds.tolist()
+        self._supply_budget = self.supply_budget_ma.tolist()
         self._prev_out: np.ndarray | None = None
         self._safety_failed = False
 
@@ -263,22 +266,26 @@ class ColorPipeline:
     def _limit_power(self, dither: bool) -> None:
         cm = self.current
         np.dot(self.rgb, self.ma_vec, out=self.led_ma)
-        per_fixture = np.add.reduceat(self.led_ma, self.layout.first, dtype=np.float64)
-        ma = per_fixture @ self.fs_matrix
+        per_fixture = np.add.reduceat(self.led_ma, self.layout.first, dtype=np.float64).tolist()
+        # a handful of supplies: plain Python floats (float64) beat a dozen numpy calls on tiny arrays
         # quantising can add up to 1/2 step (rounding) or 1 step (dithering) per channel: keep room for it
         headroom = (cm.r + cm.g + cm.b + (cm.w if len(self.rgbw_idx) else 0.0)) / 255.0 * (1.0 if dither else 0.5)
-        target = self.supply_budget_ma - self.supply_leds * (cm.idle + headroom)
-        over = ma > target
-        scale = np.ones_like(ma)
-        if np.any(over):
-            # (a supply whose budget its idle current and rounding headroom already use up goes dark)
-            scale[over] = np.clip(target[over] / np.maximum(ma[over], 1e-9), 0.0, 1.0) * (1.0 - 1e-6)
-            for s_i in np.flatnonzero(over).tolist():
-                k = np.float32(scale[s_i])
+        ma_all, scales = [], []
+        for s_i, fixtures in enumerate(self._supply_fixtures):
+            ma = math.fsum(per_fixture[f] for f in fixtures)
+            leds = self._supply_leds[s_i]
+            target = self._supply_budget[s_i] - leds * (cm.idle + headroom)
+            k = 1.0
+            if ma > target:
+                # (a supply whose budget its idle current and rounding headroom already use up goes dark)
+                k = min(max(target / max(ma, 1e-9), 0.0), 1.0) * (1.0 - 1e-6)
+                k32 = np.float32(k)
                 for a, b in self.supply_runs[s_i]:
-                    self.rgb[a:b] *= k
-        self.last_ma = np.minimum(ma, ma * scale) + self.supply_leds * cm.idle
-        self.last_scale = scale
+                    self.rgb[a:b] *= k32
+            ma_all.append(min(ma, ma * k) + leds * cm.idle)
+            scales.append(k)
+        self.last_ma = np.array(ma_all)
+        self.last_scale = np.array(scales)
 
     def _apply_safety(self) -> None:
         try:
@@ -301,7 +308,7 @@ class ColorPipeline:
 
     def quantize_pack(self) -> np.ndarray:
         """Quantise the frame left by :meth:`correct` (RGBW extraction, dithering) and pack it."""
-        rgb, flat, q = self.rgb, self.flat, self.q
+        rgb, flat = self.rgb, self.flat
         if len(self.rgbw_idx):
             sub = rgb[self.rgbw_idx]
             w = sub.min(axis=1)
@@ -309,16 +316,16 @@ class ColorPipeline:
             rgb[self.rgbw_idx] = sub
             self.w[:] = w
         np.multiply(flat, np.float32(255.0), out=flat)
+        # the cast to uint8 truncates, which is floor here: every value is >= 0
         if self.tree["leds/dither"]:
             # error diffusion over frames, q = floor(v + err + 0.5) with self.err holding err + 0.5:
             # err stays in [-0.5, 0.5), so 0 stays 0 and 1.0 stays 255
             np.add(flat, self.err, out=flat)
-            np.floor(flat, out=q)
-            np.subtract(flat, q, out=self.err)
+            np.copyto(self.q8, flat, casting="unsafe")
+            np.subtract(flat, self.q8, out=self.err)
         else:
             np.add(flat, np.float32(0.5), out=flat)
-            np.floor(flat, out=q)
-        np.copyto(self.q8, q, casting="unsafe")
+            np.copyto(self.q8, flat, casting="unsafe")
         out = self.q8_all.take(self.gather)
         self._prev_out = out
         return out
