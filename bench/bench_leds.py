@@ -40,46 +40,58 @@ from installation.venue import load_venue  # noqa: E402
 W, H = 640, 360
 
 
-def _drain(port_out, count, stop) -> None:
-    """The receiver process: bind, report the port, count packets until told to stop."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
-    sock.bind(("127.0.0.1", 0))
-    sock.settimeout(0.2)
-    port_out.value = sock.getsockname()[1]
+def _drain(ports_out, count, stop) -> None:
+    """The receiver process: one socket per controller, report the ports, count packets until told to stop."""
+    import selectors
+    sel = selectors.DefaultSelector()
+    socks = []
+    for i in range(len(ports_out)):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+        sock.bind(("127.0.0.1", 0))
+        sock.setblocking(False)
+        sel.register(sock, selectors.EVENT_READ)
+        socks.append(sock)
+        ports_out[i] = sock.getsockname()[1]
     buf = bytearray(2048)
     n = 0
     while not stop.is_set():
-        try:
-            sock.recv_into(buf)
-            n += 1
+        for key, _ in sel.select(0.2):
+            sock = key.fileobj
+            while True:
+                try:
+                    sock.recv_into(buf)
+                except BlockingIOError:
+                    break
+                n += 1
             count.value = n
-        except socket.timeout:
-            pass
-    sock.close()
+    for sock in socks:
+        sock.close()
 
 
 class Sink:
-    """A loopback UDP receiver in its own process (counts packets; contents ignored).
+    """Loopback UDP receivers, one per controller, in their own process (count packets; contents ignored).
 
     A process, not a thread: the real receivers are LED controllers on the network, so their
     work must not compete with the frame thread for this process's GIL (a receiver thread
-    taking ~18,000 packets/s would, and would weigh on every pipeline measured here).
+    taking ~18,000 packets/s would, and would weigh on every pipeline measured here).  One
+    socket per controller, as on a real network: ten senders into one socket would contend on
+    its receive queue, which no venue does.
     """
 
-    def __init__(self):
+    def __init__(self, n: int):
         mp = multiprocessing.get_context("spawn")
-        self._port = mp.Value("i", 0, lock=False)
+        self._ports = mp.Array("i", n, lock=False)
         self._count = mp.Value("q", 0, lock=False)
         self._stop = mp.Event()
-        self.proc = mp.Process(target=_drain, args=(self._port, self._count, self._stop), daemon=True)
+        self.proc = mp.Process(target=_drain, args=(self._ports, self._count, self._stop), daemon=True)
         self.proc.start()
         end = time.monotonic() + 10
-        while not self._port.value and time.monotonic() < end:
+        while not all(self._ports) and time.monotonic() < end:
             time.sleep(0.01)
-        if not self._port.value:
+        if not all(self._ports):
             raise RuntimeError("receiver process did not start")
-        self.port = self._port.value
+        self.ports = list(self._ports)
 
     @property
     def packets(self) -> int:
@@ -134,12 +146,14 @@ class Ours:
     the outputs' threads (wall and thread CPU time).  ``safety``: install the photosensitive flash
     limiter the engine always installs (installation.engine.Engine.attach_leds)."""
 
-    def __init__(self, ctx, venue, texs, fps, sink, safety: bool = False):
-        outs_cfg = [dataclasses.replace(o, port=sink.port, fps=float(fps) * 2) for o in venue.outputs]
+    def __init__(self, ctx, venue, texs, fps, sink, safety: bool = False, bare: bool = False):
+        port = {c.name: p for c, p in zip(venue.patch.controllers, sink.ports)}
+        outs_cfg = [dataclasses.replace(o, port=port[o.name], fps=float(fps) * 2) for o in venue.outputs]
         self.venue = dataclasses.replace(venue, outputs=tuple(outs_cfg))
-        self.outputs = build_outputs(self.venue)
+        self.bare = BareAll(self.venue, sink) if bare else None
+        self.outputs = [self.bare] if bare else build_outputs(self.venue)
         self.acc = []
-        for o in self.outputs:
+        for o in ([] if bare else self.outputs):
             a = [0.0, 0.0]  # wall, thread CPU
             self.acc.append(a)
             for name in ("_encode", "_transmit"):
@@ -154,6 +168,8 @@ class Ours:
                         _a[1] += time.thread_time() - c
                 setattr(o, name, timed)
         self.leds = LedPipeline(ctx, self.venue, ParamTree.from_specs(PARAMS), outputs=self.outputs)
+        if bare:  # one stand-in for every controller
+            self.leds._handoff.slices = [slice(None)]
         if safety:
             from installation.safety import FlashLimiter
             n = self.leds.layout.count
@@ -168,6 +184,8 @@ class Ours:
 
     def run(self, frames: int) -> None:
         leds, outputs, r = self.leds, self.outputs, self.r
+        if self.bare is not None:
+            self.acc = [[self.bare.wall_s, self.bare.cpu_s]]
         enc0 = sum(a[0] for a in self.acc)
         cpu0 = sum(a[1] for a in self.acc)
         h0 = leds._handoff.busy_s
@@ -191,6 +209,8 @@ class Ours:
             t_next = pace(t_next, period)
         time.sleep(0.1)  # let the output threads finish the last frame
         r["elapsed"] += time.perf_counter() - t_start
+        if self.bare is not None:
+            self.acc = [[self.bare.wall_s, self.bare.cpu_s]]
         r["enc_s"] += sum(a[0] for a in self.acc) - enc0
         r["enc_cpu_s"] += sum(a[1] for a in self.acc) - cpu0
         r["handoff_s"] += leds._handoff.busy_s - h0
@@ -222,20 +242,54 @@ class Ours:
         self.leds.close("blackout")
 
 
-def bare_sendto(venue, frames, sink):
-    """(a) The same number of prebuilt ArtDmx packets per frame through a plain sendto loop."""
+def prebuilt_packets(venue, sink) -> list[tuple[bytes, tuple[str, int]]]:
+    """One ArtDmx packet per universe of the venue, built once (data zero), with its controller's address."""
     from installation.outputs.artnet import artdmx_header
     pkts = []
-    for c in venue.patch.controllers:
+    for c, port in zip(venue.patch.controllers, sink.ports):
         for addr, off, n in c.spans:
             n2 = n + (n & 1)
-            pkts.append(artdmx_header(addr, n2, 1) + bytes(n2))
+            pkts.append((artdmx_header(addr, n2, 1) + bytes(n2), ("127.0.0.1", port)))
+    return pkts
+
+
+class BareAll:
+    """(a') The floor in the frame loop's own conditions: stands in for all the outputs on the hand-off
+    thread and sends the prebuilt packets with a plain sendto loop (no encoding, no sender threads)."""
+
+    name = "bare"
+
+    def __init__(self, venue, sink):
+        self.pkts = prebuilt_packets(venue, sink)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.frames = self.packets = 0
+        self.cpu_s = self.wall_s = 0.0
+
+    def send(self, buf) -> None:
+        t, c = time.perf_counter(), time.thread_time()
+        sendto = self.sock.sendto
+        for p, dest in self.pkts:
+            sendto(p, dest)
+        self.cpu_s += time.thread_time() - c
+        self.wall_s += time.perf_counter() - t
+        self.frames += 1
+        self.packets += len(self.pkts)
+
+    def status(self) -> dict:
+        return {"frames": self.frames, "packets": self.packets}
+
+    def close(self, final=None) -> None:
+        self.sock.close()
+
+
+def bare_sendto(venue, frames, sink):
+    """(a) The same number of prebuilt ArtDmx packets per frame through a plain sendto loop, alone."""
+    pkts = prebuilt_packets(venue, sink)
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    dest = ("127.0.0.1", sink.port)
     times, cpu = [], []
     for _ in range(frames):
         t, c = time.perf_counter(), time.thread_time()
-        for p in pkts:
+        for p, dest in pkts:
             s.sendto(p, dest)
         cpu.append((time.thread_time() - c) * 1e3)
         times.append((time.perf_counter() - t) * 1e3)
@@ -257,10 +311,10 @@ class ByHand:
         self.wire = np.zeros(pm.total, np.uint8)  # every pixel's place on the wire, precomputed once
         self.dest = pm.dest[:, :3]
         self.senders = []
-        for base, c in zip(pm.base, pm.controllers):
+        for base, c, port in zip(pm.base, pm.controllers, sink.ports):
             for addr, off, n in c.spans:
                 n2 = n + (n & 1)
-                self.senders.append((StupidArtnet("127.0.0.1", addr, n2, fps, port=sink.port), base + off, n2))
+                self.senders.append((StupidArtnet("127.0.0.1", addr, n2, fps, port=port), base + off, n2))
         self.texs, self.fps, self.sink = texs, fps, sink
         self.r = dict(total=[], readback=[], received=0, elapsed=0.0)
 
@@ -305,13 +359,14 @@ def main() -> int:
     venue = load_venue(a.venue)
     ctx = headless_context()
     texs = textures(ctx)
-    sink = Sink()
+    sink = Sink(len(venue.patch.controllers))
     nuni = sum(len(c.spans) for c in venue.patch.controllers)
     print(f"{venue.layout.count} LEDs, {len(venue.patch.controllers)} controllers, {nuni} universes, "
           f"texture {W}x{H}, {a.frames} frames at {a.fps:g} fps; GL: {ctx.info['GL_RENDERER']}; "
           f"switch interval {sys.getswitchinterval() * 1e3:g} ms")
     ours = Ours(ctx, venue, texs, a.fps, sink)
     safe = Ours(ctx, venue, texs, a.fps, sink, safety=True)
+    floor = Ours(ctx, venue, texs, a.fps, sink, bare=True)
     try:
         hand = ByHand(venue, texs, a.fps, sink)
     except ImportError:
@@ -321,6 +376,7 @@ def main() -> int:
     for k in range(0, a.frames, block):
         ours.run(min(block, a.frames - k))
         safe.run(min(block, a.frames - k))
+        floor.run(min(block, a.frames - k))
         if hand is not None:
             hand.run(min(block, a.frames - k))
     r = ours.r
@@ -333,6 +389,10 @@ def main() -> int:
           f"{med(ra['cpu']):6.2f} ms thread CPU per frame (median)")
     print(f"    outputs' encode+send / bare: {ours.enc_cpu_ms() / med(ra['cpu']):.2f}x thread CPU, "
           f"{ours.enc_ms() / med(ra['total']):.2f}x wall (wall includes waiting for the GIL and the cores)")
+    print(f"(a') the same sendto loop in place of the outputs, on the hand-off thread while the frame loop runs: "
+          f"{floor.enc_cpu_ms():.2f} ms thread CPU per frame ({floor.enc_ms():.2f} wall)")
+    print(f"    outputs' encode+send / bare in the same conditions: {ours.enc_cpu_ms() / floor.enc_cpu_ms():.2f}x "
+          f"thread CPU")
     if hand is None:
         print("\n(b) skipped: pip install stupidArtnet")
     else:
@@ -352,6 +412,7 @@ def main() -> int:
           f"min {lo(r['total']):.2f} ms ({goal}); with the flash limiter median {med(safe.r['total']):.2f} ms, "
           f"min {lo(safe.r['total']):.2f} ms")
     safe.close()
+    floor.close()
     ours.close()
     sink.close()
     return 0
