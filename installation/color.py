@@ -15,6 +15,9 @@ Display-referred colours (N, 3) in 0..1 from the sampler go through:
    prebuilt gather index.
 
 All arrays are built once; a frame is a dozen numpy passes over N x 3 floats.
+From a texture, steps 1-2 run on the GPU in the sampling dispatch
+(:meth:`ColorPipeline.gpu_correction` -> ``LedSampler.sample_linear``) and
+:meth:`ColorPipeline.process_levels` does the rest: about eight passes.
 """
 
 from __future__ import annotations

@@ -105,21 +105,26 @@ class TapestryRenderer:
         w, h = self.size
         return SplatTarget(self.accum, self.size, GAIN * (w * h) / max(particles, 1), self.hue_grid, self.grid_size)
 
-    def render(self, dt: float, master: float = 1.0) -> moderngl.Texture:
-        """Resolve this frame's splats into the tapestry and return it."""
+    def render(self, dt: float, master: float = 1.0, full: bool = True) -> moderngl.Texture:
+        """Resolve this frame's splats into the tapestry and return it.
+
+        ``full=False`` (a drift frame between simulation steps) keeps last frame's colour grid
+        and glow, which change slowly, and only resolves the light.
+        """
         tree = self.tree
         w, h = self.size
         self._update_lut()
         trail_s = tree["render/trail"]
         decay = math.exp(-dt / trail_s) if trail_s > 1e-3 else 0.0
         amb = tree["render/ambient"]
-        gw, gh = self.grid_size
-        hue = self.shaders.compute("field_hue_resolve.glsl")
-        _set(hue, u_grid=self.grid_size)
-        self.hue_grid.bind_to_storage_buffer(2)
-        self.hue.bind_to_image(0, read=False, write=True)
-        hue.run((gw + 15) // 16, (gh + 7) // 8)
-        self.ctx.memory_barrier()
+        if full:
+            gw, gh = self.grid_size
+            hue = self.shaders.compute("field_hue_resolve.glsl")
+            _set(hue, u_grid=self.grid_size)
+            self.hue_grid.bind_to_storage_buffer(2)
+            self.hue.bind_to_image(0, read=False, write=True)
+            hue.run((gw + 15) // 16, (gh + 7) // 8)
+            self.ctx.memory_barrier()
         resolve = self.shaders.compute("field_resolve.glsl")
         _set(resolve, u_decay=decay, u_inv_gain=1.0 / GAIN, u_exposure=tree["render/exposure"] * 0.1,
              u_glow_amount=tree["render/glow/amount"], u_master=float(master),
@@ -131,7 +136,8 @@ class TapestryRenderer:
         self.lut.use(1)
         resolve.run((w + 15) // 16, (h + 7) // 8)
         self.ctx.memory_barrier()
-        self._glow()
+        if full:
+            self._glow()
         return self.tapestry
 
     def _update_lut(self) -> None:

@@ -95,6 +95,7 @@ class ParticleField:
         self._routes_of: NetworkState | None = None
         self._attractors = np.zeros((MAX_ATTRACTORS, 4), np.float32)
         self._attractor_count = 0
+        self.stepped = True      # whether the last step() simulated (False: a drift frame)
         self._pending_dt = 0.0   # time gathered since the last full step (sim_every > 1)
         self._drifted = 0.0      # of which the drift already moved the particles
 
@@ -136,8 +137,9 @@ class ParticleField:
         self._pending_dt += dt
         if every > 1 and self.frame % every:
             self._drift(dt, splat)
-            self._paint_hue(splat)
+            self.stepped = False
             return
+        self.stepped = True
         # Forces, route progress and ageing cover all the time since the last step; position only
         # what the drift has not already moved.
         dt, move = self._pending_dt, self._pending_dt - self._drifted
