@@ -166,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--particles", type=int, default=8192)
     ap.add_argument("--samples", type=int, default=20, help="rows of the table (memory/object samples)")
     ap.add_argument("--preset", default="harmony")
+    ap.add_argument("--tracemalloc", action="store_true",
+                    help="also trace Python allocations and print the sites that grew most (slower)")
     ap.add_argument("--drain", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.drain:
@@ -216,6 +218,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"soak: {frames} frames (+{WARMUP} warm-up) at {args.size}, {engine.field.count:,} particles, "
           f"{venue.layout.count:,} LEDs on {len(venue.patch.controllers)} controllers, OSC on {osc_port}",
           flush=True)
+    snap0 = traced = None
+    if args.tracemalloc:
+        import tracemalloc
+        tracemalloc.start(8)
     load0 = os.getloadavg()[0]
     t_start = time.perf_counter()
     try:
@@ -242,7 +248,11 @@ def main(argv: list[str] | None = None) -> int:
                 osc.heartbeat(st)
             if i >= WARMUP and (i - WARMUP) % every == 0 or i == total - 1:
                 gc.collect()  # outside the timed frame (gct.current_ms is reset before the next)
+                if args.tracemalloc and i >= WARMUP + frames // 4 and snap0 is None:
+                    snap0 = tracemalloc.take_snapshot()
                 rows.append((i - WARMUP, time.perf_counter() - t_start, rss_mb(), len(gc.get_objects())))
+        if snap0 is not None:
+            traced = tracemalloc.take_snapshot().compare_to(snap0, "traceback")
     finally:
         took = time.perf_counter() - t_start
         watcher.stop()
@@ -299,6 +309,12 @@ def main(argv: list[str] | None = None) -> int:
     if ratios:
         print(f"          p99/median per interval: best {min(ratios):.2f}, median {np.median(ratios):.2f}, "
               f"worst {max(ratios):.2f} (the best interval is the piece with the least outside interference)")
+    if traced:
+        grew = sum(d.size_diff for d in traced)
+        print(f"\ntracemalloc: Python allocations {grew / 1e6:+.3f} MB over the last 3/4; sites that grew most:")
+        for d in traced[:8]:
+            print(f"  {d.size_diff / 1e3:+9.1f} kB {d.count_diff:+6d} blocks  " +
+                  " <- ".join(f"{Path(fr.filename).name}:{fr.lineno}" for fr in list(d.traceback)[:4]))
     return 0
 
 

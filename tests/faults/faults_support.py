@@ -297,6 +297,7 @@ class Piece:
         self.osc_port = free_port(socket.SOCK_DGRAM)
         self.health_port = free_port(socket.SOCK_STREAM)
         self.proc: subprocess.Popen | None = None
+        self.last_health: dict | None = None
         self.start()
 
     def start(self) -> None:

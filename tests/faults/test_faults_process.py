@@ -1,6 +1,7 @@
 """The whole piece as a process (``run.py --headless --venue ...``) under faults: a receiver that dies
-and comes back, SIGTERM, SIGKILL and a restart.  Light is judged by what loopback receivers decode;
-health by ``GET /health``.  Counts over windows, never timings.
+and comes back, SIGTERM (alone, with an output backing off, with end_state hold), SIGKILL and a
+restart, SIGHUP, sensors missing at start-up, the systemd notify socket going away.  Light is judged
+by what loopback receivers decode; health by ``GET /health``.  Counts over windows, never timings.
 """
 
 from __future__ import annotations
