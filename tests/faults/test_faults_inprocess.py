@@ -273,3 +273,46 @@ def test_presets_and_shaders_corrupted_on_disk_keep_the_last_good_and_reload_whe
     finally:
         watcher.stop()
         show.close()
+
+
+# -- the LED sampling shader ------------------------------------------------------------------------
+
+LED_SAMPLER_REASON = (
+    "LedSampler compiles shaders/led_sample.glsl itself (installation/fixtures/sampler.py: SHADER read once, "
+    "ctx.compute_shader) instead of through the engine's ShaderLibrary: it ignores EngineOptions.shaders, is not "
+    "hot-reloaded, and a compile error is a raw moderngl.Error without file:line (and run_live builds the "
+    "LedPipeline outside its PresetError/ShaderError -> StartupError guard, so the piece dies with a traceback). "
+    "Fix: LedPipeline/LedSampler take the engine's ShaderLibrary (engine.shaders) and build their programs with "
+    "it (source() + defines), re-fetch them when Engine.file_changed reloads shaders, and run_live wraps the "
+    "LedPipeline construction like the Engine's")
+
+
+@pytest.mark.xfail(strict=True, reason=LED_SAMPLER_REASON)
+def test_a_broken_led_sampling_shader_at_start_up_is_named(ctx, tmp_path, venue, monkeypatch):
+    from installation.fixtures import sampler
+    from installation.gfx.shaders import ShaderError
+    broken = tmp_path / "led_sample.glsl"
+    broken.write_text(sampler.SHADER.read_text().replace("void main", "void main( {", 1))
+    monkeypatch.setattr(sampler, "SHADER", broken)
+    with pytest.raises(ShaderError, match="led_sample.glsl"):
+        LedPipeline(ctx, load_venue(venue), declare_all())
+
+
+@pytest.mark.xfail(strict=True, reason=LED_SAMPLER_REASON)
+def test_a_led_sampling_shader_broken_under_the_running_show_is_reported(ctx, tmp_path, venue, receivers,
+                                                                          monkeypatch):
+    from installation.fixtures import sampler
+    shaders = tmp_path / "shaders"
+    shutil.copytree(ROOT / "shaders", shaders)
+    monkeypatch.setattr(sampler, "SHADER", shaders / "led_sample.glsl")  # as if it honoured options.shaders
+    show = Show(ctx, venue, EngineOptions(size=(160, 90), particles=8192, shaders=shaders))
+    watcher = FileWatcher([shaders], show.engine.commands, interval_s=0.1, suffixes=(".glsl",))
+    watcher.start()
+    try:
+        assert show.run_until(lambda: all(r.total > 10 for r in receivers.rx.values()), 10)
+        (shaders / "led_sample.glsl").write_text("void main( { garbage\n")
+        assert show.run_until(lambda: any("led_sample.glsl" in e for e in show.engine.last_errors), 3), \
+            list(show.engine.last_errors)
+    finally:
+        watcher.stop()
+        show.close()
