@@ -8,10 +8,13 @@ colour-pipeline ms (power limit, safety, dithering, packing), send ms on the fra
 (hand-off to the outputs), encode+send ms measured on the outputs' own threads (wall and
 thread CPU), and packets/s -- once without a safety hook and once with the photosensitive
 flash limiter the engine always installs; beside it, in the same run:
-  (a) a bare `sendto` loop of the same prebuilt packets (the floor for the network part);
+  (a) a bare `sendto` loop of the same prebuilt packets (the floor for the network part), alone,
+  (a') and the same loop standing in for the outputs while the frame loop runs (like for like);
   (b) the pipeline a user would write by hand: full-frame readback (texture.read()), numpy
       fancy indexing at the nearest texel, a numpy gamma table, and stupidArtnet per universe.
 and the ratios.  Needs `pip install stupidArtnet` for (b) (skipped with a note otherwise).
+The receivers run in a separate process, one UDP socket per controller (as on a network).
+The machine's load average is printed: medians on a busy 2-core machine are mostly other work.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import multiprocessing
+import os
 import socket
 import statistics
 import sys
@@ -363,7 +367,7 @@ def main() -> int:
     nuni = sum(len(c.spans) for c in venue.patch.controllers)
     print(f"{venue.layout.count} LEDs, {len(venue.patch.controllers)} controllers, {nuni} universes, "
           f"texture {W}x{H}, {a.frames} frames at {a.fps:g} fps; GL: {ctx.info['GL_RENDERER']}; "
-          f"switch interval {sys.getswitchinterval() * 1e3:g} ms")
+          f"switch interval {sys.getswitchinterval() * 1e3:g} ms; load average {os.getloadavg()[0]:.2f}")
     ours = Ours(ctx, venue, texs, a.fps, sink)
     safe = Ours(ctx, venue, texs, a.fps, sink, safety=True)
     floor = Ours(ctx, venue, texs, a.fps, sink, bare=True)

@@ -59,6 +59,7 @@ class _Handoff:
         self._thread: threading.Thread | None = None
         self.replaced = 0
         self.busy_s = 0.0  # time spent handing out (thread CPU)
+        self._failed: set[str] = set()
 
     def put(self, buf: np.ndarray) -> None:
         if self._thread is None:
@@ -82,8 +83,11 @@ class _Handoff:
             for out, sl in zip(self.outputs, self.slices):
                 try:
                     out.send(buf[sl])
-                except Exception:  # Output.send logs its own input problems; this is a bug, keep going
-                    log.exception("output %s: send failed", getattr(out, "name", "?"))
+                except Exception:  # Output.send logs its own input problems; this is a bug: log once, go on
+                    name = getattr(out, "name", "?")
+                    if name not in self._failed:
+                        self._failed.add(name)
+                        log.exception("output %s: send failed (logged once)", name)
             self.busy_s += time.thread_time() - t
 
     def stop(self, timeout: float = 1.0) -> None:
