@@ -163,6 +163,32 @@ def test_power_limiter_never_exceeds_budget(setup):
     assert cp.status()["ab"]["scale"] < 1
 
 
+def test_process_levels_limits_guards_and_packs_like_process(setup):
+    """The GPU entry point (levels already gamma-corrected and scaled) goes through the same limiter,
+    safety hook, dithering and packing; it matches process() at gamma 1 with no calibration."""
+    lay, pm, tree = setup
+    tree.set_base("leds/gamma", 1.0)
+    tree.set_base("leds/dither", False)
+    supplies = [Supply("ab", 4.0, ("a", "b")), Supply("c", 1.5, ("c",))]
+    seen = []
+    cp = ColorPipeline(lay, pm, tree, supplies, safety=lambda f: seen.append(f.copy()) or f)
+    for i in range(3):   # the calibration of the test layout moved into the levels by hand
+        cp.set_calibration(i, gamma=None, white=(1.0, 1.0, 1.0), brightness=1.0)
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        levels = np.round(rng.random((lay.count, 3), dtype=np.float32) * 4095) / 4095   # on the LUT's grid
+        levels = levels.astype(np.float32)
+        gpu = cp.process_levels(levels)
+        assert np.all(cp.estimate_amps(gpu) <= [4.0, 1.5])
+        cpu = cp.process(levels)
+        np.testing.assert_array_equal(gpu, cpu)
+        np.testing.assert_array_equal(seen[-1], seen[-2])   # the hook saw the same final frame
+    assert np.any(cp.last_scale < 1)
+    # levels read straight into the pipeline's own buffer (what LedPipeline does)
+    cp.levels[...] = 1.0
+    assert cp.unpack(cp.process_levels())[:, :3].max() < 255   # limited
+
+
 def test_unfed_fixture_is_not_limited(setup):
     lay, pm, tree = setup
     cp = ColorPipeline(lay, pm, tree, [Supply("c", 0.5, ("c",))])
