@@ -131,6 +131,12 @@ class LedPipeline:
     def safety(self, hook: SafetyHook | None) -> None:
         self.color.safety = hook
 
+    def prepare(self, size: tuple[int, int]) -> None:
+        """Get the sampler ready for tapestries of ``size`` (w, h) (taps, programs), so the first frame
+        does not pay for it."""
+        if self.sampler is not None:
+            self.sampler.prepare(size)
+
     def sample(self, texture: moderngl.Texture) -> np.ndarray:
         """Sample ``texture`` with gamma, white balance and master applied on the GPU, straight into
         ``color.levels`` (returned)."""
