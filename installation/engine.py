@@ -149,6 +149,9 @@ class Engine:
         limiter = FlashLimiter(weights, fps)
         leds.safety = lambda rgb: limiter.limit(rgb, self.last_dt)
         self.flash_limiter = limiter
+        prepare = getattr(leds, "prepare", None)
+        if prepare is not None:
+            prepare(self.tapestry.size)  # compile the sampling programs now, not in the first frame
         self.leds = leds
 
     # -- the frame ----------------------------------------------------
