@@ -178,7 +178,9 @@ def run_live(args: LiveArgs) -> int:
 
     stop = threading.Event()
     previous = {}
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    # Ctrl-C, the service manager, and a closed terminal or ssh session all end the show cleanly
+    # (final frame, sACN goodbye), never mid-frame.
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         previous[sig] = signal.signal(sig, lambda *_: stop.set())
 
     preview = None
@@ -229,7 +231,11 @@ def run_live(args: LiveArgs) -> int:
     engine.params.set_base("field/sim_every", sim_every)
     if venue is not None:
         from .leds import LedPipeline
-        engine.attach_leds(LedPipeline(ctx, venue, tree), fps=args.fps)
+        try:
+            leds = LedPipeline(ctx, venue, tree, shaders=engine.shaders)
+        except ShaderError as exc:
+            raise StartupError(f"shader: {exc}") from None
+        engine.attach_leds(leds, fps=args.fps)
     if preview is not None:
         preview.attach(engine)
         engine.sinks.append(preview)

@@ -107,11 +107,11 @@ class LedPipeline:
     """
 
     def __init__(self, ctx: moderngl.Context | None, venue: Venue, tree: ParamTree,
-                 safety: SafetyHook | None = None, outputs: Sequence | None = None):
+                 safety: SafetyHook | None = None, outputs: Sequence | None = None, shaders=None):
         self.venue = venue
         self.layout = venue.layout
         self.tree = tree
-        self.sampler = LedSampler(ctx, self.layout) if ctx is not None else None
+        self.sampler = LedSampler(ctx, self.layout, shaders=shaders) if ctx is not None else None
         self.color = ColorPipeline(self.layout, venue.patch, tree, venue.supplies, venue.current,
                                    venue.max_brightness, safety)
         self.outputs = list(outputs) if outputs is not None else build_outputs(venue)

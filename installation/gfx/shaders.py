@@ -15,6 +15,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Mapping
 
 import moderngl
 
@@ -60,14 +61,14 @@ class ShaderLibrary:
     ctx: moderngl.Context
     root: Path
     defines: dict[str, str] = field(default_factory=dict)
-    _cache: dict[str, tuple[object, dict[Path, float]]] = field(default_factory=dict)
+    _cache: dict[tuple, tuple[object, dict[Path, float]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.root = Path(self.root)
 
     # -- source --------------------------------------------------------
-    def source(self, name: str, stage_define: str | None = None) -> _Source:
-        """The full source of program ``name`` with includes resolved and ``#line`` markers."""
+    def source(self, name: str, stage_define: str | None = None, defines: Mapping[str, object] | None = None) -> _Source:
+        """The full source of program ``name`` with includes resolved, ``defines`` and ``#line`` markers."""
         files: list[Path] = []
         body = self._expand(self.root / name, files, 0, None)
         version, rest = "#version 430\n", body
@@ -77,7 +78,7 @@ class ShaderLibrary:
                 version = ln + "\n"
                 rest = "\n".join(lines[:i] + [""] + lines[i + 1:])  # keep line numbers
                 break
-        head = "".join(f"#define {k} {v}\n" for k, v in self.defines.items())
+        head = "".join(f"#define {k} {v}\n" for k, v in {**self.defines, **(defines or {})}.items())
         if stage_define:
             head += f"#define {stage_define}\n"
         return _Source(version + head + "#line 1 0\n" + rest, files)
@@ -119,22 +120,24 @@ class ShaderLibrary:
             return str(path)
 
     # -- compile -------------------------------------------------------
-    def compute(self, name: str) -> moderngl.ComputeShader:
-        """The compute program in ``shaders/name`` (cached)."""
-        return self._get(name, compute=True)
+    def compute(self, name: str, defines: Mapping[str, object] | None = None) -> moderngl.ComputeShader:
+        """The compute program in ``shaders/name`` (cached per set of ``defines``: variants of one file)."""
+        return self._get(name, compute=True, defines=defines)
 
     def program(self, name: str) -> moderngl.Program:
         """The vertex+fragment program in ``shaders/name`` (cached)."""
         return self._get(name, compute=False)
 
-    def _get(self, name: str, compute: bool):
-        if name not in self._cache:
-            self._cache[name] = (self._compile(name, compute), self._mtimes(name))
-        return self._cache[name][0]
+    def _get(self, name: str, compute: bool, defines: Mapping[str, object] | None = None):
+        key = (name, tuple(sorted((defines or {}).items())))
+        entry = self._cache.get(key)
+        if entry is None:
+            entry = self._cache[key] = (self._compile(name, compute, defines), self._mtimes(name))
+        return entry[0]
 
-    def _compile(self, name: str, compute: bool):
+    def _compile(self, name: str, compute: bool, defines: Mapping[str, object] | None = None):
         if compute:
-            src = self.source(name)
+            src = self.source(name, defines=defines)
             return self._guard(src, lambda: self.ctx.compute_shader(src.text))
         vs = self.source(name, "VERTEX_SHADER")
         fs = self.source(name, "FRAGMENT_SHADER")
@@ -168,19 +171,20 @@ class ShaderLibrary:
     def reload(self) -> list[ShaderError]:
         """Recompile every cached program whose files changed; keep the last good one on failure."""
         errors = []
-        for name, (prog, stamps) in list(self._cache.items()):
+        for key, (prog, stamps) in list(self._cache.items()):
             if all(_mtime(f) == t for f, t in stamps.items()):
                 continue
+            name, defines = key[0], dict(key[1])
             compute = isinstance(prog, moderngl.ComputeShader)
             try:
-                new = self._compile(name, compute)
+                new = self._compile(name, compute, defines)
             except ShaderError as exc:
                 log.error("shader %s failed to compile, keeping the last good one: %s", name, exc)
                 errors.append(exc)
-                self._cache[name] = (prog, self._mtimes(name))  # do not retry until it changes again
+                self._cache[key] = (prog, self._mtimes(name))  # do not retry until it changes again
                 continue
             prog.release()
-            self._cache[name] = (new, self._mtimes(name))
+            self._cache[key] = (new, self._mtimes(name))
             log.info("shader %s reloaded", name)
         return errors
 
