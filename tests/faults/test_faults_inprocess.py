@@ -48,7 +48,7 @@ class Show:
         self.hub = hub
         self.engine = Engine(ctx, options or EngineOptions(size=(160, 90), particles=8192), tree=self.tree,
                              sensors=(lambda t: hub.latest()) if hub else None)
-        self.leds = LedPipeline(ctx, load_venue(venue), self.tree)
+        self.leds = LedPipeline(ctx, load_venue(venue), self.tree, shaders=self.engine.shaders)  # as run_live does
         self.engine.attach_leds(self.leds, fps=60)
         self.clock = RealtimeClock(60)
         self.board = HealthBoard()
@@ -277,17 +277,6 @@ def test_presets_and_shaders_corrupted_on_disk_keep_the_last_good_and_reload_whe
 
 # -- the LED sampling shader ------------------------------------------------------------------------
 
-LED_SAMPLER_REASON = (
-    "LedSampler compiles shaders/led_sample.glsl itself (installation/fixtures/sampler.py: SHADER read once, "
-    "ctx.compute_shader) instead of through the engine's ShaderLibrary: it ignores EngineOptions.shaders, is not "
-    "hot-reloaded, and a compile error is a raw moderngl.Error without file:line (and run_live builds the "
-    "LedPipeline outside its PresetError/ShaderError -> StartupError guard, so the piece dies with a traceback). "
-    "Fix: LedPipeline/LedSampler take the engine's ShaderLibrary (engine.shaders) and build their programs with "
-    "it (source() + defines), re-fetch them when Engine.file_changed reloads shaders, and run_live wraps the "
-    "LedPipeline construction like the Engine's")
-
-
-@pytest.mark.xfail(strict=True, reason=LED_SAMPLER_REASON)
 def test_a_broken_led_sampling_shader_at_start_up_is_named(ctx, tmp_path, venue, monkeypatch):
     from installation.fixtures import sampler
     from installation.gfx.shaders import ShaderError
@@ -298,13 +287,9 @@ def test_a_broken_led_sampling_shader_at_start_up_is_named(ctx, tmp_path, venue,
         LedPipeline(ctx, load_venue(venue), declare_all())
 
 
-@pytest.mark.xfail(strict=True, reason=LED_SAMPLER_REASON)
-def test_a_led_sampling_shader_broken_under_the_running_show_is_reported(ctx, tmp_path, venue, receivers,
-                                                                          monkeypatch):
-    from installation.fixtures import sampler
+def test_a_led_sampling_shader_broken_under_the_running_show_is_reported(ctx, tmp_path, venue, receivers):
     shaders = tmp_path / "shaders"
     shutil.copytree(ROOT / "shaders", shaders)
-    monkeypatch.setattr(sampler, "SHADER", shaders / "led_sample.glsl")  # as if it honoured options.shaders
     show = Show(ctx, venue, EngineOptions(size=(160, 90), particles=8192, shaders=shaders))
     watcher = FileWatcher([shaders], show.engine.commands, interval_s=0.1, suffixes=(".glsl",))
     watcher.start()

@@ -10,7 +10,6 @@ import signal
 import socket
 import time
 
-import pytest
 
 from faults_support import appear, output_state, wait_lit, write_venue, write_video, write_wav
 
@@ -142,9 +141,6 @@ def test_end_state_hold_keeps_the_last_frame_lit(tmp_path, receivers, start_piec
     assert rim[-1].data == rim[-4].data, "the goodbye repeats the held frame"
 
 
-@pytest.mark.xfail(strict=True, reason="run_live handles SIGINT and SIGTERM only: SIGHUP (the ssh session or "
-                   "terminal of a piece started by hand goes away) kills it with no final frame and no sACN "
-                   "goodbye. Fix: add signal.SIGHUP to the signals run_live hands to stop.set()")
 def test_sighup_ends_the_show_like_sigterm(receivers, venue, start_piece):
     piece = start_piece(venue)
     assert receivers.all_lit(10, START_S), piece.log()
