@@ -96,6 +96,8 @@ def _live_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--audio", default=None, help="microphone: device name, 'default', or a WAV file")
     p.add_argument("--record-sensors", default=None, help="record sensor measurements to this JSONL file")
     p.add_argument("--osc-port", type=int, default=None)
+    p.add_argument("--presets", default=None, help="preset folder (default: presets/), watched for edits")
+    p.add_argument("--shaders", default=None, help="shader folder (default: shaders/), watched for edits")
     p.add_argument("--health-port", type=int, default=9091, help="HTTP health endpoint on 127.0.0.1 (0: off)")
     p.add_argument("--watchdog", type=float, default=5.0, help="seconds of stalled frame loop before a restart")
 
@@ -110,7 +112,9 @@ def _dispatch(args) -> int:
             particles=args.particles,
             headless=args.headless, seconds=args.seconds, camera=args.camera, audio=args.audio,
             record_sensors=args.record_sensors, osc_port=args.osc_port, no_leds=args.no_leds,
-            health_port=args.health_port, watchdog_s=args.watchdog))
+            health_port=args.health_port, watchdog_s=args.watchdog,
+            presets=Path(args.presets) if args.presets else None,
+            shaders=Path(args.shaders) if args.shaders else None))
     if cmd == "render":
         return app.render(app.RenderArgs(
             out=args.out, preset=args.preset, seconds=args.seconds, fps=args.fps,

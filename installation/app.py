@@ -160,6 +160,8 @@ class LiveArgs:
     status_every: float = 1.0
     health_port: int = 9091
     watchdog_s: float = 5.0
+    presets: Path | None = None
+    shaders: Path | None = None
 
 
 def run_live(args: LiveArgs) -> int:
@@ -221,8 +223,13 @@ def run_live(args: LiveArgs) -> int:
         sections.get("end_state"), dict) else "blackout"
     first = args.preset or "harmony"  # a scene list, if any, fades to its first cue's preset at once
     try:
-        engine = Engine(ctx, EngineOptions(size=size, seed=args.seed, preset=first,
-                                           particles=args.particles, end_state=end_state),
+        options = EngineOptions(size=size, seed=args.seed, preset=first, particles=args.particles,
+                                end_state=end_state)
+        if args.presets:
+            options.presets = Path(args.presets)
+        if args.shaders:
+            options.shaders = Path(args.shaders)
+        engine = Engine(ctx, options,
                         tree=tree, sensors=(lambda t: hub.latest()) if hub else None,
                         scenes=scenes, schedule=schedule)
     except (PresetError, ShaderError) as exc:
