@@ -1,5 +1,8 @@
 """The preview window: the tapestry and the LEDs as they will look (pyglet, engine thread).
 
+What it shows passes through the same photosensitive flash limiter as the lights and the
+video (a preview may be a projector in the room).
+
 Keys: L toggles the LED dots, F fullscreen, B blackout, 1-9 load the presets
 in order, Esc or closing the window stops the piece.
 """
@@ -37,6 +40,8 @@ class PreviewWindow:
         self._leds_vbo = None
         self._leds_n = 0
         self.window.push_handlers(on_close=self._on_close, on_key_press=self._on_key)
+        self._safety = None       # the photosensitive flash limiter, as on the lights and the video
+        self._limited = None      # texture holding a frame the limiter changed
 
     def attach(self, engine) -> None:
         """Bind to the engine: compile the preview program and prepare the LED dots."""
@@ -91,6 +96,7 @@ class PreviewWindow:
         self.ctx.viewport = (0, 0, w, h)
         prog = engine.shaders.program("preview.glsl")
         leds = engine.leds if self.show_leds else None
+        tapestry = self._flash_limited(engine, tapestry)
         prog["u_mode"].value = 0
         prog["u_tapestry"].value = 0
         if "u_dim" in prog:
@@ -109,6 +115,22 @@ class PreviewWindow:
             self.ctx.enable(moderngl.PROGRAM_POINT_SIZE)
             self._leds_vao.render(moderngl.POINTS)
         self.window.flip()
+
+    def _flash_limited(self, engine, tapestry: moderngl.Texture) -> moderngl.Texture:
+        """The tapestry as the public may see it: through the same flash limiter as the video."""
+        from .safety import FrameFlashLimiter
+        if self._safety is None:
+            self._safety = FrameFlashLimiter(60.0)
+        w, h = tapestry.size
+        rgba = np.frombuffer(tapestry.read(), np.uint8).reshape(h, w, 4)
+        limited = self._safety.limit(rgba, engine.last_dt)
+        if limited is rgba:
+            return tapestry
+        if self._limited is None or self._limited.size != (w, h):
+            self._limited = self.ctx.texture((w, h), 4)
+            self._limited.filter = (moderngl.LINEAR, moderngl.LINEAR)
+        self._limited.write(np.ascontiguousarray(limited).tobytes())
+        return self._limited
 
     def close(self) -> None:
         """Close the window."""

@@ -71,3 +71,55 @@ def test_preview_window_shows_the_tapestry_and_the_leds(display, tmp_path):
     rows = np.clip((leds[:, 1] * h).astype(int), 0, h - 1)
     on_dots = img[rows, cols].mean()
     assert on_dots > img.mean()
+
+
+STROBE = r"""
+import sys, numpy as np
+sys.path.insert(0, sys.argv[1])
+from installation.preview import PreviewWindow
+from installation.engine import Engine, EngineOptions, declare_all
+from installation.clock import FixedStepClock
+pw = PreviewWindow((240, 135))
+eng = Engine(pw.ctx, EngineOptions(size=(160, 90), particles=16384), tree=declare_all())
+pw.attach(eng)
+eng.sinks.append(pw)
+for path, value in (("render/trail", 0.0), ("render/exposure", 8.0), ("render/ambient", 0.2),
+                    ("render/glow/amount", 4.0)):
+    eng.params.set_base(path, value)       # a bright field: a strobe of it is a flash by WCAG's measure
+clock = FixedStepClock(60)
+for _ in range(30):
+    eng.frame(clock.next_frame())
+levels = []
+for i in range(120):                      # a 10 Hz full-field strobe for 2 s, by blackout
+    eng.params.set_base("show/blackout", (i // 3) % 2 == 1)
+    eng.frame(clock.next_frame())
+    w, h = pw.window.get_framebuffer_size()
+    img = np.frombuffer(pw.ctx.screen.read(components=3), np.uint8).astype(float) / 255.0
+    levels.append(float((img ** 2.2).mean()))
+np.save(sys.argv[2], np.array(levels))
+pw.close()
+"""
+
+
+def test_preview_strobe_is_flash_limited(display, tmp_path):
+    env = {**os.environ, "DISPLAY": display}
+    out = tmp_path / "levels.npy"
+    r = subprocess.run([sys.executable, "-c", STROBE, str(ROOT), str(out)], env=env, capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    lum = np.load(out)
+    assert lum.max() > 0.25                    # a strobe that would be a flash
+    # WCAG 2.3.1 general flash, whole field: opposing changes of relative luminance of at least 0.1
+    # (of the maximum, 1.0) where the darker state is below 0.8.
+    turns, last, direction = [], lum[0], 0
+    for i, v in enumerate(lum[1:], 1):
+        if abs(v - last) >= 0.1 and min(v, last) < 0.8:
+            d = 1 if v > last else -1
+            if d != direction:
+                turns.append(i)
+                direction = d
+            last = v
+        elif (v - last) * direction > 0:
+            last = v                           # still moving the same way: extend the transition
+    worst = max(sum(1 for t in turns if s <= t < s + 60) for s in range(len(lum)))
+    assert worst <= 7, f"{worst} transitions in one second ({len(turns)} in all)"  # 3 flashes = 6 (+1 at the edge)
