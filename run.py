@@ -71,9 +71,10 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.log_dir, str(args.log_level).upper())
 
     from installation.app import StartupError
+    from installation.recording import RecordingError
     try:
         return _dispatch(args)
-    except StartupError as exc:
+    except (StartupError, RecordingError) as exc:
         print(f"tapestry: {exc}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # `python run.py params | head`: the reader left, nothing is wrong

@@ -21,14 +21,13 @@ import time
 from pathlib import Path
 
 import moderngl
-import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from installation.engine import declare_all  # noqa: E402
 from installation.field.renderer import TapestryRenderer  # noqa: E402
-from installation.field.simulation import ParticleField, SplatTarget, _set  # noqa: E402
+from installation.field.simulation import ParticleField, SplatTarget  # noqa: E402
 from installation.gfx.context import headless_context  # noqa: E402
 from installation.gfx.shaders import ShaderLibrary  # noqa: E402
 

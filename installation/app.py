@@ -80,28 +80,30 @@ def render(args: RenderArgs) -> int:
     frames = max(1, round(args.seconds * args.fps))
     internal = args.internal or internal_size(args.size)
     sensors = None
+    tree = declare_all(extra=_sensing_params())
     if args.sensors or args.camera or args.audio:
         from .sensing import OfflineSensors
-        tree = declare_all(extra=_sensing_params())
         try:
             off = OfflineSensors(camera_file=args.camera, audio_file=args.audio, sensors_file=args.sensors,
                                  fps=args.fps, tree=tree)
         except (OSError, ValueError) as exc:
             raise StartupError(f"cannot read the sensor inputs: {exc}") from None
         sensors = off.at
-    else:
-        tree = declare_all(extra=_sensing_params())
     out = str(args.out)
     out_path = Path(out)
-    if out.endswith(("/", "\\")) or out_path.is_dir():
-        sink = PngSequenceWriter(out_path, args.size, args.fps)
-    elif out_path.suffix.lower() in (".mp4", ".m4v", ".mov"):
-        sink = VideoWriter(out_path, args.size, args.fps)
-    else:
+    png = out.endswith(("/", "\\")) or out_path.is_dir()
+    if not png and out_path.suffix.lower() not in (".mp4", ".m4v", ".mov"):
         raise StartupError(f"--out {out}: give a .mp4 file or a directory ending in / for PNGs")
-    ctx = headless_context()
+    ctx = _context()
+    # The engine first: a bad preset or shader is reported before any output file is created.
     engine = _build_engine(ctx, EngineOptions(size=internal, seed=args.seed, preset=args.preset,
-                                              particles=args.particles), tree, sensors=sensors, sinks=[sink])
+                                              particles=args.particles), tree, sensors=sensors)
+    try:
+        sink = PngSequenceWriter(out_path, args.size, args.fps) if png else VideoWriter(out_path, args.size, args.fps)
+    except RecordingError:
+        engine.release()
+        raise
+    engine.sinks.append(sink)
     progress = None if args.quiet else Progress(frames, label=f"render {out_path.name}")
     clock = FixedStepClock(args.fps)
     t0 = time.perf_counter()
@@ -131,6 +133,13 @@ def _build_engine(ctx, options: EngineOptions, tree, **kw) -> Engine:
         raise StartupError(f"preset: {exc}") from None
     except ShaderError as exc:
         raise StartupError(f"shader: {exc}") from None
+
+
+def _context():
+    try:
+        return headless_context()
+    except ContextError as exc:
+        raise StartupError(str(exc)) from None
 
 
 def _sensing_params():
@@ -191,7 +200,7 @@ def run_live(args: LiveArgs) -> int:
         preview = PreviewWindow(args.window, title="Tapestry — Nutrient Network")
         ctx = preview.ctx
     else:
-        ctx = headless_context()
+        ctx = _context()
 
     size, sim_every = live_defaults(ctx)
     size = args.size or size

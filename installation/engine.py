@@ -13,6 +13,7 @@ frame is logged once (then counted) and the show goes on.
 
 from __future__ import annotations
 
+import datetime as _dt
 import logging
 import queue
 import threading
@@ -25,15 +26,17 @@ from typing import Callable, Iterable, Protocol
 import moderngl
 import numpy as np
 
+from . import color
 from . import mood as mood_mod
 from .clock import FixedStepClock, RealtimeClock
 from .field import network, renderer, simulation
 from .field.renderer import TapestryRenderer
 from .field.simulation import Attractor, ParticleField
-from .gfx.shaders import ShaderError, ShaderLibrary
+from .gfx.shaders import ShaderLibrary
 from .mood import Mood, MoodModel
 from .params import BOOL, FLOAT, ParamSpec, ParamTree
 from .presets import Crossfade, MoodMapping, Preset, PresetError, PresetLibrary
+from .scenes import FadeToPreset, SceneEntered
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +69,6 @@ class LedStage(Protocol):
 
 def declare_all(tree: ParamTree | None = None, extra: Iterable[ParamSpec] = ()) -> ParamTree:
     """A parameter tree holding every declared parameter of the piece."""
-    from . import color
     tree = tree or ParamTree()
     tree.declare(SHOW_PARAMS + network.PARAMS + simulation.PARAMS + renderer.PARAMS + mood_mod.PARAMS
                  + tuple(color.PARAMS) + tuple(extra))
@@ -192,11 +194,9 @@ class Engine:
 
     def _update_scenes(self, dt: float) -> None:
         if self.schedule is not None:
-            import datetime as _dt
             self.schedule_level = float(self.schedule.level(_dt.datetime.now().astimezone()))
         if self.scenes is None:
             return
-        from .scenes import FadeToPreset, SceneEntered
         for action in self.scenes.update(self.clock_time, dt, self.mood):
             if isinstance(action, FadeToPreset):
                 self.load_preset(action.name, action.fade_s)

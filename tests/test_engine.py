@@ -9,7 +9,7 @@ import pytest
 
 from installation.clock import FixedStepClock
 from installation.control.commands import LoadPreset, SetParam
-from installation.engine import Engine, EngineOptions, declare_all
+from installation.engine import Engine, EngineOptions
 from installation.gfx.context import headless_context
 from installation.gfx.shaders import ShaderError
 from installation.presets import PresetError

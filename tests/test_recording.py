@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import cv2
-import numpy as np
 import pytest
 
 from installation.app import RenderArgs, StartupError, internal_size, parse_size, render

@@ -88,3 +88,9 @@ def test_docs_address_map_matches_the_parameter_tree():
     paths = [line.split("`")[1] for line in r.stdout.splitlines() if line.startswith("| `/tapestry/")]
     missing = [p for p in paths if p not in doc]
     assert paths and not missing, f"run `python run.py params --update-docs`: {missing}"
+
+
+def test_render_with_an_unknown_preset_creates_no_file(tmp_path):
+    out = tmp_path / "x.mp4"
+    r = run("render", "--preset", "nope", "--seconds", "0.2", "--out", str(out))
+    assert r.returncode == 2 and not out.exists()

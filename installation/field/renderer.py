@@ -18,7 +18,7 @@ import moderngl
 import numpy as np
 
 from ..gfx.shaders import ShaderLibrary
-from ..params import CHOICE, FLOAT, ParamSpec, ParamTree, floats
+from ..params import CHOICE, ParamSpec, ParamTree, floats
 from .simulation import SplatTarget, _set
 
 # Cosine palettes (a, b, c, d): bioluminescent looks for the network, a hot fever for malfunction.
