@@ -1,10 +1,10 @@
 #version 430
-// Glow, step 1: box-downsample the trail (4x4 pixels of the accumulator SSBO) to the glow grid.
+// Glow, step 1: box-downsample the trail (4x4 pixels of the trail buffer) to the glow grid.
 // Two channels: light, light*hue. (Separate from the blur: llvmpipe would run both bodies of a branch.)
 layout(local_size_x = 16, local_size_y = 8) in;
 
-layout(std430, binding = 1) buffer Accum { uvec4 accum[]; };
-uniform ivec2 u_full;      // accumulator size
+layout(std430, binding = 3) readonly buffer Trail { vec2 trail[]; };  // light, light*hue
+uniform ivec2 u_full;      // tapestry size
 layout(rg16f, binding = 0) uniform writeonly image2D u_dst;
 
 void main() {
@@ -16,7 +16,7 @@ void main() {
     for (int y = 0; y < 4; ++y)
         for (int x = 0; x < 4; ++x) {
             ivec2 q = min(o + ivec2(x, y), u_full - 1);
-            acc += uintBitsToFloat(accum[q.y * u_full.x + q.x].zw);
+            acc += trail[q.y * u_full.x + q.x];
         }
     imageStore(u_dst, id, vec4(acc * (1.0 / 16.0), 0.0, 0.0));
 }

@@ -1,5 +1,8 @@
 #version 430
-// One frame of every particle, and its splat into the light accumulator.
+// One step of a slice of the particles, and their splat into this frame's light buffer.
+// With field/sim_every N the particles are cut into N slices and one slice steps each frame
+// (over the N frames' time since its last step); the renderer sums the N most recent light
+// buffers, so every particle shines in every frame at a 1/N of the stepping cost.
 // Streaming along its route (a filament between nodes, or a petal looping out of a node),
 // curl-noise flow, malfunction (fragile filaments tear into turbulence), harmony (orderly flow),
 // attractors (from the flow grid). A particle that dies or escapes is reborn on a route chosen
@@ -12,13 +15,13 @@ layout(local_size_x = 256) in;
 #include "lib/hash.glsl"
 #include "lib/field_common.glsl"
 
-layout(std430, binding = 1) buffer Accum { uvec4 accum[]; };  // per pixel: light, -, trail (2 x float bits)
 #include "lib/field_light.glsl"
 uniform sampler2D u_flow;     // rg: curl flow, ba: attractor pull
 uniform ivec2 u_size;         // accumulator (tapestry) size in pixels
 uniform float u_gain;         // fixed-point weight of one particle
-uniform float u_dt;          // time since the last step (forces, route progress, ageing)
-uniform float u_move;        // of which positions still have to move (the drift did the rest)
+uniform float u_dt;          // time since this slice's last step
+uniform uint  u_first;       // this frame's slice: particles [u_first, u_end)
+uniform uint  u_end;
 uniform uint  u_frame;
 uniform uint  u_seed;
 uniform float u_speed;       // stream speed along filaments (canvas heights / s)
@@ -33,8 +36,8 @@ uniform float u_attract;     // gain on attractors
 uniform float u_damp;        // velocity kept per step: exp(-dt * (0.6 + 1.4 * order)), folded on the CPU
 
 void main() {
-    uint i = gl_GlobalInvocationID.x;
-    if (i >= uint(u_count)) return;
+    uint i = gl_GlobalInvocationID.x + u_first;
+    if (i >= u_end) return;
     Particle p = particles[i];
     vec2 pos = p.kin.xy, vel = p.kin.zw;
     float s = p.tag.x, lane = p.tag.y, life = p.tag.w;
@@ -65,7 +68,7 @@ void main() {
     vel *= u_damp;
     float sp2 = dot(vel, vel);
     vel *= sp2 > 6.25 ? 2.5 * inversesqrt(sp2) : 1.0;
-    pos += vel * u_move;
+    pos += vel * u_dt;
     // A newborn starts on its route, moving with the stream.
     pos = newborn ? target : pos;
     vel = newborn ? tan * (u_speed * info.z) : vel;

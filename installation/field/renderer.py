@@ -1,13 +1,15 @@
 """Rendering the field into the tapestry texture: splat, trails, glow, tone-map.
 
-Particles are splatted by the step's compute shader into an integer
-accumulation buffer (atomic adds, order independent and so deterministic)
-instead of rasterised as GL_POINTS: on Mesa llvmpipe that measured several times
-faster (see ``bench/bench_field.py``).  A resolve pass folds the splats into
-a decaying trail, colours it through a palette lookup, adds the glow and
-writes the **tapestry**: the one RGBA8
-texture that the preview, the video writer and the LED sampler all read.
-Row 0 of the tapestry is the top of the canvas.
+Particles are splatted by the step's compute shader into an integer light
+buffer (atomic adds, order independent and so deterministic) instead of
+rasterised as GL_POINTS: on Mesa llvmpipe that measured several times faster
+(see ``bench/bench_field.py``).  With ``field/sim_every`` N one slice of the
+particles steps each frame into its own light buffer, and the resolve sums
+the N most recent ones, so every particle shines in every frame.  The
+resolve folds that light into a decaying trail, colours it through a palette
+lookup, adds the glow and writes the **tapestry**: the one RGBA8 texture that
+the preview, the video writer and the LED sampler all read.  Row 0 of the
+tapestry is the top of the canvas.
 """
 
 from __future__ import annotations
@@ -69,9 +71,9 @@ def palette_lut(name: str, fever: float, hue_shift: float, saturation: float, n:
 class TapestryRenderer:
     """Turns the particle field's light into the tapestry texture at an internal resolution.
 
-    Owns the splat accumulator (per pixel: light in fixed point and the
-    decaying trail of light and light x hue), the sparse quarter-resolution
-    hue grid, the low-resolution glow and the tapestry.
+    Owns the light buffers (one uint a pixel, one buffer per slice of the
+    particles), the decaying trail of light and light x hue, the sparse
+    quarter-resolution hue grid, the low-resolution glow and the tapestry.
     """
 
     def __init__(self, ctx: moderngl.Context, shaders: ShaderLibrary, tree: ParamTree,
@@ -81,8 +83,10 @@ class TapestryRenderer:
         self.tree = tree
         self.size = (int(size[0]), int(size[1]))
         w, h = self.size
-        self.accum = ctx.buffer(reserve=w * h * 4 * 4)  # per pixel: light, -, trail (light, light*hue)
-        self.accum.clear()
+        self.lights: list[moderngl.Buffer] = []   # ring of per-slice light buffers (see splat_target)
+        self._slot = 0                            # the one this frame's slice splats into
+        self.trail = ctx.buffer(reserve=w * h * 8)  # per pixel: light, light*hue (floats)
+        self.trail.clear()
         self.grid_size = (max(1, w // HUE_DIVISOR), max(1, h // HUE_DIVISOR))
         self.hue_grid = ctx.buffer(reserve=self.grid_size[0] * self.grid_size[1] * 8)
         self.hue_grid.clear()
@@ -100,16 +104,31 @@ class TapestryRenderer:
         tex.repeat_x = tex.repeat_y = False
         return tex
 
-    def splat_target(self, particles: int) -> SplatTarget:
-        """Where the step pass adds light; the gain keeps the look steady across particle counts."""
+    def splat_target(self, particles: int, slices: int = 1) -> SplatTarget:
+        """Where this frame's step adds light, when the particles step in ``slices`` slices.
+
+        The gain keeps the look steady across particle counts.  A change in the number of slices
+        clears the light of the old ones (one frame shows only the slice that stepped).
+        """
+        slices = max(1, int(slices))
+        if len(self.lights) != slices:
+            for buf in self.lights:
+                buf.release()
+            w, h = self.size
+            self.lights = [self.ctx.buffer(reserve=w * h * 4) for _ in range(slices)]
+            for buf in self.lights:
+                buf.clear()
+            self._slot = 0
         w, h = self.size
-        return SplatTarget(self.accum, self.size, GAIN * (w * h) / max(particles, 1), self.hue_grid, self.grid_size)
+        return SplatTarget(self.lights[self._slot], self.size, GAIN * (w * h) / max(particles, 1),
+                           self.hue_grid, self.grid_size, slices)
 
     def render(self, dt: float, master: float = 1.0, full: bool = True) -> moderngl.Texture:
         """Resolve this frame's splats into the tapestry and return it.
 
-        ``full=False`` (a drift frame between simulation steps) keeps last frame's colour grid
-        and glow, which change slowly, and only resolves the light.
+        ``full=False`` (a frame inside a round of slices, see ``field/sim_every``) keeps the
+        colour grid and glow of the round's first frame, which change slowly, and only resolves
+        the light.
         """
         tree = self.tree
         w, h = self.size
@@ -125,17 +144,26 @@ class TapestryRenderer:
             self.hue.bind_to_image(0, read=False, write=True)
             hue.run((gw + 15) // 16, (gh + 7) // 8)
             self.ctx.memory_barrier()
-        resolve = self.shaders.compute("field_resolve.glsl")
+        if not self.lights:
+            self.splat_target(1)
+        slices = len(self.lights)
+        resolve = self.shaders.compute("field_resolve.glsl", {"SLICES": slices} if slices > 1 else None)
         _set(resolve, u_decay=decay, u_inv_gain=1.0 / GAIN, u_exposure=tree["render/exposure"] * 0.1,
              u_glow_amount=tree["render/glow/amount"], u_master=float(master),
              u_ambient=(amb * 0.3, amb * 0.6, amb), u_glow=0, u_lut=1, u_hue=2, u_size=self.size)
-        self.accum.bind_to_storage_buffer(1)
+        # Binding 1 is read and cleared: the oldest light, where the next frame's slice splats.
+        nxt = (self._slot + 1) % slices
+        self.lights[nxt].bind_to_storage_buffer(1)
+        for k, buf in enumerate(b for i, b in enumerate(self.lights) if i != nxt):
+            buf.bind_to_storage_buffer(4 + k)
+        self.trail.bind_to_storage_buffer(3)
         self.hue.use(2)
         self.tapestry.bind_to_image(1, read=False, write=True)
         self.glow[0].use(0)
         self.lut.use(1)
         resolve.run((w + 15) // 16, (h + 7) // 8)
         self.ctx.memory_barrier()
+        self._slot = nxt
         if full:
             self._glow()
         return self.tapestry
@@ -153,7 +181,7 @@ class TapestryRenderer:
         groups = ((gw + 15) // 16, (gh + 7) // 8)
         down = self.shaders.compute("field_glow_down.glsl")
         _set(down, u_full=self.size)
-        self.accum.bind_to_storage_buffer(1)
+        self.trail.bind_to_storage_buffer(3)
         self.glow[1].bind_to_image(0, read=False, write=True)
         down.run(*groups)
         self.ctx.memory_barrier()
@@ -174,5 +202,5 @@ class TapestryRenderer:
 
     def release(self) -> None:
         """Free GPU memory."""
-        for obj in (self.accum, self.hue_grid, self.hue, self.tapestry, self.lut, *self.glow):
+        for obj in (*self.lights, self.trail, self.hue_grid, self.hue, self.tapestry, self.lut, *self.glow):
             obj.release()

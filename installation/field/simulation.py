@@ -1,10 +1,13 @@
 """The particle simulation: particles in an SSBO, stepped by compute shaders.
 
 Each frame: the ambient curl flow and the attractors' pull are evaluated on
-a coarse grid (``field_flow.glsl``), then every particle steps once and
-splats its light into the renderer's accumulator (``field_step.glsl``):
-streaming along its filament or orbiting its node, pushed by the flow,
-torn loose by malfunction, pulled back by harmony, bent by attractors.
+a coarse grid (``field_flow.glsl``), then the particles step and splat their
+light into the renderer's light buffer (``field_step.glsl``): streaming along
+a filament or orbiting a node, pushed by the flow, torn loose by malfunction,
+pulled back by harmony, bent by attractors.  With ``field/sim_every`` N the
+particles are cut into N slices and one slice steps each frame, over the time
+since its own last step; the renderer keeps each slice's light until that
+slice steps again, so every particle is drawn every frame.
 """
 
 from __future__ import annotations
@@ -42,8 +45,8 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("field/nodes/share", FLOAT, 0.22, "Share of particles that orbit the clusters", 0.0, 0.9, "ratio"),
     ParamSpec("field/life", FLOAT, 7.0, "Mean life of a particle before it respawns", 0.5, 30.0, "s"),
     ParamSpec("field/attractors/gain", FLOAT, 1.0, "How strongly visitors bend the flow", 0.0, 5.0, "ratio"),
-    ParamSpec("field/sim_every", INT, 1, "Simulate every Nth frame; in between, particles drift along their "
-              "velocity (cheaper on a slow machine)", 1, 4, "frames"),
+    ParamSpec("field/sim_every", INT, 1, "Step each particle every Nth frame, a 1/N slice of them each frame "
+              "(every particle is still drawn every frame; cheaper on a slow machine)", 1, 4, "frames"),
 )
 
 
@@ -52,13 +55,14 @@ HUE_STRIDE = 16  # one particle in 16 (a different one each frame) paints the co
 
 @dataclass(frozen=True)
 class SplatTarget:
-    """Where the step pass adds light (4 uints per pixel: light, -, trail) and the sparse hue grid."""
+    """Where the step pass adds light (one uint per pixel, fixed point) and the sparse hue grid."""
 
     buffer: moderngl.Buffer
     size: tuple[int, int]
     gain: float
     hue_grid: moderngl.Buffer | None = None
     grid_size: tuple[int, int] = (0, 0)
+    slices: int = 1  # how many slices' light the renderer keeps (must match the field's)
 
 
 @dataclass(frozen=True)
@@ -95,9 +99,8 @@ class ParticleField:
         self._routes_of: NetworkState | None = None
         self._attractors = np.zeros((MAX_ATTRACTORS, 4), np.float32)
         self._attractor_count = 0
-        self.stepped = True      # whether the last step() simulated (False: a drift frame)
-        self._pending_dt = 0.0   # time gathered since the last full step (sim_every > 1)
-        self._drifted = 0.0      # of which the drift already moved the particles
+        self.round_started = True  # whether the last step() began a round of slices (and painted colour)
+        self._since = [0.0]        # per slice: time since it last stepped (field/sim_every slices)
 
     def _initial_particles(self) -> bytes:
         # Every particle starts as a newborn (negative life) on a seeded route: its first step
@@ -124,26 +127,31 @@ class ParticleField:
             self._attractors[i] = (a.x * self.aspect, a.y, a.strength, a.radius)
         self._attractor_count = len(att)
 
-    def step(self, dt: float, splat: SplatTarget) -> None:
-        """Advance every particle by ``dt`` seconds and splat its light into ``splat``.
+    @property
+    def slices(self) -> int:
+        """How many slices the particles step in (``field/sim_every``): one slice a frame."""
+        return max(1, min(int(self.tree["field/sim_every"]), self.count))
 
-        With ``field/sim_every`` N > 1 the forces are simulated every Nth frame (over the time
-        gathered since the last one) and particles drift along their velocity in between.
+    def step(self, dt: float, splat: SplatTarget) -> None:
+        """Advance the simulation by ``dt`` seconds and splat the light of the particles that stepped.
+
+        With ``field/sim_every`` N > 1 one slice of the particles (a 1/N share) steps each frame,
+        over the time since that slice's last step; the sparse colour grid is painted on the first
+        frame of each round of N.
         """
         tree = self.tree
         self.frame += 1
         self.time += dt
-        every = int(tree["field/sim_every"])
-        self._pending_dt += dt
-        if every > 1 and self.frame % every:
-            self._drift(dt, splat)
-            self.stepped = False
-            return
-        self.stepped = True
-        # Forces, route progress and ageing cover all the time since the last step; position only
-        # what the drift has not already moved.
-        dt, move = self._pending_dt, self._pending_dt - self._drifted
-        self._pending_dt = self._drifted = 0.0
+        n = self.slices
+        if splat.slices != n:
+            raise ValueError(f"the renderer keeps {splat.slices} slices of light, the field steps in {n}: "
+                             "ask the renderer for splat_target(count, field.slices)")
+        if len(self._since) != n:  # sim_every changed: every slice starts from this frame
+            self._since = [0.0] * n
+        self._since = [t + dt for t in self._since]
+        phase = self.frame % n
+        step_dt, self._since[phase] = self._since[phase], 0.0
+        self.round_started = phase == 0
         self.flow_time += dt * tree["field/flow/evolve"]
         self.state = st = self.network.state(self.time)
 
@@ -154,31 +162,23 @@ class ParticleField:
         self.flow.bind_to_image(0, read=False, write=True)
         flow.run((FLOW_GRID[0] + 7) // 8, (FLOW_GRID[1] + 7) // 8)
 
+        first, end = self.count * phase // n, self.count * (phase + 1) // n
         cs = self.shaders.compute("field_step.glsl")
         self.bind_network(cs, st)
-        _set(cs, u_dt=float(dt), u_move=float(move), u_frame=self.frame, u_seed=self.seed,
+        _set(cs, u_dt=float(step_dt), u_first=first, u_end=end, u_frame=self.frame, u_seed=self.seed,
              u_speed=tree["field/flow/speed"], u_curl=tree["field/flow/curl"],
              u_tension=tree["field/filaments/tension"], u_width=tree["field/filaments/width"],
              u_harmony=tree["field/harmony"], u_malfunction=tree["field/malfunction"],
              u_node_share=tree["field/nodes/share"], u_life=tree["field/life"],
              u_attract=tree["field/attractors/gain"], u_flow=0, u_size=splat.size, u_gain=splat.gain,
-             u_damp=math.exp(-dt * (0.6 + 1.4 * tree["field/harmony"] * (1.0 - 0.85 * tree["field/malfunction"]))))
+             u_damp=math.exp(-step_dt * (0.6 + 1.4 * tree["field/harmony"] * (1.0 - 0.85 * tree["field/malfunction"]))))
         self.flow.use(0)
         self.particles.bind_to_storage_buffer(0)
         splat.buffer.bind_to_storage_buffer(1)
-        cs.run((self.count + 255) // 256)
+        cs.run((end - first + 255) // 256)
         self.ctx.memory_barrier()
-        self._paint_hue(splat)
-
-    def _drift(self, dt: float, splat: SplatTarget) -> None:
-        drift = self.shaders.compute("field_drift.glsl")
-        self.bind_network(drift)
-        _set(drift, u_dt=float(dt), u_size=splat.size, u_gain=splat.gain, u_speed=self.tree["field/flow/speed"])
-        self.particles.bind_to_storage_buffer(0)
-        splat.buffer.bind_to_storage_buffer(1)
-        drift.run((self.count + 255) // 256)
-        self.ctx.memory_barrier()
-        self._drifted += dt
+        if self.round_started:
+            self._paint_hue(splat)
 
     def _paint_hue(self, splat: SplatTarget) -> None:
         tree, st = self.tree, self.state

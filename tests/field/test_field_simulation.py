@@ -36,8 +36,8 @@ def make(ctx, seed=3, particles=16384, **params):
 
 def run(field, ren, frames, dt=1 / 60):
     for _ in range(frames):
-        field.step(dt, ren.splat_target(field.count))
-        ren.render(dt)
+        field.step(dt, ren.splat_target(field.count, field.slices))
+        ren.render(dt, full=field.round_started)
 
 
 def test_step_conserves_particles_and_keeps_them_on_the_canvas(ctx):
