@@ -32,13 +32,16 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--seconds", type=float, default=10.0)
     r.add_argument("--fps", type=float, default=30.0)
     r.add_argument("--size", default="1280x720", help="output WIDTHxHEIGHT")
-    r.add_argument("--internal", default=None, help="internal tapestry WIDTHxHEIGHT (default: output, max 540 tall)")
+    r.add_argument("--internal", default=None, help="internal tapestry WIDTHxHEIGHT (default: output, max 360 tall)")
     r.add_argument("--seed", type=int, default=1)
     r.add_argument("--particles", type=int, default=None)
     r.add_argument("--out", required=True, help="FILE.mp4, or DIR/ for a PNG sequence")
     r.add_argument("--sensors", default=None, help="replay a sensor recording (JSONL)")
     r.add_argument("--camera", default=None, help="a video file standing in for the camera")
     r.add_argument("--audio", default=None, help="a WAV file standing in for the microphone")
+    r.add_argument("--x264-preset", default="quick",
+                   help="encoder speed: quick (default: about veryfast's file size at 40%% of its CPU) or an "
+                        "x264 preset, ultrafast .. veryslow (slower: smaller files)")
     r.add_argument("--quiet", action="store_true")
 
     sub.add_parser("presets", help="list the presets")
@@ -121,7 +124,8 @@ def _dispatch(args) -> int:
             out=args.out, preset=args.preset, seconds=args.seconds, fps=args.fps,
             size=app.parse_size(args.size), seed=args.seed,
             internal=app.parse_size(args.internal) if args.internal else None, particles=args.particles,
-            sensors=args.sensors, camera=args.camera, audio=args.audio, quiet=args.quiet))
+            sensors=args.sensors, camera=args.camera, audio=args.audio, quiet=args.quiet,
+            x264_preset=args.x264_preset))
     if cmd == "presets":
         from installation.engine import EngineOptions, declare_all
         from installation.presets import PresetLibrary

@@ -73,6 +73,7 @@ class RenderArgs:
     camera: str | None = None
     audio: str | None = None
     quiet: bool = False
+    x264_preset: str = "quick"
 
 
 def render(args: RenderArgs) -> int:
@@ -99,7 +100,8 @@ def render(args: RenderArgs) -> int:
     engine = _build_engine(ctx, EngineOptions(size=internal, seed=args.seed, preset=args.preset,
                                               particles=args.particles), tree, sensors=sensors)
     try:
-        sink = PngSequenceWriter(out_path, args.size, args.fps) if png else VideoWriter(out_path, args.size, args.fps)
+        sink = (PngSequenceWriter(out_path, args.size, args.fps) if png
+                else VideoWriter(out_path, args.size, args.fps, preset=args.x264_preset))
     except RecordingError:
         engine.release()
         raise

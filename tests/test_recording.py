@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 
 from installation.app import RenderArgs, StartupError, internal_size, parse_size, render
@@ -61,9 +62,9 @@ def test_frames_handed_to_the_encoder_repeat_exactly(tmp_path, monkeypatch):
     seen = {}
     original = VideoWriter._put
 
-    def spy(self, rgb):
-        seen.setdefault(self.path.name, []).append(hashlib.sha256(rgb.tobytes()).hexdigest())
-        return original(self, rgb)
+    def spy(self, rgba, *rest):
+        seen.setdefault(self.path.name, []).append(hashlib.sha256(rgba.tobytes()).hexdigest())
+        return original(self, rgba, *rest)
 
     monkeypatch.setattr(VideoWriter, "_put", spy)
     render(small(tmp_path / "a.mp4"))
@@ -72,6 +73,30 @@ def test_frames_handed_to_the_encoder_repeat_exactly(tmp_path, monkeypatch):
     assert len(seen["a.mp4"]) == 12
     assert seen["a.mp4"] == seen["b.mp4"]
     assert seen["a.mp4"] != seen["c.mp4"]
+
+
+def test_colours_survive_conversion_scaling_and_encoding(tmp_path):
+    # Frames smaller than the video (as the tapestry is) are converted to BT.709 YUV at their own
+    # size, scaled and encoded; OpenCV decodes them back to the colours that went in.
+    colours = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255), (40, 120, 200), (16, 16, 16)]
+    out = tmp_path / "colours.mp4"
+    w = VideoWriter(out, (192, 108), 30)
+    for rgb in colours:
+        for _ in range(3):
+            w.write(np.full((54, 96, 3), rgb, np.uint8), 1 / 30)
+    w.close()
+    cap = cv2.VideoCapture(str(out))
+    assert (cap.get(cv2.CAP_PROP_FRAME_WIDTH), cap.get(cv2.CAP_PROP_FRAME_HEIGHT)) == (192, 108)
+    got = []
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        got.append(frame[20:88, 20:172].reshape(-1, 3).mean(axis=0)[::-1])  # BGR -> RGB, away from edges
+    assert len(got) == 3 * len(colours)
+    for k, rgb in enumerate(colours):
+        # A hard cut to a new colour is a flash the limiter may soften: judge the last frame of each.
+        assert np.abs(got[3 * k + 2] - np.array(rgb)).max() < 12, (rgb, got[3 * k + 2])
 
 
 def test_png_sequence_is_deterministic_and_complete(tmp_path):
@@ -105,6 +130,25 @@ def test_bad_output_paths_give_clear_errors(tmp_path):
     blocker.write_text("x")
     with pytest.raises(RecordingError, match="cannot write"):
         VideoWriter(blocker / "sub" / "a.mp4", (64, 64), 30)
+    with pytest.raises(RecordingError, match="unknown x264 preset 'bogus'"):
+        VideoWriter(tmp_path / "a.mp4", (64, 64), 30, preset="bogus")
+
+
+def test_a_slower_x264_preset_gives_the_same_frames_in_a_smaller_file(tmp_path):
+    quick, slow = tmp_path / "quick.mp4", tmp_path / "slow.mp4"
+    render(small(quick))
+    render(small(slow, x264_preset="medium"))
+    assert slow.stat().st_size < quick.stat().st_size
+
+    def frames(path):
+        cap, out = cv2.VideoCapture(str(path)), []
+        while (got := cap.read())[0]:
+            out.append(got[1].astype(float))
+        return out
+
+    a, b = frames(quick), frames(slow)
+    assert len(a) == len(b) == 12
+    assert max(np.abs(x - y).mean() for x, y in zip(a, b)) < 3  # the same picture, give or take the codec
 
 
 def test_progress_shows_rate_and_eta():
