@@ -206,8 +206,8 @@ def run_live(args: LiveArgs) -> int:
 
     size, sim_every = live_defaults(ctx)
     size = args.size or size
-    log.info("GL: %s; internal tapestry %dx%d, simulating every %s frame", ctx.info.get("GL_RENDERER"),
-             size[0], size[1], "" if sim_every == 1 else f"{sim_every}nd")
+    log.info("GL: %s; internal tapestry %dx%d, each particle stepped every %s", ctx.info.get("GL_RENDERER"),
+             size[0], size[1], "frame" if sim_every == 1 else f"{sim_every} frames (1/{sim_every} of them a frame)")
 
     sensors_cfg = sections.get("sensors", {}) if isinstance(sections.get("sensors", {}), dict) else {}
     camera = args.camera if args.camera is not None else sensors_cfg.get("camera")
@@ -340,8 +340,9 @@ def live_defaults(ctx) -> tuple[tuple[int, int], int]:
     """Internal tapestry size and ``field/sim_every`` for a live show on this GL.
 
     On a software rasteriser (Mesa llvmpipe: two CPU cores doing the GPU's work) a smaller
-    tapestry and a simulation step every other frame (particles drift in between) keep the
-    default preset near 60 fps; a real GPU gets a sharper tapestry and a step every frame.
+    tapestry and each particle stepped every other frame (half of them each frame, all of them
+    drawn every frame) keep the default preset at 60 fps; a real GPU gets a sharper tapestry and
+    every particle stepped every frame.
     """
     renderer = str(ctx.info.get("GL_RENDERER", "")).lower()
     if any(name in renderer for name in ("llvmpipe", "softpipe", "swrast", "lavapipe")):
