@@ -52,19 +52,32 @@ _BT709 = np.array([
 ], np.float32)
 
 
-def yuv420(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """An (h, w, 3) uint8 RGB image as planar YUV 4:2:0 (BT.709, limited range) at ``size``.
+def yuv420(rgb: np.ndarray, size: tuple[int, int], out: np.ndarray | None = None) -> np.ndarray:
+    """An (h, w, 3|4) uint8 RGB(A) image as planar YUV 4:2:0 (BT.709, limited range) at ``size``.
 
     The colour conversion runs at the image's own resolution (the tapestry is smaller than the
-    video), then each plane is scaled: Y to ``size``, Cb and Cr to half of it.  Returns the
-    (H * 3 / 2, W) array that ``av.VideoFrame.from_ndarray(..., format="yuv420p")`` takes.
+    video), then each plane is scaled straight into its place: Y to ``size``, Cb and Cr to half
+    of it.  Returns the (H * 3 / 2, W) array that ``av.VideoFrame.from_ndarray(...,
+    format="yuv420p")`` takes (``out``, when given one of that shape, is reused).
     """
     w, h = int(size[0]), int(size[1])
-    ycc = cv2.transform(np.ascontiguousarray(rgb[..., :3]), _BT709)   # rounded and saturated to uint8
-    y = _resize(np.ascontiguousarray(ycc[..., 0]), (w, h))
-    cb = _resize(np.ascontiguousarray(ycc[..., 1]), (w // 2, h // 2))
-    cr = _resize(np.ascontiguousarray(ycc[..., 2]), (w // 2, h // 2))
-    return np.concatenate([y.ravel(), cb.ravel(), cr.ravel()]).reshape(h * 3 // 2, w)
+    if out is None or out.shape != (h * 3 // 2, w):
+        out = np.empty((h * 3 // 2, w), np.uint8)
+    # Drop alpha with cvtColor: a numpy [..., :3] copy measured 2 ms at 640x360, this 0.02 ms.
+    rgb = cv2.cvtColor(rgb, cv2.COLOR_RGBA2RGB) if rgb.shape[2] == 4 else np.ascontiguousarray(rgb)
+    ycc = cv2.transform(rgb, _BT709)   # rounded and saturated to uint8
+    q = h * w // 4
+    flat = out.reshape(-1)
+    planes = (out[:h], flat[h * w:h * w + q].reshape(h // 2, w // 2), flat[h * w + q:].reshape(h // 2, w // 2))
+    for k, plane in enumerate(planes):
+        src = cv2.extractChannel(ycc, k)
+        if src.shape == plane.shape:
+            plane[...] = src
+        else:
+            up = plane.shape[1] >= src.shape[1]
+            cv2.resize(src, (plane.shape[1], plane.shape[0]), dst=plane,
+                       interpolation=cv2.INTER_LINEAR if up else cv2.INTER_AREA)
+    return out
 
 
 # x264 settings by name: "quick" (the default) is ultrafast with CABAC, 3 B-frames and the
@@ -111,6 +124,7 @@ class VideoWriter:
         self.safety = FrameFlashLimiter(fps)  # the same photosensitive limit as the lights; no off switch
         self._queue: queue.Queue = queue.Queue(maxsize=3)
         self._error: BaseException | None = None
+        self._yuv: np.ndarray | None = None  # the writer thread's frame buffer (the encoder copies it)
         self._thread = threading.Thread(target=self._encode_loop, name="video-encoder", daemon=True)
         self._thread.start()
 
@@ -124,7 +138,7 @@ class VideoWriter:
         if rgb.ndim != 3 or rgb.shape[2] not in (3, 4) or rgb.dtype != np.uint8:
             raise ValueError(f"VideoWriter.write: expected an (H, W, 3|4) uint8 image, got {rgb.shape} {rgb.dtype}")
         if rgb.shape[2] == 3:
-            rgb = np.concatenate([rgb, np.full(rgb.shape[:2] + (1,), 255, np.uint8)], axis=2)
+            rgb = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2RGBA)
         self._put(np.ascontiguousarray(rgb), dt)
 
     def _put(self, rgba: np.ndarray, dt: float | None = None) -> None:
@@ -142,7 +156,8 @@ class VideoWriter:
             try:
                 rgba, dt = item
                 limited = self.safety.limit(rgba, dt)
-                frame = av.VideoFrame.from_ndarray(yuv420(limited, self.size), format="yuv420p")
+                self._yuv = yuv420(limited, self.size, self._yuv)
+                frame = av.VideoFrame.from_ndarray(self._yuv, format="yuv420p")
                 frame.pts = self.frames
                 self.frames += 1
                 for packet in self._stream.encode(frame):
