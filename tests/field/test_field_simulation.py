@@ -129,3 +129,22 @@ def test_simulating_every_other_frame_keeps_the_look_and_the_bounds(ctx):
     # Streams advance at the same speed: the same light in the same places, give or take.
     assert abs(img_half.mean() - img_full.mean()) < 0.15 * img_full.mean()
     assert np.corrcoef(img_half.ravel(), img_full.ravel())[0, 1] > 0.8
+
+
+def test_changing_sim_every_live_keeps_every_particle_drawn(ctx):
+    # An artist moves /tapestry/field/sim_every from a tablet mid-show: the light buffers follow,
+    # and after the frame of the change every particle shines again (same brightness as before).
+    tree, field, ren = make(ctx, field__sim_every=2)
+    run(field, ren, 40)
+
+    def brightness():
+        return np.frombuffer(ren.read(), np.uint8).reshape(SIZE[1], SIZE[0], 4)[..., :3].mean()
+
+    before = brightness()
+    for every in (1, 3, 4, 2):
+        tree.set_base("field/sim_every", every)
+        run(field, ren, 12)
+        assert field.slices == every and len(ren.lights) == every
+        assert abs(brightness() - before) < 0.15 * before, every
+    with pytest.raises(ValueError, match="slices"):
+        field.step(1 / 60, ren.splat_target(field.count, 1))  # a renderer keeping the wrong number
