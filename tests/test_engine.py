@@ -10,7 +10,6 @@ import pytest
 from installation.clock import FixedStepClock
 from installation.control.commands import LoadPreset, SetParam
 from installation.engine import Engine, EngineOptions
-from installation.gfx.context import headless_context
 from installation.gfx.shaders import ShaderError
 from installation.presets import PresetError
 from installation.sensing.frames import CameraFrame, Person
@@ -18,13 +17,6 @@ from installation.watch import FileChanged
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = dict(size=(160, 90), particles=8192)
-
-
-@pytest.fixture(scope="module")
-def ctx():
-    c = headless_context()
-    yield c
-    c.release()
 
 
 def engine(ctx, tmp_path=None, **kw):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import time
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from installation.gfx.context import headless_context
 from installation.leds import PARAMS, LedPipeline
 from installation.params import ParamTree
 from installation.venue import load_venue
+from tests.support.udp import DmxReceiver
 
 LAYOUT = """
 [[fixtures]]
@@ -72,49 +72,9 @@ fps = 200
 """
 
 
-class Receiver:
-    """A UDP socket on loopback that decodes Art-Net, sACN and DDP into {(protocol, address): data}."""
-
-    def __init__(self):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(0.05)
-        self.port = self.sock.getsockname()[1]
-        self.latest: dict[tuple[str, object], bytes] = {}
-        self.packets = 0
-
-    def decode(self, p: bytes) -> None:
-        if p.startswith(b"Art-Net\x00") and p[8:10] == b"\x00\x50":
-            n = int.from_bytes(p[16:18], "big")
-            self.latest[("artnet", p[14] | (p[15] << 8))] = p[18:18 + n]
-        elif p[4:16] == b"ASC-E1.17\x00\x00\x00":
-            self.latest[("sacn", int.from_bytes(p[113:115], "big"))] = p[126:]
-        elif p and p[0] & 0xC0 == 0x40:
-            self.latest[("ddp", int.from_bytes(p[4:8], "big"))] = p[10:10 + int.from_bytes(p[8:10], "big")]
-        self.packets += 1
-
-    def wait_for(self, check, timeout: float = 3.0) -> bool:
-        """Read packets until ``check(latest)`` holds (bounded by ``timeout``)."""
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            try:
-                self.decode(self.sock.recv(2048))
-            except socket.timeout:
-                pass
-            try:
-                if check(self.latest):
-                    return True
-            except KeyError:
-                pass
-        return False
-
-    def close(self):
-        self.sock.close()
-
-
 @pytest.fixture
 def rig(tmp_path: Path):
-    rx = Receiver()
+    rx = DmxReceiver()
     (tmp_path / "l.toml").write_text(LAYOUT)
     (tmp_path / "v.toml").write_text(VENUE.format(port=rx.port))
     venue = load_venue(tmp_path / "v.toml")
@@ -141,21 +101,21 @@ def test_texture_to_wire_in_every_protocol(rig):
     assert buf.dtype == np.uint8
     g = 128  # 128/255 at gamma 1 -> 128
     # Art-Net: 200 GRB pixels from universe 3: 170 in 3, 30 in 4
-    ok = rx.wait_for(lambda s: s[("artnet", 3)][:6] == bytes([g, 255, 0, g, 255, 0])
-                     and len(s[("artnet", 4)]) == 90)
-    assert ok, rx.latest.keys()
-    assert rx.latest[("artnet", 3)][:510] == bytes([g, 255, 0]) * 170
+    ok = rx.wait_latest(lambda s: s[("artnet", 3)][:6] == bytes([g, 255, 0, g, 255, 0])
+                        and len(s[("artnet", 4)]) == 90)
+    assert ok, rx.latest().keys()
+    assert rx.latest()[("artnet", 3)][:510] == bytes([g, 255, 0]) * 170
     # DDP: 80 BGR pixels at offset 0
-    assert rx.wait_for(lambda s: s[("ddp", 0)] == bytes([0, g, 255]) * 80)
+    assert rx.wait_latest(lambda s: s[("ddp", 0)] == bytes([0, g, 255]) * 80)
     # sACN: 20 RGBW pixels in universe 7 (orange: W = min = 0)
-    assert rx.wait_for(lambda s: s[("sacn", 7)][:80] == bytes([255, g, 0, 0]) * 20)
+    assert rx.wait_latest(lambda s: s[("sacn", 7)][:80] == bytes([255, g, 0, 0]) * 20)
     shown = leds.led_colors()
     assert shown.shape == (300, 3) and tuple(shown[0]) == (255, g, 0) and tuple(shown[299]) == (255, g, 0)
     st = leds.status()
     assert st["leds"] == 300 and st["frames"] == 1 and len(st["outputs"]) == 3
     leds.close("blackout")
-    assert rx.wait_for(lambda s: not any(s[("artnet", 3)]) and not any(s[("ddp", 0)])
-                       and not any(s[("sacn", 7)][:80]))
+    assert rx.wait_latest(lambda s: not any(s[("artnet", 3)]) and not any(s[("ddp", 0)])
+                          and not any(s[("sacn", 7)][:80]))
     tex.release()
 
 
@@ -165,7 +125,7 @@ def test_hold_end_state_keeps_last_frame(rig):
     tex = solid(ctx, (0, 0, 255))
     leds.process(tex)
     leds.close("hold")
-    assert rx.wait_for(lambda s: s[("ddp", 0)] == bytes([255, 0, 0]) * 80)
+    assert rx.wait_latest(lambda s: s[("ddp", 0)] == bytes([255, 0, 0]) * 80)
     tex.release()
 
 

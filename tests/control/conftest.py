@@ -16,6 +16,7 @@ from pythonosc.osc_packet import OscPacket
 
 from installation.control.osc import OscConfig, OscServer
 from installation.params import ParamSpec, ParamTree
+from tests.support.procs import stop_process
 
 SPECS = (
     ParamSpec("show/master", "float", 1.0, "Master brightness", 0.0, 1.0, "ratio"),
@@ -121,12 +122,6 @@ def wait_for(pred, timeout: float = 5.0, what: str = "condition") -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Client:
     """A python-osc client on its own UDP socket, so the server's replies come back to it."""
 
@@ -220,12 +215,7 @@ class OscDump:
         raise AssertionError(f"oscdump never printed {needle!r}; got {self.lines[-10:]}")
 
     def close(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
+        stop_process(self.proc)
 
 
 needs_liblo = pytest.mark.skipif(shutil.which("oscsend") is None or shutil.which("oscdump") is None,

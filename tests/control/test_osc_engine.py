@@ -10,19 +10,11 @@ import pytest
 from installation.clock import FixedStepClock
 from installation.control.osc import OscConfig, OscServer
 from installation.engine import Engine, EngineOptions
-from installation.gfx.context import headless_context
 from installation.scenes import Cue, MoodTrigger, SceneList, SceneRunner
 from installation.watch import FileWatcher
 from tests.control.conftest import Client
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def ctx():
-    c = headless_context()
-    yield c
-    c.release()
 
 
 @pytest.fixture

@@ -6,7 +6,8 @@ import subprocess
 import pytest
 
 from installation.control.osc import OscConfig, OscServer
-from tests.control.conftest import Engine, OscDump, Target, free_udp_port, make_tree, needs_liblo, wait_for
+from tests.control.conftest import Engine, OscDump, Target, make_tree, needs_liblo, wait_for
+from tests.support.udp import free_port
 
 pytestmark = needs_liblo
 
@@ -14,7 +15,7 @@ pytestmark = needs_liblo
 @pytest.fixture
 def liblo_rig():
     """Server whose replies go to an oscdump (oscsend's own port is gone once it exits)."""
-    dump_port = free_udp_port()
+    dump_port = free_port()
     dump = OscDump(dump_port)
     tree = make_tree()
     commands: queue.Queue = queue.Queue(maxsize=256)

@@ -2,18 +2,9 @@
 
 from __future__ import annotations
 
-import os
-import sys
-
 import pytest
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
-for p in (ROOT, HERE):  # so `pytest tests/faults` works from anywhere
-    if p not in sys.path:
-        sys.path.insert(0, p)
-
-from faults_support import Piece, Receivers, write_venue  # noqa: E402
+from faults_support import Piece, Receivers, write_venue
 
 
 @pytest.fixture

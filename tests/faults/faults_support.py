@@ -1,4 +1,6 @@
-"""Helpers for the fault-injection suite: decoding UDP receivers, a small venue, the piece as a process.
+"""Helpers for the fault-injection suite: a receiver per output, a small venue, the piece as a process.
+
+The receivers are :class:`tests.support.udp.DmxReceiver` (shared with the other suites).
 
 Everything here talks to loopback (or to a network namespace the test made) and is bounded in
 time: every wait has a deadline, every receiver and process is closed by its owner.
@@ -9,167 +11,30 @@ from __future__ import annotations
 import ctypes
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
 import urllib.request
-from collections import deque
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
+
+from tests.support.procs import stop_process
+from tests.support.udp import DmxReceiver, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 ENV = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "NOTIFY_SOCKET",
                                                          "WATCHDOG_USEC", "WATCHDOG_PID")}
 ENV["PYTHONUNBUFFERED"] = "1"
 
-ARTNET_ID = b"Art-Net\x00"
-ACN_ID = b"ASC-E1.17\x00\x00\x00"
-OPT_STREAM_TERMINATED = 0x40
 
+# -- receivers ------------------------------------------------------------------------------------
 
-# -- packets -------------------------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class Packet:
-    """One decoded datagram: protocol, universe (Art-Net/sACN) or byte offset (DDP), sequence, data."""
-
-    t: float
-    proto: str
-    address: int
-    seq: int
-    options: int
-    data: bytes
-
-    @property
-    def nonzero(self) -> bool:
-        return any(self.data)
-
-    @property
-    def terminated(self) -> bool:
-        return self.proto == "sacn" and bool(self.options & OPT_STREAM_TERMINATED)
-
-
-def decode(raw: bytes, t: float) -> Packet | None:
-    """Art-Net ArtDmx, E1.31 data or DDP -> Packet; anything else (ArtSync, E1.31 sync, junk) -> None."""
-    if raw[:8] == ARTNET_ID and len(raw) >= 18:
-        if int.from_bytes(raw[8:10], "little") != 0x5000:
-            return None
-        n = int.from_bytes(raw[16:18], "big")
-        return Packet(t, "artnet", raw[14] | (raw[15] << 8), raw[12], 0, bytes(raw[18:18 + n]))
-    if raw[4:16] == ACN_ID and len(raw) >= 126:
-        if int.from_bytes(raw[18:22], "big") != 0x04:
-            return None
-        slots = int.from_bytes(raw[123:125], "big") - 1
-        return Packet(t, "sacn", int.from_bytes(raw[113:115], "big"), raw[111], raw[112],
-                      bytes(raw[126:126 + slots]))
-    if len(raw) >= 10 and (raw[0] & 0xC0) == 0x40:
-        n = int.from_bytes(raw[8:10], "big")
-        return Packet(t, "ddp", int.from_bytes(raw[4:8], "big"), raw[1] & 0x0F, raw[0], bytes(raw[10:10 + n]))
-    return None
-
-
-class Receiver:
-    """A UDP socket on (host, port) drained by a thread; keeps the last `keep` decoded packets.
-
-    ``close()`` closes the socket (the sender then gets ICMP port-unreachable); ``reopen()`` binds
-    the same port again.  ``sock_factory`` makes the socket (a namespace test binds inside one).
-    """
-
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, keep: int = 50000,
-                 sock_factory: Callable[[], socket.socket] | None = None) -> None:
-        self.host = host
-        self.port = port
-        self._factory = sock_factory or (lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
-        self.packets: deque[Packet] = deque(maxlen=keep)
-        self.total = 0
-        self._lock = threading.Lock()
-        self._sock: socket.socket | None = None
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self.reopen()
-
-    def reopen(self) -> None:
-        """Bind (again) and start draining."""
-        self.close()
-        s = self._factory()
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
-        s.bind((self.host, self.port))
-        s.settimeout(0.05)
-        self.port = s.getsockname()[1]
-        self._sock = s
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(s, self._stop), daemon=True,
-                                        name=f"rx-{self.port}")
-        self._thread.start()
-
-    def _run(self, sock: socket.socket, stop: threading.Event) -> None:
-        while not stop.is_set():
-            try:
-                raw = sock.recv(65536)
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            p = decode(raw, time.monotonic())
-            if p is not None:
-                with self._lock:
-                    self.packets.append(p)
-                    self.total += 1
-
-    def close(self) -> None:
-        """Stop draining and close the socket (idempotent)."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(1.0)
-            self._thread = None
-        if self._sock is not None:
-            self._sock.close()
-            self._sock = None
-
-    def snapshot(self) -> list[Packet]:
-        with self._lock:
-            return list(self.packets)
-
-    def since(self, t: float) -> list[Packet]:
-        """Packets that arrived at or after monotonic time ``t``."""
-        return [p for p in self.snapshot() if p.t >= t]
-
-    def wait_for(self, pred: Callable[[list[Packet]], bool], timeout: float) -> bool:
-        """Poll ``pred(packets)`` until true or ``timeout`` seconds passed."""
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            if pred(self.snapshot()):
-                return True
-            time.sleep(0.05)
-        return pred(self.snapshot())
-
-    def lit_in_window(self, seconds: float) -> int:
-        """Wait ``seconds``, return how many packets with some non-zero data arrived meanwhile."""
-        t0 = time.monotonic()
-        time.sleep(seconds)
-        return sum(1 for p in self.since(t0) if p.nonzero)
-
-
-def wait_lit(rx: Receiver, count: int, timeout: float, after: float | None = None) -> bool:
+def wait_lit(rx: DmxReceiver, count: int, timeout: float, after: float | None = None) -> bool:
     """True once ``count`` packets with non-zero data arrived (after monotonic ``after``)."""
     after = time.monotonic() if after is None else after
     return rx.wait_for(lambda ps: sum(1 for p in ps if p.t >= after and p.nonzero) >= count, timeout)
-
-
-# -- free ports -----------------------------------------------------------------------------------
-
-def free_port(kind: int = socket.SOCK_DGRAM) -> int:
-    """A loopback port of ``kind`` that was free a moment ago."""
-    s = socket.socket(socket.AF_INET, kind)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 # -- the venue -------------------------------------------------------------------------------------
@@ -217,15 +82,15 @@ class Receivers:
 
     def __init__(self, host: str = "127.0.0.1", sock_factory=None) -> None:
         self.host = host
-        self.rx: dict[str, Receiver] = {}
+        self.rx: dict[str, DmxReceiver] = {}
         try:
             for name in ("wall", "rim", "net"):
-                self.rx[name] = Receiver(host, 0, sock_factory=sock_factory)
+                self.rx[name] = DmxReceiver(0, host, poll=0.05, sock_factory=sock_factory)
         except BaseException:
             self.close()
             raise
 
-    def __getitem__(self, name: str) -> Receiver:
+    def __getitem__(self, name: str) -> DmxReceiver:
         return self.rx[name]
 
     @property
@@ -357,14 +222,8 @@ class Piece:
 
     def stop(self) -> None:
         """Always safe: SIGTERM, then SIGKILL after a few seconds; closes the log."""
-        p = self.proc
-        if p is not None and p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-            try:
-                p.wait(8)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait(5)
+        if self.proc is not None:
+            stop_process(self.proc, 8)
         if getattr(self, "_log", None) is not None:
             self._log.close()
             self._log = None

@@ -22,7 +22,6 @@ import pytest
 from faults_support import ROOT, wait_lit, write_wav
 from installation.clock import RealtimeClock
 from installation.engine import Engine, EngineOptions, declare_all
-from installation.gfx.context import headless_context
 from installation.health import HealthBoard
 from installation.leds import LedPipeline
 from installation.sensing import PARAMS as SENSING_PARAMS
@@ -30,13 +29,6 @@ from installation.sensing import SensorHub
 from installation.sensing.camera import FrameSource
 from installation.venue import load_venue
 from installation.watch import FileWatcher
-
-
-@pytest.fixture(scope="module")
-def ctx():
-    c = headless_context()
-    yield c
-    c.release()
 
 
 class Show:

@@ -8,44 +8,22 @@ iproute2; skips with the reason otherwise.  The namespace and the pair are alway
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 import time
 
 import pytest
 
 from faults_support import Receivers, output_state, wait_lit, write_venue
+from tests.support.netns import ip, veth_netns
 
 START_S = 40.0
 OURS, THEIRS = "10.213.29.1", "10.213.29.2"
 
 
-def ip(*args, check=True):
-    return subprocess.run(["ip", *args], capture_output=True, text=True, timeout=10, check=check)
-
-
 @pytest.fixture
 def netns():
-    if os.geteuid() != 0 or shutil.which("ip") is None:
-        pytest.skip("needs root and iproute2 to make a network namespace")
-    tag = f"{os.getpid() % 100000}"
-    ns, a, b = f"tfault{tag}", f"tfa{tag}", f"tfb{tag}"
-    made = ip("netns", "add", ns, check=False)
-    if made.returncode != 0:
-        pytest.skip(f"cannot create a network namespace here: {made.stderr.strip()}")
-    try:
-        ip("link", "add", a, "type", "veth", "peer", "name", b)
-        ip("link", "set", b, "netns", ns)
-        ip("addr", "add", f"{OURS}/30", "dev", a)
-        ip("link", "set", a, "up")
-        ip("-n", ns, "addr", "add", f"{THEIRS}/30", "dev", b)
-        ip("-n", ns, "link", "set", b, "up")
-        ip("-n", ns, "link", "set", "lo", "up")
-        yield ns, b
-    finally:
-        ip("link", "del", a, check=False)
-        ip("netns", "del", ns, check=False)
+    """Namespace ``tfault<pid>`` joined to ours by a veth pair: (namespace, its end of the pair)."""
+    with veth_netns("tfault", "tf", OURS, THEIRS) as made:
+        yield made
 
 
 def _ok(doc):

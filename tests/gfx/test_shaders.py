@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from installation.gfx.context import headless_context
 from installation.gfx.shaders import MAX_INCLUDE_DEPTH, ShaderError, ShaderLibrary
 
 SHIPPED = Path(__file__).resolve().parents[2] / "shaders"
@@ -21,13 +20,6 @@ ENGINE_COMPUTE = ["field_flow.glsl", "field_step.glsl", "field_resolve.glsl", "f
 
 HEAD = "#version 430\nlayout(local_size_x = 1) in;\nlayout(std430, binding = 0) buffer Out { float v[]; };\n"
 _stamp = itertools.count(1)
-
-
-@pytest.fixture(scope="module")
-def ctx():
-    c = headless_context()
-    yield c
-    c.release()
 
 
 @pytest.fixture

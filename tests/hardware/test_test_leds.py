@@ -3,14 +3,14 @@ receiver, and check the bytes that arrive (and the calibration write-back with i
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
-import threading
 import tomllib
 from pathlib import Path
 
 import pytest
+
+from tests.support.udp import Receiver, decode
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "hardware" / "test_leds.py"
@@ -53,33 +53,12 @@ fps = 100
 """
 
 
-class Capture:
+class Capture(Receiver):
     """Records every ArtDmx packet (universe, data) arriving on a loopback port, in order."""
 
-    def __init__(self):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.settimeout(0.05)
-        self.port = self.sock.getsockname()[1]
-        self.packets: list[tuple[int, bytes]] = []
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self.run, daemon=True)
-        self.thread.start()
-
-    def run(self):
-        while not self.stop.is_set():
-            try:
-                p = self.sock.recv(2048)
-            except socket.timeout:
-                continue
-            if p.startswith(b"Art-Net\x00") and p[8:10] == b"\x00\x50":
-                n = int.from_bytes(p[16:18], "big")
-                self.packets.append((p[14] | (p[15] << 8), p[18:18 + n]))
-
-    def close(self):
-        self.stop.set()
-        self.thread.join(2)
-        self.sock.close()
+    def parse(self, raw: bytes, t: float) -> tuple[int, bytes] | None:
+        p = decode(raw, t)
+        return (p.address, p.data) if p is not None and p.proto == "artnet" else None
 
     def sequence(self, universe: int, pixel: int = 0, width: int = 3) -> list[tuple[int, ...]]:
         """Distinct successive values of one pixel of one universe."""

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
 
 import pytest
 
-from outputs_support import Receiver
+from tests.support.netns import ip, veth_netns
+from tests.support.udp import Receiver
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -49,30 +49,11 @@ print(json.dumps({"done": True, "warnings": warnings}), flush=True)
 """
 
 
-def ip(*args, check=True):
-    return subprocess.run(["ip", *args], capture_output=True, text=True, timeout=10, check=check)
-
-
 @pytest.fixture
 def netns():
-    if os.geteuid() != 0 or shutil.which("ip") is None:
-        pytest.skip("needs root and iproute2 to make a network namespace")
-    tag = f"{os.getpid() % 100000}"
-    ns, a, b = f"tapout{tag}", f"tpa{tag}", f"tpb{tag}"
-    if ip("netns", "add", ns, check=False).returncode != 0:
-        pytest.skip("cannot create a network namespace here")
-    try:
-        ip("link", "add", a, "type", "veth", "peer", "name", b)
-        ip("link", "set", b, "netns", ns)
-        ip("addr", "add", "10.213.7.1/30", "dev", a)
-        ip("link", "set", a, "up")
-        ip("-n", ns, "addr", "add", "10.213.7.2/30", "dev", b)
-        ip("-n", ns, "link", "set", b, "up")
-        ip("-n", ns, "link", "set", "lo", "up")
-        yield ns, b
-    finally:
-        ip("link", "del", a, check=False)
-        ip("netns", "del", ns, check=False)
+    """Namespace ``tapout<pid>`` joined to ours by a veth pair: (namespace, its end of the pair)."""
+    with veth_netns("tapout", "tp", "10.213.7.1", "10.213.7.2") as made:
+        yield made
 
 
 def test_interface_down_backoff_then_recovers(netns):

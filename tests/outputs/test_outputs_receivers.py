@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from installation.outputs import OutputConfig, Span, create_output
-
-from outputs_support import Receiver
+from tests.support.procs import stop_process
+from tests.support.udp import Receiver
 
 
 def make(protocol, port, spans, **options):
@@ -85,12 +85,7 @@ def _tshark_capture(port_filter: str, send, decode_args: list[str], fields: list
             send()
             time.sleep(0.5)
         finally:
-            cap.terminate()
-            try:
-                cap.wait(5)
-            except subprocess.TimeoutExpired:
-                cap.kill()
-                cap.wait()
+            stop_process(cap)
         out = subprocess.run([tshark, "-r", pcap, *decode_args, "-T", "fields", *sum((["-e", f] for f in fields), []),
                               "-E", "separator=|"], capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out.stderr

@@ -10,7 +10,7 @@ import time
 import numpy as np
 
 from installation.outputs import OutputConfig, Span, create_output
-from outputs_support import Receiver
+from tests.support.udp import Receiver
 
 
 def make(protocol, port, host="127.0.0.1", fps=100.0, **options):

@@ -16,6 +16,7 @@ import pytest
 from installation.params import ParamTree
 from installation.sensing import PARAMS
 from installation.sensing.microphone import MicCapture
+from tests.support.procs import stop_process
 
 pytestmark = pytest.mark.skipif(shutil.which("pulseaudio") is None or shutil.which("pactl") is None,
                                 reason="pulseaudio/pactl not installed (apt install pulseaudio)")
@@ -56,13 +57,8 @@ class Pulse:
         return subprocess.run(["pactl", *args], env=self.env, capture_output=True, text=True, timeout=10)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        if self.proc is not None:
+            stop_process(self.proc)
         self.proc = None
 
 
