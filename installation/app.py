@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .clock import FixedStepClock, RealtimeClock
+from .console import StatusLine
 from .engine import Engine, EngineOptions, declare_all
 from .gfx.context import ContextError, display_available, headless_context
 from .gfx.shaders import ShaderError
@@ -296,7 +297,7 @@ def run_live(args: LiveArgs) -> int:
     clock = RealtimeClock(args.fps)
     last_status = time.monotonic()
     deadline = time.monotonic() + args.seconds if args.seconds else None
-    tty = sys.stdout.isatty()
+    console = StatusLine() if preview is None else None  # written on its own thread: never blocks a frame
     try:
         while not stop.is_set():
             engine.frame(clock.next_frame())
@@ -312,14 +313,13 @@ def run_live(args: LiveArgs) -> int:
                 notifier.status(status_line(st))
                 if osc is not None:
                     osc.heartbeat(st)
-                if preview is None:
-                    line = status_line(st, hub.status() if hub else None)
-                    print(("\r" + line + "\x1b[K") if tty else line, end="" if tty else "\n", flush=True)
+                if console is not None:
+                    console.show(status_line(st, hub.status() if hub else None))
             if deadline and now >= deadline:
                 break
     finally:
-        if tty and preview is None:
-            print()
+        if console is not None:
+            console.close()
         notifier.stopping()
         watchdog.stop()
         if health is not None:

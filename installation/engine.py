@@ -65,6 +65,7 @@ class LedStage(Protocol):
     def process(self, texture: moderngl.Texture): ...
     def status(self) -> dict: ...
     def close(self, end_state: str = "blackout") -> None: ...
+    def release(self) -> None: ...  # optional: GL cleanup after close, on the engine thread
 
 
 def declare_all(tree: ParamTree | None = None, extra: Iterable[ParamSpec] = ()) -> ParamTree:
@@ -255,6 +256,9 @@ class Engine:
         if self.leds is not None:
             try:
                 self.leds.close(self.options.end_state)
+                release = getattr(self.leds, "release", None)
+                if release is not None:
+                    release()
             except Exception:
                 log.exception("closing the LED outputs failed")
             self.leds = None

@@ -193,7 +193,11 @@ class LedPipeline:
                 "outputs": [o.status() for o in self.outputs]}
 
     def close(self, end_state: str = "blackout") -> None:
-        """Send the final frame (``blackout``: all zero; ``hold``: the last frame) and close the outputs."""
+        """Send the final frame (``blackout``: all zero; ``hold``: the last frame) and close the outputs.
+
+        Touches no GL, so the frame watchdog may call it from its own thread while the engine
+        thread is stuck in a GL call; :meth:`release` frees the GL side, on the engine thread.
+        """
         if self._closed:
             return
         if end_state not in END_STATES:
@@ -207,5 +211,9 @@ class LedPipeline:
                 out.close(final=final[sl])
             except Exception:
                 log.exception("output %s: close failed", getattr(out, "name", "?"))
+
+    def release(self) -> None:
+        """Free the sampler's GL objects (engine thread, after :meth:`close`)."""
         if self.sampler is not None:
             self.sampler.release()
+            self.sampler = None

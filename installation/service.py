@@ -21,6 +21,7 @@ import socket
 import sys
 import threading
 import time
+import traceback
 from typing import Callable, Mapping
 
 log = logging.getLogger(__name__)
@@ -193,11 +194,13 @@ class FrameWatchdog:
         self._last_beat = clock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._loop_thread: int | None = None  # who beats: whose stack to show when it stops
         self.stalls = 0
 
     def beat(self) -> None:
         """Called by the engine thread once per frame: "the loop is alive"."""
         self._last_beat = self._clock()
+        self._loop_thread = threading.get_ident()
         if self.notifier is not None:
             self.notifier.watchdog()
 
@@ -205,6 +208,11 @@ class FrameWatchdog:
     def since_last_beat(self) -> float:
         """Seconds since the last beat (or since start)."""
         return self._clock() - self._last_beat
+
+    def loop_stack(self) -> str:
+        """The frame loop's current Python stack (innermost last), or "" before the first beat."""
+        frame = sys._current_frames().get(self._loop_thread) if self._loop_thread is not None else None
+        return "".join(traceback.format_stack(frame)).rstrip() if frame is not None else ""
 
     def start(self) -> "FrameWatchdog":
         """Start the monitor thread (the clock starts now, so start-up time does not count)."""
@@ -233,6 +241,9 @@ class FrameWatchdog:
                 continue
             fired = True
             self.stalls += 1
+            stack = self.loop_stack()
+            if stack:  # where the loop is stuck: the first thing a technician or developer needs
+                _bounded(lambda: log.critical("frame loop stuck here:\n%s", stack), 0.5, "stall-stack")
             try:
                 self.on_stall(stalled)
             except Exception:  # noqa: BLE001 - the monitor must survive its handler

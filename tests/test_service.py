@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import logging
 import os
 import re
 import shutil
@@ -123,6 +124,31 @@ def test_stalled_loop_triggers_on_stall_and_a_beating_one_does_not():
         wd.beat()                           # beats resume: re-armed
         assert wd.since_last_beat < 0.5
     finally:
+        wd.stop()
+
+
+def test_a_stall_logs_where_the_frame_loop_is_stuck(caplog):
+    release = threading.Event()
+    stalled = threading.Event()
+
+    def slow_preset_read():                 # stands in for whatever call never returns
+        release.wait(10)
+
+    def frame_loop(wd):
+        wd.beat()
+        slow_preset_read()
+
+    wd = FrameWatchdog(0.3, on_stall=lambda s: stalled.set(), poll_s=0.02).start()
+    loop = threading.Thread(target=frame_loop, args=(wd,), name="frames")
+    try:
+        with caplog.at_level(logging.CRITICAL, logger="installation.service"):
+            loop.start()
+            assert stalled.wait(5.0)
+        text = "\n".join(r.getMessage() for r in caplog.records)
+        assert "frame loop stuck here" in text and "slow_preset_read" in text and "frame_loop" in text
+    finally:
+        release.set()
+        loop.join(5)
         wd.stop()
 
 

@@ -1,29 +1,34 @@
-"""The frame watchdog end to end: the real piece (``run.py --headless --venue ...``) whose frame loop
-really stops, seen from outside as a gallery technician and systemd would see it.
+"""The frame watchdog end to end: the real piece (``run.py --headless --venue ...``) seen from outside
+as a gallery technician and systemd would see it.
 
-The stall is real, not injected: the live loop prints its status line to stdout once a second, and
-here stdout is a FIFO -- a console that stops reading (a terminal paused with Ctrl-S once its buffer
-is full, a log pipe whose reader hung).  The test stops reading and fills the FIFO, so the loop's next ``print`` blocks
-in write(2) and no frame is made again; everything else in the process (the watchdog's monitor,
-the output senders, logging to stderr, /health) keeps running, as in a driver hang.
+Two real situations, nothing injected:
 
-Asserted, with generous bounds and no timing figures: /health says ``stalled``; the process exits
-with status 70 (EX_SOFTWARE, for systemd's ``Restart=always``); the log has one clear CRITICAL line;
-every LED receiver's last frame is all zero and sACN says goodbye (Stream_Terminated); the systemd
-``WATCHDOG=1`` pings, which come only from the frame loop, stopped when the loop stopped.
+* A console that stops reading (a terminal paused with Ctrl-S, a log pipe whose reader hung): here
+  stdout is a FIFO that the test stops reading and fills.  The status line is written on its own
+  thread, so the show must go on: frames, LEDs, /health and systemd's pings all continue.
+* A frame loop that really stops: an artist loads a preset (OSC, read on the frame thread) whose
+  file is a FIFO with no writer -- what a preset folder on a hung network share does to ``open()``.
+  Then /health says ``stalled``; the process exits with status 70 (EX_SOFTWARE, for
+  systemd's ``Restart=always``); the log has one clear CRITICAL line and the stuck stack; every LED
+  receiver's last frame is all zero and sACN says goodbye; the ``WATCHDOG=1`` pings, which come only
+  from the frame loop, stopped when it stopped.
 """
 
 from __future__ import annotations
 
 import os
 import select
+import shutil
 import socket
 import threading
 import time
 from pathlib import Path
 
+from pythonosc.udp_client import SimpleUDPClient
+
 from faults_support import Piece
 
+ROOT = Path(__file__).resolve().parents[2]
 START_S = 40.0   # generous: GL start-up on a loaded CI machine
 WATCHDOG_S = 4.0  # run.py --watchdog: above /health's 2 s "stalled", so both can be seen
 EXIT_CODE = 70
@@ -130,7 +135,7 @@ class NotifySocket:
         self.sock.close()
 
 
-def test_a_frame_loop_stuck_in_a_blocking_write_is_blacked_out_and_exits_70(tmp_path, receivers, venue):
+def test_a_console_that_stops_reading_does_not_stop_the_show(tmp_path, receivers, venue):
     notify = NotifySocket(tmp_path / "notify.sock")
     console = Console(tmp_path / "console")
     # sh only redirects stdout to the FIFO (stderr, the log, stays in the piece's log file) and execs
@@ -139,14 +144,47 @@ def test_a_frame_loop_stuck_in_a_blocking_write_is_blacked_out_and_exits_70(tmp_
                   env={"NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": "1000000"},  # ping every 0.5 s
                   extra=("--watchdog", str(WATCHDOG_S)))
     try:
-        # Running normally: lit, healthy, a status line on the console, systemd pinged from the loop.
+        assert receivers.all_lit(10, START_S), piece.log()
+        assert console.wait_for(b" fps | frame ", 5), bytes(console.text[-500:])
+        assert console.pause_and_fill() > 0
+        t_paused = time.monotonic()
+        # Well past the watchdog's timeout: still running, still healthy, LEDs still fed, systemd still pinged.
+        time.sleep(WATCHDOG_S + 2.0)
+        assert piece.proc.poll() is None, (piece.proc.returncode, piece.log())
+        assert piece.wait_health(lambda d: d.get("status") == "ok", 5), (piece.last_health, piece.log())
+        assert receivers.all_lit(10, 5, after=time.monotonic()), "LED frames stopped while the console was stuck"
+        assert [t for t in notify.times("WATCHDOG=1") if t > t_paused + WATCHDOG_S], notify.notes[-5:]
+        assert "frame loop stalled" not in piece.log()
+        # The console reads again: status lines come back.
+        console.resume()
+        end = time.monotonic() + 10
+        while console.text.count(b" fps | frame ") < 2 and time.monotonic() < end:
+            time.sleep(0.05)
+        assert console.text.count(b" fps | frame ") >= 2, bytes(console.text[-300:])
+    finally:
+        console.resume()
+        piece.stop()
+        console.close()
+        notify.close()
+
+
+def test_a_frame_loop_stuck_on_a_hung_preset_file_is_blacked_out_and_exits_70(tmp_path, receivers, venue):
+    notify = NotifySocket(tmp_path / "notify.sock")
+    presets = tmp_path / "presets"
+    shutil.copytree(ROOT / "presets", presets)
+    hung = presets / "share.toml"
+    os.mkfifo(hung)  # open() for reading waits for a writer that never comes, like a dead file server
+    piece = Piece(venue, tmp_path / "piece.log", env={"NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": "1000000"},
+                  extra=("--watchdog", str(WATCHDOG_S), "--presets", str(presets)))
+    try:
+        # Running normally: lit, healthy, systemd pinged from the loop.
         assert receivers.all_lit(10, START_S), piece.log()
         assert piece.wait_health(lambda d: d.get("status") == "ok", 10), (piece.last_health, piece.log())
-        assert console.wait_for(b" fps | frame ", 5), bytes(console.text[-500:])
         assert notify.wait_for("READY=1", 1, 5) and notify.wait_for("WATCHDOG=1", 2, 5), notify.notes
 
-        assert console.pause_and_fill() > 0
-        t_stuck = time.monotonic()  # the loop blocks at its next status line, within about a second
+        # The artist's tablet loads it: the frame thread opens the file and never returns.
+        SimpleUDPClient("127.0.0.1", piece.osc_port).send_message("/tapestry/preset/load", "share")
+        t_stuck = time.monotonic()
 
         # What `run.py status` shows meanwhile: the health server still answers, and says stalled.
         doc = piece.wait_health(lambda d: d.get("status") == "stalled", WATCHDOG_S + 10)
@@ -155,10 +193,10 @@ def test_a_frame_loop_stuck_in_a_blocking_write_is_blacked_out_and_exits_70(tmp_
         # The watchdog ends it with status 70 for systemd to restart it (bounded: stall + blackout + exit).
         rc = piece.wait(WATCHDOG_S + 20)
         t_exit = time.monotonic()
-        assert rc == EXIT_CODE, (rc, "None: still running -- does the frame loop still print its status line "
-                                 "itself? Then this seam is gone; find another real stall", piece.log())
         log = piece.log()
+        assert rc == EXIT_CODE, (rc, log)
         assert log.count("frame loop stalled for") == 1 and "CRITICAL" in log and f"exiting ({EXIT_CODE})" in log, log
+        assert "frame loop stuck here" in log and "presets.py" in log, log  # where: the preset reload
         assert "final blackout did not finish" not in log, log
         assert t_exit - t_stuck >= WATCHDOG_S - 1.0  # not before the watchdog's timeout
 
@@ -176,7 +214,10 @@ def test_a_frame_loop_stuck_in_a_blocking_write_is_blacked_out_and_exits_70(tmp_
         assert pings and t_exit - pings[-1] >= WATCHDOG_S - 1.0, (t_exit - pings[-1], notify.notes[-5:])
         assert not notify.times("STOPPING=1"), "a stall is a failure for systemd, not an orderly stop"
     finally:
-        console.resume()  # a piece still blocked on its console can run on and take the SIGTERM
+        if piece.proc.poll() is None and hung.is_fifo():  # release a reader still blocked on it
+            try:
+                os.close(os.open(hung, os.O_WRONLY | os.O_NONBLOCK))
+            except OSError:
+                pass
         piece.stop()
-        console.close()
         notify.close()

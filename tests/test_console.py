@@ -1,0 +1,69 @@
+"""The status line never blocks the frame loop, even when the console stops reading."""
+
+import os
+import threading
+import time
+
+from installation.console import StatusLine
+
+
+def test_show_returns_at_once_when_the_console_is_stuck_and_the_newest_line_wins():
+    r, w = os.pipe()
+    stream = os.fdopen(w, "w", buffering=1)
+    os.set_blocking(r, False)
+    # Fill the pipe (as a terminal paused with Ctrl-S does); then the status line's writes block too.
+    threading.Thread(target=lambda: os.write(w, b"#" * 200_000), daemon=True).start()
+    time.sleep(0.2)
+    status = StatusLine(stream)
+    status.show("first")
+    end = time.monotonic() + 5
+    while status.pending and time.monotonic() < end:  # the writer thread takes it, and blocks on it
+        time.sleep(0.01)
+    offer = threading.Thread(target=lambda: [status.show(f"frame {i}") for i in range(1000)], daemon=True)
+    offer.start()
+    offer.join(5)
+    assert not offer.is_alive()                  # 1000 lines offered while the console is stuck
+    assert status.dropped == 999                 # all but the newest were replaced, none queued up
+    assert status.close(timeout_s=0.2) is False  # still stuck: close gives up instead of hanging
+
+    # The console reads again: the blocked line, then only the newest one.
+    got = b""
+    end = time.monotonic() + 5
+    while b"frame 999" not in got and time.monotonic() < end:
+        try:
+            got += os.read(r, 1 << 16)
+        except BlockingIOError:
+            time.sleep(0.01)
+    # (the test's own filler bytes may interleave: pipe writes that large are not atomic)
+    assert b"frame 998" not in got and 0 <= got.find(b"first\n") < got.find(b"frame 999\n")
+    os.close(r)
+
+
+def test_a_terminal_gets_the_line_redrawn_in_place_and_a_newline_at_the_end(tmp_path):
+    class Tty:
+        def __init__(self):
+            self.text = ""
+
+        def isatty(self):
+            return True
+
+        def write(self, s):
+            self.text += s
+
+        def flush(self):
+            pass
+
+    tty = Tty()
+    status = StatusLine(tty)
+    status.show("60.0 fps")
+    assert status.close() is True
+    assert tty.text == "\r60.0 fps\x1b[K\n"
+
+
+def test_a_closed_console_is_ignored():
+    r, w = os.pipe()
+    os.close(r)
+    stream = os.fdopen(w, "w")
+    status = StatusLine(stream)
+    status.show("nobody reads this")  # EPIPE / broken pipe: dropped, the show goes on
+    assert status.close() is True
