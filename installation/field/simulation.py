@@ -149,18 +149,19 @@ class ParticleField:
         if len(self._since) != n:  # sim_every changed: every slice starts from this frame
             self._since = [0.0] * n
         self._since = [t + dt for t in self._since]
-        phase = self.frame % n
+        phase = (self.frame - 1) % n  # the first frame starts a round
         step_dt, self._since[phase] = self._since[phase], 0.0
         self.round_started = phase == 0
         self.flow_time += dt * tree["field/flow/evolve"]
         self.state = st = self.network.state(self.time)
 
-        flow = self.shaders.compute("field_flow.glsl")
-        _set(flow, u_aspect=self.aspect, u_scale=tree["field/flow/scale"], u_time=self.flow_time,
-             u_turbulence=tree["field/malfunction"], u_attractor_count=self._attractor_count)
-        _write(flow, "u_attractors", self._attractors)
-        self.flow.bind_to_image(0, read=False, write=True)
-        flow.run((FLOW_GRID[0] + 7) // 8, (FLOW_GRID[1] + 7) // 8)
+        if self.round_started:  # the flow grid changes slowly: once a round of slices is enough
+            flow = self.shaders.compute("field_flow.glsl")
+            _set(flow, u_aspect=self.aspect, u_scale=tree["field/flow/scale"], u_time=self.flow_time,
+                 u_turbulence=tree["field/malfunction"], u_attractor_count=self._attractor_count)
+            _write(flow, "u_attractors", self._attractors)
+            self.flow.bind_to_image(0, read=False, write=True)
+            flow.run((FLOW_GRID[0] + 7) // 8, (FLOW_GRID[1] + 7) // 8)
 
         first, end = self.count * phase // n, self.count * (phase + 1) // n
         cs = self.shaders.compute("field_step.glsl")
