@@ -40,8 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--camera", default=None, help="a video file standing in for the camera")
     r.add_argument("--audio", default=None, help="a WAV file standing in for the microphone")
     r.add_argument("--x264-preset", default="quick",
-                   help="encoder speed: quick (default: about veryfast's file size at 40%% of its CPU) or an "
-                        "x264 preset, ultrafast .. veryslow (slower: smaller files)")
+                   help="encoder speed: quick (default: 40%% of veryfast's CPU, 1.5-3x its file size) or "
+                        "an x264 preset, ultrafast .. veryslow (slower: smaller files)")
     r.add_argument("--quiet", action="store_true")
 
     sub.add_parser("presets", help="list the presets")
