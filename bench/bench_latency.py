@@ -49,7 +49,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-for _p in (ROOT, ROOT / "tests" / "faults", ROOT / "tests" / "sensing"):
+for _p in (ROOT, ROOT / "tests" / "faults"):
     sys.path.insert(0, str(_p))
 
 from faults_support import Piece, Receivers  # noqa: E402  (the piece as a process; loopback DMX receivers)
@@ -245,7 +245,7 @@ def main() -> int:
         print("bench_latency: needs pulseaudio and pactl (apt install pulseaudio pulseaudio-utils); nothing measured",
               file=sys.stderr)
         return 2
-    from test_sensing_pulse import Pulse  # the tests' private PulseAudio daemon (null sink `virt`)
+    from tests.support.pulse import Pulse  # the tests' private PulseAudio daemon (null sink `virt`)
 
     t_start = time.monotonic()
     tmp = Path(tempfile.mkdtemp(prefix="tapestry-lat-"))  # short path: unix socket names are limited

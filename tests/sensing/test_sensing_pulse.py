@@ -5,9 +5,7 @@ Skips only when pulseaudio is not installed (CI installs it: apt ``pulseaudio``)
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
 import tempfile
 import time
 
@@ -16,51 +14,10 @@ import pytest
 from installation.params import ParamTree
 from installation.sensing import PARAMS
 from installation.sensing.microphone import MicCapture
-from tests.support.procs import stop_process
+from tests.support.pulse import Pulse
 
 pytestmark = pytest.mark.skipif(shutil.which("pulseaudio") is None or shutil.which("pactl") is None,
                                 reason="pulseaudio/pactl not installed (apt install pulseaudio)")
-
-CONF = """\
-load-module module-native-protocol-unix auth-anonymous=1 socket={sock}
-load-module module-null-sink sink_name=virt
-load-module module-sine-source source_name=tone frequency=440
-set-default-source virt.monitor
-"""
-
-
-class Pulse:
-    """A private PulseAudio daemon in a temporary directory (its own socket, no D-Bus, no user config)."""
-
-    def __init__(self, root: str) -> None:
-        self.root = root
-        self.sock = os.path.join(root, "native")
-        self.conf = os.path.join(root, "pa.conf")
-        with open(self.conf, "w") as f:
-            f.write(CONF.format(sock=self.sock))
-        self.env = dict(os.environ, HOME=root, XDG_RUNTIME_DIR=root, XDG_CONFIG_HOME=root,
-                        PULSE_SERVER=f"unix:{self.sock}")
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(["pulseaudio", "-n", "-F", self.conf, "--daemonize=no", "--exit-idle-time=-1",
-                                      "--use-pid-file=no", "--disallow-exit"], env=self.env,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        end = time.monotonic() + 10
-        while time.monotonic() < end:
-            if self.pactl("info").returncode == 0:
-                return
-            time.sleep(0.05)
-        raise RuntimeError("pulseaudio did not come up")
-
-    def pactl(self, *args) -> subprocess.CompletedProcess:
-        return subprocess.run(["pactl", *args], env=self.env, capture_output=True, text=True, timeout=10)
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            stop_process(self.proc)
-        self.proc = None
-
 
 @pytest.fixture
 def pulse(monkeypatch):
