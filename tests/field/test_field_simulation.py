@@ -148,3 +148,15 @@ def test_changing_sim_every_live_keeps_every_particle_drawn(ctx):
         assert abs(brightness() - before) < 0.15 * before, every
     with pytest.raises(ValueError, match="slices"):
         field.step(1 / 60, ren.splat_target(field.count, 1))  # a renderer keeping the wrong number
+
+
+def test_the_look_does_not_depend_on_the_frame_rate(ctx):
+    # A 30 fps render must look like the live piece at 60 fps (and a live show whose frame rate
+    # wanders must not pulse with it): the trail weights each frame's light by the time it covers.
+    means = {}
+    for fps in (30, 60):
+        _, field, ren = make(ctx)
+        run(field, ren, 3 * fps, dt=1 / fps)
+        means[fps] = np.frombuffer(ren.read(), np.uint8).reshape(SIZE[1], SIZE[0], 4)[..., :3].mean()
+    assert means[60] > 5
+    assert abs(means[30] - means[60]) < 0.05 * means[60], means
