@@ -42,6 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--x264-preset", default="quick",
                    help="encoder speed: quick (default: 40%% of veryfast's CPU, 1.5-3x its file size) or "
                         "an x264 preset, ultrafast .. veryslow (slower: smaller files)")
+    r.add_argument("--set", action="append", default=[], metavar="PATH=VALUE", dest="overrides",
+                   help="set a parameter after the preset, e.g. --set render/palette=aurora (repeatable; "
+                        "`run.py params` lists them)")
     r.add_argument("--quiet", action="store_true")
 
     sub.add_parser("presets", help="list the presets")
@@ -125,7 +128,7 @@ def _dispatch(args) -> int:
             size=app.parse_size(args.size), seed=args.seed,
             internal=app.parse_size(args.internal) if args.internal else None, particles=args.particles,
             sensors=args.sensors, camera=args.camera, audio=args.audio, quiet=args.quiet,
-            x264_preset=args.x264_preset))
+            x264_preset=args.x264_preset, overrides=tuple(args.overrides)))
     if cmd == "presets":
         from installation.engine import EngineOptions, declare_all
         from installation.presets import PresetLibrary

@@ -12,6 +12,7 @@ import signal
 import sys
 import threading
 import time
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from .console import StatusLine
 from .engine import Engine, EngineOptions, declare_all
 from .gfx.context import ContextError, display_available, headless_context
 from .gfx.shaders import ShaderError
+from .params import ParamError
 from .presets import PresetError
 from .recording import PngSequenceWriter, Progress, RecordingError, VideoWriter
 
@@ -75,6 +77,7 @@ class RenderArgs:
     audio: str | None = None
     quiet: bool = False
     x264_preset: str = "quick"
+    overrides: tuple[str, ...] = ()  # "PATH=VALUE", applied after the preset (run.py render --set)
 
 
 def render(args: RenderArgs) -> int:
@@ -99,7 +102,8 @@ def render(args: RenderArgs) -> int:
     ctx = _context()
     # The engine first: a bad preset or shader is reported before any output file is created.
     engine = _build_engine(ctx, EngineOptions(size=internal, seed=args.seed, preset=args.preset,
-                                              particles=args.particles), tree, sensors=sensors)
+                                              particles=args.particles, overrides=parse_overrides(args.overrides)),
+                           tree, sensors=sensors)
     try:
         sink = (PngSequenceWriter(out_path, args.size, args.fps) if png
                 else VideoWriter(out_path, args.size, args.fps, preset=args.x264_preset))
@@ -129,9 +133,30 @@ def render(args: RenderArgs) -> int:
     return 0
 
 
+def parse_overrides(items: tuple[str, ...] | list[str]) -> dict[str, object]:
+    """``["field/sim_every=2", "/tapestry/render/palette=aurora"]`` -> {path: value}.
+
+    Values are read as TOML literals (numbers, true/false, "strings"); a bare word is a string, so
+    palette names need no quotes.  The parameter model checks them when the engine is built.
+    """
+    out: dict[str, object] = {}
+    for item in items:
+        path, sep, text = str(item).partition("=")
+        path = path.strip().removeprefix("/tapestry/").strip("/")
+        if not sep or not path or not text.strip():
+            raise StartupError(f"--set {item!r}: write it as PATH=VALUE, e.g. --set field/sim_every=2")
+        try:
+            out[path] = tomllib.loads(f"v = {text.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            out[path] = text.strip()
+    return out
+
+
 def _build_engine(ctx, options: EngineOptions, tree, **kw) -> Engine:
     try:
         return Engine(ctx, options, tree=tree, **kw)
+    except ParamError as exc:
+        raise StartupError(f"--set: {exc}") from None
     except PresetError as exc:
         raise StartupError(f"preset: {exc}") from None
     except ShaderError as exc:

@@ -19,9 +19,9 @@ import queue
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field as dataclass_field
 from pathlib import Path
-from typing import Callable, Iterable, Protocol
+from typing import Callable, Iterable, Mapping, Protocol
 
 import moderngl
 import numpy as np
@@ -87,6 +87,9 @@ class EngineOptions:
     presets: Path = Path(__file__).resolve().parents[1] / "presets"
     particles: int | None = None
     end_state: str = "blackout"
+    # Parameter bases set after the first preset and before the field is built (``render --set``);
+    # a path or value the model refuses raises ParamError.
+    overrides: Mapping[str, object] = dataclass_field(default_factory=dict)
 
 
 class Engine:
@@ -107,6 +110,8 @@ class Engine:
         if options.preset:
             first = self.presets.load(options.preset)  # at start-up a broken preset is an error to fix
             self._apply_now(first)
+        for path, value in options.overrides.items():
+            self.params.set_base(path, value, clamp=False)
         if options.particles:
             self.params.set_base("field/particles", options.particles)
         w, h = options.size

@@ -167,3 +167,19 @@ def test_sizes():
     assert internal_size((1920, 1080)) == (640, 360)
     assert internal_size((640, 360)) == (640, 360)
     assert internal_size((1920, 1080), max_height=540) == (960, 540)
+
+
+def test_set_overrides_parameters_after_the_preset_and_refuses_bad_ones(tmp_path):
+    base = tmp_path / "base"
+    aurora = tmp_path / "aurora"
+    render(small(str(base) + "/", seconds=0.25))
+    render(small(str(aurora) + "/", seconds=0.25, overrides=("render/palette=aurora", "/tapestry/render/exposure=2.5")))
+    a, b = (cv2.imread(str(sorted(d.glob("*.png"))[-1])).astype(float) for d in (base, aurora))
+    assert a.shape == b.shape and np.abs(a - b).mean() > 3      # another palette, brighter: visibly different
+    assert b.mean() > a.mean()
+    for bad, message in ((("field/sim_every=9",), "outside 1 .. 4"), (("nope/x=1",), "unknown parameter"),
+                         (("render/palette",), "PATH=VALUE"), (("render/palette=plaid",), "expected one of")):
+        out = tmp_path / "bad.mp4"
+        with pytest.raises(StartupError, match=message):
+            render(small(out, overrides=bad))
+        assert not out.exists()  # refused before any output file is made
