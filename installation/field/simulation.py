@@ -100,6 +100,7 @@ class ParticleField:
         self._attractors = np.zeros((MAX_ATTRACTORS, 4), np.float32)
         self._attractor_count = 0
         self.round_started = True  # whether the last step() began a round of slices (and painted colour)
+        self.rounds = 0            # rounds begun: which particle of each HUE_STRIDE group paints colour
         self._since = [0.0]        # per slice: time since it last stepped (field/sim_every slices)
 
     def _initial_particles(self) -> bytes:
@@ -152,6 +153,7 @@ class ParticleField:
         phase = (self.frame - 1) % n  # the first frame starts a round
         step_dt, self._since[phase] = self._since[phase], 0.0
         self.round_started = phase == 0
+        self.rounds += self.round_started
         self.flow_time += dt * tree["field/flow/evolve"]
         self.state = st = self.network.state(self.time)
 
@@ -186,7 +188,7 @@ class ParticleField:
         if splat.hue_grid is not None and splat.gain > 0:
             hue = self.shaders.compute("field_hue.glsl")
             self.bind_network(hue, st)
-            _set(hue, u_grid=splat.grid_size, u_stride=HUE_STRIDE, u_offset=self.frame % HUE_STRIDE,
+            _set(hue, u_grid=splat.grid_size, u_stride=HUE_STRIDE, u_offset=self.rounds % HUE_STRIDE,
                  u_speed=tree["field/flow/speed"], u_malfunction=tree["field/malfunction"])
             splat.hue_grid.bind_to_storage_buffer(2)
             hue.run((self.count // HUE_STRIDE + 256) // 256)
