@@ -32,16 +32,6 @@ class RecordingError(RuntimeError):
     """The output cannot be written (bad path, full disk, no encoder); the message says which."""
 
 
-def read_rgb(tapestry: moderngl.Texture, size: tuple[int, int], safety: FrameFlashLimiter | None = None,
-             dt: float | None = None) -> np.ndarray:
-    """The tapestry as an (H, W, 3) uint8 RGB array at ``size`` (row 0 = top), flash-limited if given."""
-    w, h = tapestry.size
-    rgba = np.frombuffer(tapestry.read(), np.uint8).reshape(h, w, 4)
-    if safety is not None:
-        rgba = safety.limit(rgba, dt)
-    return _resize(np.ascontiguousarray(rgba[..., :3]), size)
-
-
 # BT.709, limited ("TV") range, for 8-bit RGB: rows give Y, Cb, Cr = M @ (R, G, B, 1).
 _KR, _KB = 0.2126, 0.0722
 _KG = 1.0 - _KR - _KB
@@ -90,7 +80,83 @@ X264_PRESETS = ("quick", "ultrafast", "superfast", "veryfast", "faster", "fast",
 _QUICK = ("ultrafast", "cabac=1:bframes=3:deblock=1:")
 
 
-class VideoWriter:
+class _WriterThread:
+    """A frame sink whose work runs on its own thread, in order.
+
+    On the engine thread :meth:`consume` only reads the tapestry back and queues it with its frame
+    time (a short queue: a writer that falls behind holds the engine back rather than eating memory).
+    The writer thread flash-limits each frame (the same photosensitive limit as the lights; no off
+    switch) and hands it to :meth:`_write_frame`.  A failure there is reported by the next
+    :meth:`write` / :meth:`close` as a :class:`RecordingError`.
+    """
+
+    def __init__(self, fps: float, name: str) -> None:
+        self.frames = 0
+        self.safety = FrameFlashLimiter(fps)
+        self._queue: queue.Queue = queue.Queue(maxsize=3)
+        self._error: BaseException | None = None
+        self._closed = False
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self._thread.start()
+
+    def consume(self, engine, tapestry: moderngl.Texture) -> None:
+        """Frame sink: read the tapestry back and queue it (with its frame time) for the writer thread."""
+        w, h = tapestry.size
+        self._put(np.frombuffer(tapestry.read(), np.uint8).reshape(h, w, 4), engine.last_dt)
+
+    def write(self, rgb: np.ndarray, dt: float | None = None) -> None:
+        """Queue one (H, W, 3) RGB or (H, W, 4) RGBA frame of any size; it is flash-limited and scaled."""
+        if rgb.ndim != 3 or rgb.shape[2] not in (3, 4) or rgb.dtype != np.uint8:
+            raise ValueError(f"{type(self).__name__}.write: expected an (H, W, 3|4) uint8 image, "
+                             f"got {rgb.shape} {rgb.dtype}")
+        if rgb.shape[2] == 3:
+            rgb = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2RGBA)
+        self._put(np.ascontiguousarray(rgb), dt)
+
+    def _put(self, rgba: np.ndarray, dt: float | None = None) -> None:
+        if self._error is not None:
+            raise RecordingError(f"writing {self._target()} failed: {self._error}")
+        self._queue.put((rgba, dt))
+
+    def _loop(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            if self._error is not None:
+                continue  # drain: the writer already reports the failure
+            try:
+                rgba, dt = item
+                self._write_frame(self.safety.limit(rgba, dt))
+                self.frames += 1
+            except Exception as exc:  # a full disk, an encoder error: reported by the next write/close
+                self._error = exc
+
+    def close(self) -> None:
+        """Write what is queued, then finish the output (idempotent); raises if anything failed."""
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(None)
+        self._thread.join()
+        try:
+            self._finish()
+        except Exception as exc:  # flushing the encoder, closing the file
+            self._error = self._error or exc
+        if self._error is not None:
+            raise RecordingError(f"writing {self._target()} failed: {self._error}")
+
+    def _write_frame(self, rgba: np.ndarray) -> None:  # pragma: no cover - each writer has its own
+        raise NotImplementedError
+
+    def _finish(self) -> None:
+        """After the last frame (writer thread stopped)."""
+
+    def _target(self) -> str:
+        raise NotImplementedError
+
+
+class VideoWriter(_WriterThread):
     """Writes frames to an H.264 MP4 (yuv420p, BT.709, constant frame rate).
 
     As a frame sink it only reads the tapestry back on the engine thread; the
@@ -121,66 +187,26 @@ class VideoWriter:
         self._stream.options = {"crf": str(crf), "preset": x264_preset, "flags": "+bitexact",
                                 "x264-params": tuning + "colorprim=bt709:transfer=bt709:colormatrix=bt709"}
         self._stream.codec_context.time_base = 1 / rate
-        self.frames = 0
-        self.safety = FrameFlashLimiter(fps)  # the same photosensitive limit as the lights; no off switch
-        self._queue: queue.Queue = queue.Queue(maxsize=3)
-        self._error: BaseException | None = None
         self._yuv: np.ndarray | None = None  # the writer thread's frame buffer (the encoder copies it)
-        self._thread = threading.Thread(target=self._encode_loop, name="video-encoder", daemon=True)
-        self._thread.start()
+        super().__init__(fps, "video-encoder")
 
-    def consume(self, engine, tapestry: moderngl.Texture) -> None:
-        """Frame sink: read the tapestry back and queue it (with its frame time) for the writer thread."""
-        w, h = tapestry.size
-        self._put(np.frombuffer(tapestry.read(), np.uint8).reshape(h, w, 4), engine.last_dt)
+    def _write_frame(self, rgba: np.ndarray) -> None:
+        self._yuv = yuv420(rgba, self.size, self._yuv)
+        frame = av.VideoFrame.from_ndarray(self._yuv, format="yuv420p")
+        frame.pts = self.frames
+        for packet in self._stream.encode(frame):
+            self._container.mux(packet)
 
-    def write(self, rgb: np.ndarray, dt: float | None = None) -> None:
-        """Queue one (H, W, 3) RGB or (H, W, 4) RGBA frame of any size; it is flash-limited and scaled."""
-        if rgb.ndim != 3 or rgb.shape[2] not in (3, 4) or rgb.dtype != np.uint8:
-            raise ValueError(f"VideoWriter.write: expected an (H, W, 3|4) uint8 image, got {rgb.shape} {rgb.dtype}")
-        if rgb.shape[2] == 3:
-            rgb = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2RGBA)
-        self._put(np.ascontiguousarray(rgb), dt)
-
-    def _put(self, rgba: np.ndarray, dt: float | None = None) -> None:
-        if self._error is not None:
-            raise RecordingError(f"writing {self.path} failed: {self._error}")
-        self._queue.put((rgba, dt))
-
-    def _encode_loop(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            if self._error is not None:
-                continue  # drain: the writer already reports the failure
-            try:
-                rgba, dt = item
-                limited = self.safety.limit(rgba, dt)
-                self._yuv = yuv420(limited, self.size, self._yuv)
-                frame = av.VideoFrame.from_ndarray(self._yuv, format="yuv420p")
-                frame.pts = self.frames
-                self.frames += 1
-                for packet in self._stream.encode(frame):
-                    self._container.mux(packet)
-            except Exception as exc:  # a full disk, an encoder error: reported by the next write/close
-                self._error = exc
-
-    def close(self) -> None:
-        """Encode what is queued, flush the encoder and finish the file."""
-        if self._container is None:
-            return
-        self._queue.put(None)
-        self._thread.join()
+    def _finish(self) -> None:
         try:
             if self._error is None:
                 for packet in self._stream.encode(None):
                     self._container.mux(packet)
         finally:
             self._container.close()
-            self._container = None
-        if self._error is not None:
-            raise RecordingError(f"writing {self.path} failed: {self._error}")
+
+    def _target(self) -> str:
+        return str(self.path)
 
 
 def _resize(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -190,8 +216,8 @@ def _resize(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return cv2.resize(rgb, tuple(size), interpolation=cv2.INTER_LINEAR if size[0] >= w else cv2.INTER_AREA)
 
 
-class PngSequenceWriter:
-    """Writes frames as ``frame_000001.png`` … into a directory."""
+class PngSequenceWriter(_WriterThread):
+    """Writes frames as ``frame_000001.png`` … into a directory (scaled and encoded on its own thread)."""
 
     def __init__(self, directory: str | Path, size: tuple[int, int], fps: float = 30.0) -> None:
         self.dir = Path(directory)
@@ -200,22 +226,16 @@ class PngSequenceWriter:
         except OSError as exc:
             raise RecordingError(f"cannot create {self.dir}: {exc}") from exc
         self.size = (int(size[0]), int(size[1]))
-        self.frames = 0
-        self.safety = FrameFlashLimiter(fps)
+        super().__init__(fps, "png-writer")
 
-    def consume(self, engine, tapestry: moderngl.Texture) -> None:
-        """Frame sink: read the tapestry, flash-limit it and write the next PNG."""
-        self.write(read_rgb(tapestry, self.size, self.safety, engine.last_dt))
-
-    def write(self, rgb: np.ndarray) -> None:
-        """Write one (H, W, 3) RGB frame."""
-        self.frames += 1
-        path = self.dir / f"frame_{self.frames:06d}.png"
-        if not cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
+    def _write_frame(self, rgba: np.ndarray) -> None:
+        path = self.dir / f"frame_{self.frames + 1:06d}.png"
+        bgr = cv2.cvtColor(_resize(rgba, self.size), cv2.COLOR_RGBA2BGR)
+        if not cv2.imwrite(str(path), bgr):
             raise RecordingError(f"could not write {path} (disk full or not writable?)")
 
-    def close(self) -> None:
-        """Nothing to flush."""
+    def _target(self) -> str:
+        return str(self.dir)
 
 
 class Progress:

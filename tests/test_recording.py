@@ -2,8 +2,10 @@
 
 import hashlib
 import io
+import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import cv2
@@ -11,7 +13,7 @@ import numpy as np
 import pytest
 
 from installation.app import RenderArgs, StartupError, internal_size, parse_size, render
-from installation.recording import Progress, RecordingError, VideoWriter
+from installation.recording import PngSequenceWriter, Progress, RecordingError, VideoWriter
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -183,3 +185,20 @@ def test_set_overrides_parameters_after_the_preset_and_refuses_bad_ones(tmp_path
         with pytest.raises(StartupError, match=message):
             render(small(out, overrides=bad))
         assert not out.exists()  # refused before any output file is made
+
+
+def test_a_png_folder_that_vanishes_mid_render_is_reported_not_ignored(tmp_path):
+    out = tmp_path / "frames"
+    w = PngSequenceWriter(out, (64, 36), 30)
+    frame = np.full((18, 32, 3), 90, np.uint8)
+    w.write(frame, 1 / 30)
+    w.write(frame, 1 / 30)
+    for _ in range(200):                       # the writer thread catches up
+        if len(list(out.glob("*.png"))) == 2:
+            break
+        time.sleep(0.01)
+    shutil.rmtree(out)                         # a USB disk pulled out, a folder deleted
+    with pytest.raises(RecordingError, match="could not write"):
+        for _ in range(5):
+            w.write(frame, 1 / 30)
+        w.close()
