@@ -141,6 +141,8 @@ class Engine:
                      "field_resolve.glsl",
                      "field_glow_down.glsl", "field_glow.glsl"):
             self.shaders.compute(name)
+        for slices in range(2, 5):  # the resolve's variants for field/sim_every 2..4: no hitch when it changes
+            self.shaders.compute("field_resolve.glsl", {"SLICES": slices})
 
     def attach_leds(self, leds: LedStage, fps: float = 60.0) -> None:
         """Drive ``leds`` from the tapestry, always through the photosensitive flash limiter.
