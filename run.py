@@ -32,7 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--seconds", type=float, default=10.0)
     r.add_argument("--fps", type=float, default=30.0)
     r.add_argument("--size", default="1280x720", help="output WIDTHxHEIGHT")
-    r.add_argument("--internal", default=None, help="internal tapestry WIDTHxHEIGHT (default: output, max 360 tall)")
+    r.add_argument("--internal", default=None, help="internal tapestry WIDTHxHEIGHT (default: the output size, at most 360 "
+                        "lines on a software GL such as llvmpipe, 1080 on a GPU)")
     r.add_argument("--seed", type=int, default=1)
     r.add_argument("--particles", type=int, default=None)
     r.add_argument("--out", required=True, help="FILE.mp4, or DIR/ for a PNG sequence")

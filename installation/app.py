@@ -47,12 +47,7 @@ def parse_size(text: str) -> tuple[int, int]:
 
 
 def internal_size(out: tuple[int, int], max_height: int = 360) -> tuple[int, int]:
-    """Internal tapestry size for an output size: the same aspect, at most ``max_height`` tall.
-
-    The field is soft (trails and glow), so rendering it at up to 360 lines and
-    scaling up on the GPU costs little to the eye and a lot of time on a CPU
-    rasteriser (``--internal`` renders sharper, slower).
-    """
+    """Internal tapestry size for an output size: the same aspect, at most ``max_height`` tall."""
     w, h = out
     if h <= max_height:
         return w, h
@@ -83,7 +78,6 @@ class RenderArgs:
 def render(args: RenderArgs) -> int:
     """Render headless, as fast as the machine allows, to an MP4 or a PNG sequence; returns exit status."""
     frames = max(1, round(args.seconds * args.fps))
-    internal = args.internal or internal_size(args.size)
     sensors = None
     tree = declare_all(extra=_sensing_params())
     if args.sensors or args.camera or args.audio:
@@ -100,6 +94,7 @@ def render(args: RenderArgs) -> int:
     if not png and out_path.suffix.lower() not in (".mp4", ".m4v", ".mov"):
         raise StartupError(f"--out {out}: give a .mp4 file or a directory ending in / for PNGs")
     ctx = _context()
+    internal = args.internal or render_internal_size(ctx, args.size)
     # The engine first: a bad preset or shader is reported before any output file is created.
     engine = _build_engine(ctx, EngineOptions(size=internal, seed=args.seed, preset=args.preset,
                                               particles=args.particles, overrides=parse_overrides(args.overrides)),
@@ -361,6 +356,22 @@ def run_live(args: LiveArgs) -> int:
     return 0
 
 
+def software_gl(ctx) -> bool:
+    """True when the GL is a software rasteriser (Mesa llvmpipe & co: the CPU does the GPU's work)."""
+    renderer = str(ctx.info.get("GL_RENDERER", "")).lower()
+    return any(name in renderer for name in ("llvmpipe", "softpipe", "swrast", "lavapipe"))
+
+
+def render_internal_size(ctx, out: tuple[int, int]) -> tuple[int, int]:
+    """Default internal tapestry size for a render of ``out`` on this GL.
+
+    The field is soft (trails and glow), so on a software rasteriser it is rendered at up to 360
+    lines and scaled up, which costs little to the eye and a lot of time there; a GPU renders at
+    the output size, up to 1080 lines.  ``run.py render --internal`` chooses.
+    """
+    return internal_size(out, max_height=360 if software_gl(ctx) else 1080)
+
+
 def live_defaults(ctx) -> tuple[tuple[int, int], int]:
     """Internal tapestry size and ``field/sim_every`` for a live show on this GL.
 
@@ -369,8 +380,7 @@ def live_defaults(ctx) -> tuple[tuple[int, int], int]:
     drawn every frame) keep the default preset at 60 fps; a real GPU gets a sharper tapestry and
     every particle stepped every frame.
     """
-    renderer = str(ctx.info.get("GL_RENDERER", "")).lower()
-    if any(name in renderer for name in ("llvmpipe", "softpipe", "swrast", "lavapipe")):
+    if software_gl(ctx):
         return (512, 288), 2
     return (960, 540), 1
 

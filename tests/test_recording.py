@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from installation.app import RenderArgs, StartupError, internal_size, parse_size, render
+from installation.app import RenderArgs, StartupError, internal_size, parse_size, render, render_internal_size
 from installation.recording import PngSequenceWriter, Progress, RecordingError, VideoWriter
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -169,6 +169,19 @@ def test_sizes():
     assert internal_size((1920, 1080)) == (640, 360)
     assert internal_size((640, 360)) == (640, 360)
     assert internal_size((1920, 1080), max_height=540) == (960, 540)
+
+
+def test_render_resolution_follows_the_gl():
+    # A software rasteriser renders the soft field at up to 360 lines and scales up; a GPU (which
+    # this machine does not have: only its name is stood in for) renders at the output size.
+    class Ctx:
+        def __init__(self, renderer):
+            self.info = {"GL_RENDERER": renderer}
+
+    assert render_internal_size(Ctx("llvmpipe (LLVM 15.0.6, 256 bits)"), (1920, 1080)) == (640, 360)
+    assert render_internal_size(Ctx("NVIDIA H100 80GB HBM3/PCIe/SSE2"), (1920, 1080)) == (1920, 1080)
+    assert render_internal_size(Ctx("NVIDIA H100 80GB HBM3/PCIe/SSE2"), (3840, 2160)) == (1920, 1080)
+    assert render_internal_size(Ctx("AMD Radeon RX 7900"), (640, 360)) == (640, 360)
 
 
 def test_set_overrides_parameters_after_the_preset_and_refuses_bad_ones(tmp_path):
