@@ -75,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     from installation.logs import setup_logging
-    setup_logging(args.log_dir, str(args.log_level).upper())
+    # The live show logs from its frame thread: there a stuck console or disk must not stop it.
+    setup_logging(args.log_dir, str(args.log_level).upper(), background=args.command in (None, "run"))
 
     from installation.app import StartupError
     from installation.recording import RecordingError

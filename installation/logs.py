@@ -14,7 +14,9 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 import time
+from collections import deque
 from logging.handlers import RotatingFileHandler
 from typing import Callable
 
@@ -140,6 +142,79 @@ class _JournalFormatter(logging.Formatter):
         return super().format(record)
 
 
+class BackgroundHandler(logging.Handler):
+    """Runs another handler on its own thread, so the thread that logs never waits for a write.
+
+    A console that stops reading (a terminal paused with Ctrl-S, a stuck pipe) or a disk that hangs
+    then blocks only this handler's thread: the frame loop goes on.  The message is merged on the
+    caller's thread (the record no longer refers to its arguments); at most ``capacity`` records
+    wait, and when more come the oldest are dropped and counted in :attr:`dropped`.
+    """
+
+    def __init__(self, inner: logging.Handler, capacity: int = 2000) -> None:
+        super().__init__(inner.level)
+        self.inner = inner
+        self.dropped = 0
+        self._records: deque[logging.LogRecord] = deque()
+        self._capacity = int(capacity)
+        self._wake = threading.Condition()
+        self._busy = False
+        self._closing = False
+        self._thread = threading.Thread(target=self._run, name=f"log-{type(inner).__name__}", daemon=True)
+        self._thread.start()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            record.msg = record.getMessage()
+            record.args = None
+            if record.exc_info and not record.exc_text:
+                record.exc_text = logging.Formatter().formatException(record.exc_info)
+            record.exc_info = None
+        except Exception:  # noqa: BLE001 - the inner handler reports a bad format once
+            pass
+        with self._wake:
+            if len(self._records) >= self._capacity:
+                self._records.popleft()
+                self.dropped += 1
+            self._records.append(record)
+            self._wake.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                while not self._records and not self._closing:
+                    self._wake.wait()
+                if not self._records:
+                    return
+                record = self._records.popleft()
+                self._busy = True
+            try:
+                self.inner.handle(record)
+            finally:
+                with self._wake:
+                    self._busy = False
+                    self._wake.notify_all()
+
+    def flush(self, timeout_s: float = 1.0) -> None:
+        """Wait (at most ``timeout_s``) until what is queued is written, then flush the inner handler."""
+        end = time.monotonic() + timeout_s
+        with self._wake:
+            while (self._records or self._busy) and time.monotonic() < end:
+                self._wake.wait(max(0.0, end - time.monotonic()))
+        if not self._records and not self._busy:
+            self.inner.flush()
+
+    def close(self) -> None:
+        """Write what is queued (bounded), then close the inner handler."""
+        with self._wake:
+            self._closing = True
+            self._wake.notify_all()
+        self._thread.join(1.0)
+        if not self._thread.is_alive():
+            self.inner.close()
+        super().close()
+
+
 def _under_journal(stream) -> bool:
     """True when ``stream`` is the journald stream systemd gave us ($JOURNAL_STREAM = dev:inode)."""
     value = os.environ.get("JOURNAL_STREAM", "")
@@ -153,13 +228,14 @@ def _under_journal(stream) -> bool:
 
 def setup_logging(log_dir: str | None = None, level: int | str = "INFO", console: bool = True,
                   max_bytes: int = 5_000_000, backup_count: int = 5, filename: str = LOG_FILE,
-                  retry_s: float = 30.0) -> logging.Logger:
+                  retry_s: float = 30.0, background: bool = False) -> logging.Logger:
     """Configure the root logger for a run and return it.
 
     ``log_dir``: directory for the rotated ``filename`` (``max_bytes`` per file, ``backup_count``
     old files kept); ``None`` uses ``$TAPESTRY_LOG_DIR`` when set, else no file.  A directory
     that cannot be created is reported and the run continues with the console only.
-    Calling it again replaces the handlers it installed before.
+    Calling it again replaces the handlers it installed before.  ``background``: each handler
+    writes on its own thread (:class:`BackgroundHandler`), as the live show needs.
     """
     if isinstance(level, str):
         resolved = logging.getLevelName(level.upper())
@@ -178,6 +254,7 @@ def setup_logging(log_dir: str | None = None, level: int | str = "INFO", console
     if console:
         ch = SafeStreamHandler(sys.stderr, retry_s=retry_s)
         ch.setFormatter(_JournalFormatter(JOURNAL_FORMAT) if _under_journal(sys.stderr) else logging.Formatter(FORMAT))
+        ch = BackgroundHandler(ch) if background else ch
         ch._tapestry = True
         root.addHandler(ch)
     log_dir = log_dir if log_dir is not None else (os.environ.get("TAPESTRY_LOG_DIR") or None)
@@ -190,6 +267,7 @@ def setup_logging(log_dir: str | None = None, level: int | str = "INFO", console
         else:
             fh = SafeRotatingFileHandler(path, max_bytes=max_bytes, backup_count=backup_count, retry_s=retry_s)
             fh.setFormatter(logging.Formatter(FORMAT))
+            fh = BackgroundHandler(fh) if background else fh
             fh._tapestry = True
             root.addHandler(fh)
     logging.captureWarnings(True)

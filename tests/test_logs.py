@@ -7,11 +7,14 @@ import io
 import logging
 import os
 import subprocess
+import threading
+import time
 from pathlib import Path
 
 import pytest
 
-from installation.logs import OnceLogger, SafeRotatingFileHandler, SafeStreamHandler, setup_logging
+from installation.logs import (BackgroundHandler, OnceLogger, SafeRotatingFileHandler, SafeStreamHandler,
+                              setup_logging)
 
 
 @pytest.fixture
@@ -201,3 +204,57 @@ def test_journal_stream_gets_syslog_priorities(tmp_path, monkeypatch):
         assert not _under_journal(null)
     rec = logging.LogRecord("tapestry.x", logging.WARNING, __file__, 1, "careful", (), None)
     assert _JournalFormatter(JOURNAL_FORMAT).format(rec).startswith("<4>tapestry.x [")
+
+
+def test_background_logging_never_blocks_the_caller_and_the_file_keeps_up(tmp_path):
+    # The live show logs from its frame thread: a console that stops reading must not stop it,
+    # and the log file must still get every line meanwhile.
+    r, w = os.pipe()
+    console = os.fdopen(w, "w")
+    threading.Thread(target=lambda: os.write(w, b"#" * 200_000), daemon=True).start()  # fill the pipe
+    time.sleep(0.2)
+    inner = SafeStreamHandler(console)
+    inner.setFormatter(logging.Formatter("%(message)s"))
+    bg_console = BackgroundHandler(inner, capacity=50)
+    log_file = tmp_path / "live.log"
+    fh = SafeRotatingFileHandler(str(log_file))
+    fh.setFormatter(logging.Formatter("%(message)s"))
+    bg_file = BackgroundHandler(fh)
+    log = logging.getLogger("tapestry.test.background")
+    log.propagate = False
+    log.addHandler(bg_console)
+    log.addHandler(bg_file)
+    try:
+        done = threading.Event()
+
+        def frame_loop():
+            for i in range(500):
+                log.warning("frame %d", i)
+            try:
+                raise ValueError("boom")
+            except ValueError:
+                log.exception("a failure with its traceback")
+            done.set()
+
+        threading.Thread(target=frame_loop, daemon=True).start()
+        assert done.wait(5)                     # 501 records logged while the console is stuck
+        bg_file.flush()
+        text = log_file.read_text()
+        assert "frame 0\n" in text and "frame 499\n" in text and "ValueError: boom" in text
+        assert bg_console.dropped >= 400        # the console kept only its newest records, bounded
+
+        got = b""                               # the console reads again: the newest records arrive
+        os.set_blocking(r, False)
+        end = time.monotonic() + 5
+        while b"ValueError: boom" not in got and time.monotonic() < end:
+            try:
+                got += os.read(r, 1 << 16)
+            except BlockingIOError:
+                time.sleep(0.01)
+        assert b"frame 499\n" in got and b"ValueError: boom" in got
+    finally:
+        log.removeHandler(bg_console)
+        log.removeHandler(bg_file)
+        bg_file.close()
+        bg_console.close()
+        os.close(r)
