@@ -5,16 +5,12 @@ import threading
 import time
 
 from installation.console import StatusLine
+from tests.support.pipes import StuckPipe
 
 
 def test_show_returns_at_once_when_the_console_is_stuck_and_the_newest_line_wins():
-    r, w = os.pipe()
-    stream = os.fdopen(w, "w", buffering=1)
-    os.set_blocking(r, False)
-    # Fill the pipe (as a terminal paused with Ctrl-S does); then the status line's writes block too.
-    threading.Thread(target=lambda: os.write(w, b"#" * 200_000), daemon=True).start()
-    time.sleep(0.2)
-    status = StatusLine(stream)
+    pipe = StuckPipe()  # a terminal paused with Ctrl-S: the status line's writes block
+    status = StatusLine(pipe.stream)
     status.show("first")
     end = time.monotonic() + 5
     while status.pending and time.monotonic() < end:  # the writer thread takes it, and blocks on it
@@ -27,16 +23,9 @@ def test_show_returns_at_once_when_the_console_is_stuck_and_the_newest_line_wins
     assert status.close(timeout_s=0.2) is False  # still stuck: close gives up instead of hanging
 
     # The console reads again: the blocked line, then only the newest one.
-    got = b""
-    end = time.monotonic() + 5
-    while b"frame 999" not in got and time.monotonic() < end:
-        try:
-            got += os.read(r, 1 << 16)
-        except BlockingIOError:
-            time.sleep(0.01)
-    # (the test's own filler bytes may interleave: pipe writes that large are not atomic)
+    got = pipe.read_until(b"frame 999")
     assert b"frame 998" not in got and 0 <= got.find(b"first\n") < got.find(b"frame 999\n")
-    os.close(r)
+    pipe.close()
 
 
 def test_a_terminal_gets_the_line_redrawn_in_place_and_a_newline_at_the_end(tmp_path):

@@ -8,13 +8,13 @@ import logging
 import os
 import subprocess
 import threading
-import time
 from pathlib import Path
 
 import pytest
 
 from installation.logs import (BackgroundHandler, OnceLogger, SafeRotatingFileHandler, SafeStreamHandler,
                               setup_logging)
+from tests.support.pipes import StuckPipe
 
 
 @pytest.fixture
@@ -209,11 +209,8 @@ def test_journal_stream_gets_syslog_priorities(tmp_path, monkeypatch):
 def test_background_logging_never_blocks_the_caller_and_the_file_keeps_up(tmp_path):
     # The live show logs from its frame thread: a console that stops reading must not stop it,
     # and the log file must still get every line meanwhile.
-    r, w = os.pipe()
-    console = os.fdopen(w, "w")
-    threading.Thread(target=lambda: os.write(w, b"#" * 200_000), daemon=True).start()  # fill the pipe
-    time.sleep(0.2)
-    inner = SafeStreamHandler(console)
+    pipe = StuckPipe()
+    inner = SafeStreamHandler(pipe.stream)
     inner.setFormatter(logging.Formatter("%(message)s"))
     bg_console = BackgroundHandler(inner, capacity=50)
     log_file = tmp_path / "live.log"
@@ -243,18 +240,11 @@ def test_background_logging_never_blocks_the_caller_and_the_file_keeps_up(tmp_pa
         assert "frame 0\n" in text and "frame 499\n" in text and "ValueError: boom" in text
         assert bg_console.dropped >= 400        # the console kept only its newest records, bounded
 
-        got = b""                               # the console reads again: the newest records arrive
-        os.set_blocking(r, False)
-        end = time.monotonic() + 5
-        while b"ValueError: boom" not in got and time.monotonic() < end:
-            try:
-                got += os.read(r, 1 << 16)
-            except BlockingIOError:
-                time.sleep(0.01)
+        got = pipe.read_until(b"ValueError: boom")  # the console reads again: the newest records arrive
         assert b"frame 499\n" in got and b"ValueError: boom" in got
     finally:
         log.removeHandler(bg_console)
         log.removeHandler(bg_file)
         bg_file.close()
         bg_console.close()
-        os.close(r)
+        pipe.close()
