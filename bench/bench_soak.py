@@ -209,8 +209,10 @@ def main(argv: list[str] | None = None) -> int:
 
     total = WARMUP + frames
     every = max(1, frames // args.samples)
-    ms = np.zeros(total, np.float64)
-    gc_ms = np.zeros(total, np.float64)
+    # Filled now, not as frames go: untouched zero pages would enter RSS one by one during the run
+    # and read as 16 bytes a frame of growth (the first long soaks measured exactly that).
+    ms = np.full(total, np.nan)
+    gc_ms = np.full(total, 0.0)
     gct = GcTimer()
     rows = []  # (frame, seconds, rss, objects)
     ratios = []  # p99/p50 per interval
