@@ -179,9 +179,7 @@ class Engine:
         self.field.set_attractors([Attractor(p.x, p.y, 0.6 + 3.0 * p.size, 0.08 + 0.5 * p.size)
                                    for p in self.mood.people])
         self._guard("field", self.field.step, dt, self.renderer.splat_target(self.field.count, self.field.slices))
-        field = self.field  # colour on a round's first frame, glow on its second: balanced frame times
-        self._guard("render", self.renderer.render, dt, self.master_level(), field.round_started,
-                    field.phase == min(1, field.slices - 1))
+        self._guard("render", self.renderer.render, dt, self.master_level(), self.field.round_started)
         tex = self.renderer.tapestry
         if self.leds is not None:
             self._guard("leds", self.leds.process, tex)

@@ -124,13 +124,12 @@ class TapestryRenderer:
         return SplatTarget(self.lights[self._slot], self.size, GAIN * (w * h) / max(particles, 1),
                            self.hue_grid, self.grid_size, slices)
 
-    def render(self, dt: float, master: float = 1.0, full: bool = True, glow: bool | None = None) -> moderngl.Texture:
+    def render(self, dt: float, master: float = 1.0, full: bool = True) -> moderngl.Texture:
         """Resolve this frame's splats into the tapestry and return it.
 
-        ``full`` turns this round's colour samples into the colour grid; ``glow`` (default: as
-        ``full``) blurs the trail into the glow afterwards.  Frames inside a round of slices (see
-        ``field/sim_every``) keep both, which change slowly; the engine puts the glow on the
-        round's second frame so that no frame carries both extra passes.
+        ``full=False`` (a frame inside a round of slices, see ``field/sim_every``) keeps the
+        colour grid and glow of the round's first frame, which change slowly, and only resolves
+        the light.
         """
         tree = self.tree
         w, h = self.size
@@ -171,7 +170,7 @@ class TapestryRenderer:
         resolve.run((w + 15) // 16, (h + 7) // 8)
         self.ctx.memory_barrier()
         self._slot = nxt
-        if full if glow is None else glow:
+        if full:
             self._glow()
         return self.tapestry
 

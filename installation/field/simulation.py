@@ -100,7 +100,6 @@ class ParticleField:
         self._attractors = np.zeros((MAX_ATTRACTORS, 4), np.float32)
         self._attractor_count = 0
         self.round_started = True  # whether the last step() began a round of slices (and painted colour)
-        self.phase = 0             # which slice the last step() stepped (0 .. slices - 1)
         self.rounds = 0            # rounds begun: which particle of each HUE_STRIDE group paints colour
         self._since = [0.0]        # per slice: time since it last stepped (field/sim_every slices)
 
@@ -153,7 +152,6 @@ class ParticleField:
         self._since = [t + dt for t in self._since]
         phase = (self.frame - 1) % n  # the first frame starts a round
         step_dt, self._since[phase] = self._since[phase], 0.0
-        self.phase = phase
         self.round_started = phase == 0
         self.rounds += self.round_started
         self.flow_time += dt * tree["field/flow/evolve"]
