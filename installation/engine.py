@@ -141,7 +141,7 @@ class Engine:
                      "field_resolve.glsl",
                      "field_glow_down.glsl", "field_glow.glsl"):
             self.shaders.compute(name)
-        for slices in range(2, 5):  # the resolve's variants for field/sim_every 2..4: no hitch when it changes
+        for slices in range(2, 5):  # the resolve's sim_every 2..4 variants: a broken one is reported now
             self.shaders.compute("field_resolve.glsl", {"SLICES": slices})
 
     def attach_leds(self, leds: LedStage, fps: float = 60.0) -> None:
