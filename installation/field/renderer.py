@@ -148,7 +148,7 @@ class TapestryRenderer:
             _set(hue, u_grid=self.grid_size)
             self.hue_grid.bind_to_storage_buffer(2)
             self.hue.bind_to_image(0, read=False, write=True)
-            hue.run((gw + 15) // 16, (gh + 7) // 8)
+            self.shaders.dispatch(hue, (gw + 15) // 16, (gh + 7) // 8)
             self.ctx.memory_barrier()
         if not self.lights:
             self.splat_target(1)
@@ -167,7 +167,7 @@ class TapestryRenderer:
         self.tapestry.bind_to_image(1, read=False, write=True)
         self.glow[0].use(0)
         self.lut.use(1)
-        resolve.run((w + 15) // 16, (h + 7) // 8)
+        self.shaders.dispatch(resolve, (w + 15) // 16, (h + 7) // 8)
         self.ctx.memory_barrier()
         self._slot = nxt
         if full:
@@ -189,7 +189,7 @@ class TapestryRenderer:
         _set(down, u_full=self.size)
         self.trail.bind_to_storage_buffer(3)
         self.glow[1].bind_to_image(0, read=False, write=True)
-        down.run(*groups)
+        self.shaders.dispatch(down, *groups)
         self.ctx.memory_barrier()
         blur = self.shaders.compute("field_glow.glsl")
         radius = self.tree["render/glow/radius"]
@@ -198,7 +198,7 @@ class TapestryRenderer:
             _set(blur, u_src=0, u_dir=direction, u_radius=radius)
             src.use(0)
             dst.bind_to_image(0, read=False, write=True)
-            blur.run(*groups)
+            self.shaders.dispatch(blur, *groups)
             self.ctx.memory_barrier()
         self.glow.reverse()  # the fully blurred one is now glow[0], read by the next resolve
 

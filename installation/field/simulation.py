@@ -163,7 +163,7 @@ class ParticleField:
                  u_turbulence=tree["field/malfunction"], u_attractor_count=self._attractor_count)
             _write(flow, "u_attractors", self._attractors)
             self.flow.bind_to_image(0, read=False, write=True)
-            flow.run((FLOW_GRID[0] + 7) // 8, (FLOW_GRID[1] + 7) // 8)
+            self.shaders.dispatch(flow, (FLOW_GRID[0] + 7) // 8, (FLOW_GRID[1] + 7) // 8)
 
         first, end = self.count * phase // n, self.count * (phase + 1) // n
         cs = self.shaders.compute("field_step.glsl")
@@ -178,7 +178,7 @@ class ParticleField:
         self.flow.use(0)
         self.particles.bind_to_storage_buffer(0)
         splat.buffer.bind_to_storage_buffer(1)
-        cs.run((end - first + 255) // 256)
+        self.shaders.dispatch(cs, (end - first + 255) // 256)
         self.ctx.memory_barrier()
         if self.round_started:
             self._paint_hue(splat)
@@ -191,7 +191,7 @@ class ParticleField:
             _set(hue, u_grid=splat.grid_size, u_stride=HUE_STRIDE, u_offset=self.rounds % HUE_STRIDE,
                  u_speed=tree["field/flow/speed"], u_malfunction=tree["field/malfunction"])
             splat.hue_grid.bind_to_storage_buffer(2)
-            hue.run((self.count // HUE_STRIDE + 256) // 256)
+            self.shaders.dispatch(hue, (self.count // HUE_STRIDE + 256) // 256)
             self.ctx.memory_barrier()
 
     def bind_network(self, prog, st: NetworkState | None = None) -> None:

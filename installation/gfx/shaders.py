@@ -19,6 +19,8 @@ from typing import Mapping
 
 import moderngl
 
+from .dispatch import ComputeDispatch
+
 log = logging.getLogger(__name__)
 
 MAX_INCLUDE_DEPTH = 8
@@ -56,15 +58,19 @@ class ShaderLibrary:
     ``compute(name)`` / ``program(name)`` compile and cache; ``reload()``
     recompiles what changed on disk and keeps the last good program for any
     file that fails, returning the errors for the caller to report.
+    ``dispatch(prog, x, y, z)`` runs a compute program with the GIL released
+    (:class:`~installation.gfx.dispatch.ComputeDispatch`).
     """
 
     ctx: moderngl.Context
     root: Path
     defines: dict[str, str] = field(default_factory=dict)
     _cache: dict[tuple, tuple[object, dict[Path, float]]] = field(default_factory=dict)
+    dispatch: ComputeDispatch = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.root = Path(self.root)
+        self.dispatch = ComputeDispatch(self.ctx)
 
     # -- source --------------------------------------------------------
     def source(self, name: str, stage_define: str | None = None, defines: Mapping[str, object] | None = None) -> _Source:
