@@ -2,6 +2,7 @@
 
 import hashlib
 import io
+import os
 import shutil
 import subprocess
 import sys
@@ -13,7 +14,7 @@ import numpy as np
 import pytest
 
 from installation.app import RenderArgs, StartupError, internal_size, parse_size, render, render_internal_size
-from installation.recording import PngSequenceWriter, Progress, RecordingError, VideoWriter
+from installation.recording import WRITER_NICE, PngSequenceWriter, Progress, RecordingError, VideoWriter
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -215,3 +216,32 @@ def test_a_png_folder_that_vanishes_mid_render_is_reported_not_ignored(tmp_path)
         for _ in range(5):
             w.write(frame, 1 / 30)
         w.close()
+
+
+def _nice_by_thread() -> dict[int, int]:
+    out = {}
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            stat = Path(f"/proc/self/task/{tid}/stat").read_text()
+        except OSError:  # the thread ended meanwhile
+            continue
+        out[int(tid)] = int(stat[stat.rindex(")") + 2:].split()[16])  # field 19: nice
+    return out
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice is Linux's")
+def test_the_writer_and_its_encoder_threads_run_below_the_engine(tmp_path):
+    before = _nice_by_thread()
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    w = VideoWriter(tmp_path / "n.mp4", (320, 180), 30)
+    frame = np.full((90, 160, 4), 80, np.uint8)
+    for _ in range(4):
+        w.write(frame, 1 / 30)
+    deadline = time.monotonic() + 10
+    while w.frames < 4 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    started = {tid: nice for tid, nice in _nice_by_thread().items() if tid not in before}
+    w.close()
+    assert len(started) >= 2, "the writer thread and x264's own threads"
+    assert all(nice == min(base + WRITER_NICE, 19) for nice in started.values()), started
+    assert os.getpriority(os.PRIO_PROCESS, 0) == base, "the engine's own thread keeps its priority"
