@@ -1,4 +1,5 @@
-"""The preview window in a real X server (Xvfb): the tapestry fills it and the LEDs are drawn over it."""
+"""The preview window in a real X server (Xvfb): the tapestry fills it and the LEDs are drawn over it
+(computed with the GIL released in the window's own GL context too)."""
 
 import os
 import shutil
@@ -26,6 +27,7 @@ eng = Engine(pw.ctx, EngineOptions(size=(320, 180), particles=16384), tree=tree)
 eng.attach_leds(LedPipeline(pw.ctx, load_venue(sys.argv[1] + '/hardware/demo-venue.toml'), tree))
 pw.attach(eng)
 eng.sinks.append(pw)
+assert eng.shaders.dispatch.releases_gil, "the window's context dispatches holding the GIL"
 clock = FixedStepClock(60)
 for _ in range(40):
     eng.frame(clock.next_frame())

@@ -38,7 +38,9 @@ class ComputeDispatch:
     def __init__(self, ctx: moderngl.Context) -> None:
         self._use = self._dispatch = None
         try:
-            load = ctx.mglo._context.load   # glcontext's loader: the functions moderngl itself calls
+            # The loader moderngl got its own GL functions from: glcontext's for EGL, moderngl's
+            # DefaultLoader for a pyglet window's context; both have load_opengl_function.
+            load = ctx.mglo._context.load_opengl_function
             use, dispatch = load("glUseProgram"), load("glDispatchCompute")
         except Exception as exc:  # noqa: BLE001 - any change of moderngl's internals lands here
             log.info("compute dispatches hold the Python GIL (no GL function loader: %s)", exc)
