@@ -28,14 +28,16 @@ def main(argv: list[str] | None = None) -> int:
     _live_args(parser)  # `python run.py --venue X` works without the word `run`
 
     r = sub.add_parser("render", help="render headless to an MP4 or a PNG sequence, as fast as possible")
-    r.add_argument("--preset", default="harmony")
-    r.add_argument("--seconds", type=float, default=10.0)
-    r.add_argument("--fps", type=float, default=30.0)
-    r.add_argument("--size", default="1280x720", help="output WIDTHxHEIGHT")
+    r.add_argument("--preset", default="harmony", help="the look to render (`run.py presets` lists them; default harmony)")
+    r.add_argument("--seconds", type=float, default=10.0, help="length of the video in seconds (default 10)")
+    r.add_argument("--fps", type=float, default=30.0,
+                   help="frames per second of the video (default 30)")
+    r.add_argument("--size", default="1280x720", help="output WIDTHxHEIGHT (default 1280x720)")
     r.add_argument("--internal", default=None, help="internal tapestry WIDTHxHEIGHT (default: the output size, at most 360 "
                         "lines on a software GL such as llvmpipe, 1080 on a GPU)")
-    r.add_argument("--seed", type=int, default=1)
-    r.add_argument("--particles", type=int, default=None)
+    r.add_argument("--seed", type=int, default=1,
+                   help="the same seed, preset and inputs give the same frames, byte for byte (default 1)")
+    r.add_argument("--particles", type=int, default=None, help="number of particles (default: the preset's field/particles, else 262,144)")
     r.add_argument("--out", required=True, help="FILE.mp4, or DIR/ for a PNG sequence")
     r.add_argument("--sensors", default=None, help="replay a sensor recording (JSONL)")
     r.add_argument("--camera", default=None, help="a video file standing in for the camera")
@@ -46,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--set", action="append", default=[], metavar="PATH=VALUE", dest="overrides",
                    help="set a parameter after the preset, e.g. --set render/palette=aurora (repeatable; "
                         "`run.py params` lists them)")
-    r.add_argument("--quiet", action="store_true")
+    r.add_argument("--quiet", action="store_true", help="no progress bar and no summary line")
 
     sub.add_parser("presets", help="list the presets")
     prm = sub.add_parser("params", help="print every parameter as an OSC address map (Markdown)")
