@@ -5,7 +5,7 @@
 #include "lib/field_common.glsl"
 out vec2 v_light;
 void main() {
-    Particle p = particles[gl_VertexID];
+    Particle p = load_particle(uint(gl_VertexID));
     float alive = p.tag.w > 0.0 ? 1.0 : 0.0;
     float hue = u_route_ctrl[int(p.tag.z)].w;
     v_light = vec2(alive, alive * hue);

@@ -16,7 +16,7 @@ uniform float u_malfunction;
 void main() {
     uint i = gl_GlobalInvocationID.x * u_stride + u_offset;
     if (i >= uint(u_count)) return;
-    Particle p = particles[i];
+    Particle p = load_particle(i);
     int r = clamp(int(p.tag.z), 0, max(u_routes - 1, 0));
     float sp = sqrt(dot(p.kin.zw, p.kin.zw)) / max(u_speed, 0.05);
     // Under malfunction the fast, torn-loose particles run hot.

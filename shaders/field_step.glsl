@@ -38,7 +38,7 @@ uniform float u_damp;        // velocity kept per step: exp(-dt * (0.6 + 1.4 * o
 void main() {
     uint i = gl_GlobalInvocationID.x + u_first;
     if (i >= u_end) return;
-    Particle p = particles[i];
+    Particle p = load_particle(i);
     vec2 pos = p.kin.xy, vel = p.kin.zw;
     float s = p.tag.x, lane = p.tag.y, life = p.tag.w;
     int r = clamp(int(p.tag.z), 0, max(u_routes - 1, 0));
@@ -93,7 +93,7 @@ void main() {
     // The dead wait in bounds (clamped) for their rebirth, so every stored position is on the canvas.
     p.kin = vec4(dead ? clamp(pos, vec2(0.0), vec2(u_aspect, 1.0) - 1e-4) : pos, vel);
     p.tag = dead ? vec4(born_s, born_lane, float(born_route), born_life) : vec4(s, lane, float(r), life);
-    particles[i] = p;
+    store_particle(i, p);
 
     float light = particle_light(info.w, lane, life, sc, vel, u_speed);
     splat(pos, (dead || newborn) ? 0.0 : light, u_size, u_aspect, u_gain);  // newborns are not yet on their route

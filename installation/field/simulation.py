@@ -23,7 +23,8 @@ from ..params import FLOAT, INT, ParamSpec, ParamTree, floats
 from .network import MAX_ROUTES, Network, NetworkState
 
 MAX_ATTRACTORS = 16  # must match shaders/field_flow.glsl
-PARTICLE_FLOATS = 8  # kin (x, y, vx, vy) + tag (s, lane, route, life)
+PARTICLE_FLOATS = 8  # a particle unpacked: kin (x, y, vx, vy) + tag (s, lane, route, life)
+LIFE_RANGE = 64.0    # stored life is snorm16 of +-LIFE_RANGE seconds (field/life tops out at 30 s x 1.5)
 FLOW_GRID = (96, 54)
 
 PARAMS: tuple[ParamSpec, ...] = (
@@ -118,7 +119,7 @@ class ParticleField:
         lane = rng.uniform(-1, 1, n)
         data[:, 5] = lane * np.abs(lane)
         data[:, 7] = -self.tree["field/life"] * rng.uniform(0.1, 1.5, n)
-        return data.tobytes()
+        return pack_particles(data, self.aspect)
 
     def set_attractors(self, attractors: list[Attractor]) -> None:
         """Positions and strengths (from where visitors stand) for the next steps."""
@@ -205,7 +206,7 @@ class ParticleField:
 
     def read(self) -> np.ndarray:
         """Particles as an (N, 8) float32 array (x, y, vx, vy, s, lane, route, life): for tests and stats."""
-        return np.frombuffer(self.particles.read(), np.float32).reshape(-1, PARTICLE_FLOATS)
+        return unpack_particles(self.particles.read(), self.aspect)
 
     def coherence(self) -> float:
         """Flow coherence -1..1: mean alignment of filament particles' velocity with their filament.
@@ -234,6 +235,45 @@ class ParticleField:
         self.particles.release()
         self.flow.release()
         self.routes.release()
+
+
+def pack_particles(p: np.ndarray, aspect: float) -> bytes:
+    """(N, 8) float particles -> the 16 bytes a particle that the shaders read (``field_common.glsl``).
+
+    Rounds as GLSL's ``packUnorm2x16`` / ``packSnorm2x16`` / ``packHalf2x16`` do.
+    """
+    def unorm(v):
+        return np.rint(np.clip(v, 0.0, 1.0) * 65535.0).astype(np.uint32)
+
+    def snorm(v):
+        return np.rint(np.clip(v, -1.0, 1.0) * 32767.0).astype(np.int16).view(np.uint16).astype(np.uint32)
+
+    def half(v):
+        return np.asarray(v, np.float16).view(np.uint16).astype(np.uint32)
+
+    p = np.asarray(p, np.float32)
+    q = np.empty((len(p), 4), np.uint32)
+    q[:, 0] = unorm(p[:, 0] / aspect) | (unorm(p[:, 1]) << 16)
+    q[:, 1] = half(p[:, 2]) | (half(p[:, 3]) << 16)
+    q[:, 2] = unorm(p[:, 4]) | (unorm(p[:, 5] * 0.5 + 0.5) << 16)
+    q[:, 3] = (p[:, 6].astype(np.uint32) & 0xFFFF) | (snorm(p[:, 7] / LIFE_RANGE) << 16)
+    return q.tobytes()
+
+
+def unpack_particles(raw: bytes, aspect: float) -> np.ndarray:
+    """The shaders' 16-byte particles -> an (N, 8) float32 array (x, y, vx, vy, s, lane, route, life)."""
+    q = np.frombuffer(raw, np.uint32).reshape(-1, 4)
+    lo, hi = (q & 0xFFFF).astype(np.uint16), (q >> 16).astype(np.uint16)
+    out = np.empty((len(q), PARTICLE_FLOATS), np.float32)
+    out[:, 0] = lo[:, 0] / 65535.0 * aspect
+    out[:, 1] = hi[:, 0] / 65535.0
+    out[:, 2] = lo[:, 1].view(np.float16)
+    out[:, 3] = hi[:, 1].view(np.float16)
+    out[:, 4] = lo[:, 2] / 65535.0
+    out[:, 5] = hi[:, 2] / 65535.0 * 2.0 - 1.0
+    out[:, 6] = lo[:, 3]
+    out[:, 7] = np.maximum(hi[:, 3].view(np.int16) / 32767.0, -1.0) * LIFE_RANGE
+    return out
 
 
 def _set(prog, **values) -> None:
