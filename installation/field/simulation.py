@@ -238,7 +238,7 @@ class ParticleField:
 
 
 def pack_particles(p: np.ndarray, aspect: float) -> bytes:
-    """(N, 8) float particles -> the 16 bytes a particle that the shaders read (``field_common.glsl``).
+    """(N, 8) float particles -> the shaders' 16-byte layout (``shaders/lib/field_common.glsl``).
 
     Rounds as GLSL's ``packUnorm2x16`` / ``packSnorm2x16`` / ``packHalf2x16`` do.
     """
