@@ -242,8 +242,8 @@ def pack_particles(p: np.ndarray, aspect: float) -> bytes:
 
     Rounds as GLSL's ``packUnorm2x16`` / ``packSnorm2x16`` / ``packHalf2x16`` do.
     """
-    def unorm(v):
-        return np.rint(np.clip(v, 0.0, 1.0) * 65535.0).astype(np.uint32)
+    def unorm(v, top=65535.0):
+        return np.rint(np.clip(v, 0.0, 1.0) * np.float32(top)).astype(np.uint32)
 
     def snorm(v):
         return np.rint(np.clip(v, -1.0, 1.0) * 32767.0).astype(np.int16).view(np.uint16).astype(np.uint32)
@@ -251,12 +251,12 @@ def pack_particles(p: np.ndarray, aspect: float) -> bytes:
     def half(v):
         return np.asarray(v, np.float16).view(np.uint16).astype(np.uint32)
 
-    p = np.asarray(p, np.float32)
+    p = np.nan_to_num(np.asarray(p, np.float32))
     q = np.empty((len(p), 4), np.uint32)
-    q[:, 0] = unorm(p[:, 0] / aspect) | (unorm(p[:, 1]) << 16)
+    q[:, 0] = unorm(p[:, 0] / np.float32(aspect)) | (unorm(p[:, 1]) << 16)
     q[:, 1] = half(p[:, 2]) | (half(p[:, 3]) << 16)
-    q[:, 2] = unorm(p[:, 4]) | (unorm(p[:, 5] * 0.5 + 0.5) << 16)
-    q[:, 3] = (p[:, 6].astype(np.uint32) & 0xFFFF) | (snorm(p[:, 7] / LIFE_RANGE) << 16)
+    q[:, 2] = unorm(p[:, 4], 16777215.0) | ((p[:, 6].astype(np.uint32) & 0xFF) << 24)
+    q[:, 3] = snorm(p[:, 5]) | (snorm(p[:, 7] / np.float32(LIFE_RANGE)) << 16)
     return q.tobytes()
 
 
@@ -269,9 +269,9 @@ def unpack_particles(raw: bytes, aspect: float) -> np.ndarray:
     out[:, 1] = hi[:, 0] / 65535.0
     out[:, 2] = lo[:, 1].view(np.float16)
     out[:, 3] = hi[:, 1].view(np.float16)
-    out[:, 4] = lo[:, 2] / 65535.0
-    out[:, 5] = hi[:, 2] / 65535.0 * 2.0 - 1.0
-    out[:, 6] = lo[:, 3]
+    out[:, 4] = (q[:, 2] & 0xFFFFFF) / 16777215.0
+    out[:, 5] = np.maximum(lo[:, 3].view(np.int16) / 32767.0, -1.0)
+    out[:, 6] = q[:, 2] >> 24
     out[:, 7] = np.maximum(hi[:, 3].view(np.int16) / 32767.0, -1.0) * LIFE_RANGE
     return out
 
