@@ -59,5 +59,7 @@ class ComputeDispatch:
         if self._dispatch is None:
             prog.run(x, y, z)
             return
+        if isinstance(prog.mglo, moderngl.InvalidObject):  # released: its GL name may be reused by now
+            raise moderngl.Error("dispatch of a released compute program")
         self._use(prog.glo)
         self._dispatch(x, y, z)

@@ -5,6 +5,7 @@ import threading
 import time
 from types import SimpleNamespace
 
+import moderngl
 import numpy as np
 import pytest
 
@@ -83,3 +84,10 @@ def test_without_a_function_loader_it_falls_back_to_moderngl_and_says_so(ctx, ca
     assert any("hold the Python GIL" in r.getMessage() for r in caplog.records)
     assert np.array_equal(run_into(ctx, fallback, prog, 8), run_into(ctx, ComputeDispatch(ctx), prog, 8))
     prog.release()
+
+
+def test_a_released_program_is_refused_not_run_in_another_ones_place(ctx):
+    prog = ctx.compute_shader(BUSY)
+    prog.release()
+    with pytest.raises(moderngl.Error, match="released"):
+        ComputeDispatch(ctx)(prog, 1)
