@@ -99,6 +99,16 @@ def _below_engine_priority() -> None:
         pass
 
 
+def _start_cv2_pool() -> None:
+    """Make OpenCV start its worker threads now, on the calling (engine) thread.
+
+    OpenCV starts its pool on the first parallel call, and the pool's threads inherit that
+    thread's priority. Left to the writer's first frame, they would keep its nice for the rest of
+    the process, including the engine's own OpenCV work (camera analysis in `render --camera`).
+    """
+    cv2.resize(np.zeros((360, 640), np.uint8), (1280, 720))
+
+
 class _WriterThread:
     """A frame sink whose work runs on its own thread, in order.
 
@@ -111,6 +121,7 @@ class _WriterThread:
     """
 
     def __init__(self, fps: float, name: str) -> None:
+        _start_cv2_pool()
         self.frames = 0
         self.safety = FrameFlashLimiter(fps)
         self._queue: queue.Queue = queue.Queue(maxsize=3)
@@ -225,6 +236,8 @@ class VideoWriter(_WriterThread):
                     self._container.mux(packet)
         finally:
             self._container.close()
+            # Drop the encoder now, not when this writer is collected: x264's threads end with it.
+            self._stream = self._container = None
 
     def _target(self) -> str:
         return str(self.path)
