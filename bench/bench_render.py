@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Render benchmark: real-time factor of ``run.py render`` per preset, with a same-process baseline.
 
-Each round renders every preset once as the piece does it, and once the way it did before the
-third session: compute dispatches through moderngl's ``run`` (which holds the Python GIL while
-llvmpipe computes) and the video writer at the engine's priority. Variants alternate, so the
+Each round renders every preset once as the piece does it, and once without two of the third
+session's changes: compute dispatches go through moderngl's ``run`` (which holds the Python GIL
+while llvmpipe computes), and the video writer runs at the engine's priority. Variants alternate, so the
 host's drift hits both alike. For every render it prints the real-time factor, the process's CPU
 per frame and the machine's busy / idle / stolen share from ``/proc/stat``. Steal is CPU time the
 hypervisor gave to other guests, and it moves these figures more than most code changes do. At the
@@ -44,7 +44,7 @@ def _cpu_ticks() -> list[int]:
 
 @contextlib.contextmanager
 def baseline():
-    """The render as it was: dispatches hold the GIL, the writer runs at the engine's priority."""
+    """The render without those changes: dispatches hold the GIL, the writer runs at the engine's priority."""
     with mock.patch.object(ComputeDispatch, "__call__", lambda self, prog, x=1, y=1, z=1: prog.run(x, y, z)), \
             mock.patch.object(recording, "_below_engine_priority", lambda: None):
         yield
