@@ -44,6 +44,20 @@ def tmpfs(path: Path, options: str):
         subprocess.run(["umount", "-l", str(path)], capture_output=True)
 
 
+@contextlib.contextmanager
+def logger_with(name: str, *handlers: logging.Handler):
+    """A logger of its own with ``handlers`` (not propagating to the root), detached afterwards."""
+    logger = logging.getLogger(name)
+    logger.propagate = False
+    for h in handlers:
+        logger.addHandler(h)
+    try:
+        yield logger
+    finally:
+        for h in handlers:
+            logger.removeHandler(h)
+
+
 def test_rotation_keeps_n_files(tmp_path, root_logger):
     setup_logging(str(tmp_path), "DEBUG", console=False, max_bytes=2000, backup_count=2)
     log = logging.getLogger("tapestry.test")
@@ -174,11 +188,7 @@ def test_bad_format_and_broken_console_do_not_raise(capfd):
     broken = SafeStreamHandler(Broken())
     sink = io.StringIO()
     fine = SafeStreamHandler(sink)
-    logger = logging.getLogger("tapestry.test.console")
-    logger.propagate = False
-    logger.addHandler(broken)
-    logger.addHandler(fine)
-    try:
+    with logger_with("tapestry.test.console", broken, fine) as logger:
         for _ in range(50):
             logger.warning("console %s")                         # fine
             logger.warning("bad %d", "not a number")             # format error
@@ -186,9 +196,6 @@ def test_bad_format_and_broken_console_do_not_raise(capfd):
         assert fine.failures == 50 and sink.getvalue().count("console %s") == 50
         err = capfd.readouterr().err
         assert err.count("cannot format") == 1 and err.count("cannot write") == 1 and "Traceback" not in err
-    finally:
-        logger.removeHandler(broken)
-        logger.removeHandler(fine)
 
 
 def test_journal_stream_gets_syslog_priorities(tmp_path, monkeypatch):
@@ -217,34 +224,29 @@ def test_background_logging_never_blocks_the_caller_and_the_file_keeps_up(tmp_pa
     fh = SafeRotatingFileHandler(str(log_file))
     fh.setFormatter(logging.Formatter("%(message)s"))
     bg_file = BackgroundHandler(fh)
-    log = logging.getLogger("tapestry.test.background")
-    log.propagate = False
-    log.addHandler(bg_console)
-    log.addHandler(bg_file)
     try:
-        done = threading.Event()
+        with logger_with("tapestry.test.background", bg_console, bg_file) as log:
+            done = threading.Event()
 
-        def frame_loop():
-            for i in range(500):
-                log.warning("frame %d", i)
-            try:
-                raise ValueError("boom")
-            except ValueError:
-                log.exception("a failure with its traceback")
-            done.set()
+            def frame_loop():
+                for i in range(500):
+                    log.warning("frame %d", i)
+                try:
+                    raise ValueError("boom")
+                except ValueError:
+                    log.exception("a failure with its traceback")
+                done.set()
 
-        threading.Thread(target=frame_loop, daemon=True).start()
-        assert done.wait(5)                     # 501 records logged while the console is stuck
-        bg_file.flush()
-        text = log_file.read_text()
-        assert "frame 0\n" in text and "frame 499\n" in text and "ValueError: boom" in text
-        assert bg_console.dropped >= 400        # the console kept only its newest records, bounded
+            threading.Thread(target=frame_loop, daemon=True).start()
+            assert done.wait(5)                     # 501 records logged while the console is stuck
+            bg_file.flush()
+            text = log_file.read_text()
+            assert "frame 0\n" in text and "frame 499\n" in text and "ValueError: boom" in text
+            assert bg_console.dropped >= 400        # the console kept only its newest records, bounded
 
-        got = pipe.read_until(b"ValueError: boom")  # the console reads again: the newest records arrive
-        assert b"frame 499\n" in got and b"ValueError: boom" in got
+            got = pipe.read_until(b"ValueError: boom")  # the console reads again: the newest records arrive
+            assert b"frame 499\n" in got and b"ValueError: boom" in got
     finally:
-        log.removeHandler(bg_console)
-        log.removeHandler(bg_file)
         bg_file.close()
         bg_console.close()
         pipe.close()
