@@ -15,6 +15,7 @@ import moderngl
 import numpy as np
 
 from .gfx.context import window_context
+from .safety import FrameFlashLimiter
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +119,6 @@ class PreviewWindow:
 
     def _flash_limited(self, engine, tapestry: moderngl.Texture) -> moderngl.Texture:
         """The tapestry as the public may see it: through the same flash limiter as the video."""
-        from .safety import FrameFlashLimiter
         if self._safety is None:
             self._safety = FrameFlashLimiter(60.0)
         w, h = tapestry.size
