@@ -16,6 +16,7 @@ above the floor over a fixed range (``range_db``).
 
 from __future__ import annotations
 
+import atexit
 import logging
 import math
 import threading
@@ -286,6 +287,19 @@ def read_wav(path: str) -> tuple[np.ndarray, int]:
     return x.reshape(-1, ch).mean(axis=1).astype(np.float32), sr
 
 
+def _forgo_portaudio_shutdown(sd) -> None:
+    """Skip sounddevice's clean-up at exit: a stream close is stuck inside PortAudio.
+
+    Seen when the sound server goes away while a stream closes (ALSA's pulse plugin then waits on
+    itself). sounddevice's exit handler would close the same stream again and wait for ever, so
+    the piece could not exit for systemd to restart it; the OS frees the device instead.
+    """
+    handler = getattr(sd, "_exit_handler", None)
+    if handler is not None:
+        atexit.unregister(handler)
+        log.warning("microphone: PortAudio is stuck closing a stream; it will not be shut down at exit")
+
+
 class MicCapture:
     """A PortAudio input stream (or a WAV file standing in for it) feeding a :class:`Ring`.
 
@@ -346,6 +360,7 @@ class MicCapture:
             th.join(timeout)
             if th.is_alive():
                 log.warning("microphone %s: supervisor did not end within %.1f s", self.device, timeout)
+                _forgo_portaudio_shutdown(self._sd)
                 return False
         self.state = "stopped"
         return True

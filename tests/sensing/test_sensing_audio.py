@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -9,6 +13,8 @@ from installation.params import ParamTree
 from installation.sensing import PARAMS
 from installation.sensing.microphone import AudioAnalyzer, MicCapture, Ring, read_wav
 from sensing_media import SR, band_noise, claps, noise, speech_bursts, write_wav
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def feed_like_a_stream(x: np.ndarray, block: int = 240, read_every: int = 3, tree=None):
@@ -141,3 +147,38 @@ def test_wav_file_reads_like_the_device(tmp_path):
     y, sr = read_wav(path)
     assert sr == SR and y.size == x.size
     assert np.max(np.abs(y - np.clip(x, -1, 1))) < 1e-4
+
+
+
+STUCK = r"""
+import atexit, sys, threading, types
+sys.path.insert(0, sys.argv[1])
+from installation.sensing.microphone import MicCapture
+
+class StuckStream:                      # its close never returns, like ALSA's pulse plugin when the
+    active = True                       # sound server vanishes mid-close
+    def __init__(self, **kw): pass
+    def start(self): pass
+    def abort(self): threading.Event().wait()
+    def close(self): pass
+
+def exit_handler():                     # what sounddevice's does: close the same stream again
+    threading.Event().wait()
+
+dev = {"name": "stuck mic", "max_input_channels": 1, "default_samplerate": 48000.0}
+fake = types.SimpleNamespace(query_devices=lambda *a: dev if a else [dev], InputStream=StuckStream,
+                             default=types.SimpleNamespace(device=(0, 0)), _exit_handler=exit_handler)
+atexit.register(exit_handler)
+mic = MicCapture("stuck", sd_module=fake)
+mic.start()
+while mic.state != "running":
+    threading.Event().wait(0.01)
+print("stopped" if mic.stop(0.3) else "gave up")
+"""
+
+
+def test_a_stream_that_cannot_be_closed_does_not_stop_the_piece_exiting():
+    # The seam faked here is the PortAudio stream itself: a close that hangs cannot be had on demand.
+    r = subprocess.run([sys.executable, "-c", STUCK, str(ROOT)], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0 and r.stdout.strip() == "gave up", (r.returncode, r.stdout, r.stderr[-1500:])
+    assert "will not be shut down at exit" in r.stderr
