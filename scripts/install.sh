@@ -2,10 +2,19 @@
 # Installs what Tapestry needs on a fresh Debian/Ubuntu machine (idempotent).
 #   bash scripts/install.sh           runtime: Mesa EGL (headless GL), PortAudio, Python packages
 #   bash scripts/install.sh --test    also the real receivers and clients the tests talk to
+# The Python packages go into a virtual environment, .venv/ in the Tapestry folder: Debian 12+ and
+# Ubuntu 23.04+ refuse `pip install` into the system Python (PEP 668, "externally-managed-environment").
+# Run Tapestry with .venv/bin/python (README.md, docs/operations.md, the systemd unit all do).
+# TAPESTRY_PYTHON=/path/to/python chooses the interpreter the venv is made from (default: python3).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-runtime=(libegl1 libegl-mesa0 libgl1-mesa-dri libgles2 libportaudio2)
+case "${1:-}" in
+    ""|--test) ;;
+    *) echo "install.sh: unknown option ${1} (use no option, or --test)" >&2; exit 2 ;;
+esac
+
+runtime=(python3 python3-venv libegl1 libegl-mesa0 libgl1-mesa-dri libgles2 libportaudio2)
 testing=(xvfb liblo-tools tshark pulseaudio pulseaudio-utils iproute2 systemd)
 want=("${runtime[@]}")
 [[ "${1:-}" == "--test" ]] && want+=("${testing[@]}")
@@ -19,7 +28,14 @@ if ((${#missing[@]})); then
     [[ $(id -u) -ne 0 ]] && SUDO="sudo"
     echo "installing system packages: ${missing[*]}"
     $SUDO apt-get update -qq
+    # tshark asks whether non-root users may capture; the default answer (no) is fine
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-python3 -m pip install -q --disable-pip-version-check -r requirements.txt
+py="${TAPESTRY_PYTHON:-python3}"
+if [[ ! -x .venv/bin/python ]]; then
+    echo "making the virtual environment .venv (from $($py -c 'import sys; print(sys.executable)'))"
+    "$py" -m venv .venv
+fi
+.venv/bin/python -m pip install -q --disable-pip-version-check -r requirements.txt
+echo "installed: run Tapestry with .venv/bin/python run.py"
