@@ -496,3 +496,50 @@ def venue_from_dict(data: Mapping, source: str = "<venue>") -> Venue:
     scenes = parse_scenes(data["scenes"], source) if "scenes" in data else None
     schedule = parse_schedule(data["schedule"], source) if "schedule" in data else None
     return Venue(scenes, schedule, source)
+
+
+# -- the schema of [scenes] and [schedule] (registered in installation/showfile.py) ----------------
+def _schemas():
+    from .schema import REQUIRED, Key, Section
+    when = Section("when", "A mood trigger: go to another cue when a mood value stays above/below a level.",
+                   many=True, keys=(
+        Key("mood", str, "intensity", "the mood value watched (intensity, presence, motion, sound ...)"),
+        Key("above", float, None, "fire when the value is above this"),
+        Key("below", float, None, "fire when the value is below this"),
+        Key("for_s", float, 0.0, "... for this long", unit="s", lo=0),
+        Key("go", str, REQUIRED, "the cue to go to"),
+    ))
+    cue = Section("cue", "One cue of the story arc, played in order.", many=True, keys=(
+        Key("name", str, REQUIRED, "the cue's name (1-64 characters A-Z a-z 0-9 _ -)"),
+        Key("preset", str, None, "the preset it shows (default: the cue's name)"),
+        Key("fade_s", float, None, "fade into this cue (default: [scenes] fade_s)", unit="s", lo=0),
+        Key("duration_s", float, None, "how long it plays before the next cue (none: until a trigger)",
+            unit="s", lo=0, lo_open=True),
+        Key("min_s", float, 0.0, "triggers wait this long after the cue starts", unit="s", lo=0),
+        Key("next", str, None, "the cue after this one (default: the next in the list)"),
+        Key("when", list, None, "mood triggers", section=when),
+    ))
+    scenes = Section("scenes", "The story arc, played unattended (docs/scenes.md). The first cue's preset "
+                     "is shown at start unless --preset is given.", keys=(
+        Key("loop", bool, True, "start again after the last cue"),
+        Key("start", str, None, "the cue to start with (default: the first)"),
+        Key("fade_s", float, 5.0, "default fade between cues", unit="s", lo=0),
+        Key("cue", list, REQUIRED, "the cues", section=cue),
+    ), build=lambda raw, where: parse_scenes(raw, where.split(": ")[0]))
+    hours = Section("hours", "Opening hours: \"HH:MM-HH:MM\", a list of them, or \"closed\"; per day or daily.",
+                    keys=tuple(Key(d, (str, list), None, f"opening hours on {d}" if d != "daily" else
+                                   "opening hours on every day not listed", item=str)
+                               for d in ("daily",) + tuple(DAYS)))
+    schedule = Section("schedule", "Opening hours: the show fades to closed_level outside them.", keys=(
+        Key("timezone", str, None, "IANA time zone, e.g. Europe/Berlin (default: the machine's)"),
+        Key("open_level", float, 1.0, "brightness while open", lo=0, hi=1),
+        Key("closed_level", float, 0.0, "brightness while closed", lo=0, hi=1),
+        Key("fade_in_s", float, 300.0, "fade at opening", unit="s", lo=0),
+        Key("fade_out_s", float, 600.0, "fade at closing", unit="s", lo=0),
+        Key("hours", dict, REQUIRED, "opening hours", section=hours),
+        Key("holidays", list, None, "closed on these dates (YYYY-MM-DD)", item=(str, _dt.date)),
+    ), build=lambda raw, where: parse_schedule(raw, where.split(": ")[0]))
+    return scenes, schedule
+
+
+SCENES_SCHEMA, SCHEDULE_SCHEMA = _schemas()

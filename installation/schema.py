@@ -155,11 +155,12 @@ def validate(section: Section, raw: Any, where: str) -> Any:
     if section.build is None:
         return values
     try:
-        return section.build(values, where)
+        return section.build(raw, where)  # the owner parses the original table (its own defaults)
     except ConfigError:
         raise
     except ValueError as exc:  # the owner's own error type (LayoutError, SceneError, OutputError ...)
-        raise ConfigError(one_line(exc)) from None
+        msg, source = one_line(exc), where.split(": ")[0].rstrip(":")
+        raise ConfigError(msg if msg.startswith(source) else f"{source}: {msg}") from None
 
 
 def _validate_table(section: Section, raw: Any, where: str) -> dict:
@@ -169,10 +170,10 @@ def _validate_table(section: Section, raw: Any, where: str) -> dict:
     if not section.open_keys:
         for name in raw:
             if name not in known:
-                raise ConfigError(f"{where}.{name}: unknown key{_did_you_mean(name, known)}")
+                raise ConfigError(f"{_sub(where, name)}: unknown key{_did_you_mean(name, known)}")
     out: dict[str, Any] = {k: v for k, v in raw.items() if k not in known}
     for k in section.keys:
-        path = f"{where}.{k.name}"
+        path = _sub(where, k.name)
         if k.name not in raw:
             if k.required:
                 raise ConfigError(f"{path}: required ({k.description or type_name(k.type)})")
@@ -196,6 +197,11 @@ def _validate_table(section: Section, raw: Any, where: str) -> dict:
             raise ConfigError(f"{path}: {v!r} is not one of {', '.join(map(repr, k.choices))}")
         out[k.name] = float(v) if k.type is float else v
     return out
+
+
+def _sub(where: str, name: str) -> str:
+    """``"f.toml:" + "osc"`` -> ``"f.toml: osc"``; ``"f.toml: osc" + "port"`` -> ``"f.toml: osc.port"``."""
+    return f"{where} {name}" if where.endswith(":") else f"{where}.{name}"
 
 
 def _what(v: Any) -> str:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from installation.color import CurrentModel, Supply
+from installation.schema import REQUIRED, ConfigError, Key, Section
 from installation.fixtures.layout import (Layout, LayoutError, PatchMap, _Reader, infer_protocol, load_layouts,
                                           read_table, resolve_patch)
 from installation.outputs.base import OutputConfig, OutputError, parse_output_config
@@ -31,14 +32,47 @@ log = logging.getLogger(__name__)
 
 #: top-level keys this module reads
 OWN_KEYS = ("name", "description", "layout", "layouts", "outputs", "power", "leds")
-#: sections other parts of Tapestry read; kept as they are
-KNOWN_SECTIONS = ("sensors", "osc", "schedule", "end_state", "safety", "mood", "engine", "preview", "presets",
-                  "recording", "scenes", "control", "camera", "microphone", "audio")
 END_STATES = ("blackout", "hold")
 
+# -- the schema of the sections this module owns (registered in installation/showfile.py) --------
+TOP_KEYS = (
+    Key("name", str, None, "the venue's name (default: the file name)"),
+    Key("description", str, None, "free text for the people who look after the venue"),
+    Key("layouts", (str, list), None, "LED layout files, relative to this file (give layout or layouts)", item=str),
+    Key("layout", str, None, "one LED layout file, relative to this file"),
+)
+OUTPUTS = Section("outputs", "The LED controllers: one [[outputs]] table each. Fixtures are patched to an output "
+                  "by its name (docs/outputs.md).", many=True, keys=(
+    Key("name", str, REQUIRED, "the output's name; layouts patch fixtures to it"),
+    Key("protocol", str, None, "how the LEDs are driven", choices=("artnet", "sacn", "ddp", "osc", "enttec")),
+    Key("host", str, "127.0.0.1", "the controller's address (a serial device for enttec)"),
+    Key("port", int, None, "UDP port (default: the protocol's standard port)", lo=1, hi=65535),
+    Key("fps", float, 44.0, "frames per second sent (at most 44 for DMX-based protocols)", unit="Hz", lo=0, lo_open=True),
+    Key("enabled", bool, True, "false: keep the output in the file but send nothing"),
+    Key("options", dict, None, "protocol settings (docs/outputs.md); checked by the protocol"),
+))
+POWER = Section("power", "Power supplies: the limiter keeps each one's estimated current under its budget.",
+                many=True, keys=(
+    Key("name", str, None, "the supply's name (default supply-N)"),
+    Key("amps", float, None, "the current budget at 5 V", unit="A", lo=0, lo_open=True, hi=10_000),
+    Key("volts", float, 5.0, "the LEDs' voltage (only 5 V pixels are modelled)", unit="V", lo=0, lo_open=True),
+    Key("fixtures", (str, list), None, "fixture names fed by this supply (glob patterns like \"strip-*\")", item=str),
+))
+LEDS = Section("leds", "Limits and the current model for every LED.", keys=(
+    Key("max_brightness", float, 1.0, "a hard cap under leds/master that no preset can lift", lo=0, hi=1),
+    Key("current", dict, None, "mA per LED at full level", section=Section("current", "mA per LED at full level, "
+        "5 V (FastLED's model); w for RGBW parts.", keys=tuple(
+            Key(c, float, getattr(CurrentModel(), c), f"{label} at full level", unit="mA", lo=0, hi=1000)
+            for c, label in (("r", "red"), ("g", "green"), ("b", "blue"), ("w", "white"),
+                             ("idle", "a dark LED's own draw"))))),
+))
+END_STATE = Section("end_state", "What the LEDs show when Tapestry stops.", keys=(
+    Key("mode", str, "blackout", "blackout: all dark; hold: keep the last frame", choices=END_STATES),
+))
 
-class VenueError(ValueError):
-    """A venue file that cannot be used; the message names file, key and problem."""
+
+VenueError = ConfigError
+"""A venue file that cannot be used (the show file's one error type); the message names file, key and problem."""
 
 
 @dataclass
@@ -65,28 +99,16 @@ class Venue:
 
 
 def load_venue(path: str | Path) -> Venue:
-    """Read and validate a venue file; :class:`VenueError` on any problem."""
-    path = Path(path)
-    try:
-        top = read_table(path)
-    except LayoutError as exc:
-        raise VenueError(str(exc)) from None
-    warnings: list[str] = []
-    sections: dict[str, Any] = {}
-    for key in top:
-        if key in OWN_KEYS or key in KNOWN_SECTIONS:
-            if key in KNOWN_SECTIONS:
-                sections[key] = top[key]
-            continue
-        close = difflib.get_close_matches(key, OWN_KEYS + KNOWN_SECTIONS, n=1, cutoff=0.75)
-        if close and close[0] in OWN_KEYS:
-            raise VenueError(f"{path}: unknown key {key!r} (did you mean {close[0]!r}?)")
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        warnings.append(f"{path}: unknown section {key!r} kept as it is{hint}")
-        sections[key] = top[key]
-    for w in warnings:
-        log.warning("%s", w)
+    """Read and validate a whole venue file (every section, see :mod:`installation.showfile`) and
+    return its LED part; :class:`ConfigError` (``VenueError``) on any problem."""
+    from installation.showfile import load_show
+    return load_show(path).venue
 
+
+def build_venue(top: Mapping, path: Path) -> Venue:
+    """The LED part of an already schema-checked venue table: layouts, outputs, patch, power."""
+    warnings: list[str] = []
+    sections = {k: v for k, v in top.items() if k not in OWN_KEYS}
     try:
         r = _Reader({k: v for k, v in top.items() if k in OWN_KEYS}, str(path), OWN_KEYS)
         name = r.str("name", path.stem)

@@ -51,6 +51,13 @@ echo "== building a fresh Debian $suite in $root"
 # minbase + what a technician's fresh install has anyway (sudo-less root, certificates for PyPI)
 mmdebstrap --quiet --variant=minbase --include=ca-certificates,procps "$suite" "$root" "$mirror"
 cp /etc/resolv.conf "$root/etc/resolv.conf"
+# This machine's own extra certificate authorities (a site's TLS-inspecting proxy), so that pip reaches PyPI
+# from the fresh root as it does from here; a machine without any copies nothing.
+if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
+    echo "== adding this machine's local CA certificates: $(ls /usr/local/share/ca-certificates)"
+    cp /usr/local/share/ca-certificates/*.crt "$root/usr/local/share/ca-certificates/"
+    chroot "$root" update-ca-certificates >/dev/null
+fi
 for m in proc sys dev dev/pts run; do
     mkdir -p "$root/$m"
     mount --bind "/$m" "$root/$m"

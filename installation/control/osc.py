@@ -699,3 +699,30 @@ def pack_bundles(packets: Iterable[bytes], limit: int = MAX_REPLY_BYTES) -> list
     if group:
         out.append(group[0] if len(group) == 1 else encode_bundle(group))
     return out
+
+
+def _osc_schema():
+    from ..schema import Key, Section
+    d = OscConfig()
+    return Section("osc", "OSC control (docs/osc.md); --osc-port on the command line wins.", keys=(
+        Key("host", str, d.host, "listen address (127.0.0.1: this machine only; 0.0.0.0: the network)"),
+        Key("port", int, d.port, "UDP port", lo=1, hi=65535),
+        Key("allow", list, list(d.allow), "sender networks allowed to control the show (CIDR)", item=str),
+        Key("reply_port", int, None, "send replies to this port of the sender's IP", lo=1, hi=65535),
+        Key("max_datagram", int, d.max_datagram, "largest datagram accepted", unit="bytes", lo=1),
+        Key("rate", float, d.rate, "datagrams per second per sender", unit="1/s", lo=0, lo_open=True),
+        Key("burst", float, d.burst, "datagrams a sender may send at once", lo=1),
+        Key("max_depth", int, d.max_depth, "deepest bundle nesting", lo=1),
+        Key("max_elements", int, d.max_elements, "most elements in a bundle", lo=1),
+        Key("max_args", int, d.max_args, "most arguments in a message", lo=1),
+        Key("subscription_ttl_s", float, d.subscription_ttl_s, "a feedback subscription lasts this long",
+            unit="s", lo=0, lo_open=True),
+        Key("max_subscribers", int, d.max_subscribers, "most feedback subscribers", lo=0),
+        Key("subscribers", list, [], "permanent feedback destinations \"host:port\"", item=str),
+        Key("feedback_hz", float, d.feedback_hz, "feedback rate", unit="Hz", lo=0, lo_open=True),
+        Key("outgoing_max", int, d.outgoing_max, "largest outgoing queue", lo=1),
+        Key("poll_s", float, d.poll_s, "how often the thread wakes", unit="s", lo=0, lo_open=True),
+    ), build=lambda raw, where: OscConfig(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in raw.items()}))
+
+
+OSC_SCHEMA = _osc_schema()

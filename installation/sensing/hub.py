@@ -204,3 +204,14 @@ class SensorHub:
             self._recorder.close(max(0.1, deadline - time.monotonic()))
             self._recorder = None
         self._started = False
+
+
+def _sensors_schema():
+    from ..schema import Key, Section
+    return Section("sensors", "The live sensors (docs/sensing.md); --camera / --audio on the command line win.", keys=(
+        Key("camera", (str, int), None, "camera: device index, /dev path, video file or stream URL"),
+        Key("audio", str, None, "microphone: device name, 'default', or a WAV file"),
+    ))
+
+
+SENSORS_SCHEMA = _sensors_schema()

@@ -1,0 +1,71 @@
+"""The show file (a venue TOML), read once, checked against every section's schema, typed.
+
+Each section's schema lives in the module that owns the section; :data:`SECTIONS` is the one
+explicit list of them (add a new section's schema there).  :func:`load_show` reads the file,
+refuses unknown sections and keys, runs each owner's own parser, and returns a :class:`Show`;
+every problem is one :class:`~installation.schema.ConfigError` ``file: key: problem``.
+``python run.py venue reference`` writes docs/venue-reference.md from the same declarations.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .control.osc import OSC_SCHEMA, OscConfig
+from .fixtures.layout import LayoutError, read_table
+from .scenes import SCENES_SCHEMA, SCHEDULE_SCHEMA, Schedule, SceneList
+from .schema import ConfigError, Key, Section, reference_markdown, validate
+from .sensing.hub import SENSORS_SCHEMA
+from .venue import END_STATE, LEDS, OUTPUTS, POWER, TOP_KEYS, Venue, build_venue
+
+#: Every section a venue file may have, in the order of the reference.  Register new ones here.
+SECTIONS: tuple[Section, ...] = (OUTPUTS, POWER, LEDS, END_STATE, SCENES_SCHEMA, SCHEDULE_SCHEMA, SENSORS_SCHEMA,
+                                 OSC_SCHEMA)
+
+
+def top_section(sections: tuple[Section, ...] = SECTIONS) -> Section:
+    """The whole file: the top-level keys plus one key per registered section."""
+    return Section("", "A venue file: which LED layouts, outputs and power supplies, and how the show runs "
+                   "there. Paths are relative to the file.",
+                   keys=TOP_KEYS + tuple(Key(s.name, list if s.many else dict, None, s.description, section=s)
+                                         for s in sections))
+
+
+@dataclass
+class Show:
+    """A loaded, checked show file."""
+
+    path: Path
+    venue: Venue                       # the LED part: layouts, outputs, patch, power, limits
+    scenes: SceneList | None = None
+    schedule: Schedule | None = None
+    sensors: dict[str, Any] = field(default_factory=dict)
+    osc: OscConfig = field(default_factory=OscConfig)
+    end_state: str = "blackout"
+    sections: dict[str, Any] = field(default_factory=dict)  # every section's checked value, by name
+
+
+def load_show(path: str | Path, sections: tuple[Section, ...] = SECTIONS) -> Show:
+    """Read and check ``path``; :class:`ConfigError` on the first problem."""
+    path = Path(path)
+    try:
+        raw = read_table(path)
+    except LayoutError as exc:
+        raise ConfigError(str(exc)) from None
+    values = validate(top_section(sections), raw, f"{path}:")
+    venue = build_venue(raw, path)
+    return Show(path=path, venue=venue, scenes=values.get("scenes"), schedule=values.get("schedule"),
+                sensors={k: v for k, v in (values.get("sensors") or {}).items() if v is not None},
+                osc=values.get("osc") or OscConfig(), end_state=(values.get("end_state") or {}).get("mode", "blackout"),
+                sections={s.name: values.get(s.name) for s in sections})
+
+
+def reference(sections: tuple[Section, ...] = SECTIONS) -> str:
+    """docs/venue-reference.md: every key of a venue file with its description."""
+    return reference_markdown((top_section(sections),), "Venue file reference",
+                              "Every key a venue file (`--venue FILE`) may hold. Generated from the schema by "
+                              "`python run.py venue reference --update-docs`; do not edit by hand. "
+                              "Unknown sections and keys are refused. `python run.py venue check FILE` "
+                              "checks a file.")
