@@ -59,6 +59,13 @@ def main(argv: list[str] | None = None) -> int:
     chk = lay_sub.add_parser("check", help="validate a layout or venue file and count LEDs, universes, controllers")
     chk.add_argument("file")
 
+    ven = sub.add_parser("venue", help="venue (show) files")
+    ven_sub = ven.add_subparsers(dest="venue_command", required=True)
+    vchk = ven_sub.add_parser("check", help="validate every section of a venue file (exit 2 on any error)")
+    vchk.add_argument("file")
+    vref = ven_sub.add_parser("reference", help="print the reference of every venue key (Markdown)")
+    vref.add_argument("--update-docs", action="store_true", help="rewrite docs/venue-reference.md")
+
     s = sub.add_parser("sense", help="measure a camera/microphone (or files) into a CSV for tuning")
     s.add_argument("--camera", default=None)
     s.add_argument("--audio", default=None)
@@ -69,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
 
     st = sub.add_parser("status", help="ask the running piece how it is (fps, sensors, outputs, errors)")
     st.add_argument("--url", default=None, help="health endpoint (default http://127.0.0.1:9091/health)")
+    st.add_argument("--json", action="store_true", help="print the /health document as JSON")
 
     svc = sub.add_parser("install-service", help="install the systemd unit that runs the piece unattended")
     svc.add_argument("--venue", default=None, help="venue file (default: hardware/demo-venue.toml)")
@@ -82,10 +90,11 @@ def main(argv: list[str] | None = None) -> int:
 
     from installation.app import StartupError
     from installation.recording import RecordingError
+    from installation.schema import ConfigError, one_line
     try:
         return _dispatch(args)
-    except (StartupError, RecordingError) as exc:
-        print(f"tapestry: {exc}", file=sys.stderr)
+    except (StartupError, RecordingError, ConfigError) as exc:
+        print(f"tapestry: {one_line(exc)}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # `python run.py params | head`: the reader left, nothing is wrong
         sys.stderr.close()
@@ -152,25 +161,39 @@ def _dispatch(args) -> int:
             return 0
         print(params_markdown(tree))
         return 0
-    if cmd == "layouts":
+    if cmd in ("layouts", "venue") and getattr(args, "venue_command", "check") == "check":
         from installation.venue import check_layout
-        try:
-            print(check_layout(args.file))
-        except ValueError as exc:
-            print(f"tapestry: {exc}", file=sys.stderr)
-            return 1
+        text = check_layout(args.file)
+        if text.startswith("ERROR "):
+            print(f"tapestry: {text.removeprefix('ERROR ')}", file=sys.stderr)
+            return 2
+        print(text)
+        return 0
+    if cmd == "venue":
+        from installation.showfile import reference
+        text = reference()
+        if args.update_docs:
+            doc = ROOT / "docs" / "venue-reference.md"
+            changed = not doc.exists() or doc.read_text(encoding="utf-8") != text
+            if changed:
+                doc.write_text(text, encoding="utf-8")
+            print("docs/venue-reference.md " + ("updated" if changed else "already up to date"))
+            return 0
+        print(text, end="")
         return 0
     if cmd == "sense":
         from installation.sensing import run_sense
         return run_sense(args.camera, args.audio, args.out, args.preview, roi=args.roi, seconds=args.seconds)
     if cmd == "status":
-        from installation.health import DEFAULT_URL, StatusUnavailable, fetch_status, format_status
+        import json
+        from installation.health import DEFAULT_URL, StatusUnavailable, fetch_status, format_status, status_exit
         try:
-            print(format_status(fetch_status(args.url or DEFAULT_URL)))
+            doc = fetch_status(args.url or DEFAULT_URL)
         except StatusUnavailable as exc:
             print(f"tapestry: {exc}", file=sys.stderr)
-            return 1
-        return 0
+            return 2
+        print(json.dumps(doc, indent=2) if args.json else format_status(doc))
+        return status_exit(doc)
     if cmd == "install-service":
         from installation.service import install_service
         try:

@@ -7,7 +7,9 @@ and tear everything down in order, whatever happened.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import math
 import signal
 import sys
 import threading
@@ -77,6 +79,10 @@ class RenderArgs:
 
 def render(args: RenderArgs) -> int:
     """Render headless, as fast as the machine allows, to an MP4 or a PNG sequence; returns exit status."""
+    if not (math.isfinite(args.fps) and 0 < args.fps <= 240):
+        raise StartupError(f"--fps {args.fps:g}: give frames per second in (0, 240]")
+    if not (math.isfinite(args.seconds) and args.seconds > 0):
+        raise StartupError(f"--seconds {args.seconds:g}: give a length above 0")
     frames = max(1, round(args.seconds * args.fps))
     sensors = None
     tree = declare_all(extra=_sensing_params())
@@ -91,6 +97,11 @@ def render(args: RenderArgs) -> int:
     out = str(args.out)
     out_path = Path(out)
     png = out.endswith(("/", "\\")) or out_path.is_dir()
+    if not png and (args.size[0] % 2 or args.size[1] % 2):
+        raise StartupError(f"--size {args.size[0]}x{args.size[1]}: the video encoder needs even sides "
+                           f"(try {args.size[0] + args.size[0] % 2}x{args.size[1] + args.size[1] % 2})")
+    if png and out_path.is_dir() and any(out_path.iterdir()):
+        raise StartupError(f"--out {out}: the folder is not empty (give a new or empty folder)")
     if not png and out_path.suffix.lower() not in (".mp4", ".m4v", ".mov"):
         raise StartupError(f"--out {out}: give a .mp4 file or a directory ending in / for PNGs")
     ctx = _context()
@@ -109,17 +120,27 @@ def render(args: RenderArgs) -> int:
     progress = None if args.quiet else Progress(frames, label=f"render {out_path.name}")
     clock = FixedStepClock(args.fps)
     t0 = time.perf_counter()
+    done = 0
     try:
         for i in range(frames):
             engine.frame(clock.next_frame())
+            done = i + 1
             if engine.last_errors and any(e.startswith("VideoWriter") or e.startswith("PngSequenceWriter")
                                           for e in engine.last_errors):
                 raise RecordingError(engine.last_errors[-1])
             if progress:
                 progress.update(i + 1)
+    except KeyboardInterrupt:  # Ctrl-C: finish the file with the frames made so far (a playable partial)
+        interrupted = True
+    else:
+        interrupted = False
     finally:
         engine.close()
         engine.release()
+    if interrupted:
+        print(f"\ninterrupted: wrote {out} with the first {done} of {frames} frames "
+              f"({done / args.fps:.1f} s)", file=sys.stderr)
+        return 130
     took = time.perf_counter() - t0
     if not args.quiet:
         print(f"wrote {out}: {frames} frames {args.size[0]}x{args.size[1]} @ {args.fps:g} fps "
@@ -190,6 +211,7 @@ class LiveArgs:
     osc_port: int | None = None
     no_leds: bool = False
     status_every: float = 1.0
+    summary_every: float = 300.0  # a status line in the log this often
     health_port: int = 9091
     watchdog_s: float = 5.0
     presets: Path | None = None
@@ -201,21 +223,31 @@ def run_live(args: LiveArgs) -> int:
     from .control.osc import OscConfig, OscServer
     from .watch import FileWatcher
 
-    venue = None
-    if args.venue is not None and not args.no_leds:
-        from .venue import VenueError, load_venue
-        try:
-            venue = load_venue(args.venue)
-        except VenueError as exc:
-            raise StartupError(f"venue: {exc}") from None
-    sections = venue.sections if venue else {}
+    show = None
+    if args.venue is not None:  # read whole, LEDs on or off: scenes, schedule, sensors and OSC come from it too
+        from .showfile import load_show
+        show = load_show(args.venue)
+        for w in show.venue.warnings:
+            log.warning("%s", w)
+    venue = show.venue if show is not None and not args.no_leds else None
+
+    stack = contextlib.ExitStack()  # a failed start tears down what was built, in reverse
+    stack.__enter__()
+    try:
+        return _run_live(args, show, venue, stack)
+    finally:
+        stack.close()
+
+
+def _run_live(args: LiveArgs, show, venue, stack: contextlib.ExitStack) -> int:
+    from .control.osc import OscConfig, OscServer
+    from .watch import FileWatcher
 
     stop = threading.Event()
-    previous = {}
     # Ctrl-C, the service manager, and a closed terminal or ssh session all end the show cleanly
     # (final frame, sACN goodbye), never mid-frame.
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        previous[sig] = signal.signal(sig, lambda *_: stop.set())
+        stack.callback(signal.signal, sig, signal.signal(sig, lambda *_: stop.set()))
 
     preview = None
     if not args.headless and display_available():
@@ -230,7 +262,7 @@ def run_live(args: LiveArgs) -> int:
     log.info("GL: %s; internal tapestry %dx%d, each particle stepped every %s", ctx.info.get("GL_RENDERER"),
              size[0], size[1], "frame" if sim_every == 1 else f"{sim_every} frames (1/{sim_every} of them a frame)")
 
-    sensors_cfg = sections.get("sensors", {}) if isinstance(sections.get("sensors", {}), dict) else {}
+    sensors_cfg = show.sensors if show is not None else {}
     camera = args.camera if args.camera is not None else sensors_cfg.get("camera")
     audio = args.audio if args.audio is not None else sensors_cfg.get("audio")
     tree = declare_all(extra=_sensing_params())
@@ -243,16 +275,16 @@ def run_live(args: LiveArgs) -> int:
             raise StartupError(f"sensors: {exc}") from None
 
     scenes = schedule = None
-    if "scenes" in sections or "schedule" in sections:
-        from .scenes import SceneRunner, parse_scenes, parse_schedule
-        src = str(args.venue)
-        if "scenes" in sections:
-            scenes = SceneRunner(parse_scenes(sections["scenes"], src))
-        if "schedule" in sections:
-            schedule = parse_schedule(sections["schedule"], src)
-
-    end_state = (sections.get("end_state") or {}).get("mode", "blackout") if isinstance(
-        sections.get("end_state"), dict) else "blackout"
+    if show is not None:
+        from .scenes import SceneRunner
+        scenes = (SceneRunner(show.scenes, keep_first_preset=bool(args.preset))
+                  if show.scenes is not None else None)
+        schedule = show.schedule
+    if scenes is not None and args.preset:
+        # An explicit --preset wins over the venue's first cue: the scene list waits until its first cue ends.
+        log.info("--preset %s given: it wins over the venue's first cue; the venue's scenes take over when "
+                 "that cue ends", args.preset)
+    end_state = show.end_state if show is not None else "blackout"
     first = args.preset or "harmony"  # a scene list, if any, fades to its first cue's preset at once
     try:
         options = EngineOptions(size=size, seed=args.seed, preset=first, particles=args.particles,
@@ -266,6 +298,8 @@ def run_live(args: LiveArgs) -> int:
                         scenes=scenes, schedule=schedule)
     except (PresetError, ShaderError) as exc:
         raise StartupError(str(exc)) from None
+    stack.callback(engine.release)
+    stack.callback(engine.close)
 
     engine.params.set_base("field/sim_every", sim_every)
     if venue is not None:
@@ -279,20 +313,13 @@ def run_live(args: LiveArgs) -> int:
         preview.attach(engine)
         engine.sinks.append(preview)
 
-    osc_cfg = sections.get("osc", {}) if isinstance(sections.get("osc"), dict) else {}
-    known = set(OscConfig.__dataclass_fields__)
-    unknown = sorted(set(osc_cfg) - known)
-    if unknown:
-        raise StartupError(f"{args.venue}: [osc]: unknown key {unknown[0]!r} (expected one of {', '.join(sorted(known))})")
-    try:
-        cfg = OscConfig(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in osc_cfg.items()})
-        if args.osc_port is not None:
-            cfg = OscConfig(**{**cfg.__dict__, "port": args.osc_port})
-    except (TypeError, ValueError) as exc:
-        raise StartupError(f"venue [osc]: {exc}") from None
+    cfg = show.osc if show is not None else OscConfig()
+    if args.osc_port is not None:
+        cfg = OscConfig(**{**cfg.__dict__, "port": args.osc_port})
     osc = OscServer(tree, engine.commands, cfg)
     try:
         osc.start()
+        stack.callback(osc.stop)
         tree.listen(osc.publish_change)
     except OSError as exc:
         log.error("OSC control is off: cannot listen on %s:%s (%s)", cfg.host, cfg.port, exc)
@@ -300,24 +327,33 @@ def run_live(args: LiveArgs) -> int:
     watcher = FileWatcher([engine.options.presets, engine.options.shaders], engine.commands,
                           suffixes=(".toml", ".glsl"))
     watcher.start()
+    stack.callback(watcher.stop)
     if hub:
         hub.start()
-    from .health import HealthBoard, HealthServer
+        stack.callback(hub.stop)
+    from .health import HEALTHY_STATES, HealthBoard, HealthServer
     from .service import FrameWatchdog, Notifier, default_on_stall
     board = HealthBoard()
     health = HealthServer(board, port=args.health_port)
     if args.health_port and not health.start():
         health = None
+    if health is not None:
+        stack.callback(health.stop)
     notifier = Notifier()
     # A stalled frame loop (a hung driver, a blocked call): blackout, then exit for systemd to restart us.
     watchdog = FrameWatchdog(args.watchdog_s, default_on_stall(
         blackout=lambda: engine.leds.close("blackout") if engine.leds else None), notifier=notifier).start()
+    stack.callback(watchdog.stop)
+    stack.callback(notifier.stopping)
     notifier.ready()
 
     clock = RealtimeClock(args.fps)
     last_status = time.monotonic()
     deadline = time.monotonic() + args.seconds if args.seconds else None
-    console = StatusLine() if preview is None else None  # written on its own thread: never blocks a frame
+    # The per-second line is for a person at a terminal; under systemd or a pipe the state goes to
+    # STATUS=, /health and `run.py status`, and the log gets a line per change and a periodic summary.
+    console = StatusLine() if preview is None and _stdout_is_tty() else None  # own thread: never blocks a frame
+    last_summary = time.monotonic()
     try:
         while not stop.is_set():
             engine.frame(clock.next_frame())
@@ -329,7 +365,14 @@ def run_live(args: LiveArgs) -> int:
             if now - last_status >= args.status_every:
                 last_status = now
                 st = engine.status()
-                board.update({**st, "sensors": hub.status() if hub else {}, "live_sensors": st["sensors"]})
+                snap = {**st, "sensors": hub.status() if hub else {}, "live_sensors": st["sensors"]}
+                board.update(snap)
+                for change in board.note_states(snap):
+                    healthy = change.split(" -> ", 1)[1].split(" ")[0].lower() in HEALTHY_STATES
+                    log.log(logging.INFO if healthy else logging.WARNING, "%s", change)
+                if now - last_summary >= args.summary_every:
+                    last_summary = now
+                    log.info("summary: %s", status_line(st, hub.status() if hub else None))
                 notifier.status(status_line(st))
                 if osc is not None:
                     osc.heartbeat(st)
@@ -340,20 +383,14 @@ def run_live(args: LiveArgs) -> int:
     finally:
         if console is not None:
             console.close()
-        notifier.stopping()
-        watchdog.stop()
-        if health is not None:
-            health.stop()
-        watcher.stop()
-        if osc is not None:
-            osc.stop()
-        if hub:
-            hub.stop()
-        engine.close()
-        engine.release()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
     return 0
+
+
+def _stdout_is_tty() -> bool:
+    try:
+        return sys.stdout.isatty()
+    except (AttributeError, ValueError, OSError):
+        return False
 
 
 def software_gl(ctx) -> bool:
@@ -388,7 +425,10 @@ def live_defaults(ctx) -> tuple[tuple[int, int], int]:
 def status_line(st: dict, sensors: dict | None = None) -> str:
     """One line for a terminal: fps, frame ms, particles, mood, sensors, LEDs."""
     m = st["mood"]
-    live = ",".join(st.get("sensors") or []) or "none (breathing on its own)"
+    live = ",".join(st.get("sensors") or [])
+    if not live:
+        failing = [f"{n} {e.get('state')}" for n, e in (sensors or {}).items() if isinstance(e, dict)]
+        live = f"none live ({', '.join(failing)})" if failing else "none (breathing on its own)"
     leds = st.get("leds")
     led_txt = ""
     if isinstance(leds, dict) and "leds" in leds:

@@ -88,6 +88,30 @@ class HealthBoard:
             self._errors = (self._errors + (entry,))[-self._max_errors:]
             self._error_counts[entry["source"]] = self._error_counts.get(entry["source"], 0) + 1
 
+    def note_states(self, snapshot: dict) -> list[str]:
+        """Compare each sensor's and output's state with the previous snapshot's; keep an error for each
+        one that turned unhealthy (with its last error text).  Returns one line per change, for the log."""
+        changes = []
+        prev = getattr(self, "_states", {})
+        now: dict[str, str] = {}
+        leds = snapshot.get("leds")
+        groups = (("sensor", _entries(snapshot.get("sensors"))),
+                  ("output", _entries(snapshot.get("outputs", leds.get("outputs") if isinstance(leds, dict) else None))))
+        for kind, group in groups:
+            for name, entry in group.items():
+                if "state" not in entry:
+                    continue
+                key, state = f"{kind}/{name}", str(entry["state"])
+                now[key] = state
+                if prev.get(key, "ok" if state.lower() in HEALTHY_STATES else None) == state:
+                    continue
+                why = entry.get("last_error") or entry.get("error") or ""
+                changes.append(f"{key}: {prev.get(key, 'starting')} -> {state}" + (f" ({why})" if why else ""))
+                if state.lower() not in HEALTHY_STATES:
+                    self.error(key, f"{state}" + (f": {why}" if why else ""))
+        self._states = now
+        return changes
+
     # -- readers ---------------------------------------------------------------------------------
     def frame_stats(self) -> dict:
         """fps and frame-time percentiles over the recent window."""
@@ -353,6 +377,21 @@ def _duration(s: float | None) -> str:
     return (f"{d}d " if d else "") + f"{h:02d}:{m:02d}:{s:02d}"
 
 
+def status_exit(d: dict) -> int:
+    """Exit status for ``run.py status``: 0 healthy, 1 degraded (or stalled, starting)."""
+    return 0 if str(d.get("status")) == "ok" else 1
+
+
+def _value(v: Any) -> str:
+    if isinstance(v, dict):
+        return ", ".join(f"{k} {_value(x)}" for k, x in v.items() if x is not None and not isinstance(x, (dict, list)))
+    if isinstance(v, float):
+        return f"{v:.2f}"
+    if isinstance(v, (list, tuple)):
+        return ", ".join(map(str, v)) or "none"
+    return "-" if v is None else str(v)
+
+
 def format_status(d: dict) -> str:
     """A short human-readable report of a /health document for the terminal."""
     fm = d.get("frame_ms") or {}
@@ -361,20 +400,25 @@ def format_status(d: dict) -> str:
         f"status    {str(d.get('status', '?')).upper()}"
         + (f"  ({', '.join(d['unhealthy'])})" if d.get("unhealthy") else ""),
         f"uptime    {_duration(d.get('uptime_s'))}   frames {d.get('frames', 0)}   "
-        f"last frame {fmt(d.get('last_frame_age_s'))} s ago",
+        f"last frame {fmt(None if d.get('last_frame_age_s') is None else max(0.0, d['last_frame_age_s']))} s ago",
         f"fps       {d.get('fps', 0):.1f}   frame ms p50 {fmt(fm.get('p50'))}  p95 {fmt(fm.get('p95'))}  "
         f"p99 {fmt(fm.get('p99'))}  max {fmt(fm.get('max'))}",
     ]
-    extras = {k: v for k, v in d.items() if k not in _REPORT_KEYS}
+    extras = {k: v for k, v in d.items() if k not in _REPORT_KEYS and k not in ("leds", "live_sensors", "frame_ms_avg")}
+    for k in ("preset", "scene", "schedule", "mood", "particles"):
+        if k in extras:
+            lines.append(f"{k:<9} {_value(extras.pop(k)) if extras.get(k) is not None or k != 'scene' else 'none'}")
     for k, v in sorted(extras.items()):
-        lines.append(f"{k:<9} {v}")
+        if v is not None:
+            lines.append(f"{k:<9} {_value(v)}")
     for kind in ("sensors", "outputs"):
         group = d.get(kind) or {}
         if group:
             lines.append(f"{kind}:")
             for name, entry in sorted(group.items()):
                 entry = entry if isinstance(entry, dict) else {"state": entry}
-                rest = ", ".join(f"{k}={v}" for k, v in entry.items() if k != "state")
+                rest = ", ".join(f"{k}={_value(v)}" for k, v in entry.items()
+                                 if k not in ("state", "name") and v is not None and v != "")
                 lines.append(f"  {name:<20} {str(entry.get('state', '?')):<12} {rest}".rstrip())
     errors = d.get("errors") or []
     if errors:

@@ -158,8 +158,9 @@ class SceneRunner:
     attributes (``intensity``, ...).
     """
 
-    def __init__(self, scenes: SceneList) -> None:
+    def __init__(self, scenes: SceneList, keep_first_preset: bool = False) -> None:
         self.scenes = scenes
+        self.keep_first_preset = keep_first_preset  # an explicit --preset: the first cue does not fade it away
         self._cue: Cue | None = None
         self._entered = 0.0
         self._t = 0.0
@@ -189,7 +190,8 @@ class SceneRunner:
             name, self._requested = self._requested, None
             return self._enter(self.scenes.cue(name), t, "go")
         if self._cue is None:
-            return self._enter(self.scenes.cue(self.scenes.start or self.scenes.cues[0].name), t, "start")
+            first = self._enter(self.scenes.cue(self.scenes.start or self.scenes.cues[0].name), t, "start")
+            return [a for a in first if not (self.keep_first_preset and isinstance(a, FadeToPreset))]
         cue = self._cue
         if t - self._entered >= cue.min_s:
             for i, trig in enumerate(cue.triggers):

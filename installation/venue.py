@@ -6,10 +6,10 @@ resolves every fixture's patch against the outputs' protocols (overlaps are
 errors), and checks the power supplies.  Any problem raises
 :class:`VenueError` naming the file, the key and the problem.
 
-Sections other issues own (sensors, osc, schedule, end_state, ...) are kept
-untouched in ``Venue.sections``; an unknown top-level key that looks like a
-misspelling of one of ours is an error, any other unknown one is kept and
-reported in ``Venue.warnings``.
+Every section of the file is checked by :mod:`installation.showfile` against the schemas the owning
+modules declare (this module declares the top level, ``[[outputs]]``, ``[[power]]``, ``[leds]`` and
+``[end_state]``); unknown sections and keys are errors.  ``VenueError`` is the show file's one
+error type, :class:`~installation.schema.ConfigError`.
 """
 
 from __future__ import annotations
