@@ -232,8 +232,10 @@ def run_live(args: LiveArgs) -> int:
     venue = show.venue if show is not None and not args.no_leds else None
 
     stack = contextlib.ExitStack()  # a failed start tears down what was built, in reverse
-    stack.__enter__()
     try:
+        if venue is not None and venue.loopback_receivers:  # first in, last out: they hear the final frame too
+            from .loopback import LoopbackReceivers
+            stack.callback(LoopbackReceivers(venue.outputs).start().stop)
         return _run_live(args, show, venue, stack)
     finally:
         stack.close()

@@ -31,7 +31,7 @@ from installation.outputs.base import OutputConfig, OutputError, parse_output_co
 log = logging.getLogger(__name__)
 
 #: top-level keys this module reads
-OWN_KEYS = ("name", "description", "layout", "layouts", "outputs", "power", "leds")
+OWN_KEYS = ("name", "description", "layout", "layouts", "outputs", "power", "leds", "loopback_receivers")
 END_STATES = ("blackout", "hold")
 
 # -- the schema of the sections this module owns (registered in installation/showfile.py) --------
@@ -40,6 +40,8 @@ TOP_KEYS = (
     Key("description", str, None, "free text for the people who look after the venue"),
     Key("layouts", (str, list), None, "LED layout files, relative to this file (give layout or layouts)", item=str),
     Key("layout", str, None, "one LED layout file, relative to this file"),
+    Key("loopback_receivers", bool, False, "start built-in receivers for outputs sent to 127.0.0.1, so a "
+        "machine without LEDs shows them working (the demo venue); ports already taken are left alone"),
 )
 OUTPUTS = Section("outputs", "The LED controllers: one [[outputs]] table each. Fixtures are patched to an output "
                   "by its name (docs/outputs.md).", many=True, keys=(
@@ -88,6 +90,7 @@ class Venue:
     current: CurrentModel = CurrentModel()
     max_brightness: float = 1.0
     sections: dict[str, Any] = field(default_factory=dict)
+    loopback_receivers: bool = False
     warnings: list[str] = field(default_factory=list)
 
     def output(self, name: str) -> OutputConfig:
@@ -161,7 +164,7 @@ def build_venue(top: Mapping, path: Path) -> Venue:
         raise VenueError(str(exc)) from None
     return Venue(path=path, name=name, layout=layout, outputs=tuple(outputs), patch=patch,
                  supplies=supplies, current=current, max_brightness=max_brightness,
-                 sections=sections, warnings=warnings)
+                 sections=sections, warnings=warnings, loopback_receivers=bool(top.get("loopback_receivers", False)))
 
 
 def _read_supplies(raw: Any, path: Path, layout: Layout) -> tuple[Supply, ...]:
