@@ -195,10 +195,13 @@ def _dispatch(args) -> int:
         print(json.dumps(doc, indent=2) if args.json else format_status(doc))
         return status_exit(doc)
     if cmd == "install-service":
-        from installation.service import install_service
+        from installation.service import ServiceError, install_service
         try:
             install_service(str(ROOT), str(Path(args.venue).resolve() if args.venue else app.DEFAULT_VENUE),
                             args.user, args.dry_run)
+        except ServiceError as exc:
+            print(f"tapestry: {exc}", file=sys.stderr)
+            return 2
         except OSError as exc:
             print(f"tapestry: {exc}", file=sys.stderr)
             return 1

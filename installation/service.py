@@ -265,6 +265,10 @@ def render_unit(repo_dir: str, venue: str, user: str, python: str | None = None,
     return text
 
 
+class ServiceError(ValueError):
+    """install-service cannot make a unit that would start; the message says why."""
+
+
 def install_service(repo_dir: str, venue: str, user: str | None = None, dry_run: bool = False,
                     python: str | None = None, unit_dir: str = "/etc/systemd/system",
                     out: Callable[[str], object] = print) -> str:
@@ -276,6 +280,14 @@ def install_service(repo_dir: str, venue: str, user: str | None = None, dry_run:
     (run it with sudo).
     """
     user = user or os.environ.get("SUDO_USER") or getpass.getuser()
+    # A unit that cannot start is a crash loop in the gallery: refuse it here, with the reason.
+    import pwd
+    try:
+        pwd.getpwnam(user)
+    except KeyError:
+        raise ServiceError(f"--user {user}: no such user on this machine (create it, or give another)") from None
+    from .showfile import load_show
+    load_show(venue)  # ConfigError: file: key: problem
     text = render_unit(repo_dir, venue, user, python)
     path = pathlib.Path(unit_dir) / UNIT_NAME
     if dry_run:
