@@ -57,12 +57,41 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_headless_run_off_a_terminal_writes_no_status_lines_and_status_reports_it():
+def demo_on_os_ports(tmp_path: Path) -> Path:
+    """The demo venue with its outputs (and so its built-in loopback receivers) on OS-chosen ports."""
+    text = (ROOT / "hardware" / "demo-venue.toml").read_text()
+    text = text.replace('layouts = ["strip-wall.toml", "hanging-net.toml"]',
+                        f'layouts = ["{ROOT}/hardware/strip-wall.toml", "{ROOT}/hardware/hanging-net.toml"]')
+    socks = []
+    while 'host = "127.0.0.1" ' in text:
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+        text = text.replace('host = "127.0.0.1" ', f'port = {s.getsockname()[1]}\nhost = "127.0.0.1"\n#', 1)
+    for s in socks:
+        s.close()
+    out = tmp_path / "demo.toml"
+    out.write_text(text)
+    return out
+
+
+def test_the_suite_runs_beside_a_live_show(a_live_show_holds_its_ports):
+    """conftest holds a live show's default ports for the whole session (or a real show on this machine
+    holds them): no test can bind them, so every test that passes ran beside a show without touching it."""
+    from tests.conftest import SHOW_PORTS
+    for kind, port in SHOW_PORTS:
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM if kind == "udp" else socket.SOCK_STREAM)
+        with s, pytest.raises(OSError):
+            s.bind(("127.0.0.1", port))
+
+
+def test_headless_run_off_a_terminal_writes_no_status_lines_and_status_reports_it(tmp_path):
     """Under systemd stdout is not a terminal: no per-second line (86,000 journal lines a day); the state
     is in `run.py status` (exit 0 healthy, --json for machines) and the log gets only changes and summaries."""
     health = free_port()
     p = subprocess.Popen([sys.executable, str(ROOT / "run.py"), "--headless", "--particles", "8192",
-                          "--size", "160x90", "--osc-port", "0", "--health-port", str(health)],
+                          "--size", "160x90", "--osc-port", "0", "--health-port", str(health),
+                          "--venue", str(demo_on_os_ports(tmp_path))],
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ENV, cwd=ROOT)
     try:
         deadline = time.monotonic() + 90

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from installation.service import FrameWatchdog, Notifier, install_service, render_unit
+from installation.schema import ConfigError
+from installation.service import FrameWatchdog, Notifier, ServiceError, install_service, render_unit
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -231,22 +232,27 @@ def test_default_stall_handler_exits_even_if_logging_is_stuck(tmp_path):
 
 def test_install_service_dry_run_and_write(tmp_path):
     lines = []
-    text = install_service(str(REPO), "hardware/demo-venue.toml", user="gallery", dry_run=True,
+    demo = str(REPO / "hardware" / "demo-venue.toml")
+    text = install_service(str(REPO), demo, user="nobody", dry_run=True,
                            python="/opt/venv/bin/python", unit_dir=str(tmp_path), out=lines.append)
     assert not (tmp_path / "tapestry.service").exists()
     assert (f"ExecStart=/opt/venv/bin/python {REPO}/run.py --log-dir /var/log/tapestry "
-            "--venue hardware/demo-venue.toml --headless") in text
+            f"--venue {demo} --headless") in text
     for key in ("Type=notify", "WatchdogSec=10", "Restart=always", "RestartSec=2", "StartLimitBurst=",
-                "StartLimitIntervalSec=", "User=gallery", f"WorkingDirectory={REPO}", "EGL_PLATFORM="):
+                "StartLimitIntervalSec=", "User=nobody", f"WorkingDirectory={REPO}", "EGL_PLATFORM="):
         assert key in text
     assert not re.search(r"@[A-Z_]+@", text)                     # every placeholder filled
     joined = "\n".join(lines)
     assert "systemctl daemon-reload" in joined and "enable --now tapestry.service" in joined
-    install_service(str(REPO), "hardware/demo-venue.toml", user="gallery", unit_dir=str(tmp_path),
+    install_service(str(REPO), demo, user="nobody", unit_dir=str(tmp_path),
                     python="/opt/venv/bin/python", out=lines.append)
     assert (tmp_path / "tapestry.service").read_text() == text
     with pytest.raises(ValueError):
         render_unit(str(REPO), "my venue.toml", "gallery")
+    with pytest.raises(ServiceError, match="no such user"):      # a unit that would crash-loop is refused
+        install_service(str(REPO), demo, user="nosuchuser-tapestry", dry_run=True, out=lines.append)
+    with pytest.raises(ConfigError, match="nope.toml: cannot read"):
+        install_service(str(REPO), str(tmp_path / "nope.toml"), user="nobody", dry_run=True, out=lines.append)
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 import threading
@@ -92,8 +93,23 @@ def _tshark_capture(port_filter: str, send, decode_args: list[str], fields: list
     return [ln.split("|") for ln in out.stdout.splitlines() if ln.strip()]
 
 
+def _os_ports(n: int) -> list[int]:
+    """``n`` distinct UDP ports the OS chooses (free at the time of asking)."""
+    socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(n)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
 def test_tshark_decodes_artnet_sacn_osc_ddp_without_malformed(free_port):
-    art_port, sacn_port, ddp_port, osc_port = 6454, 5568, 4048, free_port  # dissectors key on standard ports
+    # OS-chosen ports, never the standard ones a live show on this machine uses: Art-Net is decoded by
+    # "decode as", sACN and OSC by their heuristics, DDP from the payload
+    art_port, sacn_port, ddp_port = _os_ports(3)
+    osc_port = free_port
     buf = np.random.default_rng(7).integers(0, 256, 3 * 510, dtype=np.uint8)
 
     def send():
@@ -123,7 +139,8 @@ def test_tshark_decodes_artnet_sacn_osc_ddp_without_malformed(free_port):
 
     rows = _tshark_capture(
         f"udp port {art_port} or udp port {sacn_port} or udp port {ddp_port} or udp port {osc_port}", send,
-        ["--enable-heuristic", "acn", "-o", "acn.dmx_enable:TRUE", "--enable-heuristic", "osc_udp"],
+        ["-d", f"udp.port=={art_port},artnet", "--enable-heuristic", "acn", "-o", "acn.dmx_enable:TRUE",
+         "--enable-heuristic", "osc_udp"],
         ["udp.dstport", "artnet.header.opcode", "artnet.output.universe", "artnet.output.length",
          "acn.dmx.universe", "acn.dmx.priority", "_ws.malformed", "osc.message.header.path",
          "osc.message.blob.size", "osc.message.float", "udp.payload"])
