@@ -70,7 +70,8 @@ git ls-files -z --cached --others --exclude-standard | \
     (cd "$repo" && tar --null -T - -cf - 2>/dev/null) | tar -xf - -C "$root/opt/tapestry"
 
 inside() { chroot "$root" /usr/bin/env -i HOME=/root PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-    LANG=C.UTF-8 bash -c "cd /opt/tapestry && $1"; }
+    LANG=C.UTF-8 bash -c "cd /opt/tapestry || exit 2
+$1"; }
 
 echo "== README command 1: $run_cmd   (SIGINT after ${run_s} s)"
 # Shares the host's network (the install needs the mirror and PyPI): the piece binds its default
