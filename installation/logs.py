@@ -226,6 +226,20 @@ def _under_journal(stream) -> bool:
         return False
 
 
+def quiet_native_warnings() -> None:
+    """Keep OpenCV's own C++ warnings (``[ WARN ] can't open camera by index``, one per reconnect try,
+    ~21,000 a day with a camera unplugged) off stderr: Tapestry's camera code reports the same state
+    once, through the log-once rule.  Errors still come through.  ``OPENCV_LOG_LEVEL`` set by the
+    user wins."""
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")  # read when cv2 is first imported
+    cv2 = sys.modules.get("cv2")
+    if cv2 is not None and os.environ["OPENCV_LOG_LEVEL"].upper() == "ERROR":
+        try:
+            cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+        except AttributeError:  # an OpenCV build without the logging module
+            pass
+
+
 def setup_logging(log_dir: str | None = None, level: int | str = "INFO", console: bool = True,
                   max_bytes: int = 5_000_000, backup_count: int = 5, filename: str = LOG_FILE,
                   retry_s: float = 30.0, background: bool = False) -> logging.Logger:
@@ -242,6 +256,7 @@ def setup_logging(log_dir: str | None = None, level: int | str = "INFO", console
         if not isinstance(resolved, int):
             raise ValueError(f"unknown log level {level!r}; use DEBUG, INFO, WARNING, ERROR or CRITICAL")
         level = resolved
+    quiet_native_warnings()
     root = logging.getLogger()
     for h in list(root.handlers):
         if getattr(h, "_tapestry", False):

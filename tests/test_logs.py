@@ -250,3 +250,18 @@ def test_background_logging_never_blocks_the_caller_and_the_file_keeps_up(tmp_pa
         bg_file.close()
         bg_console.close()
         pipe.close()
+
+
+def test_opencv_native_warnings_do_not_reach_stderr():
+    """A camera that is unplugged made OpenCV print its own `[ WARN ]` line on every reconnect try,
+    past the log-once rule; after setup_logging they stay off stderr (errors still come through)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); from installation.logs import setup_logging; "
+            "setup_logging(None); import cv2; print(cv2.VideoCapture(987).isOpened())")
+    env = {k: v for k, v in __import__("os").environ.items() if k != "OPENCV_LOG_LEVEL"}
+    r = subprocess.run([sys.executable, "-c", code, str(Path(__file__).resolve().parents[1])],
+                       capture_output=True, text=True, timeout=60, env=env)
+    assert r.stdout.strip() == "False", r.stderr
+    assert "WARN" not in r.stderr, r.stderr
