@@ -69,9 +69,22 @@ class HealthBoard:
 
     # -- writers ---------------------------------------------------------------------------------
     def update(self, snapshot: dict) -> None:
-        """Replace the latest snapshot (the dict is kept, not copied: pass a fresh one each time)."""
+        """Replace the latest snapshot (the dict is kept, not copied: pass a fresh one each time).
+
+        Each output entry with a ``packets`` count gains ``packets_per_s`` since the previous snapshot."""
+        now = self._clock()
+        leds = snapshot.get("leds")
+        outputs = snapshot.get("outputs", leds.get("outputs") if isinstance(leds, dict) else None)
+        prev, prev_at = getattr(self, "_packets", {}), self._snapshot_at
+        counts = {}
+        for name, entry in _entries(outputs).items():
+            if _is_number(entry.get("packets")):
+                counts[name] = entry["packets"]
+                if name in prev and prev_at is not None and now > prev_at:
+                    entry["packets_per_s"] = round((entry["packets"] - prev[name]) / (now - prev_at), 1)
+        self._packets = counts
         self._snapshot = snapshot
-        self._snapshot_at = self._clock()
+        self._snapshot_at = now
 
     def record_frame(self, ms: float) -> None:
         """Record one frame's duration in milliseconds."""
@@ -103,7 +116,7 @@ class HealthBoard:
                     continue
                 key, state = f"{kind}/{name}", str(entry["state"])
                 now[key] = state
-                if prev.get(key, "ok" if state.lower() in HEALTHY_STATES else None) == state:
+                if prev.get(key) == state or (key not in prev and state.lower() in HEALTHY_STATES):
                     continue
                 why = entry.get("last_error") or entry.get("error") or ""
                 changes.append(f"{key}: {prev.get(key, 'starting')} -> {state}" + (f" ({why})" if why else ""))

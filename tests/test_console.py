@@ -56,3 +56,13 @@ def test_a_closed_console_is_ignored():
     status = StatusLine(stream)
     status.show("nobody reads this")  # EPIPE / broken pipe: dropped, the show goes on
     assert status.close() is True
+
+
+def test_status_line_names_failing_configured_sensors():
+    """It said `sensors none (breathing on its own)` while a configured camera and microphone failed."""
+    from installation.app import status_line
+    st = {"fps": 60.0, "frame_ms": 5.0, "particles": 1000, "preset": "harmony", "scene": None, "sensors": [],
+          "mood": {"intensity": 0.1, "presence": 0.0, "motion": 0.0, "sound": 0.0}}
+    line = status_line(st, {"camera": {"state": "reconnecting"}, "audio": {"state": "error"}})
+    assert "sensors none live (camera reconnecting, audio error)" in line
+    assert "breathing on its own" in status_line(st, None)

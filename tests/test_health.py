@@ -145,3 +145,35 @@ def test_engine_shaped_snapshot_without_per_frame_timing(served):
     assert "tapestry_mood_intensity 0.4" in metrics and 'tapestry_output_ok{output="wall"} 0' in metrics
     assert 'tapestry_sensor_ok{sensor="audio"} 1' in metrics
     assert 'tapestry_sensor_ok{sensor="recording"}' not in metrics        # no state: informational only
+
+
+def test_status_is_honest_and_readable():
+    """Failing outputs reach "last errors" (the list was never filled), the report has no raw dicts,
+    `scene None` or a negative frame age, and the exit status says degraded."""
+    from installation.health import format_status, status_exit
+    t = [100.0]
+    board = HealthBoard(clock=lambda: t[0])
+    out = {"name": "wall", "protocol": "artnet", "state": "ok", "packets": 100, "last_error": None}
+    snap = {"preset": "harmony", "scene": None, "mood": {"intensity": 0.25},
+            "leds": {"leds": 10, "outputs": [out]}, "sensors": {"camera": {"state": "running", "age": 0.1}}}
+    board.update(snap)
+    assert board.note_states(snap) == []
+    board.record_frame(16.0)
+    t[0] += 2.0
+    out2 = {**out, "state": "backoff", "packets": 160, "last_error": "[Errno 111] Connection refused"}
+    snap2 = {**snap, "leds": {"leds": 10, "outputs": [out2]},
+             "sensors": {"camera": {"state": "reconnecting", "age": 12.0}}}
+    board.update(snap2)
+    changes = board.note_states(snap2)
+    assert "output/wall: ok -> backoff ([Errno 111] Connection refused)" in changes
+    assert any(c.startswith("sensor/camera: running -> reconnecting") for c in changes)
+    board.record_frame(16.0)
+    doc = board.report()
+    assert doc["status"] == "degraded" and status_exit(doc) == 1
+    assert sorted(e["source"] for e in doc["errors"]) == ["output/wall", "sensor/camera"]
+    text = format_status(doc)
+    assert "{" not in text and "scene     none" in text and "-0.0" not in text
+    assert "packets_per_s=30.0" in text and "last_error=[Errno 111] Connection refused" in text
+    assert "output/wall: backoff: [Errno 111] Connection refused" in text
+    assert board.note_states(snap2) == []          # no change, no new line and no new error
+    assert status_exit({"status": "ok"}) == 0
