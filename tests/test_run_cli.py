@@ -212,3 +212,20 @@ def test_render_with_an_unknown_preset_creates_no_file(tmp_path):
     out = tmp_path / "x.mp4"
     r = run("render", "--preset", "nope", "--seconds", "0.2", "--out", str(out))
     assert r.returncode == 2 and not out.exists()
+
+
+def test_a_failed_start_tears_down_what_it_built(tmp_path):
+    """A bad preset after the venue's receivers, signal handlers and GL were set up: the start fails with
+    one StartupError and leaves nothing behind (ports free again, Ctrl-C handler restored)."""
+    from installation import app
+    venue = demo_on_os_ports(tmp_path)
+    import tomllib
+    ports = [o["port"] for o in tomllib.loads(venue.read_text())["outputs"]]
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(app.StartupError, match="nope"):
+        app.run_live(app.LiveArgs(venue=venue, preset="nope", headless=True, size=(160, 90), particles=4096,
+                                  osc_port=0, health_port=0))
+    assert signal.getsignal(signal.SIGINT) is before
+    for port in ports:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind(("127.0.0.1", port))  # the built-in receivers closed their sockets

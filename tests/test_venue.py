@@ -164,3 +164,16 @@ def test_shipped_venues():
     assert sum(len(c.universes) for c in large.patch.controllers) >= 290
     summary = check_layout(HW / "large-venue.toml")
     assert "LEDs: 50000" in summary and "300 universes" in summary
+
+
+def test_explicit_preset_is_not_overridden_by_the_first_cue():
+    """`--preset breakdown` was silently replaced by the venue's first cue at once; now it stays until
+    that cue ends, then the scenes take over."""
+    from installation.scenes import FadeToPreset, SceneRunner
+    scenes = load_show(HW / "demo-venue.toml").scenes
+    kept = SceneRunner(scenes, keep_first_preset=True)
+    assert not [a for a in kept.update(0.0, 0.0) if isinstance(a, FadeToPreset)]
+    later = kept.update(scenes.cues[0].duration_s + 0.1, 0.1)
+    assert [a.name for a in later if isinstance(a, FadeToPreset)] == [scenes.cues[1].preset]
+    plain = SceneRunner(scenes)
+    assert [a.name for a in plain.update(0.0, 0.0) if isinstance(a, FadeToPreset)] == [scenes.cues[0].preset]
