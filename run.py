@@ -120,6 +120,9 @@ def _live_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shaders", default=None, help="shader folder (default: shaders/), watched for edits")
     p.add_argument("--health-port", type=int, default=9091, help="HTTP health endpoint on 127.0.0.1 (0: off)")
     p.add_argument("--watchdog", type=float, default=5.0, help="seconds of stalled frame loop before a restart")
+    p.add_argument("--status-line", action="store_true",
+                   help="print the per-second status line even when stdout is not a terminal (off by default "
+                        "there: under systemd it would fill the journal)")
 
 
 def _dispatch(args) -> int:
@@ -132,7 +135,7 @@ def _dispatch(args) -> int:
             particles=args.particles,
             headless=args.headless, seconds=args.seconds, camera=args.camera, audio=args.audio,
             record_sensors=args.record_sensors, osc_port=args.osc_port, no_leds=args.no_leds,
-            health_port=args.health_port, watchdog_s=args.watchdog,
+            health_port=args.health_port, watchdog_s=args.watchdog, status_line=args.status_line,
             presets=Path(args.presets) if args.presets else None,
             shaders=Path(args.shaders) if args.shaders else None))
     if cmd == "render":

@@ -212,6 +212,7 @@ class LiveArgs:
     no_leds: bool = False
     status_every: float = 1.0
     summary_every: float = 300.0  # a status line in the log this often
+    status_line: bool = False     # the per-second line even when stdout is not a terminal
     health_port: int = 9091
     watchdog_s: float = 5.0
     presets: Path | None = None
@@ -354,7 +355,7 @@ def _run_live(args: LiveArgs, show, venue, stack: contextlib.ExitStack) -> int:
     deadline = time.monotonic() + args.seconds if args.seconds else None
     # The per-second line is for a person at a terminal; under systemd or a pipe the state goes to
     # STATUS=, /health and `run.py status`, and the log gets a line per change and a periodic summary.
-    console = StatusLine() if preview is None and _stdout_is_tty() else None  # own thread: never blocks a frame
+    console = StatusLine() if preview is None and (_stdout_is_tty() or args.status_line) else None  # own thread: never blocks a frame
     last_summary = time.monotonic()
     try:
         while not stop.is_set():

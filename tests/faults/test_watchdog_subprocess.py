@@ -142,7 +142,7 @@ def test_a_console_that_stops_reading_does_not_stop_the_show(tmp_path, receivers
     # python: the pid, the signals and the exit status are the piece's own.
     piece = Piece(venue, tmp_path / "piece.log", prefix=("/bin/sh", "-c", 'exec "$@" >"$0"', str(console.path)),
                   env={"NOTIFY_SOCKET": str(notify.path), "WATCHDOG_USEC": "1000000"},  # ping every 0.5 s
-                  extra=("--watchdog", str(WATCHDOG_S)))
+                  extra=("--watchdog", str(WATCHDOG_S), "--status-line"))  # a FIFO is not a terminal
     try:
         assert receivers.all_lit(10, START_S), piece.log()
         assert console.wait_for(b" fps | frame ", 5), bytes(console.text[-500:])
