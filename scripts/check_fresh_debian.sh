@@ -51,6 +51,8 @@ echo "== building a fresh Debian $suite in $root"
 # minbase + what a technician's fresh install has anyway (sudo-less root, certificates for PyPI)
 mmdebstrap --quiet --variant=minbase --include=ca-certificates,procps "$suite" "$root" "$mirror"
 cp /etc/resolv.conf "$root/etc/resolv.conf"
+# what Debian's installer writes and mmdebstrap leaves out: "localhost" must resolve
+[[ -s "$root/etc/hosts" ]] || printf '127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' > "$root/etc/hosts"
 # This machine's own extra certificate authorities (a site's TLS-inspecting proxy), so that pip reaches PyPI
 # from the fresh root as it does from here; a machine without any copies nothing.
 if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then

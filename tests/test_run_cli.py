@@ -76,11 +76,13 @@ def demo_on_os_ports(tmp_path: Path) -> Path:
 
 
 def test_the_suite_runs_beside_a_live_show(a_live_show_holds_its_ports):
-    """conftest holds a live show's default ports for the whole session (or a real show on this machine
-    holds them): no test can bind them, so every test that passes ran beside a show without touching it."""
+    """conftest holds a live show's default ports for the whole session (those a real show or another
+    program held at the start stay with it): no test can bind them, so every test that passes ran beside
+    a show without touching it."""
     from tests.conftest import SHOW_PORTS
-    for kind, port in SHOW_PORTS:
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM if kind == "udp" else socket.SOCK_STREAM)
+    kinds = dict((port, kind) for kind, port in SHOW_PORTS)
+    for port in a_live_show_holds_its_ports:
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM if kinds[port] == "udp" else socket.SOCK_STREAM)
         with s, pytest.raises(OSError):
             s.bind(("127.0.0.1", port))
 
