@@ -34,7 +34,7 @@ from .field.renderer import TapestryRenderer
 from .field.simulation import Attractor, ParticleField
 from .gfx.shaders import ShaderLibrary
 from .mood import Mood, MoodModel
-from .params import BOOL, FLOAT, ParamSpec, ParamTree
+from .params import BOOL, FLOAT, VENUE, ParamSpec, ParamTree
 from .presets import Crossfade, MoodMapping, Preset, PresetError, PresetLibrary
 from .scenes import FadeToPreset, SceneEntered
 
@@ -42,10 +42,11 @@ log = logging.getLogger(__name__)
 
 SHOW_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("show/master", FLOAT, 1.0, "Master brightness of everything: preview, video and LEDs", 0.0, 1.0,
-              "ratio"),
-    ParamSpec("show/blackout", BOOL, False, "Blackout: all light off (the piece keeps running underneath)"),
+              "ratio", scope=VENUE),
+    ParamSpec("show/blackout", BOOL, False, "Blackout: all light off (the piece keeps running underneath)",
+              scope=VENUE),
     ParamSpec("show/fade", FLOAT, 4.0, "Default crossfade time when a preset is loaded without one", 0.0, 120.0,
-              "s"),
+              "s", scope=VENUE),
 )
 
 SensorSource = Callable[[float], tuple]
