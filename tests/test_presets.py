@@ -150,7 +150,8 @@ def test_unreadable_file(lib):
 def test_good_minimal_preset(lib):
     write(lib, "tiny", '[params]\n"field/nodes/count" = 12.0\n"show/blackout" = "on"\n"render/palette" = 2\n')
     p = lib.load("tiny")
-    assert dict(p.params) == {"field/nodes/count": 12, "show/blackout": True, "render/palette": "mycelium"}
+    assert dict(p.params) == {"field/nodes/count": 12, "render/palette": "mycelium"}
+    assert p.ignored == ("show/blackout",)  # venue scope: checked, but never part of a look
     assert type(p.params["field/nodes/count"]) is int
     assert p.description == "" and p.mood == () and p.shipped
 
@@ -171,7 +172,8 @@ def test_save_writes_a_loadable_user_preset(lib):
     path = lib.save("mine", bases, mood, description="my look")
     assert path == lib.root / "mine.toml" and lib.names() == ["mine"]
     p = lib.load("mine")
-    assert dict(p.params) == bases and p.mood == mood and p.description == "my look"
+    assert dict(p.params) == {k: v for k, v in bases.items() if lib.tree.spec(k).scope == "look"}
+    assert p.mood == mood and p.description == "my look" and p.ignored == ()
     assert not p.shipped and "saved" in tomllib.loads(path.read_text())
     assert leftovers(lib.root) == [] and not (lib.root / ".history").exists()
 
@@ -277,9 +279,11 @@ def test_dump_load_round_trip(lib):
     path = write(lib, "rt", dump_preset(desc, bases, mood))
     p = lib.load("rt")
     assert p.description == desc and p.mood == mood and p.shipped
-    assert dict(p.params) == bases
-    assert all(type(p.params[k]) is type(v) for k, v in bases.items())
-    assert path.read_text() == dump_preset(desc, dict(p.params), p.mood)  # stable text
+    assert dict(p.params) == {k: v for k, v in bases.items() if lib.tree.spec(k).scope == "look"}
+    assert p.ignored == ("field/particles", "field/sim_every", "leds/dither", "leds/gamma", "leds/master",
+                         "show/blackout", "show/fade", "show/master")
+    assert all(type(p.params[k]) is type(bases[k]) for k in p.params)
+    assert dump_preset(desc, dict(p.params), p.mood) == dump_preset(desc, {k: bases[k] for k in p.params}, mood)
 
 
 @given(st.floats(0.0, 1.0), st.integers(2, 32), st.sampled_from(["bioluminescent", "abyssal", "aurora"]))
