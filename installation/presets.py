@@ -39,6 +39,7 @@ import os
 import re
 import tempfile
 import threading
+import time
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -349,13 +350,16 @@ class SaveWorker:
     """Writes files on its own thread, fed by a bounded map of pending jobs: the frame thread only enqueues.
 
     Jobs are keyed by the file they write; a job for a key already waiting replaces it (the newest
-    snapshot wins, so a storm of same-name saves writes the file once or twice, not once per request).
-    At most ``max_pending`` distinct files wait; more raise :class:`PresetError` ("busy").
-    ``done(error)`` is called on the worker thread for every request, with None on success.
+    snapshot wins), and one file is written at most once per ``min_interval_s``, so a storm of same-name
+    saves writes the file a few times a second, not once per request.  At most ``max_pending`` distinct
+    files wait; more raise :class:`PresetError` ("busy").  ``done(error)`` is called on the worker thread
+    for every request, with None on success, once the snapshot it asked for (or a newer one) is written.
     """
 
-    def __init__(self, max_pending: int = 16) -> None:
+    def __init__(self, max_pending: int = 16, min_interval_s: float = 0.5) -> None:
         self.max_pending = max_pending
+        self.min_interval_s = min_interval_s
+        self._last_write: dict[str, float] = {}
         self._cond = threading.Condition()
         self._jobs: dict[str, tuple[Callable[[], object], list[Callable[[BaseException | None], None]]]] = {}
         self._closed = False
@@ -385,14 +389,29 @@ class SaveWorker:
         with self._cond:
             return not self._jobs and not self._busy
 
+    def _next_key(self, now: float) -> tuple[str | None, float]:
+        """The oldest waiting key whose file may be written now, else (None, seconds until one may)."""
+        wait = math.inf
+        for key in self._jobs:
+            ready = self._last_write.get(key, -math.inf) + self.min_interval_s
+            if ready <= now or self._closed:
+                return key, 0.0
+            wait = min(wait, ready - now)
+        return None, wait
+
     def _run(self) -> None:
         while True:
             with self._cond:
-                while not self._jobs and not self._closed:
-                    self._cond.wait()
-                if not self._jobs:
-                    return
-                key = next(iter(self._jobs))
+                while True:
+                    if not self._jobs:
+                        if self._closed:
+                            return
+                        self._cond.wait()
+                        continue
+                    key, wait = self._next_key(time.monotonic())
+                    if key is not None:
+                        break
+                    self._cond.wait(wait)
                 job, dones = self._jobs.pop(key)
                 self._busy = True
             error: BaseException | None = None
@@ -410,6 +429,9 @@ class SaveWorker:
                     log.exception("save callback for %s failed", key)
             with self._cond:
                 self._busy = False
+                self._last_write[key] = time.monotonic()
+                if len(self._last_write) > 4 * self.max_pending:
+                    self._last_write.clear()
                 self._cond.notify_all()
 
     def flush(self, timeout: float = 10.0) -> bool:
