@@ -411,9 +411,13 @@ class OscServer:
 
     def _release_held(self, now: float) -> None:
         """Apply held datagrams, oldest address first, as each sender's token bucket allows (server thread)."""
+        empty: set[str] = set()  # senders out of tokens in this pass: skip their other addresses cheaply
         for key in list(self._held)[:256]:
             ip = key[0]
+            if ip in empty:
+                continue
             if not self._buckets.allow(ip, now):
+                empty.add(ip)
                 continue
             data, addr = self._held.pop(key)
             self._held_per_ip[ip] -= 1
