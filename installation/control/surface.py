@@ -112,7 +112,7 @@ def _prop(props: ET.Element, kind: str, key: str, value: object) -> None:
     v = ET.SubElement(p, "value")
     if kind == "r":
         for k, x in zip("xywh", value):  # type: ignore[arg-type]
-            ET.SubElement(v, k).text = str(x)
+            ET.SubElement(v, k).text = str(int(round(x)))  # TouchOSC frames are whole pixels
     elif kind == "c":
         for k, x in zip("rgba", value):  # type: ignore[arg-type]
             ET.SubElement(v, k).text = str(x)

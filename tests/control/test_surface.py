@@ -107,6 +107,9 @@ def test_touchosc_layout_is_zlib_xml_whose_faders_drive_norm_addresses(tree):
     top = root.find("node")
     assert top.get("type") == "GROUP" and top.find("children/node").get("type") == "PAGER"
     controls = [n for n in root.iter("node") if n.get("type") in ("FADER", "BUTTON")]
+    for prop in root.iter("property"):
+        if prop.get("type") == "r":  # frames are whole pixels, as the editor writes them
+            assert all(c.text.lstrip("-").isdigit() for c in prop.find("value")), prop.find("key").text
     assert len({n.get("ID") for n in root.iter("node")}) == len(list(root.iter("node")))
     t = declare_all(extra=app._sensing_params())
     seen = set()
