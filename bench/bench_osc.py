@@ -16,7 +16,10 @@ Prints:
 6. save storm (issue 15): the real Engine (headless GL, 160x90, 4,096 particles) paced at 60 fps while
    ``/tapestry/preset/save`` of one name arrives at 200/s: frames per second and frame time with saves written
    on the save worker (the code as it is) against the same saves written on the frame thread (the old path,
-   ``engine.save_preset(name)`` from a command), against no saves — all in one process.
+   ``engine.save_preset(name)`` from a command), against no saves — all in one process;
+7. reflection (issue 15): bytes back per byte sent for a sender that sends ``/tapestry/list``,
+   ``/tapestry/preset/list``-style requests, bad addresses and ``/tapestry/subscribe``, when its address is not
+   believed (``trusted = []``, as a forged LAN source is) against a trusted one (what every sender got before).
 """
 
 from __future__ import annotations
@@ -373,14 +376,60 @@ def bench_save_storm(seconds: float = 3.0, rate: float = 200.0) -> None:
           f"{sum(1 for r in replies if r[0] == '/tapestry/preset/saved')} saved replies")
 
 
+def bench_reflection(rounds: int = 200) -> None:
+    from installation.control.osc import OscConfig as Cfg
+    requests = [encode_message("/tapestry/list"), encode_message("/tapestry/status"),
+                encode_message("/tapestry/nothing/here", 1.0), encode_message("/tapestry/subscribe")]
+    rows = {}
+    for label, trusted in (("trusted (as before)", ("127.0.0.0/8",)), ("not believed (now)", ())):
+        tree = make_tree()
+        q: queue.Queue = queue.Queue(maxsize=4096)
+        target = _Target(tree)
+        target.status = lambda: {"fps": 60.0, "frame_ms": 5.0, "mood": {"intensity": 0.5}}
+        server = OscServer(tree, q, Cfg(port=0, trusted=trusted, rate=1e9, burst=1e9)).start()
+        c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        c.bind(("127.0.0.1", 0))
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+        c.settimeout(0.3)
+        sent = got = 0
+        try:
+            for i in range(rounds):
+                for r in requests:
+                    c.sendto(r, server.address)
+                    sent += len(r)
+                while not q.empty():
+                    q.get_nowait().apply(target)
+                time.sleep(0.001)
+            deadline = time.perf_counter() + 2.0
+            while time.perf_counter() < deadline:
+                while not q.empty():
+                    q.get_nowait().apply(target)
+                try:
+                    got += len(c.recvfrom(65536)[0])
+                except socket.timeout:
+                    if q.empty():
+                        break
+            rows[label] = (sent, got, server.stats()["withheld"])
+        finally:
+            server.stop()
+            c.close()
+    print(f"7. reflection: {rounds} rounds of /list, /status, a bad address and /subscribe from one sender:")
+    for label, (sent, got, withheld) in rows.items():
+        print(f"   {label:<20}: sent {sent:,} bytes, got back {got:,} bytes ({got / sent:.1f}x); "
+              f"replies withheld {withheld:,}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--junk-rate", type=float, default=10000.0)
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--only", choices=("flood", "saves"), default=None,
-                    help="run only the fader-flood (5) or save-storm (6) case")
+    ap.add_argument("--only", choices=("flood", "saves", "reflection"), default=None,
+                    help="run only the fader-flood (5), save-storm (6) or reflection (7) case")
     args = ap.parse_args()
+    if args.only == "reflection":
+        bench_reflection()
+        return
     if args.only == "flood":
         bench_fader_flood()
         return
@@ -396,6 +445,7 @@ def main() -> None:
     bench_pattern()
     bench_fader_flood()
     bench_save_storm(args.seconds)
+    bench_reflection()
 
 
 if __name__ == "__main__":
