@@ -105,7 +105,8 @@ class OscConfig:
                     ipaddress.ip_network(net, strict=False)
                 except (TypeError, ValueError) as exc:
                     raise bad(key, f"{net!r} is not a network ({exc})") from None
-        positive = {"verified_ttl_s": 1, "rate": 1e-3, "burst": 1, "max_datagram": 16, "max_depth": 1, "max_elements": 1, "max_args": 1,
+        positive = {"verified_ttl_s": 1, "rate": 1e-3, "burst": 1, "max_datagram": 16, "max_depth": 1,
+                    "max_elements": 1, "max_args": 1,
                     "subscription_ttl_s": 1, "max_subscribers": 0, "feedback_hz": 0.1, "outgoing_max": 16,
                     "poll_s": 1e-3}
         for key, lo in positive.items():

@@ -48,7 +48,8 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("field/nodes/share", FLOAT, 0.22, "Share of particles that orbit the clusters", 0.0, 0.9, "ratio",
               scope=LOOK),
     ParamSpec("field/life", FLOAT, 7.0, "Mean life of a particle before it respawns", 0.5, 30.0, "s", scope=LOOK),
-    ParamSpec("field/attractors/gain", FLOAT, 1.0, "How strongly visitors bend the flow", 0.0, 5.0, "ratio", scope=LOOK),
+    ParamSpec("field/attractors/gain", FLOAT, 1.0, "How strongly visitors bend the flow", 0.0, 5.0, "ratio",
+              scope=LOOK),
     ParamSpec("field/sim_every", INT, 1, "Step each particle every Nth frame, a 1/N slice of them each frame "
               "(every particle is still drawn every frame; cheaper on a slow machine)", 1, 4, "frames",
               scope=MACHINE),
