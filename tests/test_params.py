@@ -400,19 +400,22 @@ def test_scope_is_declared_and_checked(tree):
 
 
 def test_every_declared_parameter_has_the_scope_its_job_says():
-    """Calibration of the room is venue scope, quality settings machine scope, everything else the look."""
+    """Calibration of the room is venue scope, quality settings machine scope, the artist's field, render and
+    mood the look. A parameter added elsewhere must say its scope: `look` is the dataclass default, and a look
+    value outside field/, render/ and mood/ would silently enter every saved preset, so it fails here."""
     from installation import app
     from installation.engine import declare_all
     t = declare_all(extra=app._sensing_params())
     machine = {"field/particles", "field/sim_every", "sensing/camera/width", "sensing/audio/hop_ms"}
     for spec in t.specs():
         if spec.path in machine:
-            want = "machine"
+            assert spec.scope == "machine", spec.path
+        elif spec.path.startswith(("field/", "render/", "mood/")):
+            assert spec.scope == "look", spec.path
         elif spec.path.startswith(("sensing/", "show/", "leds/")):
-            want = "venue"
+            assert spec.scope == "venue", spec.path
         else:
-            want = "look"
-        assert spec.scope == want, spec.path
+            assert spec.scope != "look", f"{spec.path}: declare its scope (venue or machine?)"
     assert {p for p in t.paths() if p.startswith("sensing/camera/roi/")} <= set(t.bases("venue"))
 
 
