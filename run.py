@@ -3,7 +3,7 @@
 
     python run.py                      the live installation on the demo venue (window if there is a display)
     python run.py render --out a.mp4   a headless render (see --help)
-    python run.py presets | params | layouts check FILE | sense ... | status | install-service
+    python run.py presets | params | surface | layouts check FILE | sense ... | status | install-service
 """
 
 from __future__ import annotations
@@ -53,6 +53,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("presets", help="list the presets")
     prm = sub.add_parser("params", help="print every parameter as an OSC address map (Markdown)")
     prm.add_argument("--update-docs", action="store_true", help="rewrite the address map in docs/osc.md")
+    srf = sub.add_parser("surface", help="write a control-surface layout (Open Stage Control or TouchOSC)")
+    srf.add_argument("--format", required=True, choices=("open-stage-control", "touchosc"))
+    srf.add_argument("--out", required=True, help="file to write (.json for Open Stage Control, .tosc for TouchOSC)")
 
     lay = sub.add_parser("layouts", help="LED layouts")
     lay_sub = lay.add_subparsers(dest="layouts_command", required=True)
@@ -163,6 +166,18 @@ def _dispatch(args) -> int:
             print("docs/osc.md " + ("updated" if changed else "already up to date"))
             return 0
         print(params_markdown(tree))
+        return 0
+    if cmd == "surface":
+        from installation.control.surface import write_surface
+        from installation.engine import EngineOptions, declare_all
+        from installation.presets import PresetLibrary
+        tree = declare_all(extra=app._sensing_params())
+        try:
+            n = write_surface(args.format, tree, PresetLibrary(EngineOptions().presets, tree).names(), Path(args.out))
+        except OSError as exc:
+            print(f"tapestry: cannot write {args.out}: {exc.strerror or exc}", file=sys.stderr)
+            return 1
+        print(f"{args.out}: {args.format} layout with {n} parameters")
         return 0
     if cmd in ("layouts", "venue") and getattr(args, "venue_command", "check") == "check":
         from installation.venue import check_layout

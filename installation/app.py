@@ -305,6 +305,13 @@ def _run_live(args: LiveArgs, show, venue, stack: contextlib.ExitStack) -> int:
     stack.callback(engine.close)
 
     engine.params.set_base("field/sim_every", sim_every)
+    if args.venue is not None:  # the technician's calibration (venue-scope values), saved by /tapestry/venue/save
+        from .presets import load_venue_params, venue_params_path
+        engine.venue_params = venue_params_path(args.venue)
+        try:
+            engine.params.update_bases(load_venue_params(engine.venue_params, engine.params))
+        except PresetError as exc:
+            raise StartupError(f"venue params: {exc}") from None
     if venue is not None:
         from .leds import LedPipeline
         try:

@@ -30,15 +30,15 @@ from typing import Callable, Sequence
 import numpy as np
 
 from installation.fixtures.layout import Calibration, Layout, PatchMap
-from installation.params import BOOL, FLOAT, ParamSpec, ParamTree
+from installation.params import BOOL, FLOAT, VENUE, ParamSpec, ParamTree
 
 log = logging.getLogger(__name__)
 
 PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("leds/master", FLOAT, 1.0, "master brightness of every LED (after gamma, before the power limit)",
-              0.0, 1.0, "ratio"),
-    ParamSpec("leds/gamma", FLOAT, 2.2, "gamma of fixtures whose calibration gives none", 1.0, 3.5),
-    ParamSpec("leds/dither", BOOL, True, "temporal dithering: smooth fades at low brightness"),
+              0.0, 1.0, "ratio", scope=VENUE),
+    ParamSpec("leds/gamma", FLOAT, 2.2, "gamma of fixtures whose calibration gives none", 1.0, 3.5, scope=VENUE),
+    ParamSpec("leds/dither", BOOL, True, "temporal dithering: smooth fades at low brightness", scope=VENUE),
 )
 
 LUT_SIZE = 4096

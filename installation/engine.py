@@ -34,18 +34,19 @@ from .field.renderer import TapestryRenderer
 from .field.simulation import Attractor, ParticleField
 from .gfx.shaders import ShaderLibrary
 from .mood import Mood, MoodModel
-from .params import BOOL, FLOAT, ParamSpec, ParamTree
-from .presets import Crossfade, MoodMapping, Preset, PresetError, PresetLibrary
+from .params import BOOL, FLOAT, LOOK, VENUE, ParamSpec, ParamTree
+from .presets import Crossfade, MoodMapping, Preset, PresetError, PresetLibrary, SaveWorker, save_venue_params
 from .scenes import FadeToPreset, SceneEntered
 
 log = logging.getLogger(__name__)
 
 SHOW_PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("show/master", FLOAT, 1.0, "Master brightness of everything: preview, video and LEDs", 0.0, 1.0,
-              "ratio"),
-    ParamSpec("show/blackout", BOOL, False, "Blackout: all light off (the piece keeps running underneath)"),
+              "ratio", scope=VENUE),
+    ParamSpec("show/blackout", BOOL, False, "Blackout: all light off (the piece keeps running underneath)",
+              scope=VENUE),
     ParamSpec("show/fade", FLOAT, 4.0, "Default crossfade time when a preset is loaded without one", 0.0, 120.0,
-              "s"),
+              "s", scope=VENUE),
 )
 
 SensorSource = Callable[[float], tuple]
@@ -104,6 +105,8 @@ class Engine:
         self.commands: queue.Queue = queue.Queue(maxsize=4096)
         self.shaders = ShaderLibrary(ctx, options.shaders)
         self.presets = PresetLibrary(options.presets, self.params)
+        self.saver = SaveWorker()  # preset and venue-file writes happen there, never on the frame thread
+        self.venue_params: Path | None = None  # the venue's params file (set by app.py when a venue is used)
         self.preset_name: str | None = None
         self._mappings: tuple[MoodMapping, ...] = ()
         self._fade: Crossfade | None = None
@@ -260,6 +263,7 @@ class Engine:
 
     def close(self) -> None:
         """Send the configured end state to the LEDs and free GPU memory (idempotent)."""
+        self.saver.close()  # queued saves are written first
         if self.leds is not None:
             try:
                 self.leds.close(self.options.end_state)
@@ -335,12 +339,41 @@ class Engine:
         self._mappings = preset.mood
         self.preset_name = preset.name
 
-    def save_preset(self, name: str, force: bool = False) -> None:
-        """Save the current bases (not the mood-modulated values) as preset ``name``."""
-        bases = {p: v for p, v in self.params.bases().items() if not p.startswith("show/")}
+    def save_preset(self, name: str, force: bool = False, done=None) -> None:
+        """Save the look (look-scope bases, not the mood-modulated values) as preset ``name``.
+
+        With ``done`` (live control) the file is written on the save worker and ``done(error_or_None)``
+        is called there; a shipped preset is then always refused, ``force`` or not.  Without ``done``
+        (local tools, tests) it is written now and ``force`` may overwrite a shipped preset.
+        """
+        bases = self.params.bases(LOOK)
         mood = self._fade.new_mood if self._fade else self._mappings
-        self.presets.save(name, bases, mood, force=force)
-        log.info("preset %s saved", name)
+        if done is None:
+            self.presets.save(name, bases, mood, force=force)
+            log.info("preset %s saved", name)
+            return
+        path = self.presets.path(name)  # a bad name is refused now
+        presets = self.presets
+
+        def job() -> None:
+            if presets.is_shipped(name):
+                raise PresetError(f"{name} is a shipped preset and cannot be overwritten over the network; "
+                                  "save under another name")
+            presets.save(name, bases, mood)
+            log.info("preset %s saved", name)
+        self.saver.submit(str(path), job, done)
+
+    def save_venue(self, done=None) -> None:
+        """Save the venue-scope bases (calibration) to the venue's params file, on the save worker."""
+        path = self.venue_params
+        if path is None:
+            raise ValueError("no venue file is in use, so there is nowhere to save the calibration")
+        bases, tree = self.params.bases(VENUE), self.params
+
+        def job() -> None:
+            save_venue_params(path, bases, tree)
+            log.info("venue calibration saved to %s", path)
+        self.saver.submit(str(path), job, done)
 
     def go_scene(self, name: str) -> None:
         """Jump to scene ``name``."""

@@ -27,7 +27,7 @@ import math
 import random
 from dataclasses import dataclass
 
-from installation.params import ParamSpec, ParamTree, floats
+from installation.params import LOOK, ParamSpec, ParamTree, floats
 from installation.sensing.frames import AudioFrame, CameraFrame, Person
 
 PARTS = ("presence", "motion", "sound", "excitement")
@@ -61,7 +61,7 @@ PARAMS: tuple[ParamSpec, ...] = tuple(floats("mood", [
     ("breath/period_s", 40.0, 2.0, 3600.0, "s", "period of the drift's main wave"),
     ("breath/live_mix", 0.3, 0.0, 1.0, "", "how much of the drift remains while sensors are live (in an "
      "empty, quiet room; less as the room fills)"),
-]))
+], scope=LOOK))
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,19 @@ BOOL = "bool"
 CHOICE = "choice"
 KINDS = (FLOAT, INT, BOOL, CHOICE)
 
+LOOK = "look"
+VENUE = "venue"
+MACHINE = "machine"
+SCOPES = (LOOK, VENUE, MACHINE)
+"""Where a value belongs (DESIGN.md "Parameters know their scope"):
+
+* ``look``: the artistic look; saved in presets and crossfaded when one loads;
+* ``venue``: the technician's calibration of the room (camera ROI, thresholds, masters, fixture gamma);
+  saved with the venue (``<venue>.params.toml``), never in a look, never undone by loading one;
+* ``machine``: quality settings chosen for this computer (particle count, ``field/sim_every``, internal
+  sizes); never saved in a look or a venue, set by the machine's own options.
+"""
+
 
 class ParamError(ValueError):
     """A value or path that the parameter model refuses, with a message a user can act on."""
@@ -37,6 +50,8 @@ class ParamSpec:
     float, int, bool, choice.  ``lo``/``hi`` bound float and int values;
     ``choices`` lists the allowed strings of a choice.  ``live`` is False for
     values that only take effect on restart (e.g. particle count).
+    ``scope`` is ``look``, ``venue`` or ``machine`` (see :data:`SCOPES`): it
+    decides whether presets save and load the value.
     """
 
     path: str
@@ -48,10 +63,13 @@ class ParamSpec:
     unit: str = ""
     choices: tuple[str, ...] = ()
     live: bool = True
+    scope: str = LOOK
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ParamError(f"{self.path}: unknown kind {self.kind!r}")
+        if self.scope not in SCOPES:
+            raise ParamError(f"{self.path}: unknown scope {self.scope!r} (expected one of {', '.join(SCOPES)})")
         if not self.path or self.path.startswith("/") or self.path.endswith("/") or " " in self.path:
             raise ParamError(f"bad parameter path {self.path!r}")
         if self.kind in (FLOAT, INT) and (self.lo is None or self.hi is None or self.lo > self.hi):
@@ -237,9 +255,15 @@ class ParamTree:
         for path, v in coerced.items():
             self.set_base(path, v)
 
-    def bases(self) -> dict[str, object]:
-        """Copy of every base value (what a preset saves)."""
-        return {p: self._params[p].base for p in self.paths()}
+    def bases(self, scope: str | None = None) -> dict[str, object]:
+        """Copy of every base value, or only those of one scope (``look``: what a preset saves)."""
+        return {p: self._params[p].base for p in self.paths()
+                if scope is None or self._params[p].spec.scope == scope}
+
+    def in_scope(self, path: str, scope: str) -> bool:
+        """True if ``path`` is declared with ``scope`` (False for unknown paths)."""
+        p = self._params.get(path)
+        return p is not None and p.spec.scope == scope
 
     def reset(self) -> None:
         """Every base back to its default."""
@@ -302,7 +326,8 @@ def _fmt_value(v: object) -> str:
     return str(v)
 
 
-def floats(prefix: str, rows: Sequence[tuple]) -> list[ParamSpec]:
-    """Shorthand for declaring many float parameters: rows of (name, default, lo, hi, unit, description)."""
-    return [ParamSpec(f"{prefix}/{name}", FLOAT, default, desc, lo, hi, unit)
+def floats(prefix: str, rows: Sequence[tuple], scope: str = LOOK) -> list[ParamSpec]:
+    """Shorthand for declaring many float parameters of one scope: rows of (name, default, lo, hi, unit,
+    description)."""
+    return [ParamSpec(f"{prefix}/{name}", FLOAT, default, desc, lo, hi, unit, scope=scope)
             for name, default, lo, hi, unit, desc in rows]

@@ -18,26 +18,46 @@ a :class:`PresetError` naming file, key and valid range) so a bad file never
 changes the running show.  Loading crossfades continuous values over a fade
 time; discrete ones switch at the midpoint.  Saving writes atomically (temp
 file + rename) and moves the previous version into ``.history/``; a shipped
-preset (one without a ``saved`` stamp) is only overwritten with ``force``.
+preset (one without a ``saved`` stamp) is only overwritten with ``force``
+(which live control never passes).
+
+A preset holds the *look* only: parameters of scope ``venue`` (the
+technician's calibration) or ``machine`` (quality settings) are never saved
+in one, and are ignored when an older file names them, so loading a look never
+undoes a calibration.  Venue-scope values live in the venue's own params file
+(:func:`venue_params_path`).  Saves are bounded (presets in a directory, size,
+history per preset) and live control runs them on a :class:`SaveWorker`
+thread, never on the frame thread.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import logging
 import math
 import os
 import re
 import tempfile
+import threading
+import time
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping
 
-from .params import ParamError, ParamSpec, ParamTree
+from .params import LOOK, VENUE, ParamError, ParamSpec, ParamTree
+
+log = logging.getLogger(__name__)
 
 SOURCES = ("intensity", "presence", "motion", "sound", "excitement")
 CURVES = ("linear", "smooth", "square", "sqrt")
 SAFE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+MAX_PRESETS = 200
+"""Most preset files a directory may hold before saving a new name is refused."""
+MAX_HISTORY = 10
+"""Previous versions kept per preset in ``.history/`` (oldest removed first)."""
+MAX_PRESET_BYTES = 64 * 1024
+"""Largest preset file that is written (a full look is about 3 KiB)."""
 
 
 class PresetError(ValueError):
@@ -76,6 +96,8 @@ class Preset:
     mood: tuple[MoodMapping, ...] = ()
     path: Path | None = None
     shipped: bool = True
+    ignored: tuple[str, ...] = ()
+    """Venue- or machine-scope paths the file names: not part of a look, so never loaded from it."""
 
 
 def parse_preset(data: Mapping, tree: ParamTree, name: str, where: str) -> Preset:
@@ -91,13 +113,18 @@ def parse_preset(data: Mapping, tree: ParamTree, name: str, where: str) -> Prese
     if not isinstance(raw, Mapping):
         raise PresetError(f"{where}: [params] must be a table of \"path\" = value")
     params: dict[str, object] = {}
+    ignored = []
     for path, value in raw.items():
         if path not in tree:
             raise PresetError(f"{where}: params.{path}: unknown parameter (see `python run.py params`)")
         try:
-            params[path] = tree.validate(path, value, clamp=False)
+            value = tree.validate(path, value, clamp=False)
         except ParamError as exc:
             raise PresetError(f"{where}: params.{exc}") from None
+        if tree.in_scope(path, LOOK):
+            params[path] = value
+        else:  # venue or machine: still checked (a broken file is broken), never part of the look
+            ignored.append(path)
     maps = data.get("mood", [])
     if not isinstance(maps, list):
         raise PresetError(f"{where}: mood must be an array of tables ([[mood]])")
@@ -126,7 +153,7 @@ def parse_preset(data: Mapping, tree: ParamTree, name: str, where: str) -> Prese
         if isinstance(thr, bool) or not isinstance(thr, (int, float)) or not 0 <= thr < 1:
             raise PresetError(f"{at}.threshold: expected a number 0 .. <1")
         mood.append(MoodMapping(src, tgt, float(amount), curve, float(thr)))
-    return Preset(name, desc, params, tuple(mood), shipped="saved" not in data)
+    return Preset(name, desc, params, tuple(mood), shipped="saved" not in data, ignored=tuple(ignored))
 
 
 @dataclass
@@ -170,7 +197,8 @@ class PresetLibrary:
         except tomllib.TOMLDecodeError as exc:
             raise PresetError(f"{where}: not valid TOML: {exc}") from None
         preset = parse_preset(data, self.tree, path.stem, where)
-        return Preset(preset.name, preset.description, preset.params, preset.mood, path, preset.shipped)
+        return Preset(preset.name, preset.description, preset.params, preset.mood, path, preset.shipped,
+                      preset.ignored)
 
     def describe(self) -> list[tuple[str, str]]:
         """(name, one-line description or the error) for every preset."""
@@ -182,11 +210,24 @@ class PresetLibrary:
                 rows.append((name, f"BROKEN: {exc}"))
         return rows
 
+    def is_shipped(self, name: str) -> bool:
+        """True if preset ``name`` exists and is one shipped with the piece (no ``saved`` stamp)."""
+        path = self.path(name)
+        try:
+            return "saved" not in tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return False
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+            return False  # a broken file is nobody's shipped look: it may be replaced
+
     def save(self, name: str, bases: Mapping[str, object], mood: tuple[MoodMapping, ...] = (),
              description: str = "", force: bool = False) -> Path:
-        """Write a preset atomically; the previous version goes to ``.history/``."""
+        """Write the look part of ``bases`` as preset ``name``, atomically; the previous version goes to
+        ``.history/`` (at most :data:`MAX_HISTORY` kept).  Venue- and machine-scope values are left out."""
         path = self.path(name)
-        if path.exists():
+        bases = {p: v for p, v in bases.items() if p not in self.tree or self.tree.in_scope(p, LOOK)}
+        exists = path.exists()
+        if exists:
             try:
                 old = self.load_file(path)
             except PresetError:
@@ -194,26 +235,216 @@ class PresetLibrary:
             if old is not None and old.shipped and not force:
                 raise PresetError(f"{name} is a shipped preset; save under another name or use force")
             description = description or (old.description if old else "")
+        elif len(self.names()) >= MAX_PRESETS:
+            raise PresetError(f"{self.root} already holds {MAX_PRESETS} presets (the most allowed); "
+                              "overwrite or delete one")
         stamp = _dt.datetime.now().astimezone().isoformat(timespec="seconds")
         text = dump_preset(description, bases, mood, saved=stamp)
+        if len(text.encode("utf-8")) > MAX_PRESET_BYTES:
+            raise PresetError(f"{name}: preset would be {len(text.encode('utf-8'))} bytes, more than "
+                              f"{MAX_PRESET_BYTES} (shorten the description)")
         parse_preset(tomllib.loads(text), self.tree, name, str(path))  # never write what we cannot read back
-        self.root.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=self.root)
+        hist = self.root / ".history"
         try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(text)
-                f.flush()
-                os.fsync(f.fileno())
-            if path.exists():
-                hist = self.root / ".history"
-                hist.mkdir(exist_ok=True)
-                ts = _dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
-                os.link(path, hist / f"{name}-{ts}.toml")
-            os.replace(tmp, path)
+            _atomic_write(path, text, before_replace=lambda: self._keep_history(path, name, hist) if exists else None)
         except OSError as exc:
-            Path(tmp).unlink(missing_ok=True)
             raise PresetError(f"{path}: could not save: {exc}") from None
         return path
+
+    @staticmethod
+    def _keep_history(path: Path, name: str, hist: Path) -> None:
+        if not path.exists():
+            return
+        hist.mkdir(parents=True, exist_ok=True)
+        ts = _dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+        os.link(path, hist / f"{name}-{ts}.toml")
+        # names sort by time stamp; keep the newest MAX_HISTORY of this preset
+        old = sorted(p for p in hist.glob(f"{name}-*.toml") if p.name[len(name) + 1:len(name) + 2].isdigit())
+        for p in old[:-MAX_HISTORY]:
+            p.unlink(missing_ok=True)
+
+
+def _atomic_write(path: Path, text: str, before_replace: Callable[[], None] | None = None) -> None:
+    """Write ``text`` to ``path`` via a synced temp file and a rename; ``before_replace`` runs just before."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        if before_replace is not None:
+            before_replace()
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# -- venue-scope values ---------------------------------------------------------
+
+def venue_params_path(venue: Path) -> Path:
+    """Where a venue's calibration values live: ``<venue>.params.toml`` next to the venue file."""
+    venue = Path(venue)
+    return venue.with_name(venue.stem + ".params.toml")
+
+
+def load_venue_params(path: Path, tree: ParamTree) -> dict[str, object]:
+    """Validated venue-scope values from ``path`` ({} if the file does not exist yet).
+
+    A look or machine parameter in the file, an unknown path or a bad value raises :class:`PresetError`
+    naming the file and key.
+    """
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PresetError(f"{path}: cannot read: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise PresetError(f"{path}: not valid TOML: {exc}") from None
+    extra = set(data) - {"params", "saved"}
+    if extra:
+        raise PresetError(f"{path}: unknown key {sorted(extra)[0]!r} (expected [params])")
+    raw = data.get("params", {})
+    if not isinstance(raw, Mapping):
+        raise PresetError(f"{path}: [params] must be a table of \"path\" = value")
+    out: dict[str, object] = {}
+    for key, value in raw.items():
+        if key not in tree:
+            raise PresetError(f"{path}: params.{key}: unknown parameter (see `python run.py params`)")
+        if not tree.in_scope(key, VENUE):
+            raise PresetError(f"{path}: params.{key}: a {tree.spec(key).scope} parameter, not a venue one; "
+                              "it does not belong in the venue's params file")
+        try:
+            out[key] = tree.validate(key, value, clamp=False)
+        except ParamError as exc:
+            raise PresetError(f"{path}: params.{exc}") from None
+    return out
+
+
+# show/blackout is venue state but not calibration: a restart always comes back lit.
+_NOT_PERSISTED = frozenset({"show/blackout"})
+
+
+def save_venue_params(path: Path, tree_bases: Mapping[str, object], tree: ParamTree) -> Path:
+    """Write the venue-scope values of ``tree_bases`` to ``path`` atomically (previous one kept as ``.bak``)."""
+    path = Path(path)
+    values = {p: v for p, v in tree_bases.items() if tree.in_scope(p, VENUE) and p not in _NOT_PERSISTED}
+    stamp = _dt.datetime.now().astimezone().isoformat(timespec="seconds")
+    text = dump_preset("", values, saved=stamp).replace('description = ""\n', "", 1)
+    text = "# The venue's calibration (venue-scope parameters), written by /tapestry/venue/save.\n" + text
+
+    def backup() -> None:
+        if path.exists():
+            os.replace(path, path.with_suffix(".toml.bak"))
+    try:
+        _atomic_write(path, text, before_replace=backup)
+    except OSError as exc:
+        raise PresetError(f"{path}: could not save: {exc}") from None
+    return path
+
+
+class SaveWorker:
+    """Writes files on its own thread, fed by a bounded map of pending jobs: the frame thread only enqueues.
+
+    Jobs are keyed by the file they write; a job for a key already waiting replaces it (the newest
+    snapshot wins), and one file is written at most once per ``min_interval_s``, so a storm of same-name
+    saves writes the file a few times a second, not once per request.  At most ``max_pending`` distinct
+    files wait; more raise :class:`PresetError` ("busy").  ``done(error)`` is called on the worker thread
+    for every request, with None on success, once the snapshot it asked for (or a newer one) is written.
+    """
+
+    def __init__(self, max_pending: int = 16, min_interval_s: float = 0.5) -> None:
+        self.max_pending = max_pending
+        self.min_interval_s = min_interval_s
+        self._last_write: dict[str, float] = {}
+        self._cond = threading.Condition()
+        self._jobs: dict[str, tuple[Callable[[], object], list[Callable[[BaseException | None], None]]]] = {}
+        self._closed = False
+        self._busy = False
+        self.written = 0
+        self.merged = 0
+        self._thread = threading.Thread(target=self._run, name="save-worker", daemon=True)
+        self._thread.start()
+
+    def submit(self, key: str, job: Callable[[], object],
+               done: Callable[[BaseException | None], None] | None = None) -> None:
+        """Queue ``job`` (file I/O) under ``key``; never blocks."""
+        with self._cond:
+            if self._closed:
+                raise PresetError("saving is closed (the show is stopping)")
+            dones = [done] if done is not None else []
+            if key in self._jobs:
+                dones = self._jobs[key][1] + dones
+                self.merged += 1
+            elif len(self._jobs) >= self.max_pending:
+                raise PresetError(f"busy: {len(self._jobs)} saves are already waiting, try again")
+            self._jobs[key] = (job, dones)
+            self._cond.notify()
+
+    def idle(self) -> bool:
+        """True when nothing is waiting or being written."""
+        with self._cond:
+            return not self._jobs and not self._busy
+
+    def _next_key(self, now: float) -> tuple[str | None, float]:
+        """The oldest waiting key whose file may be written now, else (None, seconds until one may)."""
+        wait = math.inf
+        for key in self._jobs:
+            ready = self._last_write.get(key, -math.inf) + self.min_interval_s
+            if ready <= now or self._closed:
+                return key, 0.0
+            wait = min(wait, ready - now)
+        return None, wait
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while True:
+                    if not self._jobs:
+                        if self._closed:
+                            return
+                        self._cond.wait()
+                        continue
+                    key, wait = self._next_key(time.monotonic())
+                    if key is not None:
+                        break
+                    self._cond.wait(wait)
+                job, dones = self._jobs.pop(key)
+                self._busy = True
+            error: BaseException | None = None
+            try:
+                job()
+                self.written += 1
+            except Exception as exc:  # reported to whoever asked; the worker goes on
+                error = exc
+                if not isinstance(exc, PresetError):
+                    log.exception("saving %s failed", key)
+            for done in dones:
+                try:
+                    done(error)
+                except Exception:
+                    log.exception("save callback for %s failed", key)
+            with self._cond:
+                self._busy = False
+                self._last_write[key] = time.monotonic()
+                if len(self._last_write) > 4 * self.max_pending:
+                    self._last_write.clear()
+                self._cond.notify_all()
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until every queued job is written; False on timeout."""
+        with self._cond:
+            return self._cond.wait_for(lambda: not self._jobs and not self._busy, timeout)
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Write what is queued, then stop the thread."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        self._thread.join(timeout)
 
 
 def dump_preset(description: str, bases: Mapping[str, object], mood: tuple[MoodMapping, ...] = (),

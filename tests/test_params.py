@@ -384,3 +384,48 @@ def test_full_tree_table_is_well_formed():
         assert rng and default and desc.strip(), addr
     for spec in t.specs():  # every default is inside its own range, so presets can return to it
         assert spec.coerce(spec.default, clamp=False) == spec.default
+
+
+# -- scope ------------------------------------------------------------------
+
+def test_scope_is_declared_and_checked(tree):
+    assert GAIN.scope == "look"  # the default: most values are the artist's
+    with pytest.raises(ParamError, match="unknown scope 'room'"):
+        ParamSpec("a/b", FLOAT, 0.0, "", 0, 1, scope="room")
+    t = ParamTree.from_specs([GAIN, ParamSpec("cal/roi", FLOAT, 0.0, "", 0, 1, scope="venue"),
+                              *floats("q", [("size", 1.0, 0.0, 2.0, "", "")], scope="machine")])
+    assert t.bases("look") == {"fx/gain": 0.5} and t.bases("venue") == {"cal/roi": 0.0}
+    assert t.bases("machine") == {"q/size": 1.0} and len(t.bases()) == 3
+    assert t.in_scope("cal/roi", "venue") and not t.in_scope("cal/roi", "look") and not t.in_scope("nope", "look")
+
+
+def test_every_declared_parameter_has_the_scope_its_job_says():
+    """Calibration of the room is venue scope, quality settings machine scope, the artist's field, render and
+    mood the look. A parameter added elsewhere must say its scope: `look` is the dataclass default, and a look
+    value outside field/, render/ and mood/ would silently enter every saved preset, so it fails here."""
+    from installation import app
+    from installation.engine import declare_all
+    t = declare_all(extra=app._sensing_params())
+    machine = {"field/particles", "field/sim_every", "sensing/camera/width", "sensing/audio/hop_ms"}
+    for spec in t.specs():
+        if spec.path in machine:
+            assert spec.scope == "machine", spec.path
+        elif spec.path.startswith(("field/", "render/", "mood/")):
+            assert spec.scope == "look", spec.path
+        elif spec.path.startswith(("sensing/", "show/", "leds/")):
+            assert spec.scope == "venue", spec.path
+        else:
+            assert spec.scope != "look", f"{spec.path}: declare its scope (venue or machine?)"
+    assert {p for p in t.paths() if p.startswith("sensing/camera/roi/")} <= set(t.bases("venue"))
+
+
+def test_run_py_params_shows_the_scope():
+    import subprocess
+    import sys
+    from pathlib import Path
+    out = subprocess.run([sys.executable, "run.py", "params"], cwd=Path(__file__).resolve().parents[1],
+                         capture_output=True, text=True, timeout=60, check=True).stdout
+    assert "| Scope |" in out
+    row = next(line for line in out.splitlines() if "`/tapestry/field/sim_every`" in line)
+    assert "| machine |" in row
+    assert "| venue |" in next(line for line in out.splitlines() if "`/tapestry/sensing/camera/roi/x0`" in line)

@@ -150,7 +150,8 @@ def test_unreadable_file(lib):
 def test_good_minimal_preset(lib):
     write(lib, "tiny", '[params]\n"field/nodes/count" = 12.0\n"show/blackout" = "on"\n"render/palette" = 2\n')
     p = lib.load("tiny")
-    assert dict(p.params) == {"field/nodes/count": 12, "show/blackout": True, "render/palette": "mycelium"}
+    assert dict(p.params) == {"field/nodes/count": 12, "render/palette": "mycelium"}
+    assert p.ignored == ("show/blackout",)  # venue scope: checked, but never part of a look
     assert type(p.params["field/nodes/count"]) is int
     assert p.description == "" and p.mood == () and p.shipped
 
@@ -171,7 +172,8 @@ def test_save_writes_a_loadable_user_preset(lib):
     path = lib.save("mine", bases, mood, description="my look")
     assert path == lib.root / "mine.toml" and lib.names() == ["mine"]
     p = lib.load("mine")
-    assert dict(p.params) == bases and p.mood == mood and p.description == "my look"
+    assert dict(p.params) == {k: v for k, v in bases.items() if lib.tree.spec(k).scope == "look"}
+    assert p.mood == mood and p.description == "my look" and p.ignored == ()
     assert not p.shipped and "saved" in tomllib.loads(path.read_text())
     assert leftovers(lib.root) == [] and not (lib.root / ".history").exists()
 
@@ -277,9 +279,11 @@ def test_dump_load_round_trip(lib):
     path = write(lib, "rt", dump_preset(desc, bases, mood))
     p = lib.load("rt")
     assert p.description == desc and p.mood == mood and p.shipped
-    assert dict(p.params) == bases
-    assert all(type(p.params[k]) is type(v) for k, v in bases.items())
-    assert path.read_text() == dump_preset(desc, dict(p.params), p.mood)  # stable text
+    assert dict(p.params) == {k: v for k, v in bases.items() if lib.tree.spec(k).scope == "look"}
+    assert p.ignored == ("field/particles", "field/sim_every", "leds/dither", "leds/gamma", "leds/master",
+                         "show/blackout", "show/fade", "show/master")
+    assert all(type(p.params[k]) is type(bases[k]) for k in p.params)
+    assert dump_preset(desc, dict(p.params), p.mood) == dump_preset(desc, {k: bases[k] for k in p.params}, mood)
 
 
 @given(st.floats(0.0, 1.0), st.integers(2, 32), st.sampled_from(["bioluminescent", "abyssal", "aurora"]))
@@ -429,3 +433,67 @@ def test_offset_is_monotonic_for_every_curve():
         vals = [m.offset(v, RANGE2) for v in levels]
         assert vals == sorted(vals) and vals[0] == 0.0 and vals[-1] == pytest.approx(2.0), curve
         assert all(math.isfinite(v) for v in vals)
+
+
+# -- scope, bounds and the save worker ------------------------------------------
+
+def test_saved_look_holds_only_look_scope_values(lib):
+    bases = lib.tree.bases()
+    bases["field/sim_every"] = 2
+    bases["field/particles"] = 8388608
+    text = lib.save("mine", bases).read_text()
+    for path in ("field/sim_every", "field/particles", "show/master", "leds/master"):
+        assert f'"{path}"' not in text
+    assert '"field/harmony"' in text
+
+
+def test_history_is_bounded(lib):
+    for i in range(presets_mod.MAX_HISTORY + 5):
+        lib.save("mine", some_bases(lib.tree, i / 100))
+    assert len(list((lib.root / ".history").glob("mine-*.toml"))) == presets_mod.MAX_HISTORY
+
+
+def test_preset_count_and_size_are_bounded(lib, monkeypatch):
+    monkeypatch.setattr(presets_mod, "MAX_PRESETS", 3)
+    for name in ("a", "b", "c"):
+        lib.save(name, some_bases(lib.tree))
+    with pytest.raises(PresetError, match="already holds 3 presets"):
+        lib.save("d", some_bases(lib.tree))
+    lib.save("a", some_bases(lib.tree, 0.1))  # overwriting one is still fine
+    with pytest.raises(PresetError, match="more than 65536"):
+        lib.save("b", some_bases(lib.tree), description="x" * 70000)
+
+
+def test_save_worker_merges_same_name_requests_and_reports_each():
+    import threading
+    from installation.presets import SaveWorker
+    gate = threading.Event()
+    written, answers = [], []
+    worker = SaveWorker(max_pending=2)
+    started = threading.Event()
+    worker.submit("block", lambda: (started.set(), gate.wait()))  # hold the worker so the next requests queue up
+    assert started.wait(5.0)
+    for i in range(50):
+        worker.submit("mine", lambda i=i: written.append(i), answers.append)
+    worker.submit("other", lambda: written.append("other"))
+    with pytest.raises(PresetError, match="busy"):
+        worker.submit("third", lambda: None)
+    gate.set()
+    assert worker.flush(5.0)
+    worker.close()
+    assert written == [49, "other"] and answers == [None] * 50 and worker.merged == 49
+
+
+def test_venue_params_round_trip_and_refuse_look_values(tmp_path):
+    from installation.presets import load_venue_params, save_venue_params, venue_params_path
+    tree = declare_all()
+    assert venue_params_path(Path("/x/hall.toml")) == Path("/x/hall.params.toml")
+    tree.set_base("leds/master", 0.5)
+    tree.set_base("show/blackout", True)
+    path = save_venue_params(tmp_path / "hall.params.toml", tree.bases(), tree)
+    values = load_venue_params(path, tree)
+    assert values["leds/master"] == 0.5 and "show/blackout" not in values and "field/harmony" not in values
+    assert load_venue_params(tmp_path / "none.params.toml", tree) == {}
+    path.write_text('[params]\n"field/harmony" = 0.5\n')
+    with pytest.raises(PresetError, match="field/harmony: a look parameter, not a venue one"):
+        load_venue_params(path, tree)

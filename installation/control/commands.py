@@ -37,8 +37,13 @@ class ControlTarget(Protocol):
     def load_preset(self, name: str, fade_s: float | None) -> None:
         """Crossfade to preset ``name`` over ``fade_s`` seconds (None: the default fade); raises PresetError."""
 
-    def save_preset(self, name: str, force: bool) -> None:
-        """Save the current bases as preset ``name``; raises PresetError for shipped names unless force."""
+    def save_preset(self, name: str, force: bool, done: Callable[[BaseException | None], None]) -> None:
+        """Queue saving the look as preset ``name``; ``done(error_or_None)`` is called once written (any thread).
+
+        Shipped presets are refused whatever ``force`` says (live control never overwrites them)."""
+
+    def save_venue(self, done: Callable[[BaseException | None], None]) -> None:
+        """Queue saving the venue-scope values to the venue's params file; raises ValueError if there is none."""
 
     def preset_names(self) -> list[str]:
         """Names of the presets that can be loaded."""
@@ -124,16 +129,39 @@ class LoadPreset(Command):
         self.reply("/tapestry/preset/loaded", self.name)
 
 
+def _done_reply(reply: Reply, address: str, *args: object) -> Callable[[BaseException | None], None]:
+    """A ``done(error)`` callback for work finished off the engine thread: the success reply or the error."""
+    def done(error: BaseException | None) -> None:
+        if error is None:
+            reply(address, *args)
+        elif isinstance(error, ValueError):
+            reply(ERROR_ADDRESS, str(error))
+        else:
+            reply(ERROR_ADDRESS, f"internal error while saving: {type(error).__name__}: {error}")
+    return done
+
+
 @dataclass
 class SavePreset(Command):
-    """``/tapestry/preset/save NAME`` (``/tapestry/preset/save/force NAME`` may overwrite a shipped one)."""
+    """``/tapestry/preset/save NAME``: the look is written off the engine thread, then ``/tapestry/preset/saved``.
+
+    ``/tapestry/preset/save/force NAME`` is the same request: shipped presets are never overwritten from the
+    network (the target refuses them), so ``force`` only survives for old clients.
+    """
 
     name: str = ""
     force: bool = False
 
     def _apply(self, target: ControlTarget) -> None:
-        target.save_preset(self.name, self.force)
-        self.reply("/tapestry/preset/saved", self.name)
+        target.save_preset(self.name, self.force, _done_reply(self.reply, "/tapestry/preset/saved", self.name))
+
+
+@dataclass
+class SaveVenue(Command):
+    """``/tapestry/venue/save``: write the venue-scope values (calibration) next to the venue file."""
+
+    def _apply(self, target: ControlTarget) -> None:
+        target.save_venue(_done_reply(self.reply, "/tapestry/venue/saved"))
 
 
 @dataclass

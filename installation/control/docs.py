@@ -11,9 +11,13 @@ from installation.params import ParamTree
 COMMANDS: tuple[tuple[str, str, str], ...] = (
     (ROOT + "preset/load", "s [f]", "Load preset NAME, crossfading over FADE_S seconds (default: show/fade). "
                                     "Replies /tapestry/preset/loaded NAME."),
-    (ROOT + "preset/save", "s", "Save the current settings as preset NAME ([A-Za-z0-9_-], 1-64 characters). "
-                                "Refuses to overwrite a shipped preset. Replies /tapestry/preset/saved NAME."),
-    (ROOT + "preset/save/force", "s", "Save NAME even over a shipped preset."),
+    (ROOT + "preset/save", "s", "Save the look (look-scope parameters only) as preset NAME ([A-Za-z0-9_-], "
+                                "1-64 characters), written off the frame thread. Refuses to overwrite a shipped "
+                                "preset. Replies /tapestry/preset/saved NAME once written."),
+    (ROOT + "preset/save/force", "s", "Same as preset/save (kept for old clients): shipped presets are never "
+                                      "overwritten over the network."),
+    (ROOT + "venue/save", "", "Save the venue-scope parameters (the calibration) to the venue's params file "
+                              "(<venue>.params.toml). Replies /tapestry/venue/saved."),
     (ROOT + "preset/list", "", "Replies /tapestry/presets NAME... (several messages if long), "
                                "then /tapestry/presets/end COUNT."),
     (ROOT + "scene/go", "s", "Jump to scene NAME. Replies /tapestry/scene/current NAME."),
@@ -25,6 +29,9 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
                               "/tapestry/heartbeat FPS FRAME_MS INTENSITY about once a second. "
                               "Expires after 60 s: send it again to renew."),
     (ROOT + "unsubscribe", "[i]", "Stop feedback to PORT (or to every port of your IP)."),
+    (ROOT + "verify", "i", "Prove your address: answer the /tapestry/token TOKEN that /tapestry/subscribe sent "
+                           "to a sender outside osc.trusted. Replies /tapestry/verified TTL_S, then the "
+                           "subscription starts; replies of any size then reach you."),
     (ROOT + "status", "", "Replies /tapestry/status FPS FRAME_MS INTENSITY SCENE PRESET."),
 )
 
@@ -45,11 +52,16 @@ def params_markdown(tree: ParamTree, include_commands: bool = True) -> str:
         "(with a `/tapestry/warning` reply); wrong types, NaN and infinities are refused with a "
         "`/tapestry/error` reply.",
         "",
-        "| Address | OSC type | Range | Default | Description |",
-        "|---|---|---|---|---|",
+        "Scope: *look* values are saved in presets and crossfade when one loads; *venue* values (the "
+        "technician's calibration) are saved with `/tapestry/venue/save` in the venue's params file and no "
+        "preset changes them; *machine* values are quality settings for this computer, never saved in a look.",
+        "",
+        "| Address | OSC type | Range | Default | Scope | Description |",
+        "|---|---|---|---|---|---|",
     ]
     for spec, (address, kind, rng, default, desc) in zip(tree.specs(), tree.table(ROOT)):
-        lines.append(f"| `{address}` | {_OSC_TYPE.get(kind, kind)} | {_cell(rng)} | {_cell(default)} | {_cell(desc)} |")
+        lines.append(f"| `{address}` | {_OSC_TYPE.get(kind, kind)} | {_cell(rng)} | {_cell(default)} | "
+                     f"{spec.scope} | {_cell(desc)} |")
     aliases = [(a, p) for a, p in ALIASES.items() if p in tree]
     if aliases:
         lines += ["", "## Shortcuts", "", "| Address | Same as |", "|---|---|"]

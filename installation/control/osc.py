@@ -17,8 +17,11 @@ See docs/osc.md for the address map and every reply.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import ipaddress
 import logging
+import os
 import math
 import queue
 import select
@@ -32,7 +35,7 @@ from typing import Callable, Iterable
 
 from installation.control.commands import (
     ERROR_ADDRESS, ROOT, Command, GetStatus, GetValue, GoScene, ListPresets, LoadPreset, Reply, SavePreset,
-    SendSnapshot, SetParam, feedback_messages, status_args,
+    SaveVenue, SendSnapshot, SetParam, feedback_messages, status_args,
 )
 from installation.control.wire import IMPULSE, OscError, OscMessage, encode_bundle, encode_message, parse_packet
 from installation.params import FLOAT, INT, ParamError, ParamSpec, ParamTree
@@ -55,6 +58,11 @@ class OscConfig:
     port: int = 9000
     allow: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
     """Sender networks allowed to control the show (CIDR); everyone else is dropped unanswered."""
+    trusted: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+    """Sender networks whose source addresses are believed (they get replies of any size).  Any other sender
+    gets back at most as many bytes as it sent until it proves its address (``/tapestry/verify``)."""
+    verified_ttl_s: float = 3600.0
+    """How long a verified sender's address is believed."""
     reply_port: int | None = None
     """Send replies to this port of the sender's IP instead of the port it sent from."""
     max_datagram: int = 4096
@@ -88,12 +96,17 @@ class OscConfig:
                 raise bad(key, f"{v!r} is not a UDP port")
         if isinstance(self.allow, str) or not isinstance(self.allow, (tuple, list)):
             raise bad("allow", f"expected a list of networks such as ['192.168.1.0/24'], got {self.allow!r}")
-        for net in self.allow:
-            try:
-                ipaddress.ip_network(net, strict=False)
-            except (TypeError, ValueError) as exc:
-                raise bad("allow", f"{net!r} is not a network ({exc})") from None
-        positive = {"rate": 1e-3, "burst": 1, "max_datagram": 16, "max_depth": 1, "max_elements": 1, "max_args": 1,
+        for key in ("allow", "trusted"):
+            nets = getattr(self, key)
+            if isinstance(nets, str) or not isinstance(nets, (tuple, list)):
+                raise bad(key, f"expected a list of networks such as ['192.168.1.0/24'], got {nets!r}")
+            for net in nets:
+                try:
+                    ipaddress.ip_network(net, strict=False)
+                except (TypeError, ValueError) as exc:
+                    raise bad(key, f"{net!r} is not a network ({exc})") from None
+        positive = {"verified_ttl_s": 1, "rate": 1e-3, "burst": 1, "max_datagram": 16, "max_depth": 1,
+                    "max_elements": 1, "max_args": 1,
                     "subscription_ttl_s": 1, "max_subscribers": 0, "feedback_hz": 0.1, "outgoing_max": 16,
                     "poll_s": 1e-3}
         for key, lo in positive.items():
@@ -164,7 +177,13 @@ class _Complaints:
 
 
 _STAT_KEYS = ("datagrams", "messages", "accepted", "coalesced", "refused", "malformed", "not_allowed",
-              "rate_limited", "oversize", "queue_full", "sent", "send_errors", "outgoing_dropped")
+              "rate_limited", "held", "held_merged", "held_dropped", "oversize", "queue_full", "sent", "send_errors",
+              "outgoing_dropped", "withheld")
+
+MAX_HELD = 1024  # rate-limited datagrams kept (newest per sender and address) ...
+MAX_HELD_PER_SENDER = 256  # ... and per sender
+MAX_CREDIT = 64 * 1024  # reply bytes an unverified sender can have banked
+MAX_VERIFIED = 256
 
 
 class _DatagramReply:
@@ -211,6 +230,17 @@ class OscServer:
         self._routes = self._build_routes()
         self._allow = [ipaddress.ip_network(n, strict=False) for n in self.config.allow]
         self._allowed_cache: dict[str, bool] = {}
+        self._trusted = [ipaddress.ip_network(n, strict=False) for n in self.config.trusted]
+        self._trusted_cache: dict[str, bool] = {}
+        # rate-limited datagrams, the newest per (sender, address), applied as the limit allows (server thread)
+        self._held: dict[tuple[str, bytes], tuple[bytes, tuple]] = {}
+        self._held_per_ip: dict[str, int] = {}
+        self._told_limited: dict[str, float] = {}
+        # reflection guard: unverified senders get back at most the bytes they sent (server thread)
+        self._secret = os.urandom(16)
+        self._credit: dict[str, int] = {}
+        self._verified: dict[str, float] = {}  # ip -> expiry
+        self._pending_subs: dict[str, tuple[str, int]] = {}  # ip -> subscription waiting for /verify
         self._buckets = _TokenBuckets(self.config.rate, self.config.burst)
         self._complaints = _Complaints()
         self._stats = dict.fromkeys(_STAT_KEYS, 0)
@@ -246,6 +276,7 @@ class OscServer:
         for sub in self.config.subscribers:  # permanent ones: a snapshot now, feedback for ever
             dest = parse_host_port(sub)
             self._subscribers[dest] = math.inf
+            self._verified[dest[0]] = math.inf  # the venue names them: believed
             self._has_subscribers = True
             self._submit(SendSnapshot(send_values=partial(self._send_values, dest)),
                          _DatagramReply(self.reply_to(dest)))
@@ -337,10 +368,70 @@ class OscServer:
             st["not_allowed"] += 1
             self._complaints.note(ip, "sender not in the allow-list", f"port {addr[1]}")
             return
-        if not self._buckets.allow(ip, self._clock()):
+        now = self._clock()
+        if not self._is_believed(ip, now):
+            self._credit[ip] = min(MAX_CREDIT, self._credit.get(ip, 0) + len(data))
+            if len(self._credit) > 4096:
+                self._credit.pop(next(iter(self._credit)))
+        key = (ip, data[:min(len(data), 256)].split(b"\0", 1)[0])
+        if not self._buckets.allow(ip, now):
             st["rate_limited"] += 1
-            self._complaints.note(ip, "rate limit", f"over {self.config.rate:g} datagrams/s")
+            self._hold(key, data, addr, now)
             return
+        self._held_discard(key)  # a value held back for this address is older than this one
+        self._process(data, addr)
+
+    def _hold(self, key: tuple[str, bytes], data: bytes, addr: tuple, now: float) -> None:
+        """Keep a rate-limited datagram as the newest for its (sender, address); tell the sender once a second."""
+        ip = key[0]
+        held = self._held
+        if key in held:
+            held[key] = (data, addr)
+            self._stats["held_merged"] += 1
+        elif len(held) < MAX_HELD and self._held_per_ip.get(ip, 0) < MAX_HELD_PER_SENDER:
+            held[key] = (data, addr)
+            self._held_per_ip[ip] = self._held_per_ip.get(ip, 0) + 1
+            self._stats["held"] += 1
+        else:
+            self._stats["held_dropped"] += 1
+            self._complaints.note(ip, "rate limit", f"over {self.config.rate:g} datagrams/s and more than "
+                                                   f"{MAX_HELD_PER_SENDER} addresses waiting: dropped")
+        if now >= self._told_limited.get(ip, 0.0):
+            if len(self._told_limited) > 1024:
+                self._told_limited.clear()
+            self._told_limited[ip] = now + 1.0
+            self._complaints.note(ip, "rate limit", f"over {self.config.rate:g} datagrams/s (newest value per "
+                                                   "address kept)")
+            self._reply(self._reply_dest(addr), "/tapestry/warning",
+                        f"rate limit: over {self.config.rate:g} datagrams/s; the newest value per address is kept "
+                        "and applied as the limit allows")
+
+    def _held_discard(self, key: tuple[str, bytes]) -> None:
+        if self._held and self._held.pop(key, None) is not None:
+            self._held_per_ip[key[0]] -= 1
+
+    def _release_held(self, now: float) -> None:
+        """Apply held datagrams, oldest address first, as each sender's token bucket allows (server thread)."""
+        empty: set[str] = set()  # senders out of tokens in this pass: skip their other addresses cheaply
+        for key in list(self._held)[:256]:
+            ip = key[0]
+            if ip in empty:
+                continue
+            if not self._buckets.allow(ip, now):
+                empty.add(ip)
+                continue
+            data, addr = self._held.pop(key)
+            self._held_per_ip[ip] -= 1
+            if not self._held_per_ip[ip]:
+                del self._held_per_ip[ip]
+            try:
+                self._process(data, addr)
+            except Exception:
+                log.exception("OSC server: unexpected error handling a datagram from %s", ip)
+
+    def _process(self, data: bytes, addr: tuple) -> None:
+        st = self._stats
+        ip = addr[0]
         reply = _DatagramReply(self.reply_to(self._reply_dest(addr)))
         if len(data) > self.config.max_datagram:
             st["oversize"] += 1
@@ -372,6 +463,8 @@ class OscServer:
             ROOT + "subscribe": _Route("subscribe"),
             ROOT + "unsubscribe": _Route("unsubscribe"),
             ROOT + "status": _Route("status"),
+            ROOT + "verify": _Route("verify"),
+            ROOT + "venue/save": _Route("venue_save"),
         }
         for alias, path in ALIASES.items():
             if path in self._specs:
@@ -434,6 +527,11 @@ class OscServer:
     def _on_preset_save_force(self, msg: OscMessage, spec: None, addr: tuple, reply: _DatagramReply) -> None:
         self._on_preset_save(msg, spec, addr, reply, force=True)
 
+    def _on_venue_save(self, msg: OscMessage, spec: None, addr: tuple, reply: _DatagramReply) -> None:
+        if msg.args:
+            raise ParamError(f"{msg.address}: expected no arguments, got {len(msg.args)}")
+        self._submit(SaveVenue(reply=reply.send), reply)
+
     def _on_preset_list(self, msg: OscMessage, spec: None, addr: tuple, reply: _DatagramReply) -> None:
         dest = self._reply_dest(addr)
         self._submit(ListPresets(reply=reply.send, send_list=partial(self._reply_list, dest)), reply)
@@ -453,9 +551,44 @@ class OscServer:
     def _on_subscribe(self, msg: OscMessage, spec: None, addr: tuple, reply: _DatagramReply) -> None:
         port = _port_arg(msg) if msg.args else self._reply_dest(addr)[1]
         dest = (addr[0], port)
+        if not self._is_believed(addr[0], self._clock()):
+            # the source address may be forged: send a token there first; /tapestry/verify TOKEN proves it
+            if len(self._pending_subs) >= 1024:
+                self._pending_subs.pop(next(iter(self._pending_subs)))
+            self._pending_subs[addr[0]] = dest
+            self._reply(dest, "/tapestry/token", self._token(addr[0]))
+            return
+        self._subscribe(dest)
+
+    def _on_verify(self, msg: OscMessage, spec: None, addr: tuple, reply: _DatagramReply) -> None:
+        token = _one_arg(msg)
+        ip = addr[0]
+        if isinstance(token, bool) or not isinstance(token, int) or not hmac.compare_digest(
+                token.to_bytes(8, "big", signed=True), self._token(ip).to_bytes(8, "big", signed=True)):
+            raise ParamError(f"{msg.address}: wrong token (send /tapestry/subscribe to get one)")
+        if len(self._verified) >= MAX_VERIFIED:
+            now = self._clock()
+            for k, exp in list(self._verified.items()):
+                if exp < now:
+                    del self._verified[k]
+            if len(self._verified) >= MAX_VERIFIED:
+                raise ParamError(f"{msg.address}: already {MAX_VERIFIED} verified clients (the most allowed)")
+        self._verified[ip] = self._clock() + self.config.verified_ttl_s
+        self._credit.pop(ip, None)
+        dest = self._pending_subs.pop(ip, None)
+        self._reply(dest or self._reply_dest(addr), "/tapestry/verified", float(self.config.verified_ttl_s))
+        if dest is not None:
+            self._subscribe(dest)
+
+    def _token(self, ip: str) -> int:
+        digest = hmac.new(self._secret, ip.encode(), hashlib.sha256).digest()
+        return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+
+    def _subscribe(self, dest: tuple[str, int]) -> None:
+        port = dest[1]
         subs = self._subscribers
         if dest not in subs and len(subs) >= self.config.max_subscribers:
-            raise ParamError(f"{msg.address}: already {len(subs)} subscribers (the most allowed)")
+            raise ParamError(f"{ROOT}subscribe: already {len(subs)} subscribers (the most allowed)")
         new = dest not in subs
         if subs.get(dest) != math.inf:  # a permanent subscriber from the config stays permanent
             subs[dest] = self._clock() + self.config.subscription_ttl_s
@@ -463,7 +596,8 @@ class OscServer:
         sub_reply = self.reply_to(dest)
         sub_reply("/tapestry/subscribed", port, float(self.config.subscription_ttl_s))
         if new:
-            self._submit(SendSnapshot(reply=sub_reply, send_values=partial(self._send_values, dest)), reply)
+            self._submit(SendSnapshot(reply=sub_reply, send_values=partial(self._send_values, dest)),
+                         _DatagramReply(sub_reply))
 
     def _on_unsubscribe(self, msg: OscMessage, spec: None, addr: tuple, reply: _DatagramReply) -> None:
         if msg.args:
@@ -562,6 +696,8 @@ class OscServer:
                 for dest in list(self._subscribers):
                     self._send(dest, "/tapestry/heartbeat", item[1])
         now = self._clock()
+        if self._held:
+            self._release_held(now)
         if now >= self._next_flush:
             self._next_flush = now + 1.0 / self.config.feedback_hz
             self._expire(now)
@@ -611,12 +747,34 @@ class OscServer:
         sock = self._sock
         if sock is None:
             return
+        ip = dest[0]
+        if not self._is_believed(ip, self._clock()):
+            credit = self._credit.get(ip, 0)
+            if credit < len(data):  # never more bytes back than a possibly forged sender sent
+                self._stats["withheld"] += 1
+                self._complaints.note(ip, "reply withheld", "an unverified sender gets back at most the bytes "
+                                                            "it sent (see /tapestry/verify in docs/osc.md)")
+                return
+            self._credit[ip] = credit - len(data)
         try:
             sock.sendto(data, dest)
             self._stats["sent"] += 1
         except OSError as exc:
             self._stats["send_errors"] += 1
             self._complaints.note(dest[0], "send error", str(exc))
+
+    def _is_believed(self, ip: str, now: float) -> bool:
+        """True if replies of any size may go to ``ip``: a trusted network, or verified and not expired."""
+        ok = self._trusted_cache.get(ip)
+        if ok is None:
+            ok = _in_networks(ip, self._trusted)
+            if len(self._trusted_cache) > 4096:
+                self._trusted_cache.clear()
+            self._trusted_cache[ip] = ok
+        if ok:
+            return True
+        exp = self._verified.get(ip)
+        return exp is not None and exp >= now
 
     def _is_allowed(self, ip: str) -> bool:
         ok = self._allowed_cache.get(ip)
@@ -632,6 +790,16 @@ class OscServer:
                 self._allowed_cache.clear()
             self._allowed_cache[ip] = ok
         return ok
+
+
+def _in_networks(ip: str, nets: list) -> bool:
+    try:
+        a = ipaddress.ip_address(ip.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(a, ipaddress.IPv6Address) and a.ipv4_mapped is not None:
+        a = a.ipv4_mapped
+    return any(a.version == n.version and a in n for n in nets)
 
 
 def _one_arg(msg: OscMessage) -> object:
@@ -708,6 +876,10 @@ def _osc_schema():
         Key("host", str, d.host, "listen address (127.0.0.1: this machine only; 0.0.0.0: the network)"),
         Key("port", int, d.port, "UDP port", lo=1, hi=65535),
         Key("allow", list, list(d.allow), "sender networks allowed to control the show (CIDR)", item=str),
+        Key("trusted", list, list(d.trusted), "sender networks whose source addresses are believed (replies of "
+            "any size); others get back at most the bytes they sent until /tapestry/verify", item=str),
+        Key("verified_ttl_s", float, d.verified_ttl_s, "how long a verified sender's address is believed",
+            unit="s", lo=1),
         Key("reply_port", int, None, "send replies to this port of the sender's IP", lo=1, hi=65535),
         Key("max_datagram", int, d.max_datagram, "largest datagram accepted", unit="bytes", lo=1),
         Key("rate", float, d.rate, "datagrams per second per sender", unit="1/s", lo=0, lo_open=True),

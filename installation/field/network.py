@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..params import FLOAT, INT, ParamSpec, ParamTree
+from ..params import FLOAT, INT, LOOK, ParamSpec, ParamTree
 
 MAX_NODES = 32
 MAX_EDGES = 96
@@ -21,13 +21,16 @@ PETALS = 5       # petal routes per node
 MAX_ROUTES = 256  # must match shaders/lib/field_common.glsl
 
 PARAMS: tuple[ParamSpec, ...] = (
-    ParamSpec("field/nodes/count", INT, 9, "Number of nutrient clusters (nodes) in the network", 2, MAX_NODES),
-    ParamSpec("field/nodes/links", INT, 3, "Filaments grown from each node to its nearest neighbours", 1, 6),
-    ParamSpec("field/nodes/drift", FLOAT, 0.04, "How far drifting nodes wander", 0.0, 0.25, "canvas h"),
-    ParamSpec("field/nodes/drift_rate", FLOAT, 0.05, "How fast drifting nodes wander", 0.0, 1.0, "Hz"),
-    ParamSpec("field/nodes/size", FLOAT, 0.045, "Radius of a nutrient cluster", 0.005, 0.15, "canvas h"),
-    ParamSpec("field/nodes/pulse", FLOAT, 0.15, "Breathing rate of the clusters' energy", 0.0, 2.0, "Hz"),
-    ParamSpec("field/filaments/bow", FLOAT, 0.18, "How much filaments curve away from a straight line", 0.0, 0.6, "ratio"),
+    ParamSpec("field/nodes/count", INT, 9, "Number of nutrient clusters (nodes) in the network",
+              2, MAX_NODES, scope=LOOK),
+    ParamSpec("field/nodes/links", INT, 3, "Filaments grown from each node to its nearest neighbours",
+              1, 6, scope=LOOK),
+    ParamSpec("field/nodes/drift", FLOAT, 0.04, "How far drifting nodes wander", 0.0, 0.25, "canvas h", scope=LOOK),
+    ParamSpec("field/nodes/drift_rate", FLOAT, 0.05, "How fast drifting nodes wander", 0.0, 1.0, "Hz", scope=LOOK),
+    ParamSpec("field/nodes/size", FLOAT, 0.045, "Radius of a nutrient cluster", 0.005, 0.15, "canvas h", scope=LOOK),
+    ParamSpec("field/nodes/pulse", FLOAT, 0.15, "Breathing rate of the clusters' energy", 0.0, 2.0, "Hz", scope=LOOK),
+    ParamSpec("field/filaments/bow", FLOAT, 0.18, "How much filaments curve away from a straight line", 0.0, 0.6,
+              "ratio", scope=LOOK),
 )
 
 

@@ -20,7 +20,7 @@ import moderngl
 import numpy as np
 
 from ..gfx.shaders import ShaderLibrary
-from ..params import CHOICE, ParamSpec, ParamTree, floats
+from ..params import CHOICE, LOOK, ParamSpec, ParamTree, floats
 from .simulation import SplatTarget, _set
 
 # Cosine palettes (a, b, c, d): bioluminescent looks for the network, a hot fever for malfunction.
@@ -38,18 +38,19 @@ GAIN = 64.0  # fixed-point steps per unit of light from one particle at the refe
 REFERENCE_FPS = 60.0  # the look is tuned at this frame rate; other rates are weighted to match it
 
 PARAMS: tuple[ParamSpec, ...] = (
-    ParamSpec("render/palette", CHOICE, "bioluminescent", "Colour palette of the network", choices=tuple(PALETTES)),
+    ParamSpec("render/palette", CHOICE, "bioluminescent", "Colour palette of the network", choices=tuple(PALETTES),
+              scope=LOOK),
     *floats("render", [
         ("exposure", 1.0, 0.0, 8.0, "ratio", "Overall brightness of the light before tone-mapping"),
         ("trail", 0.35, 0.0, 5.0, "s", "How long light lingers behind moving particles (time to fade to 1/e)"),
         ("saturation", 1.0, 0.0, 2.0, "ratio", "Colour saturation (0 = greyscale)"),
         ("hue_shift", 0.0, 0.0, 1.0, "turns", "Rotate the palette"),
         ("ambient", 0.0, 0.0, 0.2, "ratio", "Faint background light so the piece never reads as off"),
-    ]),
+    ], scope=LOOK),
     *floats("render/glow", [
         ("amount", 0.6, 0.0, 4.0, "ratio", "Strength of the bioluminescent glow around dense light"),
         ("radius", 1.6, 0.5, 4.0, "texels", "Spread of the glow (in glow-buffer texels)"),
-    ]),
+    ], scope=LOOK),
 )
 
 

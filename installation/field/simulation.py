@@ -19,7 +19,7 @@ import moderngl
 import numpy as np
 
 from ..gfx.shaders import ShaderLibrary
-from ..params import FLOAT, INT, ParamSpec, ParamTree, floats
+from ..params import FLOAT, INT, LOOK, MACHINE, ParamSpec, ParamTree, floats
 from .network import MAX_ROUTES, Network, NetworkState
 
 MAX_ATTRACTORS = 16  # must match shaders/field_flow.glsl
@@ -29,25 +29,30 @@ FLOW_GRID = (96, 54)
 
 PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("field/particles", INT, 262_144, "Number of particles in the field", 1_024, 8_388_608,
-              "particles", live=False),
-    ParamSpec("field/harmony", FLOAT, 0.7, "Orderly flow: particles hold to their filaments", 0.0, 1.0, "ratio"),
+              "particles", live=False, scope=MACHINE),
+    ParamSpec("field/harmony", FLOAT, 0.7, "Orderly flow: particles hold to their filaments", 0.0, 1.0, "ratio",
+              scope=LOOK),
     ParamSpec("field/malfunction", FLOAT, 0.0,
-              "Symbiogen malfunction: filaments tear into turbulence and the colour runs hot", 0.0, 1.0, "ratio"),
+              "Symbiogen malfunction: filaments tear into turbulence and the colour runs hot", 0.0, 1.0, "ratio",
+              scope=LOOK),
     *floats("field/flow", [
         ("speed", 0.22, 0.0, 1.5, "canvas h/s", "Speed at which nutrients stream along filaments"),
         ("curl", 0.5, 0.0, 5.0, "canvas h/s²", "Strength of the ambient curl-noise flow"),
         ("scale", 2.5, 0.3, 12.0, "cells/h", "Size of the flow's eddies (more cells, smaller eddies)"),
         ("evolve", 0.06, 0.0, 2.0, "1/s", "How fast the ambient flow changes"),
-    ]),
+    ], scope=LOOK),
     *floats("field/filaments", [
         ("tension", 6.0, 0.0, 30.0, "1/s", "Pull of a particle back onto its filament"),
         ("width", 0.012, 0.0, 0.1, "canvas h", "Lateral spread of a filament"),
-    ]),
-    ParamSpec("field/nodes/share", FLOAT, 0.22, "Share of particles that orbit the clusters", 0.0, 0.9, "ratio"),
-    ParamSpec("field/life", FLOAT, 7.0, "Mean life of a particle before it respawns", 0.5, 30.0, "s"),
-    ParamSpec("field/attractors/gain", FLOAT, 1.0, "How strongly visitors bend the flow", 0.0, 5.0, "ratio"),
+    ], scope=LOOK),
+    ParamSpec("field/nodes/share", FLOAT, 0.22, "Share of particles that orbit the clusters", 0.0, 0.9, "ratio",
+              scope=LOOK),
+    ParamSpec("field/life", FLOAT, 7.0, "Mean life of a particle before it respawns", 0.5, 30.0, "s", scope=LOOK),
+    ParamSpec("field/attractors/gain", FLOAT, 1.0, "How strongly visitors bend the flow", 0.0, 5.0, "ratio",
+              scope=LOOK),
     ParamSpec("field/sim_every", INT, 1, "Step each particle every Nth frame, a 1/N slice of them each frame "
-              "(every particle is still drawn every frame; cheaper on a slow machine)", 1, 4, "frames"),
+              "(every particle is still drawn every frame; cheaper on a slow machine)", 1, 4, "frames",
+              scope=MACHINE),
 )
 
 

@@ -40,7 +40,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
-from installation.params import ParamSpec, ParamTree, floats
+from installation.params import MACHINE, VENUE, ParamSpec, ParamTree, floats
 
 from .frames import CameraFrame, Person
 
@@ -53,7 +53,8 @@ CANVAS_CORNERS = ((0.0, 0.0), (1.0, 0.0), (1.0, 1.0), (0.0, 1.0))
 
 PARAMS: tuple[ParamSpec, ...] = tuple(
     [ParamSpec(f"{P}/width", "int", 160, "width of the grey image the analysis works on (height follows the "
-               "aspect ratio); smaller is faster and less noisy", 48, 640, "px", live=False)]
+               "aspect ratio); smaller is faster and less noisy", 48, 640, "px", live=False,
+               scope=MACHINE)]
     + floats(P, [
         ("threshold", 18.0, 2.0, 120.0, "grey levels", "difference from the background (0..255 scale) that "
          "counts as a person"),
@@ -80,12 +81,13 @@ PARAMS: tuple[ParamSpec, ...] = tuple(
         ("roi/y2", 1.0, -1.0, 2.0, "image", "camera-image y of the canvas bottom-right corner"),
         ("roi/x3", 0.0, -1.0, 2.0, "image", "camera-image x of the canvas bottom-left corner"),
         ("roi/y3", 1.0, -1.0, 2.0, "image", "camera-image y of the canvas bottom-left corner"),
-    ])
+    ], scope=VENUE)
     + [ParamSpec(f"{P}/close_px", "int", 2, "radius of the closing that fills people's outlines into blobs",
-                 0, 8, "px"),
-       ParamSpec(f"{P}/max_people", "int", 16, "most people reported (largest blobs win)", 0, 64),
+                 0, 8, "px", scope=VENUE),
+       ParamSpec(f"{P}/max_people", "int", 16, "most people reported (largest blobs win)", 0, 64, scope=VENUE),
        ParamSpec(f"{P}/anchor", "choice", "centroid", "which point of a blob is its position: centroid, or feet "
-                 "(bottom centre; use with a floor-plane ROI)", choices=("centroid", "feet"))]
+                 "(bottom centre; use with a floor-plane ROI)", choices=("centroid", "feet"),
+                 scope=VENUE)]
 )
 
 

@@ -26,7 +26,7 @@ from typing import Callable
 
 import numpy as np
 
-from installation.params import ParamSpec, ParamTree, floats
+from installation.params import MACHINE, VENUE, ParamSpec, ParamTree, floats
 
 from .frames import AudioFrame
 
@@ -36,7 +36,7 @@ P = "sensing/audio"
 
 PARAMS: tuple[ParamSpec, ...] = tuple([
     ParamSpec(f"{P}/hop_ms", "float", 10.0, "analysis step; the window is twice as long", 2.0, 50.0, "ms",
-              live=False)] + floats(P, [
+              live=False, scope=MACHINE)] + floats(P, [
     ("floor_rise_db_per_min", 3.0, 0.1, 600.0, "dB/min", "how fast the noise floor climbs towards a louder room"),
     ("floor_fall_s", 0.5, 0.01, 60.0, "s", "time constant with which the noise floor falls to a quieter room"),
     ("floor_min_dbfs", -90.0, -140.0, -20.0, "dBFS", "lowest noise floor (digital silence stays below it)"),
@@ -50,7 +50,7 @@ PARAMS: tuple[ParamSpec, ...] = tuple([
     ("onset_refractory_s", 0.08, 0.0, 1.0, "s", "shortest gap between two onsets"),
     ("onset_window_s", 3.0, 0.2, 60.0, "s", "time constant of the onset-rate estimate"),
     ("stale_s", 1.0, 0.1, 30.0, "s", "no samples for this long marks the microphone stale"),
-]))
+], scope=VENUE))
 
 START_GRACE_S = 3.0  # longest wait for a freshly opened stream's first block
 BANDS = {"bass": (30.0, 250.0), "voice": (300.0, 3400.0), "air": (5000.0, 16000.0)}

@@ -54,10 +54,17 @@ class Target:
         self.preset = name
         self.fades.append((name, fade_s))
 
-    def save_preset(self, name: str, force: bool) -> None:
-        if name in self.shipped and not force:
-            raise PresetError(f"preset {name!r} is shipped with the piece; use /tapestry/preset/save/force")
-        self.presets[name] = self.params.bases()
+    def save_preset(self, name: str, force: bool, done) -> None:
+        # like the engine: shipped presets are never overwritten from the network, force or not
+        if name in self.shipped:
+            done(PresetError(f"{name} is a shipped preset and cannot be overwritten over the network"))
+            return
+        self.presets[name] = self.params.bases("look")
+        done(None)
+
+    def save_venue(self, done) -> None:
+        self.venue_saved = self.params.bases("venue")
+        done(None)
 
     def preset_names(self) -> list[str]:
         return sorted(self.presets)

@@ -27,7 +27,7 @@ def test_pipes_in_descriptions_do_not_break_the_table():
     tree = make_tree()
     tree.declare([ParamSpec("x/mode", "choice", "a|b", "either a|b or c", choices=("a|b", "c"))])
     row = next(line for line in params_markdown(tree).splitlines() if "/tapestry/x/mode" in line)
-    assert row.count(" | ") == 4
+    assert row.count(" | ") == 5  # six columns: address, type, range, default, scope, description
 
 
 def test_documented_osc_section_is_a_valid_config():

@@ -27,7 +27,9 @@ def live(ctx, tmp_path):
         Cue("breakdown", "breakdown", fade_s=0.0),
     )))
     opts = EngineOptions(size=(160, 90), particles=4096, presets=tmp_path / "presets", shaders=tmp_path / "shaders")
-    eng = Engine(ctx, opts, scenes=scenes)
+    from installation import app
+    from installation.engine import declare_all
+    eng = Engine(ctx, opts, tree=declare_all(extra=app._sensing_params()), scenes=scenes)  # as run.py builds it
     server = OscServer(eng.params, eng.commands, OscConfig(port=0)).start()
     eng.params.listen(server.publish_change)
     clock = FixedStepClock(30)
@@ -120,3 +122,66 @@ def test_file_watcher_events_reach_the_engine(live, monkeypatch):
         p = tmp / "presets" / "harmony.toml"
         p.write_text(p.read_text() + "\n# touched\n")
         pump(lambda: any(e.path == p for e in seen), "FileChanged applied on the engine thread", limit=3000)
+
+
+def test_a_saved_look_keeps_the_room_and_the_machine_out(live):
+    """The issue's case: save a look, the technician then sets the camera ROI and leds/master, load the look:
+    the calibration stays; the saved file holds no venue or machine value (field/sim_every, field/particles)."""
+    eng, server, client, pump, tmp = live
+    client.send("/tapestry/field/sim_every", 2)            # what a software-GL machine sets
+    client.send("/tapestry/field/harmony", 0.375)
+    pump(lambda: eng.params.base("field/harmony") == 0.375, "look set")
+    client.send("/tapestry/preset/save", "artist_look")
+    pump(lambda: _has(client, "/tapestry/preset/saved", lambda a: a == ["artist_look"]), "saved reply")
+    text = (tmp / "presets" / "artist_look.toml").read_text()
+    assert '"field/harmony" = 0.375' in text
+    for path in ("field/sim_every", "field/particles", "show/master", "leds/master", "sensing/camera/roi/x0"):
+        assert f'"{path}"' not in text
+    client.send("/tapestry/sensing/camera/roi/x0", 0.25)
+    client.send("/tapestry/leds/master", 0.625)
+    client.send("/tapestry/field/harmony", 0.875)
+    pump(lambda: eng.params.base("field/harmony") == 0.875, "changes after the save")
+    client.send("/tapestry/preset/load", "artist_look", 0.0)
+    pump(lambda: eng.params.base("field/harmony") == pytest.approx(0.375), "look loaded")
+    assert eng.params.base("sensing/camera/roi/x0") == 0.25
+    assert eng.params.base("leds/master") == 0.625
+    assert eng.params.base("field/sim_every") == 2
+
+
+def test_shipped_presets_cannot_be_overwritten_from_the_network(live):
+    """/tapestry/field/particles 8388608 then /tapestry/preset/save/force harmony: refused, the file unchanged."""
+    eng, server, client, pump, tmp = live
+    before = (tmp / "presets" / "harmony.toml").read_text()
+    client.send("/tapestry/field/particles", 8388608)
+    client.send("/tapestry/preset/save/force", "harmony")
+    pump(lambda: _has(client, "/tapestry/error", lambda a: "shipped" in a[0]), "refusal")
+    assert (tmp / "presets" / "harmony.toml").read_text() == before
+    assert not (tmp / "presets" / ".history").exists()
+
+
+def test_a_storm_of_same_name_saves_is_written_off_the_frame_thread_and_merged(live):
+    eng, server, client, pump, tmp = live
+    for i in range(90):  # 180 datagrams: within the rate limit's burst, so every save reaches the engine
+        client.send("/tapestry/field/harmony", i / 256)
+        client.send("/tapestry/preset/save", "storm_look")
+    pump(lambda: sum(1 for a, args in client.inbox if a == "/tapestry/preset/saved") == 90, "every save answered",
+         limit=3000)
+    eng.saver.flush()
+    assert eng.saver.written + eng.saver.merged == 90 and eng.saver.written >= 1
+    assert eng.presets.load("storm_look").params["field/harmony"] == 89 / 256
+    assert len(list((tmp / "presets" / ".history").glob("storm_look-*.toml"))) <= 10
+
+
+def test_venue_save_writes_the_calibration_next_to_the_venue(live):
+    from installation.presets import load_venue_params
+    eng, server, client, pump, tmp = live
+    client.send("/tapestry/venue/save")
+    pump(lambda: _has(client, "/tapestry/error"), "no venue file: refused")
+    eng.venue_params = tmp / "room.params.toml"
+    client.send("/tapestry/sensing/camera/roi/y3", 0.8)
+    client.send("/tapestry/blackout", 1)
+    client.send("/tapestry/venue/save")
+    pump(lambda: _has(client, "/tapestry/venue/saved"), "venue saved")
+    saved = load_venue_params(tmp / "room.params.toml", eng.params)
+    assert saved["sensing/camera/roi/y3"] == pytest.approx(0.8)
+    assert "show/blackout" not in saved and "field/harmony" not in saved
