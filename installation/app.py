@@ -209,6 +209,13 @@ def run_live(args: LiveArgs) -> int:
         except VenueError as exc:
             raise StartupError(f"venue: {exc}") from None
     sections = venue.sections if venue else {}
+    from .alerts import AlertConfig, AlertConfigError, start_alerts
+    from .outputs.discovery import DiscoveryConfig, DiscoveryConfigError, start_discovery
+    try:
+        alert_cfg, discovery_cfg = AlertConfig.from_sections(sections, str(args.venue)), \
+            DiscoveryConfig.from_sections(sections, str(args.venue))
+    except (AlertConfigError, DiscoveryConfigError) as exc:
+        raise StartupError(str(exc)) from None
 
     stop = threading.Event()
     previous = {}
@@ -308,6 +315,10 @@ def run_live(args: LiveArgs) -> int:
     health = HealthServer(board, port=args.health_port)
     if args.health_port and not health.start():
         health = None
+    # Oversight off the frame thread: which controllers answer, and a webhook when the show degrades.
+    discovery = start_discovery(venue, discovery_cfg, lambda d: board.set_section("controllers", d)) if venue else None
+    alerts = start_alerts(alert_cfg, board.report, args.fps, venue.name if venue else "",
+                          lambda d: board.set_section("alerts", d))
     notifier = Notifier()
     # A stalled frame loop (a hung driver, a blocked call): blackout, then exit for systemd to restart us.
     watchdog = FrameWatchdog(args.watchdog_s, default_on_stall(
@@ -342,6 +353,9 @@ def run_live(args: LiveArgs) -> int:
             console.close()
         notifier.stopping()
         watchdog.stop()
+        for part in (alerts, discovery):
+            if part is not None:
+                part.stop()
         if health is not None:
             health.stop()
         watcher.stop()

@@ -627,7 +627,8 @@ class Discovery:
         mismatch = sorted(n for n, e in expected.items() if e.get("state") == "mismatch")
         checking = any(e.get("state") == "checking" for e in expected.values())
         return {
-            "state": "missing" if missing else "mismatch" if mismatch else "checking" if checking else "ok",
+            "state": ("missing" if missing else "mismatch" if mismatch else "checking" if checking
+                      else "ok" if any(e.get("state") == "ok" for e in expected.values()) else "unverified"),
             "expected": expected,
             "missing": missing,
             "unexpected": unexpected,
