@@ -179,20 +179,19 @@ class AlertMonitor:
             if inc is None:
                 inc = self._incidents[key] = _Incident(since=now, detail=detail)
             inc.detail, inc.clear_since = detail, None
-            if not inc.open and now - inc.since >= hold:
+            if not inc.open and now - inc.since >= hold:  # present (or flapping) for hold seconds
                 inc.open = True
                 self._events.append({"event": "degraded", "what": key, "detail": detail, "since": _iso(inc.since),
                                      "at": _iso(now)})
         for key, inc in list(self._incidents.items()):
             if key in current:
                 continue
-            if not inc.open:
-                del self._incidents[key]  # gone before it lasted long enough: no incident
-                continue
             if inc.clear_since is None:
                 inc.clear_since = now
-            if now - inc.clear_since >= hold:
-                del self._incidents[key]
+            if now - inc.clear_since < hold:
+                continue  # a flapping problem stays one incident
+            del self._incidents[key]
+            if inc.open:
                 if self.config.recoveries:
                     self._events.append({"event": "recovered", "what": key, "detail": inc.detail,
                                          "since": _iso(inc.since), "at": _iso(now),
@@ -249,6 +248,7 @@ class Alerts:
         self.dropped = 0
         self.last_sent: str | None = None
         self.last_error: str = ""
+        self.backoff_first_s = BACKOFF_FIRST_S
         u = urllib.parse.urlsplit(config.webhook)
         self._where = f"{u.scheme}://{u.hostname}{':' + str(u.port) if u.port else ''}{u.path}"  # no query: may hold a key
 
@@ -315,7 +315,7 @@ class Alerts:
                    "X-Tapestry-Alert-Id": payload["id"]}
         if self.config.token:
             headers["Authorization"] = f"Bearer {self.config.token}"
-        delay = BACKOFF_FIRST_S
+        delay = self.backoff_first_s
         for attempt in range(self.config.retries + 1):
             if self._stop.is_set():
                 return
