@@ -337,7 +337,9 @@ class Discovery:
         self._targets = [_Target(e) for e in expected]
         self._nodes: dict[tuple[str, int], tuple[ArtNode, float]] = {}
         self._sources: dict[str, _Source] = {}
-        self._own_cids = {e.cid.lower() for e in expected if e.cid}
+        cid = next((e.cid for e in expected if e.protocol == "sacn" and e.cid), "")
+        self._announce_cid = uuid.UUID(cid) if cid else uuid.uuid5(uuid.NAMESPACE_URL, "tapestry:discovery")
+        self._own_cids = {e.cid.lower() for e in expected if e.cid} | {str(self._announce_cid)}
         self._started = clock()
         self._rounds = 0
         self._polls_sent = 0
@@ -512,9 +514,7 @@ class Discovery:
         if self._sacn is None:
             return
         unis = sorted({u for t in self._targets if t.exp.protocol == "sacn" and t.exp.enabled for u in t.exp.universes})
-        cid = next((t.exp.cid for t in self._targets if t.exp.protocol == "sacn" and t.exp.cid), "")
-        cid_b = uuid.UUID(cid).bytes if cid else uuid.uuid5(uuid.NAMESPACE_URL, "tapestry:discovery").bytes
-        for pkt in universe_discovery_packets(cid_b, self.config.source_name, unis):
+        for pkt in universe_discovery_packets(self._announce_cid.bytes, self.config.source_name, unis):
             try:
                 self._sacn.sendto(pkt, (DISCOVERY_GROUP, self.config.sacn_port or SACN_PORT))
             except OSError as exc:
