@@ -259,3 +259,99 @@ def test_sacn_sources_are_listed_and_our_universe_discovery_is_read(two_ns):
         d.stop()
         rx.close()
         stop_process(src)
+
+
+class _Hook:
+    """A webhook receiver (stdlib HTTP server on an OS-chosen port) recording each POSTed JSON body."""
+
+    def __init__(self) -> None:
+        import json
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        self.bodies: list[dict] = []
+        hook = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                hook.bodies.append(json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0)))))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *a):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def _write_venue(folder: Path, webhook: str) -> Path:
+    from tests.faults.faults_support import LAYOUT, STRIP
+    folder.mkdir(parents=True, exist_ok=True)
+    fixtures = "".join(STRIP.format(name=n, x=x, controller=c, address=f"universe = {u}") for n, x, c, u in (
+        ("w1", 0.2, "wall", 0), ("w2", 0.4, "wall", 1), ("f1", 0.7, "floor", 2)))
+    (folder / "layout.toml").write_text(LAYOUT.format(fixtures=fixtures))
+    venue = folder / "venue.toml"
+    venue.write_text(textwrap.dedent(f"""\
+        name = "discovery-e2e"
+        layout = "layout.toml"
+        [[outputs]]
+        name = "wall"
+        protocol = "artnet"
+        host = "{B_IP}"
+        fps = 30
+        [[outputs]]
+        name = "floor"
+        protocol = "artnet"
+        host = "{DEAD_IP}"
+        fps = 30
+        [discovery]
+        interval_s = 1.0
+        missing_after = 2
+        [alerts]
+        webhook = "{webhook}"
+        degraded_for_s = 1.0
+        min_interval_s = 0
+        on = ["controllers", "outputs"]
+        """))
+    return venue
+
+
+def test_live_show_names_the_missing_controller_in_status_and_alerts_once_per_incident(two_ns, tmp_path):
+    """run.py in namespace A, OLA's node in B, one controller powered off: /health and `run.py status`
+    name it, the venue's webhook gets one alert; when OLA stops, one more alert names the wall."""
+    from tests.faults.faults_support import Piece
+    a, b, _ = two_ns
+    hook = in_netns(a, _Hook)
+    piece = None
+    try:
+        with olad_node(b, [0, 1]) as ola:
+            venue = _write_venue(tmp_path / "venue", f"http://127.0.0.1:{hook.port}/hook")
+            piece = Piece(venue, tmp_path / "piece.log", prefix=("ip", "netns", "exec", a), netns=a)
+            doc = piece.wait_health(lambda d: "controller/floor" in d.get("unhealthy", ())
+                                    and d["controllers"]["expected"]["wall"]["state"] == "ok", 90)
+            assert doc, (piece.last_health, piece.log())
+            assert doc["status"] == "degraded" and "controller/wall" not in doc["unhealthy"]
+            r = subprocess.run(["ip", "netns", "exec", a, sys.executable, str(ROOT / "run.py"), "status", "--url",
+                                f"http://127.0.0.1:{piece.health_port}/health"], capture_output=True, text=True,
+                               timeout=30)
+            assert r.returncode == 0, r.stderr
+            assert "controllers: missing" in r.stdout and "ola-wall" in r.stdout, r.stdout
+            assert any(line.split()[:2] == ["floor", "missing"] for line in r.stdout.splitlines()), r.stdout
+            assert wait_for(lambda: hook.bodies, 20), piece.log()
+            time.sleep(2.5)                                       # more frames, more reports: still one alert
+            assert [(e["event"], e["what"]) for p in hook.bodies for e in p["events"]] == \
+                [("degraded", "controller/floor")], hook.bodies
+            stop_process(ola)                                     # the wall's node loses power mid-show
+            assert wait_for(lambda: len(hook.bodies) >= 2, 30), (hook.bodies, piece.log())
+            assert [(e["event"], e["what"]) for e in hook.bodies[1]["events"]] == [("degraded", "controller/wall")]
+            frames = doc["frames"]
+            later = piece.wait_health(lambda d: d["frames"] > frames + 30, 20)
+            assert later and later["controllers"]["expected"]["wall"]["state"] == "missing"
+    finally:
+        if piece is not None:
+            piece.stop()
+        hook.close()
