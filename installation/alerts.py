@@ -250,7 +250,8 @@ class Alerts:
         self.last_error: str = ""
         self.backoff_first_s = BACKOFF_FIRST_S
         u = urllib.parse.urlsplit(config.webhook)
-        self._where = f"{u.scheme}://{u.hostname}{':' + str(u.port) if u.port else ''}{u.path}"  # no query: may hold a key
+        # host only: a webhook's path or query often is its secret (Slack, Discord, Teams)
+        self._where = f"{u.scheme}://{u.hostname}{':' + str(u.port) if u.port else ''}" + ("/..." if u.path.strip("/") else "")
 
     def start(self) -> "Alerts":
         """Start the watching and the sending threads."""
