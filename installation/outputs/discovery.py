@@ -59,6 +59,11 @@ SOURCE_TIMEOUT_S = 25.0
 POLL_REPLY_MIN = 207
 POLL_REPLY_LEN = 239
 
+#: the most (node, bind index) pairs and sACN sources kept: a flood of forged replies cannot grow memory
+MAX_NODES = 1024
+MAX_SOURCES = 256
+#: datagrams read a second, all sockets together; more is a flood and is left to the kernel to drop
+MAX_PACKETS_PER_S = 2000
 #: controller states that make the show "degraded"
 PROBLEM_STATES = frozenset({"missing", "mismatch"})
 
@@ -459,6 +464,12 @@ class Discovery:
                     changed |= self._drain(s)
                 if changed:
                     self._publish_report()
+                if self._budget_used >= MAX_PACKETS_PER_S:
+                    # a flood: stop reading until the next second (the kernel drops the excess), so
+                    # this thread never takes more than a sliver of the CPU and the GIL from the frame
+                    self._error(f"more than {MAX_PACKETS_PER_S} discovery packets a second: flood ignored",
+                                once=True)
+                    self._stop.wait(max(0.0, self._budget_start + 1.0 - self._clock()))
             except Exception as exc:  # noqa: BLE001 - discovery must never stop, whatever arrives
                 self._error(f"discovery: {type(exc).__name__}: {exc}")
                 self._stop.wait(1.0)
@@ -520,9 +531,17 @@ class Discovery:
             except OSError as exc:
                 self._error(f"sACN universe discovery to {DISCOVERY_GROUP} failed ({exc.strerror or exc})", once=True)
 
+    _budget_start = -math.inf
+    _budget_used = 0
+
     def _drain(self, s: socket.socket) -> bool:
         changed = False
+        if self._clock() - self._budget_start >= 1.0:
+            self._budget_start, self._budget_used = self._clock(), 0
         for _ in range(256):  # bounded: a flood cannot keep the thread here
+            if self._budget_used >= MAX_PACKETS_PER_S:
+                break
+            self._budget_used += 1
             try:
                 data, addr = s.recvfrom(2048)
             except (BlockingIOError, InterruptedError):
@@ -535,12 +554,17 @@ class Discovery:
                 if node is None:
                     continue  # our own polls come back on loopback/broadcast; other opcodes are not ours
                 self._replies += 1
-                key = (node.ip if node.ip != "0.0.0.0" else addr[0], node.bind_index)
+                # keyed and matched by the sender's address, not the IP the packet claims: a forged or
+                # garbled reply cannot vouch for another controller
+                key = (addr[0], node.bind_index)
                 known = self._nodes.get(key)
+                if known is None and len(self._nodes) >= MAX_NODES:
+                    self._error(f"more than {MAX_NODES} Art-Net nodes answering; the rest are not listed", once=True)
+                    continue
                 self._nodes[key] = (node, now)
                 changed |= known is None or known[0] != node
                 for t in self._targets:
-                    if t.ip is not None and t.ip in (node.ip, addr[0]) and self._polled(t.exp):
+                    if t.ip == addr[0] and self._polled(t.exp):
                         first = t.last_reply is None or t.unanswered > 0
                         t.last_reply, t.unanswered = now, 0
                         changed |= first
@@ -549,6 +573,9 @@ class Discovery:
                 if page is None or page.cid.lower() in self._own_cids:
                     continue
                 src = self._sources.get(page.cid)
+                if src is None and len(self._sources) >= MAX_SOURCES:
+                    self._error(f"more than {MAX_SOURCES} sACN sources announcing; the rest are not listed", once=True)
+                    continue
                 if src is None:
                     src = self._sources[page.cid] = _Source(page.cid, page.source_name, addr[0])
                     changed = True
@@ -616,6 +643,10 @@ class Discovery:
         for ip, nodes in sorted(nodes_by_ip.items()):
             if ip in matched_ips:
                 continue
+            if len(unexpected) == 50:
+                unexpected.append({"protocol": "artnet", "ip": "...", "name": f"{len(nodes_by_ip) - 50} more",
+                                   "universes": []})
+                break
             unexpected.append({"protocol": "artnet", "ip": ip, "name": nodes[0].short_name,
                                "long_name": nodes[0].long_name,
                                "universes": sorted({u for n in nodes for u in n.outputs})})

@@ -214,17 +214,23 @@ def test_loopback_outputs_are_local_and_nothing_is_bound_for_them():
 
 def test_junk_and_floods_do_not_stop_discovery():
     node = Responder("127.0.0.2", "wall-node", [0])
-    cfg = DiscoveryConfig(interval_s=1.0, missing_after=3, artnet_port=0, sacn_listen=False, poll_loopback=True)
-    d = Discovery([Expected("wall", "artnet", "127.0.0.2", node.port, (0,))], cfg).start()
+    cfg = DiscoveryConfig(interval_s=1.0, missing_after=2, artnet_port=0, sacn_listen=False, poll_loopback=True)
+    d = Discovery([Expected("wall", "artnet", "127.0.0.2", node.port, (0,)),
+                   Expected("floor", "artnet", "127.0.0.3", node.port, (1,))], cfg).start()
     junk = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
+        forged = hand_built_reply("127.0.0.3", "floor-node", 0, 0, [1])   # claims to be the dead controller
         bad = [b"", b"Art-Net\x00", b"Art-Net\x00\x00\x21" + os.urandom(30), os.urandom(1400),
-               hand_built_reply("127.0.0.9", "x", 0, 0, [0])[:206], b"\xff" * 600]
-        for i in range(3000):
+               hand_built_reply("127.0.0.9", "x", 0, 0, [0])[:206], b"\xff" * 600, forged,
+               b"Art-Net\x00\x00\x21" + os.urandom(229)]
+        for i in range(4000):
             junk.sendto(bad[i % len(bad)], ("127.0.0.1", d.artnet_bound_port))
-        assert wait_for(lambda: d.report()["expected"]["wall"]["state"] == "ok"), d.report()
+        assert wait_for(lambda: d.report()["expected"]["floor"]["state"] == "missing"), d.report()
+        doc = d.report()
+        assert doc["expected"]["wall"]["state"] == "ok", doc
         assert d._thread is not None and d._thread.is_alive()
-        assert d.report()["unexpected"] == []
+        # the junk came from 127.0.0.1, which is no controller of the venue: listed once, as unexpected
+        assert [u["ip"] for u in doc["unexpected"]] == ["127.0.0.1"]
     finally:
         junk.close()
         d.stop()
