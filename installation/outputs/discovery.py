@@ -13,7 +13,9 @@ UDP sends never fail, so an output whose controller is powered off looks "ok" to
   ``unverified``.  The thread listens on the universe-discovery group (239.255.250.214) for the
   other sources on the network (and notes those that send on our universes), and, as a source
   should, announces our own universes there every 10 s when the venue allows multicast.
-* DDP, OSC and Enttec outputs cannot be polled here: ``unverified``.  Outputs at a loopback host
+* DDP outputs to WLED (``wled = true``): WLED's JSON API (``GET /json/info``) is asked on its own
+  thread; no answer is ``missing``, fewer LEDs than we send is ``mismatch``.  Other DDP, OSC and
+  Enttec outputs cannot be polled here: ``unverified``.  Outputs at a loopback host
   are on this machine (a visualiser, a test receiver): ``local``, not polled, unless
   ``poll_loopback`` is set.
 
@@ -25,13 +27,17 @@ board) whenever it changes; nothing here runs on the frame thread.
 from __future__ import annotations
 
 import ipaddress
+import json
 import logging
 import math
+import queue
 import select
 import socket
 import struct
 import threading
 import time
+import urllib.error
+import urllib.request
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -216,9 +222,12 @@ class DiscoveryConfig:
     source_name: str = "Tapestry"
     poll_loopback: bool = False               # poll outputs at loopback hosts too (a node simulator here)
     interface: str = ""                       # local IPv4 to bind and send multicast from ('' = any)
+    wled: bool = False                        # DDP outputs are WLED: ask their JSON API
+    wled_port: int = 80                       # WLED's HTTP port
 
     _KEYS = ("enable", "broadcast", "broadcast_address", "interval_s", "missing_after", "artnet_port",
-             "sacn_port", "sacn_listen", "sacn_announce", "source_name", "poll_loopback", "interface")
+             "sacn_port", "sacn_listen", "sacn_announce", "source_name", "poll_loopback", "interface", "wled",
+             "wled_port")
 
     @classmethod
     def from_sections(cls, sections: Mapping[str, Any], where: str = "venue") -> "DiscoveryConfig":
@@ -250,7 +259,8 @@ class DiscoveryConfig:
                   missing_after=get("missing_after", int, 1, 100), artnet_port=get("artnet_port", int, 0, 65535),
                   sacn_port=get("sacn_port", int, 0, 65535), sacn_listen=get("sacn_listen", bool),
                   sacn_announce=get("sacn_announce", bool, none_ok=True), source_name=get("source_name", str),
-                  poll_loopback=get("poll_loopback", bool), interface=get("interface", str))
+                  poll_loopback=get("poll_loopback", bool), interface=get("interface", str),
+                  wled=get("wled", bool), wled_port=get("wled_port", int, 1, 65535))
         for key in ("broadcast_address",) + (("interface",) if cfg.interface else ()):
             try:
                 ipaddress.IPv4Address(getattr(cfg, key))
@@ -279,16 +289,19 @@ class Expected:
     enabled: bool = True
     multicast: bool = False
     cid: str = ""
+    size: int = 0  # bytes patched to the controller (DDP: 3 per RGB LED)
 
 
 def expected_from_venue(venue) -> list[Expected]:
     """The venue's outputs with the universes patched to them."""
     unis = {c.name: tuple(int(u) for u in c.universes) for c in venue.patch.controllers}
+    sizes = {c.name: int(c.size) for c in venue.patch.controllers}
     out = []
     for o in venue.outputs:
         out.append(Expected(name=o.name, protocol=o.protocol, host=o.host, port=o.port,
                             universes=unis.get(o.name, ()), enabled=o.enabled,
-                            multicast=bool(o.options.get("multicast", False)), cid=str(o.options.get("cid", ""))))
+                            multicast=bool(o.options.get("multicast", False)), cid=str(o.options.get("cid", "")),
+                            size=sizes.get(o.name, 0)))
     return out
 
 
@@ -312,6 +325,8 @@ class _Target:
     unanswered: int = 0
     polls: int = 0
     last_reply: float | None = None
+    wled: dict | None = None        # WLED's /json/info, when it last answered
+    wled_error: str = ""
 
 
 @dataclass
@@ -345,7 +360,6 @@ class Discovery:
         cid = next((e.cid for e in expected if e.protocol == "sacn" and e.cid), "")
         self._announce_cid = uuid.UUID(cid) if cid else uuid.uuid5(uuid.NAMESPACE_URL, "tapestry:discovery")
         self._own_cids = {e.cid.lower() for e in expected if e.cid} | {str(self._announce_cid)}
-        self._started = clock()
         self._rounds = 0
         self._polls_sent = 0
         self._replies = 0
@@ -354,6 +368,8 @@ class Discovery:
         self._thread: threading.Thread | None = None
         self._art: socket.socket | None = None
         self._sacn: socket.socket | None = None
+        self._wled_results: queue.Queue = queue.Queue(256)   # (name, info or None, error) from the WLED thread
+        self._wled_thread: threading.Thread | None = None
         self._report: dict = self._build_report()
         self.artnet_bound_port: int | None = None
         self.sacn_bound_port: int | None = None
@@ -366,6 +382,10 @@ class Discovery:
 
     def _polled(self, e: Expected) -> bool:
         return e.enabled and e.protocol == "artnet" and (self.config.poll_loopback or not _is_loopback(e.host))
+
+    def _wled_asked(self, e: Expected) -> bool:
+        return (self.config.wled and e.enabled and e.protocol == "ddp"
+                and (self.config.poll_loopback or not _is_loopback(e.host)))
 
     @property
     def announces_sacn(self) -> bool:
@@ -422,14 +442,18 @@ class Discovery:
                             f"{DISCOVERY_GROUP} ({exc.strerror or exc})")
         self._thread = threading.Thread(target=self._run, name="discovery", daemon=True)
         self._thread.start()
+        if any(self._wled_asked(t.exp) for t in self._targets):
+            self._wled_thread = threading.Thread(target=self._wled_loop, name="discovery-wled", daemon=True)
+            self._wled_thread.start()
         return self
 
     def stop(self) -> None:
         """Stop the thread and close the sockets."""
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(3.0)
-            self._thread = None
+        for th in (self._thread, self._wled_thread):
+            if th is not None:
+                th.join(3.0)
+        self._thread = self._wled_thread = None
         for s in (self._art, self._sacn):
             if s is not None:
                 s.close()
@@ -453,6 +477,8 @@ class Discovery:
                 if now >= next_announce:
                     self._announce()
                     next_announce = now + DISCOVERY_INTERVAL_S
+                if self._take_wled_results():
+                    self._publish_report()
                 socks = [s for s in (self._art, self._sacn) if s is not None]
                 wait = max(0.0, min(next_poll, next_announce) - self._clock())
                 if not socks:
@@ -473,6 +499,51 @@ class Discovery:
             except Exception as exc:  # noqa: BLE001 - discovery must never stop, whatever arrives
                 self._error(f"discovery: {type(exc).__name__}: {exc}")
                 self._stop.wait(1.0)
+
+    # -- WLED (its own thread: an HTTP request to a dead host waits for its timeout) --------------
+    def _wled_loop(self) -> None:
+        targets = [t for t in self._targets if self._wled_asked(t.exp)]
+        while not self._stop.is_set():
+            for t in targets:
+                if self._stop.is_set():
+                    return
+                info, error = self._ask_wled(t.exp)
+                try:
+                    self._wled_results.put_nowait((t.exp.name, info, error))
+                except queue.Full:
+                    pass
+            self._stop.wait(self.config.interval_s)
+
+    def _ask_wled(self, e: Expected) -> tuple[dict | None, str]:
+        url = f"http://{e.host}:{self.config.wled_port}/json/info"
+        try:
+            with urllib.request.urlopen(url, timeout=min(2.0, self.config.interval_s)) as resp:
+                info = json.loads(resp.read(65536).decode("utf-8", "replace"))
+        except urllib.error.HTTPError as exc:
+            return None, f"{url} answered HTTP {exc.code}: not a WLED JSON API"
+        except (urllib.error.URLError, OSError) as exc:
+            return None, f"no answer from {url} ({getattr(exc, 'reason', exc)})"
+        except ValueError:
+            return None, f"{url} did not return JSON: not a WLED JSON API"
+        if not isinstance(info, dict) or not isinstance(info.get("leds"), dict):
+            return None, f"{url} is not WLED's /json/info"
+        return info, ""
+
+    def _take_wled_results(self) -> bool:
+        changed = False
+        by_name = {t.exp.name: t for t in self._targets}
+        while True:
+            try:
+                name, info, error = self._wled_results.get_nowait()
+            except queue.Empty:
+                return changed
+            t = by_name[name]
+            t.polls += 1
+            if info is not None:
+                t.wled, t.wled_error, t.unanswered, t.last_reply = info, "", 0, self._clock()
+            else:
+                t.wled_error, t.unanswered = error, t.unanswered + 1
+            changed = True
 
     def _poll_round(self, now: float) -> None:
         if self._art is None:
@@ -634,6 +705,8 @@ class Discovery:
                           if set(unis) & set(e.universes)]
                 if others:
                     entry["other_sources"] = others
+            elif self._wled_asked(e):
+                self._wled_entry(t, entry)
             elif e.protocol == "enttec":
                 entry.update(state="unverified", reason="serial: see the output's own state")
             else:
@@ -669,6 +742,22 @@ class Discovery:
             "interval_s": self.config.interval_s,
             "errors": list(self._errors),
         }
+
+    def _wled_entry(self, t: _Target, entry: dict) -> None:
+        if t.wled is not None and t.unanswered < self.config.missing_after:
+            leds = t.wled.get("leds") or {}
+            count = leds.get("count")
+            per_led = 4 if leds.get("rgbw") is True else 3
+            entry.update(state="ok", node=str(t.wled.get("name", "WLED"))[:64], wled_version=str(t.wled.get("ver", "")))
+            if isinstance(count, int) and not isinstance(count, bool):
+                entry["node_leds"] = count
+                if t.exp.size > count * per_led:
+                    entry.update(state="mismatch", reason=f"WLED {entry['node']!r} has {count} LEDs; we send "
+                                                          f"{t.exp.size // per_led}")
+        elif t.unanswered >= self.config.missing_after:
+            entry.update(state="missing", reason=f"{t.wled_error} ({t.unanswered} checks in a row)")
+        else:
+            entry.update(state="checking", reason=t.wled_error or "asking WLED's JSON API")
 
     def _artnet_entry(self, t: _Target, entry: dict, nodes_by_ip: dict, matched_ips: set, now: float) -> None:
         e = t.exp

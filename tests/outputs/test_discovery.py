@@ -244,6 +244,7 @@ def test_junk_and_floods_do_not_stop_discovery():
     ({"intervall_s": 3}, "unknown key 'intervall_s'"),
     ({"missing_after": 0}, "missing_after must be in 1..100"),
     ("on", "expected a table"),
+    ({"wled_port": 0}, "wled_port must be in 1..65535"),
 ])
 def test_bad_discovery_keys_are_named(table, message):
     with pytest.raises(DiscoveryConfigError) as err:
@@ -257,3 +258,63 @@ def test_discovery_keys_read():
     assert cfg.broadcast and cfg.broadcast_address == "10.1.255.255" and cfg.interval_s == 3.0
     assert cfg.sacn_announce is False and DiscoveryConfig.from_sections({}) == DiscoveryConfig()
     assert format_controllers({}) == [] and DISCOVERY_GROUP == "239.255.250.214"
+
+
+class FakeWled:
+    """An HTTP server on a loopback address answering GET /json/info as WLED 0.14 does (trimmed to
+    the fields discovery reads, plus a few real ones)."""
+
+    def __init__(self, host: str, leds: int, name: str = "WLED-net", port: int = 0) -> None:
+        import json
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        info = {"ver": "0.14.0", "vid": 2310130, "leds": {"count": leds, "pwr": 0, "fps": 0, "maxpwr": 850,
+                                                           "maxseg": 32, "seglc": [1], "lc": 1, "rgbw": False, "wv": 0},
+                "str": False, "name": name, "udpport": 21324, "live": False, "brand": "WLED", "product": "FOSS",
+                "mac": "c8c9a3aabbcc", "ip": host}
+        body = json.dumps(info).encode()
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802
+                if self.path != "/json/info":
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *a):
+                pass
+
+        self.server = ThreadingHTTPServer((host, port), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_wled_controllers_are_asked_through_their_json_api():
+    ok = FakeWled("127.0.0.2", leds=300)
+    port = ok.port                                                   # one wled_port: each fake on its own address
+    short = FakeWled("127.0.0.3", leds=50, name="short-strip", port=port)
+    cfg = DiscoveryConfig(interval_s=1.0, missing_after=2, sacn_listen=False, poll_loopback=True, wled=True,
+                          wled_port=port)
+    d = Discovery([Expected("net", "ddp", "127.0.0.2", None, size=300 * 3),
+                   Expected("strip", "ddp", "127.0.0.3", None, size=60 * 3),
+                   Expected("gone", "ddp", "127.0.0.4", None, size=30)], cfg).start()
+    try:
+        doc = wait_for(lambda: (r := d.report())["expected"]["gone"]["state"] == "missing"
+                       and r["expected"]["strip"]["state"] != "checking" and r)
+    finally:
+        d.stop()
+        ok.close()
+        short.close()
+    assert doc, d.report()
+    e = doc["expected"]
+    assert e["net"]["state"] == "ok" and e["net"]["node"] == "WLED-net" and e["net"]["node_leds"] == 300, e["net"]
+    assert e["strip"]["state"] == "mismatch" and "has 50 LEDs; we send 60" in e["strip"]["reason"], e["strip"]
+    assert e["gone"]["state"] == "missing" and "no answer from http://127.0.0.4" in e["gone"]["reason"]
+    assert d.artnet_bound_port is None                              # no Art-Net output: nothing bound for it
