@@ -275,3 +275,24 @@ def test_alert_keys_read_and_off_without_a_webhook():
     cfg = AlertConfig.from_sections({"alerts": {"webhook": "https://hooks.example/x", "min_interval_s": 300,
                                                 "on": "outputs", "fps_below": 30}})
     assert cfg.enabled and cfg.min_interval_s == 300.0 and cfg.on == ("outputs",) and cfg.fps_below == 30.0
+
+
+@pytest.mark.parametrize("section, message", [
+    ('[alerts]\nwebhook = "ftp://x/y"\n', "[alerts]: webhook must be an http:// or https:// URL, got 'ftp://x/y'"),
+    ('[discovery]\ninterval_s = "often"\n', "[discovery]: interval_s must be a number, got 'often'"),
+])
+def test_run_py_refuses_a_bad_alerts_or_discovery_table_in_one_line(tmp_path, section, message):
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    for f in ("demo-venue.toml", "strip-wall.toml", "hanging-net.toml", "net-points.csv"):
+        shutil.copy(root / "hardware" / f, tmp_path / f)
+    venue = tmp_path / "demo-venue.toml"
+    venue.write_text(venue.read_text() + "\n" + section)
+    r = subprocess.run([sys.executable, str(root / "run.py"), "--headless", "--seconds", "1", "--venue", str(venue),
+                        "--health-port", "0"], capture_output=True, text=True, timeout=60, cwd=root)
+    assert r.returncode != 0
+    errors = [line for line in r.stderr.splitlines() if line.startswith("tapestry:")]
+    assert len(errors) == 1 and message in errors[0], r.stderr

@@ -710,7 +710,8 @@ class Discovery:
             elif e.protocol == "enttec":
                 entry.update(state="unverified", reason="serial: see the output's own state")
             else:
-                entry.update(state="unverified", reason=f"{e.protocol} controllers cannot be polled here")
+                entry.update(state="unverified", reason=f"{e.protocol} controllers cannot be polled here"
+                             + (" ([discovery] wled = true if it is WLED)" if e.protocol == "ddp" else ""))
             expected[e.name] = entry
         unexpected = []
         for ip, nodes in sorted(nodes_by_ip.items()):
