@@ -439,7 +439,8 @@ class Discovery:
                 self.sacn_bound_port = s.getsockname()[1]
             except OSError as exc:
                 self._error(f"sACN discovery off: cannot listen on port {self.config.sacn_port} or join "
-                            f"{DISCOVERY_GROUP} ({exc.strerror or exc})")
+                            f"{DISCOVERY_GROUP} ({exc.strerror or exc}); on a network without a default route "
+                            f"set [discovery] interface to this machine's address there")
         self._thread = threading.Thread(target=self._run, name="discovery", daemon=True)
         self._thread.start()
         if any(self._wled_asked(t.exp) for t in self._targets):
@@ -802,6 +803,8 @@ def format_controllers(doc: Any) -> list[str]:
     for u in doc.get("unexpected") or ():
         lines.append(f"  unexpected: {u.get('protocol')} node {u.get('name')!r} at {u.get('ip')} "
                      f"(universes {', '.join(map(str, u.get('universes') or [])) or '-'})")
+    for err in doc.get("errors") or ():
+        lines.append(f"  discovery: {err}")
     for s in doc.get("sacn_sources") or ():
         shared = s.get("shares_our_universes")
         lines.append(f"  sACN source {s.get('name')!r} at {s.get('ip')}: universes "

@@ -355,3 +355,19 @@ def test_live_show_names_the_missing_controller_in_status_and_alerts_once_per_in
         if piece is not None:
             piece.stop()
         hook.close()
+
+
+def test_no_default_route_turns_sacn_discovery_off_with_a_hint_and_the_rest_runs(two_ns):
+    """A show network without a gateway: joining the group on 'any' interface fails (ENODEV); discovery
+    says what to set, and Art-Net polling goes on."""
+    a, _, _ = two_ns
+    cfg = DiscoveryConfig(interval_s=1.0, missing_after=1)
+    d = in_netns(a, lambda: Discovery([Expected("rim", "sacn", "10.151.0.7", None, (1,)),
+                                       Expected("floor", "artnet", DEAD_IP, None, (2,))], cfg).start())
+    try:
+        doc = wait_for(lambda: d.report()["expected"]["floor"]["state"] == "missing" and d.report(), 10)
+    finally:
+        d.stop()
+    assert doc, d.report()
+    assert any("sACN discovery off" in e and "[discovery] interface" in e for e in doc["errors"]), doc["errors"]
+    assert doc["expected"]["rim"]["state"] == "unverified"
