@@ -221,7 +221,7 @@ class DiscoveryConfig:
     sacn_announce: bool | None = None         # send our own universe discovery (None: when multicast is allowed)
     source_name: str = "Tapestry"
     poll_loopback: bool = False               # poll outputs at loopback hosts too (a node simulator here)
-    interface: str = ""                       # local IPv4 to bind and send multicast from ('' = any)
+    interface: str = ""                       # local IPv4 for sACN multicast (join, send) ('' = routing table)
     wled: bool = False                        # DDP outputs are WLED: ask their JSON API
     wled_port: int = 80                       # WLED's HTTP port
 
@@ -410,7 +410,9 @@ class Discovery:
 
         A socket that cannot be opened is logged once and its part reported as an error; the rest runs.
         """
-        bind_ip = self.config.interface or "0.0.0.0"
+        # always the wildcard: nodes such as OLA broadcast their replies, and a socket bound to one
+        # unicast address does not receive broadcasts
+        bind_ip = "0.0.0.0"
         if self.polls_artnet:
             try:
                 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)

@@ -173,7 +173,7 @@ def test_ola_node_answers_a_dead_controller_is_missing_and_broadcast_finds_the_u
                                     "-a", "duration:20"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
             wait_for(lambda: "Capturing on" in (cap.stderr.readline() or ""), 10)
         doc = run_discovery(a, [Expected("wall", "artnet", B_IP, None, (0, 1)),
-                                Expected("floor", "artnet", DEAD_IP, None, (2,))], 4.5)
+                                Expected("floor", "artnet", DEAD_IP, None, (2,))], 4.5, interface=A_IP)
         e = doc["expected"]
         assert e["wall"]["state"] == "ok" and e["wall"]["node"] == "ola-wall", e["wall"]
         assert e["wall"]["node_universes"] == [0, 1]
