@@ -360,7 +360,6 @@ class Discovery:
         cid = next((e.cid for e in expected if e.protocol == "sacn" and e.cid), "")
         self._announce_cid = uuid.UUID(cid) if cid else uuid.uuid5(uuid.NAMESPACE_URL, "tapestry:discovery")
         self._own_cids = {e.cid.lower() for e in expected if e.cid} | {str(self._announce_cid)}
-        self._rounds = 0
         self._polls_sent = 0
         self._replies = 0
         self._errors: list[str] = []
@@ -571,7 +570,6 @@ class Discovery:
         if self.config.broadcast:
             self._send(poll, (self.config.broadcast_address, ARTNET_PORT))
         self._last_round_at = now
-        self._rounds += 1
         # nodes that stopped answering are forgotten after the same number of silent polls
         horizon = now - self.config.interval_s * (self.config.missing_after + 0.5)
         for key, (_node, seen) in list(self._nodes.items()):
