@@ -298,8 +298,10 @@ class Alerts:
             try:
                 self.check()
             except Exception as exc:  # noqa: BLE001 - a bad report must not end alerting
-                log.exception("alerts: checking the health report failed")
-                self.last_error = f"{type(exc).__name__}: {exc}"
+                error = f"{type(exc).__name__}: {exc}"
+                if error != self.last_error:  # once per distinct error, not once a second
+                    log.exception("alerts: checking the health report failed")
+                self.last_error = error
 
     def _send_loop(self) -> None:
         while not self._stop.is_set():

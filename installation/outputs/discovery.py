@@ -591,7 +591,9 @@ class Discovery:
             t.ip = socket.getaddrinfo(t.exp.host, None, socket.AF_INET, socket.SOCK_DGRAM)[0][4][0]
             t.resolve_error = ""
         except OSError as exc:
-            t.ip, t.resolve_error = None, f"cannot resolve {t.exp.host!r} ({exc.strerror or exc})"
+            t.resolve_error = f"cannot resolve {t.exp.host!r} ({exc.strerror or exc})"
+            if t.ip is not None:  # a name server that went away: keep polling the address it gave
+                self._error(f"{t.resolve_error}; still polling {t.ip}", once=True)
 
     def _announce(self) -> None:
         if self._sacn is None:

@@ -240,6 +240,9 @@ def test_sacn_sources_are_listed_and_our_universe_discovery_is_read(two_ns):
         assert source["name"] == "console-B" and source["ip"] == B_IP
         assert source["universes"] == [1, 5] and source["shares_our_universes"] == [1]
         assert doc["expected"]["rim"]["state"] == "unverified"
+    # a host name nobody can resolve (no name server reachable here) is missing, and says why
+    assert doc["expected"]["wall"]["state"] == "missing"
+    assert "cannot resolve 'wall-node.invalid'" in doc["expected"]["wall"]["reason"]
         assert doc["expected"]["rim"]["other_sources"] == [f"console-B ({B_IP})"]
         got = None
         end = time.monotonic() + 12
@@ -359,11 +362,12 @@ def test_live_show_names_the_missing_controller_in_status_and_alerts_once_per_in
 
 def test_no_default_route_turns_sacn_discovery_off_with_a_hint_and_the_rest_runs(two_ns):
     """A show network without a gateway: joining the group on 'any' interface fails (ENODEV); discovery
-    says what to set, and Art-Net polling goes on."""
+    says what to set, and Art-Net polling goes on; an unresolvable controller name is missing."""
     a, _, _ = two_ns
     cfg = DiscoveryConfig(interval_s=1.0, missing_after=1)
     d = in_netns(a, lambda: Discovery([Expected("rim", "sacn", "10.151.0.7", None, (1,)),
-                                       Expected("floor", "artnet", DEAD_IP, None, (2,))], cfg).start())
+                                       Expected("floor", "artnet", DEAD_IP, None, (2,)),
+                                       Expected("wall", "artnet", "wall-node.invalid", None, (0,))], cfg).start())
     try:
         doc = wait_for(lambda: d.report()["expected"]["floor"]["state"] == "missing" and d.report(), 10)
     finally:
@@ -371,3 +375,6 @@ def test_no_default_route_turns_sacn_discovery_off_with_a_hint_and_the_rest_runs
     assert doc, d.report()
     assert any("sACN discovery off" in e and "[discovery] interface" in e for e in doc["errors"]), doc["errors"]
     assert doc["expected"]["rim"]["state"] == "unverified"
+    # a host name nobody can resolve (no name server reachable here) is missing, and says why
+    assert doc["expected"]["wall"]["state"] == "missing"
+    assert "cannot resolve 'wall-node.invalid'" in doc["expected"]["wall"]["reason"]
