@@ -245,6 +245,10 @@ def run_live(args: LiveArgs) -> int:
 def _run_live(args: LiveArgs, show, venue, stack: contextlib.ExitStack) -> int:
     from .control.osc import OscConfig, OscServer
     from .watch import FileWatcher
+    from .alerts import AlertConfig, start_alerts
+    from .outputs.discovery import DiscoveryConfig, start_discovery
+    alert_cfg = (show.sections.get("alerts") if show else None) or AlertConfig()
+    discovery_cfg = (show.sections.get("discovery") if show else None) or DiscoveryConfig()
 
     stop = threading.Event()
     # Ctrl-C, the service manager, and a closed terminal or ssh session all end the show cleanly
@@ -349,6 +353,14 @@ def _run_live(args: LiveArgs, show, venue, stack: contextlib.ExitStack) -> int:
         health = None
     if health is not None:
         stack.callback(health.stop)
+    # Oversight off the frame thread: which controllers answer, and a webhook when the show degrades.
+    discovery = start_discovery(venue, discovery_cfg, lambda d: board.set_section("controllers", d)) if venue else None
+    if discovery is not None:
+        stack.callback(discovery.stop)
+    alerts = start_alerts(alert_cfg, board.report, args.fps, venue.name if venue else "",
+                          lambda d: board.set_section("alerts", d))
+    if alerts is not None:
+        stack.callback(alerts.stop)
     notifier = Notifier()
     # A stalled frame loop (a hung driver, a blocked call): blackout, then exit for systemd to restart us.
     watchdog = FrameWatchdog(args.watchdog_s, default_on_stall(

@@ -33,6 +33,9 @@ from typing import Any, Callable
 
 import numpy as np
 
+from installation.alerts import format_alerts
+from installation.outputs.discovery import format_controllers
+
 log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 9091
@@ -66,6 +69,7 @@ class HealthBoard:
         self._max_errors = int(max_errors)
         self._lock = threading.Lock()   # only for errors, which come from any thread and are rare
         self.stall_s = stall_s
+        self._sections: dict[str, dict] = {}  # "controllers" (discovery), "alerts": kept by their own threads
 
     # -- writers ---------------------------------------------------------------------------------
     def update(self, snapshot: dict) -> None:
@@ -125,6 +129,12 @@ class HealthBoard:
         self._states = now
         return changes
 
+    def set_section(self, name: str, doc: dict) -> None:
+        """Publish a part of the report another thread keeps (``"controllers"`` from discovery,
+        ``"alerts"``); any thread may call it (it replaces one reference).  A ``"controllers"`` entry
+        whose state is ``missing`` or ``mismatch`` makes the status ``"degraded"``."""
+        self._sections = {**self._sections, name: doc}
+
     # -- readers ---------------------------------------------------------------------------------
     def frame_stats(self) -> dict:
         """fps and frame-time percentiles over the recent window."""
@@ -163,11 +173,16 @@ class HealthBoard:
         unhealthy = [f"{kind}/{name}" for kind, group in (("sensor", sensors), ("output", outputs))
                      for name, entry in group.items()
                      if "state" in entry and str(entry["state"]).lower() not in HEALTHY_STATES]
+        sections = self._sections
+        controllers = (sections.get("controllers") or {}).get("expected") or {}
+        unhealthy += [f"controller/{name}" for name, entry in sorted(controllers.items())
+                      if isinstance(entry, dict) and entry.get("state") in ("missing", "mismatch")]
         if age is None or age > self.stall_s:
             status = "stalled" if age is not None else "starting"
         else:
             status = "degraded" if unhealthy else "ok"
         doc = {k: v for k, v in snap.items() if k not in ("sensors", "outputs", "errors")}
+        doc.update(sections)
         doc.update({
             "status": status,
             "unhealthy": unhealthy,
@@ -195,6 +210,10 @@ class HealthBoard:
             if doc["frame_ms"][key] is not None:
                 m.add("tapestry_frame_time_ms", "gauge", "frame time percentiles over the recent window",
                       doc["frame_ms"][key], {"quantile": q})
+        for name, entry in sorted(((doc.get("controllers") or {}).get("expected") or {}).items()):
+            if isinstance(entry, dict) and entry.get("state") not in (None, "disabled", "local", "unverified"):
+                m.add("tapestry_controller_ok", "gauge", "1 when the output's controller answers discovery",
+                      int(entry["state"] == "ok"), {"controller": name})
         for source, count in sorted(doc["error_counts"].items()):
             m.add("tapestry_errors_total", "counter", "errors reported, by source", count, {"source": source})
         for kind in ("sensor", "output"):
@@ -211,7 +230,7 @@ class HealthBoard:
                 continue
             if _is_number(value):
                 m.add(f"tapestry_{_metric_name(key)}", "gauge", f"snapshot value {key}", value)
-            elif isinstance(value, dict) and key not in ("frame_ms", "error_counts"):
+            elif isinstance(value, dict) and key not in ("frame_ms", "error_counts", "controllers", "alerts"):
                 for sub, v in sorted(value.items()):
                     if _is_number(v):
                         name = f"tapestry_{_metric_name(key)}_{_metric_name(sub)}"
@@ -433,6 +452,7 @@ def format_status(d: dict) -> str:
                 rest = ", ".join(f"{k}={_value(v)}" for k, v in entry.items()
                                  if k not in ("state", "name") and v is not None and v != "")
                 lines.append(f"  {name:<20} {str(entry.get('state', '?')):<12} {rest}".rstrip())
+    lines += format_controllers(d.get("controllers")) + format_alerts(d.get("alerts"))
     errors = d.get("errors") or []
     if errors:
         lines.append(f"last errors ({len(errors)}):")
@@ -442,4 +462,4 @@ def format_status(d: dict) -> str:
 
 
 _REPORT_KEYS = {"status", "unhealthy", "uptime_s", "last_frame_age_s", "frames", "fps", "frame_ms",
-                "sensors", "outputs", "errors", "error_counts"}
+                "sensors", "outputs", "errors", "error_counts", "controllers", "alerts"}
