@@ -27,7 +27,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 log = logging.getLogger(__name__)
 
 _WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-_REASONS = {200: "OK", 204: "No Content", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden",
+_REASONS = {200: "OK", 204: "No Content", 302: "Found", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden",
             404: "Not Found", 405: "Method Not Allowed", 408: "Request Timeout", 411: "Length Required",
             413: "Payload Too Large", 415: "Unsupported Media Type", 426: "Upgrade Required",
             429: "Too Many Requests", 431: "Request Header Fields Too Large", 500: "Internal Server Error",
