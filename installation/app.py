@@ -290,6 +290,11 @@ def run_live(args: LiveArgs) -> int:
             cfg = OscConfig(**{**cfg.__dict__, "port": args.osc_port})
     except (TypeError, ValueError) as exc:
         raise StartupError(f"venue [osc]: {exc}") from None
+    from .control.web import WebConfig, WebConfigError
+    try:
+        web_cfg = WebConfig.from_venue(sections)
+    except WebConfigError as exc:
+        raise StartupError(f"venue {exc}") from None
     osc = OscServer(tree, engine.commands, cfg)
     try:
         osc.start()
@@ -308,6 +313,7 @@ def run_live(args: LiveArgs) -> int:
     health = HealthServer(board, port=args.health_port)
     if args.health_port and not health.start():
         health = None
+    web = _start_web(web_cfg, engine, tree, board, osc.address[1] if osc is not None else None)
     notifier = Notifier()
     # A stalled frame loop (a hung driver, a blocked call): blackout, then exit for systemd to restart us.
     watchdog = FrameWatchdog(args.watchdog_s, default_on_stall(
@@ -344,6 +350,8 @@ def run_live(args: LiveArgs) -> int:
         watchdog.stop()
         if health is not None:
             health.stop()
+        if web is not None:
+            web.stop()
         watcher.stop()
         if osc is not None:
             osc.stop()
@@ -354,6 +362,19 @@ def run_live(args: LiveArgs) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return 0
+
+
+def _start_web(web_cfg, engine, tree, board, osc_port):
+    """The phone page + OSCQuery server of the venue's ``[web]`` table (None when disabled or not bindable)."""
+    from .control.bridge import EngineBridge
+    from .control.web import WebControl
+    from .health import HealthServer
+    if not web_cfg.enabled:
+        return None
+    bridge = EngineBridge()
+    bridge.attach(engine)
+    web = WebControl(web_cfg, tree, engine.commands, bridge, HealthServer(board).routes(), osc_port)
+    return web if web.start() else None
 
 
 def software_gl(ctx) -> bool:

@@ -230,9 +230,12 @@ class HttpServer:
                 for w in list(self._writers):
                     w.transport.abort()
                 tasks = asyncio.all_tasks(loop)
-                for t in tasks:
-                    t.cancel()
-                loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+                if tasks:  # aborted connections end their tasks normally; cancel only what lingers
+                    _, pending = loop.run_until_complete(asyncio.wait(tasks, timeout=1.0))
+                    for t in pending:
+                        t.cancel()
+                    if pending:
+                        loop.run_until_complete(asyncio.wait(pending, timeout=1.0))
                 loop.close()
 
         self._thread = threading.Thread(target=run, name=f"{self.name}-server", daemon=True)

@@ -41,7 +41,8 @@ class WebConfigError(ValueError):
 
 @dataclass(frozen=True)
 class WebConfig:
-    """The venue's ``[web]`` table.  Without a token the page only listens on loopback."""
+    """The venue's ``[web]`` table.  Without a token the page only listens on loopback; without the
+    table there is no page (``enabled`` defaults to whether the venue has a ``[web]`` table)."""
 
     enabled: bool = True
     host: str = "127.0.0.1"
@@ -57,7 +58,7 @@ class WebConfig:
         unknown = sorted(set(table) - {"enabled", "host", "port", "token"})
         if unknown:
             raise WebConfigError(f"[web]: unknown key {unknown[0]!r} (expected enabled, host, port, token)")
-        enabled = table.get("enabled", True)
+        enabled = table.get("enabled", "web" in (sections or {}))  # no [web] table: no page
         host = table.get("host", cls.host)
         port = table.get("port", cls.port)
         token = table.get("token")
