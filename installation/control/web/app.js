@@ -94,7 +94,7 @@ function render(s) {
   }
   fill($("preset"), s.presets, s.preset);
   fill($("scene"), s.scenes, s.scene);
-  $("scene").disabled = $("scene-go").disabled = $("scene-next").disabled = s.scenes.length === 0;
+  $("scene-row").hidden = s.scenes.length === 0;
   const h = s.hours;
   $("hours-row").hidden = !h;
   if (h) $("hours").textContent = (h.open ? "Open" : "Closed") + (h.override ? ` (override until ${h.until})` : " (hours)") + ` — level ${h.level}`;
