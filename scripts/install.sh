@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 runtime=(libegl1 libegl-mesa0 libgl1-mesa-dri libgles2 libportaudio2)
-testing=(xvfb liblo-tools tshark pulseaudio pulseaudio-utils iproute2 systemd)
+testing=(xvfb liblo-tools tshark pulseaudio pulseaudio-utils iproute2 systemd chromium)
 want=("${runtime[@]}")
 [[ "${1:-}" == "--test" ]] && want+=("${testing[@]}")
 
