@@ -100,14 +100,24 @@ class WebControl:
         self.server = HttpServer(routes, fallback=self._fallback, ws_handler=self._ws, host=config.host,
                                  port=config.port, limits=limits, name="web control")
         self.query = OscQuery(self.specs, bridge, osc_port, call_soon=self.server.call_soon)
+        self.osc_port = osc_port
+        self.advertiser = None
 
     def start(self) -> bool:
-        """Listen; False (logged) if the address cannot be bound: the show goes on without the page."""
-        return self.server.start()
+        """Listen (and advertise over mDNS when reachable from the network); False (logged) if the
+        address cannot be bound: the show goes on without the page."""
+        if not self.server.start():
+            return False
+        from installation.control.mdns import Advertiser
+        self.advertiser = Advertiser("Tapestry", self.config.host, self.server.port, self.osc_port)
+        self.advertiser.start()
+        return True
 
     def stop(self) -> None:
         """Stop serving."""
         self.query.close()
+        if self.advertiser is not None:
+            self.advertiser.stop()
         self.server.stop()
 
     @property
