@@ -1,7 +1,8 @@
 """One bounded HTTP/1.1 + WebSocket server for every HTTP surface of the piece (health, OSCQuery, the page).
 
 All connections live on ONE asyncio thread (no thread per connection).  What a LAN client can cost is
-bounded by :class:`HttpLimits`: a connection cap (beyond it a short ``503`` and close), a deadline for the
+bounded by :class:`HttpLimits`: a connection cap (when full, the connection that has waited longest without sending a request is
+dropped to make room; if every slot is busy with a request or a WebSocket, a short ``503`` and close), a deadline for the
 request head and body (slowloris), an idle timeout between keep-alive requests, a request-size limit,
 a WebSocket frame-size limit (close 1009) and a bounded outgoing queue per WebSocket (a client that does
 not read is dropped, never buffered without end).
@@ -199,7 +200,8 @@ class HttpServer:
         self._open = 0
         self._ws_open = 0
         self._writers: set[asyncio.StreamWriter] = set()
-        self._counts = {"connections": 0, "refused_full": 0, "timeouts": 0, "bad_requests": 0,
+        self._waiting: dict[asyncio.StreamWriter, None] = {}  # connections with no request in progress, oldest first
+        self._counts = {"connections": 0, "refused_full": 0, "evicted_idle": 0, "timeouts": 0, "bad_requests": 0,
                         "requests": 0, "websockets": 0}
 
     # -- lifecycle -------------------------------------------------------
@@ -282,7 +284,14 @@ class HttpServer:
 
     # -- one connection ----------------------------------------------------
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        if self._open >= self.limits.max_connections:
+        if self._open >= self.limits.max_connections and self._waiting:
+            # Full, but someone is only holding a slot without sending a request (half-open, slowloris,
+            # idle keep-alive): drop the longest waiting one rather than refuse a client that talks.
+            oldest = next(iter(self._waiting))
+            del self._waiting[oldest]
+            oldest.transport.abort()
+            self._counts["evicted_idle"] += 1
+        elif self._open >= self.limits.max_connections:
             self._counts["refused_full"] += 1
             await self._refuse(writer, 503, "server busy: too many connections", reader, {"Retry-After": "5"})
             try:
@@ -304,6 +313,7 @@ class HttpServer:
         finally:
             self._open -= 1
             self._writers.discard(writer)
+            self._waiting.pop(writer, None)
             try:
                 writer.close()
             except Exception:  # noqa: BLE001
@@ -313,6 +323,7 @@ class HttpServer:
         lim = self.limits
         for n in range(lim.max_requests_per_connection):
             timeout = lim.head_timeout_s if n == 0 else lim.idle_timeout_s
+            self._waiting[writer] = None
             try:
                 head = await asyncio.wait_for(self._read_head(reader, first=n == 0), timeout)
             except asyncio.TimeoutError:
@@ -323,6 +334,8 @@ class HttpServer:
             except asyncio.LimitOverrunError:
                 await self._refuse(writer, 431, f"request head over {lim.max_head_bytes} bytes", reader=reader)
                 return
+            finally:
+                self._waiting.pop(writer, None)
             if head is None:
                 return
             try:

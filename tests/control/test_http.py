@@ -81,6 +81,8 @@ def test_a_thousand_half_open_connections_start_no_threads_and_health_still_answ
                 pass
         time.sleep(0.5)
         assert _threads() <= before + 1
+        code, body = get(health.port, timeout=5)  # answered WHILE the thousand are held open
+        assert code == 200 and json.loads(body)["status"] == "ok"
         # beyond the cap the server refuses at once, and a fresh client still gets its answer once
         # the cap frees up; meanwhile the process has file descriptors left (no exhaustion)
         fds = len(os.listdir("/proc/self/fd"))
@@ -99,19 +101,36 @@ def test_a_thousand_half_open_connections_start_no_threads_and_health_still_answ
 
 
 def test_beyond_the_cap_clients_get_a_clear_503():
+    """Every slot busy with a client that talks (WebSockets here): the next one is refused clearly."""
+    srv = HttpServer({"/": lambda r: Response.text("hi")}, ws_handler=lambda r: WsSession(),
+                     limits=HttpLimits(max_connections=4))
+    assert srv.start()
+    busy = [WsClient(srv.port, "/") for _ in range(4)]
+    try:
+        reply = raw(srv.port, b"GET / HTTP/1.1\r\n\r\n")
+        assert reply.startswith(b"HTTP/1.1 503") and b"too many connections" in reply
+        assert srv.stats()["refused_full"] >= 1
+    finally:
+        for ws in busy:
+            ws.close()
+    deadline = time.monotonic() + 5
+    while get(srv.port, "/")[0] != 200:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    srv.stop()
+
+
+def test_silent_connections_make_room_for_a_client_that_talks():
     srv = HttpServer({"/": lambda r: Response.text("hi")}, limits=HttpLimits(max_connections=4, head_timeout_s=30))
     assert srv.start()
     idle = [socket.create_connection(("127.0.0.1", srv.port)) for _ in range(4)]
     try:
         time.sleep(0.2)
-        reply = raw(srv.port, b"GET / HTTP/1.1\r\n\r\n")
-        assert reply.startswith(b"HTTP/1.1 503") and b"too many connections" in reply
-        assert srv.stats()["refused_full"] >= 1
+        assert get(srv.port, "/") == (200, b"hi")
+        assert srv.stats()["evicted_idle"] >= 1 and srv.stats()["refused_full"] == 0
     finally:
         for s in idle:
             s.close()
-    time.sleep(0.2)
-    assert get(srv.port, "/")[0] == 200
     srv.stop()
 
 
