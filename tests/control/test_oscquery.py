@@ -86,23 +86,22 @@ def get_json(port: int, path: str):
         return r.status, (json.loads(r.read()) if r.status == 200 else None)
 
 
-def test_every_parameter_node_matches_its_paramspec(show):
-    s, web, _ = show
-    specs = s.params.specs()
-    assert len(specs) > 50
-    _, root = get_json(web.port, "/")
+def check_every_node(port: int, tree) -> int:
+    """Compare the served node of every parameter of ``tree`` with its ParamSpec; returns how many."""
+    specs = tree.specs()
+    _, root = get_json(port, "/")
     seen = 0
     for spec in specs:
         node = root
         for part in ("tapestry/" + spec.path).split("/"):
             node = node["CONTENTS"][part]
         # the whole tree and the node's own URL agree
-        assert get_json(web.port, "/tapestry/" + spec.path)[1] == node
+        assert get_json(port, "/tapestry/" + spec.path)[1] == node
         assert node["FULL_PATH"] == "/tapestry/" + spec.path
         assert node["TYPE"] == {FLOAT: "f", INT: "i", BOOL: "T", CHOICE: "s"}[spec.kind]
         assert node["DESCRIPTION"] == spec.description
         assert node["ACCESS"] == 3
-        assert node["VALUE"] == [s.params.base(spec.path)]
+        assert node["VALUE"] == [tree.base(spec.path)]
         assert node.get("UNIT", [""]) == [spec.unit]
         if spec.kind in (FLOAT, INT):
             assert node["RANGE"] == [{"MIN": spec.lo, "MAX": spec.hi}] and node["CLIPMODE"] == "both"
@@ -110,6 +109,12 @@ def test_every_parameter_node_matches_its_paramspec(show):
             assert node["RANGE"] == [{"VALS": list(spec.choices)}]
         seen += 1
     assert seen == len(specs)  # 100 % of the parameters
+    return seen
+
+
+def test_every_parameter_node_matches_its_paramspec(show):
+    s, web, _ = show
+    assert check_every_node(web.port, s.params) > 50
 
 
 def test_attribute_queries_host_info_and_commands(show):

@@ -143,6 +143,14 @@ def test_api_needs_the_token_and_refuses_bad_input_clearly(live):
     assert live.engine.preset_name == "tension"
 
 
+def test_oscquery_covers_the_led_parameters_of_a_real_venue_too(live):
+    from tests.control.test_oscquery import check_every_node
+    live.step()
+    leds = [p for p in live.tree.paths() if p.startswith("leds/")]
+    assert leds, "the LED pipeline declares its parameters"
+    assert check_every_node(live.web.port, live.tree) == len(live.tree)
+
+
 def test_web_config_refuses_a_lan_address_without_a_token():
     with pytest.raises(WebConfigError, match="token"):
         WebConfig.from_venue({"web": {"host": "0.0.0.0"}})
