@@ -224,3 +224,33 @@ def test_websocket_without_handler_or_bad_handshake_is_refused(health):
 def test_busy_port_is_reported_not_raised(health):
     other = HttpServer({}, port=health.port)
     assert other.start() is False
+
+
+class Flood(WsSession):
+    instances: list = []
+
+    def on_open(self):
+        Flood.instances.append(self)
+
+    def on_text(self, text):
+        for _ in range(5000):
+            self.send_binary(b"x" * 1024)
+
+
+def test_a_websocket_client_that_does_not_read_is_dropped_not_buffered():
+    srv = HttpServer({"/": lambda r: Response.text("hi")}, ws_handler=lambda r: Flood(),
+                     limits=HttpLimits(ws_queue=64))
+    assert srv.start()
+    ws = WsClient(srv.port, "/")
+    ws.send_text("go")  # the server wants to send 5 MB; the client reads nothing
+    deadline = time.monotonic() + 5
+    while not Flood.instances[-1].closed:
+        assert time.monotonic() < deadline, "a client that does not read was kept"
+        time.sleep(0.01)
+    deadline = time.monotonic() + 5
+    while srv.stats()["websockets_open"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert get(srv.port, "/") == (200, b"hi")
+    ws.sock.close()
+    srv.stop()

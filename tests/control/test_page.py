@@ -151,6 +151,43 @@ def test_oscquery_covers_the_led_parameters_of_a_real_venue_too(live):
     assert check_every_node(live.web.port, live.tree) == len(live.tree)
 
 
+def test_scene_next_and_the_opening_hours_override_act_on_the_show(live):
+    import datetime as dt
+
+    from installation.scenes import SceneRunner, parse_scenes, parse_schedule
+    today = dt.date.today()
+    live.engine.scenes = SceneRunner(parse_scenes({"cue": [{"name": "harmony"}, {"name": "tension"}]}))
+    # open 09-17 every day, but yesterday, today and tomorrow are holidays: closed now, whatever the hour
+    live.engine.schedule = parse_schedule({"hours": {"daily": "09:00-17:00"}, "holidays": [
+        str(today + dt.timedelta(days=d)) for d in (-1, 0, 1)]})
+    live.bridge.state_every_s = 0.0  # publish the show state every frame in this test
+    port = live.web.port
+    for _ in range(3):
+        live.step()
+    assert live.engine.schedule_level == 0.0
+    state = json.loads(call(port, "/api/state")[1])
+    assert state["scenes"] == ["harmony", "tension"] and state["scene"] == "harmony"
+    assert state["hours"]["open"] is False and state["hours"]["override"] is None
+
+    assert call(port, "/api/scene/next", {})[0] == 200
+    for _ in range(3):
+        live.step()
+    assert live.engine.scenes.current == "tension"
+    assert json.loads(call(port, "/api/state")[1])["scene"] == "tension"
+
+    assert call(port, "/api/hours", {"mode": "open", "minutes": 30})[0] == 200
+    for _ in range(2):
+        live.step()
+    assert live.engine.schedule_level == 1.0
+    hours = json.loads(call(port, "/api/state")[1])["hours"]
+    assert hours["open"] is True and hours["override"] == "open" and hours["until"]
+    assert call(port, "/api/hours", {"mode": "auto"})[0] == 200
+    for _ in range(2):
+        live.step()
+    assert live.engine.schedule_level == 0.0
+    assert call(port, "/api/hours", {"mode": "open", "minutes": 0})[0] == 400
+
+
 def test_web_config_refuses_a_lan_address_without_a_token():
     with pytest.raises(WebConfigError, match="token"):
         WebConfig.from_venue({"web": {"host": "0.0.0.0"}})
