@@ -3,7 +3,7 @@
 All connections live on ONE asyncio thread (no thread per connection).  What a LAN client can cost is
 bounded by :class:`HttpLimits`: a connection cap (when full, the connection that has waited longest without sending a request is
 dropped to make room; if every slot is busy with a request or a WebSocket, a short ``503`` and close), a deadline for the
-request head and body (slowloris), an idle timeout between keep-alive requests, a request-size limit,
+request head and body (slowloris), an idle timeout between keep-alive requests, a request-size limit, a request rate per client address (``429``),
 a WebSocket frame-size limit (close 1009) and a bounded outgoing queue per WebSocket (a client that does
 not read is dropped, never buffered without end).
 
@@ -50,6 +50,8 @@ class HttpLimits:
     ws_queue: int = 256              # outgoing WebSocket messages waiting; beyond: the client is dropped
     ws_idle_timeout_s: float = 300.0  # a WebSocket that sends nothing (not even a pong) for this long is closed
     max_requests_per_connection: int = 1000
+    client_rate: float = 100.0       # requests/s per client address (token bucket); beyond: 429
+    client_burst: float = 200.0
 
 
 @dataclass
@@ -200,9 +202,10 @@ class HttpServer:
         self._open = 0
         self._ws_open = 0
         self._writers: set[asyncio.StreamWriter] = set()
+        self._buckets: dict[str, tuple[float, float]] = {}  # client address -> (tokens, last time)
         self._waiting: dict[asyncio.StreamWriter, None] = {}  # connections with no request in progress, oldest first
         self._counts = {"connections": 0, "refused_full": 0, "evicted_idle": 0, "timeouts": 0, "bad_requests": 0,
-                        "requests": 0, "websockets": 0}
+                        "requests": 0, "websockets": 0, "rate_limited": 0}
 
     # -- lifecycle -------------------------------------------------------
     def start(self) -> bool:
@@ -361,6 +364,11 @@ class HttpServer:
                     self._counts["timeouts"] += 1
                     await self._refuse(writer, 408, "request body not received in time", reader=reader)
                     return
+            if not self._allow(client):
+                self._counts["rate_limited"] += 1
+                await self._refuse(writer, 429, f"over {lim.client_rate:g} requests/s from {client}; slow down",
+                                   reader=reader, extra={"Retry-After": "1"})
+                return
             self._counts["requests"] += 1
             if req.headers.get("upgrade", "").lower() == "websocket":
                 await self._websocket(req, reader, writer)
@@ -374,6 +382,18 @@ class HttpServer:
             await writer.drain()
             if close:
                 return
+
+    def _allow(self, client: str) -> bool:
+        """Token bucket per client address (bounded table: the stalest entries go first)."""
+        lim = self.limits
+        now = self._loop.time()
+        tokens, last = self._buckets.pop(client, (lim.client_burst, now))
+        tokens = min(lim.client_burst, tokens + (now - last) * lim.client_rate)
+        ok = tokens >= 1.0
+        self._buckets[client] = (tokens - 1.0 if ok else tokens, now)
+        if len(self._buckets) > 4096:
+            del self._buckets[next(iter(self._buckets))]
+        return ok
 
     async def _read_head(self, reader: asyncio.StreamReader, first: bool) -> bytes | None:
         try:

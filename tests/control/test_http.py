@@ -241,10 +241,11 @@ def test_a_websocket_client_that_does_not_read_is_dropped_not_buffered():
     srv = HttpServer({"/": lambda r: Response.text("hi")}, ws_handler=lambda r: Flood(),
                      limits=HttpLimits(ws_queue=64))
     assert srv.start()
+    Flood.instances.clear()
     ws = WsClient(srv.port, "/")
     ws.send_text("go")  # the server wants to send 5 MB; the client reads nothing
     deadline = time.monotonic() + 5
-    while not Flood.instances[-1].closed:
+    while not (Flood.instances and Flood.instances[-1].closed):
         assert time.monotonic() < deadline, "a client that does not read was kept"
         time.sleep(0.01)
     deadline = time.monotonic() + 5
@@ -253,4 +254,17 @@ def test_a_websocket_client_that_does_not_read_is_dropped_not_buffered():
         time.sleep(0.01)
     assert get(srv.port, "/") == (200, b"hi")
     ws.sock.close()
+    srv.stop()
+
+
+def test_a_client_over_its_request_rate_gets_429_and_others_are_unaffected():
+    srv = HttpServer({"/": lambda r: Response.text("hi")}, host="127.0.0.1",
+                     limits=HttpLimits(client_rate=5, client_burst=10))
+    assert srv.start()
+    codes = [get(srv.port, "/")[0] for _ in range(30)]
+    assert codes[:10] == [200] * 10 and 429 in codes
+    code, body = get(srv.port, "/")
+    assert code == 429 and "slow down" in json.loads(body)["error"]
+    time.sleep(0.5)  # the bucket refills: the same client is served again
+    assert get(srv.port, "/")[0] == 200
     srv.stop()
