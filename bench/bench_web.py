@@ -127,6 +127,8 @@ def _clients(port: int, osc_port: int, token: str, seconds: float, mode: str, ou
                 s.close()
                 if reply.startswith(b"HTTP/1.1 200"):
                     result["requests"] += 1
+                elif reply.startswith(b"HTTP/1.1 429"):
+                    result["rate_limited"] = result.get("rate_limited", 0) + 1
                 else:
                     result["errors"] += 1
             except OSError:
@@ -225,7 +227,8 @@ def main() -> int:
         print(f"OSC -> LISTEN latency over {len(lat)} changes: p50 {lat[len(lat) // 2]:.1f} ms, "
               f"p95 {lat[int(0.95 * (len(lat) - 1))]:.1f} ms, max {lat[-1]:.1f} ms")
     print(f"five-client requests {results['five']['requests']} (errors {results['five']['errors']}); "
-          f"abuse /health answered {results['abuse']['requests']} (errors {results['abuse']['errors']}); "
+          f"abuse /health answered {results['abuse']['requests']}, {results['abuse'].get('rate_limited', 0)} told 429, "
+          f"errors {results['abuse']['errors']}; "
           f"server: {stats['evicted_idle']} silent connections dropped for talking ones, "
           f"{stats['refused_full']} refused at the cap, {stats['timeouts']} timed out")
     return 0
