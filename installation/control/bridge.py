@@ -114,7 +114,8 @@ class EngineBridge:
                 engine.tapestry.height, engine.tapestry.width, 4)
         except Exception:  # noqa: BLE001 - no thumbnail rather than a broken frame
             return None
-        small = cv2.resize(rgba[::-1, :, 2::-1], self.thumb_size, interpolation=cv2.INTER_AREA)
+        # rows as the recorder writes them (row 0 = top); RGBA -> BGR for OpenCV
+        small = cv2.resize(rgba[:, :, 2::-1], self.thumb_size, interpolation=cv2.INTER_AREA)
         ok, jpg = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, 70])
         return jpg.tobytes() if ok else None
 

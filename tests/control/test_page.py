@@ -188,6 +188,26 @@ def test_scene_next_and_the_opening_hours_override_act_on_the_show(live):
     assert call(port, "/api/hours", {"mode": "open", "minutes": 0})[0] == 400
 
 
+def test_thumbnail_is_the_tapestry_the_right_way_up(live):
+    import cv2
+    import numpy as np
+    live.bridge.state_every_s = 0.0
+    end = time.monotonic() + 20
+    while time.monotonic() < end:
+        live.step()
+        if live.engine.frame_count > 60:
+            break
+    tex = live.engine.tapestry
+    frame = np.frombuffer(tex.read(), np.uint8).reshape(tex.height, tex.width, 4)[:, :, :3].astype(np.float32)
+    code, body = call(live.web.port, "/api/thumbnail.jpg")
+    assert code == 200 and body[:2] == b"\xff\xd8"
+    thumb = cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_COLOR)[:, :, ::-1].astype(np.float32)
+    want = cv2.resize(frame, (thumb.shape[1], thumb.shape[0]), interpolation=cv2.INTER_AREA)
+    upright = float(np.abs(thumb - want).mean())
+    flipped = float(np.abs(thumb - want[::-1]).mean())
+    assert upright < 12 and upright < flipped, (upright, flipped)
+
+
 def test_web_config_refuses_a_lan_address_without_a_token():
     with pytest.raises(WebConfigError, match="token"):
         WebConfig.from_venue({"web": {"host": "0.0.0.0"}})
