@@ -147,10 +147,7 @@ class WsSession:
         if loop is None or self.closed:
             return
         try:
-            if threading.get_ident() == getattr(loop, "_thread_ident", None):
-                self._put(opcode, payload)
-            else:
-                loop.call_soon_threadsafe(self._put, opcode, payload)
+            loop.call_soon_threadsafe(self._put, opcode, payload)
         except RuntimeError:  # loop closed: the server stopped
             self.closed = True
 
@@ -217,7 +214,6 @@ class HttpServer:
             loop = asyncio.new_event_loop()
             asyncio.set_event_loop(loop)
             self._loop = loop
-            loop._thread_ident = threading.get_ident()  # type: ignore[attr-defined]
             try:
                 self._server = loop.run_until_complete(asyncio.start_server(
                     self._client, self.host, self.port, limit=self.limits.max_head_bytes + 1024,
@@ -328,7 +324,7 @@ class HttpServer:
             timeout = lim.head_timeout_s if n == 0 else lim.idle_timeout_s
             self._waiting[writer] = None
             try:
-                head = await asyncio.wait_for(self._read_head(reader, first=n == 0), timeout)
+                head = await asyncio.wait_for(self._read_head(reader), timeout)
             except asyncio.TimeoutError:
                 self._counts["timeouts"] += 1
                 if n == 0:
@@ -375,10 +371,9 @@ class HttpServer:
                 return
             resp = self._dispatch(req)
             close = req.headers.get("connection", "").lower() == "close" or n + 1 == lim.max_requests_per_connection
-            body = b"" if req.method == "HEAD" else resp.body
-            writer.write(self._head(resp.status, resp.body, resp.content_type, close, resp.headers,
-                                    length=len(resp.body)) if req.method == "HEAD" else
-                         self._head(resp.status, body, resp.content_type, close, resp.headers))
+            body = b"" if req.method == "HEAD" else resp.body  # HEAD: the GET's headers, no body
+            writer.write(self._head(resp.status, body, resp.content_type, close, resp.headers,
+                                    length=len(resp.body)))
             await writer.drain()
             if close:
                 return
@@ -395,7 +390,7 @@ class HttpServer:
             del self._buckets[next(iter(self._buckets))]
         return ok
 
-    async def _read_head(self, reader: asyncio.StreamReader, first: bool) -> bytes | None:
+    async def _read_head(self, reader: asyncio.StreamReader) -> bytes | None:
         try:
             head = await reader.readuntil(b"\r\n\r\n")
         except asyncio.IncompleteReadError as exc:
