@@ -330,6 +330,8 @@ def _run_live(args: LiveArgs, show, venue, stack: contextlib.ExitStack) -> int:
     cfg = show.osc if show is not None else OscConfig()
     if args.osc_port is not None:
         cfg = OscConfig(**{**cfg.__dict__, "port": args.osc_port})
+    from .control.web import WebConfig
+    web_cfg = (show.sections.get("web") if show else None) or WebConfig.from_venue({})
     osc = OscServer(tree, engine.commands, cfg)
     try:
         osc.start()
@@ -361,6 +363,9 @@ def _run_live(args: LiveArgs, show, venue, stack: contextlib.ExitStack) -> int:
                           lambda d: board.set_section("alerts", d))
     if alerts is not None:
         stack.callback(alerts.stop)
+    web = _start_web(web_cfg, engine, tree, board, osc.address[1] if osc is not None else None)
+    if web is not None:
+        stack.callback(web.stop)
     notifier = Notifier()
     # A stalled frame loop (a hung driver, a blocked call): blackout, then exit for systemd to restart us.
     watchdog = FrameWatchdog(args.watchdog_s, default_on_stall(
@@ -413,6 +418,19 @@ def _stdout_is_tty() -> bool:
         return sys.stdout.isatty()
     except (AttributeError, ValueError, OSError):
         return False
+
+
+def _start_web(web_cfg, engine, tree, board, osc_port):
+    """The phone page + OSCQuery server of the venue's ``[web]`` table (None when disabled or not bindable)."""
+    from .control.bridge import EngineBridge
+    from .control.web import WebControl
+    from .health import HealthServer
+    if not web_cfg.enabled:
+        return None
+    bridge = EngineBridge()
+    bridge.attach(engine)
+    web = WebControl(web_cfg, tree, engine.commands, bridge, HealthServer(board).routes(), osc_port)
+    return web if web.start() else None
 
 
 def software_gl(ctx) -> bool:

@@ -2,7 +2,7 @@
 
 :class:`HealthBoard` is a latest-value slot the engine writes (cheap, lock-free: each write
 replaces a reference or one slot of a fixed ring).  :class:`HealthServer` serves it on loopback
-(stdlib ``http.server`` in a daemon thread): ``GET /health`` is JSON, ``GET /metrics`` is the
+(the bounded one-thread server of ``installation.control.http``): ``GET /health`` is JSON, ``GET /metrics`` is the
 Prometheus text format.  ``python run.py status`` uses :func:`fetch_status` and
 :func:`format_status`.
 
@@ -28,7 +28,6 @@ import time
 import urllib.error
 import urllib.request
 from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 
 import numpy as np
@@ -304,64 +303,40 @@ class HealthServer:
     """Serves a :class:`HealthBoard` over HTTP: ``/health`` (JSON) and ``/metrics`` (Prometheus).
 
     Binds ``host`` (default 127.0.0.1: the endpoint is for the machine's own technician and a
-    local scraper) and ``port`` (0 picks a free one; see :attr:`port`).
+    local scraper) and ``port`` (0 picks a free one; see :attr:`port`).  Runs on the bounded
+    one-thread server of :mod:`installation.control.http` (connection cap, slow-client timeouts).
     """
 
     def __init__(self, board: HealthBoard, host: str = "127.0.0.1", port: int = DEFAULT_PORT) -> None:
         self.board = board
         self.host = host
         self.port = port
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._server = None
+
+    def routes(self) -> dict:
+        """``{path: handler}`` for /health, /metrics and / (also mounted by the web server)."""
+        from installation.control.http import Response
+        board = self.board
+
+        def health(req):
+            return Response(200, json.dumps(board.report(), allow_nan=False).encode(), "application/json")
+
+        def metrics(req):
+            return Response(200, board.metrics().encode(), "text/plain; version=0.0.4; charset=utf-8")
+
+        def index(req):
+            return Response.text("tapestry: GET /health (JSON) or /metrics (Prometheus)\n")
+
+        return {"/health": health, "/health/": health, "/metrics": metrics, "/metrics/": metrics, "/": index}
 
     def start(self) -> bool:
         """Start serving; returns False (and logs why) if the address cannot be bound."""
-        board = self.board
-
-        class Handler(BaseHTTPRequestHandler):
-            server_version = "tapestry-health"
-
-            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-                path = self.path.split("?", 1)[0].rstrip("/") or "/"
-                try:
-                    if path == "/health":
-                        body = json.dumps(board.report(), allow_nan=False).encode()
-                        ctype = "application/json"
-                    elif path == "/metrics":
-                        body = board.metrics().encode()
-                        ctype = "text/plain; version=0.0.4; charset=utf-8"
-                    elif path == "/":
-                        body = b"tapestry: GET /health (JSON) or /metrics (Prometheus)\n"
-                        ctype = "text/plain; charset=utf-8"
-                    else:
-                        self.send_error(404, "try /health or /metrics")
-                        return
-                except Exception as exc:  # noqa: BLE001 - a bad snapshot must not kill the server
-                    log.exception("health report failed")
-                    self.send_error(500, f"report failed: {exc}")
-                    return
-                self.send_response(200)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(body)))
-                self.send_header("Cache-Control", "no-store")
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, fmt: str, *args: Any) -> None:
-                log.debug("health %s: " + fmt, self.client_address[0], *args)
-
-        try:
-            self._server = ThreadingHTTPServer((self.host, self.port), Handler)
-        except OSError as exc:
-            log.error("health endpoint: cannot listen on %s:%s (%s); continuing without it",
-                      self.host, self.port, exc.strerror or exc)
+        from installation.control.http import HttpServer
+        self._server = HttpServer(self.routes(), host=self.host, port=self.port, name="health endpoint")
+        if not self._server.start():
+            self._server = None
             return False
-        self._server.daemon_threads = True
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.2},
-                                        name="health-http", daemon=True)
-        self._thread.start()
-        log.info("health endpoint on http://%s:%d/health", self.host, self.port)
+        self.port = self._server.port
         return True
 
     @property
@@ -372,12 +347,8 @@ class HealthServer:
     def stop(self) -> None:
         """Stop serving and close the socket."""
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.stop()
             self._server = None
-        if self._thread is not None:
-            self._thread.join(2.0)
-            self._thread = None
 
 
 class StatusUnavailable(RuntimeError):

@@ -19,14 +19,15 @@ from .scenes import SCENES_SCHEMA, SCHEDULE_SCHEMA, Schedule, SceneList
 from .schema import ConfigError, Key, Section, reference_markdown, validate
 from .sensing.hub import SENSORS_SCHEMA
 from .alerts import AlertConfig
+from .control.web import WebConfig
 from .outputs.discovery import DiscoveryConfig
 from .venue import END_STATE, LEDS, OUTPUTS, POWER, TOP_KEYS, Venue, build_venue
 
-def owned_section(name: str, description: str, reader) -> Section:
+def owned_section(name: str, description: str, reader, keys: tuple[str, ...] = ()) -> Section:
     """A section whose keys its owner checks itself (``reader(sections, where)`` returns the typed config and
     raises a ValueError naming the key); the reference lists its keys from the owner's ``_KEYS``."""
     cls = getattr(reader, "__self__", None)
-    keys = getattr(cls, "_KEYS", ())
+    keys = keys or getattr(cls, "_KEYS", ())
     text = description + (" Keys: " + ", ".join(f"`{k}`" for k in keys) + "." if keys else "")
     return Section(name, text, open_keys=True,
                    build=lambda raw, where: reader({name: raw}, where.split(": ")[0].rstrip(":")))
@@ -37,9 +38,13 @@ ALERTS_SCHEMA = owned_section("alerts", "Webhook alerts when the show degrades a
 DISCOVERY_SCHEMA = owned_section("discovery", "ArtPoll / sACN discovery of the controllers the venue names "
                                  "(docs/operations.md).", DiscoveryConfig.from_sections)
 
+WEB_SCHEMA = owned_section("web", "The phone page and OSCQuery server (docs/web.md); no [web] table: no page. "
+                           "A token of 4+ characters is required unless host is loopback.",
+                           lambda sections, where: WebConfig.from_venue(sections), ("enabled", "host", "port", "token"))
+
 #: Every section a venue file may have, in the order of the reference.  Register new ones here.
 SECTIONS: tuple[Section, ...] = (OUTPUTS, POWER, LEDS, END_STATE, SCENES_SCHEMA, SCHEDULE_SCHEMA, SENSORS_SCHEMA,
-                                 OSC_SCHEMA, ALERTS_SCHEMA, DISCOVERY_SCHEMA)
+                                 OSC_SCHEMA, ALERTS_SCHEMA, DISCOVERY_SCHEMA, WEB_SCHEMA)
 
 
 def top_section(sections: tuple[Section, ...] = SECTIONS) -> Section:

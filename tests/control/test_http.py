@@ -1,0 +1,270 @@
+"""The bounded HTTP server (installation.control.http) under the abuse a LAN-facing server meets:
+a thousand connections, slow and half-open clients, malformed requests, oversized bodies and frames.
+Real sockets on loopback, OS-chosen ports; the server must keep answering /health throughout."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+import urllib.request
+
+import pytest
+
+from installation.control.http import HttpLimits, HttpServer, Response, WsSession
+from installation.health import HealthBoard, HealthServer
+
+from tests.control.wsclient import WsClient
+
+
+def get(port: int, path: str = "/health", timeout: float = 5.0) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def raw(port: int, data: bytes, timeout: float = 5.0) -> bytes:
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    try:
+        s.sendall(data)
+        out = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                return out
+            out += chunk
+    finally:
+        s.close()
+
+
+@pytest.fixture
+def health():
+    board = HealthBoard()
+    board.update({"fps": 60.0, "outputs": {"wall": {"state": "ok"}}})
+    srv = HealthServer(board, port=0)
+    assert srv.start()
+    yield srv
+    srv.stop()
+
+
+def _threads() -> int:
+    return threading.active_count()
+
+
+def test_health_answers_the_same_json_and_metrics(health):
+    code, body = get(health.port)
+    assert code == 200 and json.loads(body)["status"] == "ok"
+    code, body = get(health.port, "/metrics")
+    assert code == 200 and b"tapestry_" in body
+    code, body = get(health.port, "/nope")
+    assert code == 404 and "error" in json.loads(body)
+
+
+def test_a_thousand_half_open_connections_start_no_threads_and_health_still_answers(health):
+    """Today's ThreadingHTTPServer made one thread per connection (1,022 -> fd exhaustion)."""
+    before = _threads()
+    socks = []
+    try:
+        for _ in range(1000):
+            s = socket.socket()
+            s.setblocking(False)
+            s.connect_ex(("127.0.0.1", health.port))
+            socks.append(s)
+        for s in socks[:200]:  # some of them start a request and never finish it (slowloris)
+            try:
+                s.send(b"GET /health HTTP/1.1\r\nX-Slow: ")
+            except OSError:
+                pass
+        time.sleep(0.5)
+        assert _threads() <= before + 1
+        code, body = get(health.port, timeout=5)  # answered WHILE the thousand are held open
+        assert code == 200 and json.loads(body)["status"] == "ok"
+        # beyond the cap the server refuses at once, and a fresh client still gets its answer once
+        # the cap frees up; meanwhile the process has file descriptors left (no exhaustion)
+        fds = len(os.listdir("/proc/self/fd"))
+        assert fds < 20000 - 100
+    finally:
+        for s in socks:
+            s.close()
+    deadline = time.monotonic() + 10
+    while True:  # the server notices the closed sockets; then /health answers again
+        try:
+            code, body = get(health.port, timeout=2)
+            break
+        except OSError:
+            assert time.monotonic() < deadline, "/health did not come back after the flood closed"
+    assert code == 200
+
+
+def test_beyond_the_cap_clients_get_a_clear_503():
+    """Every slot busy with a client that talks (WebSockets here): the next one is refused clearly."""
+    srv = HttpServer({"/": lambda r: Response.text("hi")}, ws_handler=lambda r: WsSession(),
+                     limits=HttpLimits(max_connections=4))
+    assert srv.start()
+    busy = [WsClient(srv.port, "/") for _ in range(4)]
+    try:
+        reply = raw(srv.port, b"GET / HTTP/1.1\r\n\r\n")
+        assert reply.startswith(b"HTTP/1.1 503") and b"too many connections" in reply
+        assert srv.stats()["refused_full"] >= 1
+    finally:
+        for ws in busy:
+            ws.close()
+    deadline = time.monotonic() + 5
+    while get(srv.port, "/")[0] != 200:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    srv.stop()
+
+
+def test_silent_connections_make_room_for_a_client_that_talks():
+    srv = HttpServer({"/": lambda r: Response.text("hi")}, limits=HttpLimits(max_connections=4, head_timeout_s=30))
+    assert srv.start()
+    idle = [socket.create_connection(("127.0.0.1", srv.port)) for _ in range(4)]
+    try:
+        time.sleep(0.2)
+        assert get(srv.port, "/") == (200, b"hi")
+        assert srv.stats()["evicted_idle"] >= 1 and srv.stats()["refused_full"] == 0
+    finally:
+        for s in idle:
+            s.close()
+    srv.stop()
+
+
+def test_slow_client_is_cut_off_with_408_and_others_are_served():
+    srv = HttpServer({"/": lambda r: Response.text("hi")}, limits=HttpLimits(head_timeout_s=0.5))
+    assert srv.start()
+    s = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+    s.sendall(b"GET / HTTP/1.1\r\n")
+    assert get(srv.port, "/")[0] == 200  # served while the slow one dribbles
+    s.sendall(b"X-A: 1\r\n")
+    reply = s.recv(4096)
+    assert reply.startswith(b"HTTP/1.1 408")
+    s.close()
+    assert srv.stats()["timeouts"] == 1
+    srv.stop()
+
+
+@pytest.mark.parametrize("request_bytes, status", [
+    (b"GARBAGE\r\n\r\n", b"400"),
+    (b"GET /health\r\n\r\n", b"400"),
+    (b"GET /health HTTP/1.1\r\nno colon here\r\n\r\n", b"400"),
+    (b"GET /health HTTP/1.1\r\nX: " + b"a" * 20000 + b"\r\n\r\n", b"431"),
+    (b"POST /health HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n", b"413"),
+    (b"POST /health HTTP/1.1\r\nContent-Length: -5\r\n\r\n", b"400"),
+    (b"POST /health HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", b"411"),
+    (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n", b"400"),  # a TLS hello
+])
+def test_malformed_requests_get_a_clear_refusal(health, request_bytes, status):
+    reply = raw(health.port, request_bytes)
+    assert reply.split(b" ")[1] == status
+    assert b'"error"' in reply
+    assert get(health.port)[0] == 200
+
+
+def test_a_route_that_raises_answers_500_and_the_server_goes_on():
+    def broken(req):
+        raise RuntimeError("boom")
+    srv = HttpServer({"/b": broken, "/ok": lambda r: Response.text("ok")})
+    assert srv.start()
+    code, body = get(srv.port, "/b")
+    assert code == 500 and b"boom" in body
+    assert get(srv.port, "/ok") == (200, b"ok")
+    srv.stop()
+
+
+def test_keep_alive_serves_several_requests_on_one_connection(health):
+    s = socket.create_connection(("127.0.0.1", health.port), timeout=5)
+    for _ in range(3):
+        s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += s.recv(1)
+        n = int([ln for ln in head.split(b"\r\n") if ln.lower().startswith(b"content-length")][0].split(b":")[1])
+        body = b""
+        while len(body) < n:
+            body += s.recv(n - len(body))
+        assert json.loads(body)["status"] == "ok"
+    s.close()
+
+
+class Echo(WsSession):
+    def on_text(self, text):
+        self.send_text(text.upper())
+
+
+def test_websocket_echo_and_oversized_frame_is_closed_1009():
+    srv = HttpServer({}, ws_handler=lambda r: Echo(), limits=HttpLimits(ws_max_frame_bytes=1000))
+    assert srv.start()
+    ws = WsClient(srv.port, "/")
+    ws.send_text("hello")
+    assert ws.recv() == (0x1, b"HELLO")
+    ws.send_text("x" * 5000)
+    opcode, payload = ws.recv()
+    assert opcode == 0x8 and int.from_bytes(payload[:2], "big") == 1009
+    ws.close()
+    ws2 = WsClient(srv.port, "/")  # the server still takes new clients
+    ws2.send_text("again")
+    assert ws2.recv() == (0x1, b"AGAIN")
+    ws2.close()
+    srv.stop()
+
+
+def test_websocket_without_handler_or_bad_handshake_is_refused(health):
+    reply = raw(health.port, b"GET / HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                              b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+    assert reply.startswith(b"HTTP/1.1 404")
+    reply = raw(health.port, b"GET / HTTP/1.1\r\nUpgrade: websocket\r\n\r\n")
+    assert reply.startswith(b"HTTP/1.1 400")
+
+
+def test_busy_port_is_reported_not_raised(health):
+    other = HttpServer({}, port=health.port)
+    assert other.start() is False
+
+
+class Flood(WsSession):
+    instances: list = []
+
+    def on_open(self):
+        Flood.instances.append(self)
+
+    def on_text(self, text):
+        for _ in range(5000):
+            self.send_binary(b"x" * 1024)
+
+
+def test_a_websocket_client_that_does_not_read_is_dropped_not_buffered():
+    srv = HttpServer({"/": lambda r: Response.text("hi")}, ws_handler=lambda r: Flood(),
+                     limits=HttpLimits(ws_queue=64))
+    assert srv.start()
+    Flood.instances.clear()
+    ws = WsClient(srv.port, "/")
+    ws.send_text("go")  # the server wants to send 5 MB; the client reads nothing
+    deadline = time.monotonic() + 5
+    while not (Flood.instances and Flood.instances[-1].closed):
+        assert time.monotonic() < deadline, "a client that does not read was kept"
+        time.sleep(0.01)
+    deadline = time.monotonic() + 5
+    while srv.stats()["websockets_open"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert get(srv.port, "/") == (200, b"hi")
+    ws.sock.close()
+    srv.stop()
+
+
+def test_a_client_over_its_request_rate_gets_429_and_others_are_unaffected():
+    srv = HttpServer({"/": lambda r: Response.text("hi")}, host="127.0.0.1",
+                     limits=HttpLimits(client_rate=5, client_burst=10))
+    assert srv.start()
+    codes = [get(srv.port, "/")[0] for _ in range(30)]
+    assert codes[:10] == [200] * 10 and 429 in codes
+    code, body = get(srv.port, "/")
+    assert code == 429 and "slow down" in json.loads(body)["error"]
+    time.sleep(0.5)  # the bucket refills: the same client is served again
+    assert get(srv.port, "/")[0] == 200
+    srv.stop()
