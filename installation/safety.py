@@ -49,6 +49,9 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -183,47 +186,167 @@ class _Transitions:
         return np.clip(np.nan_to_num(k, nan=0.0), 0.0, 1.0).astype(np.float32)
 
 
-class _Field:
-    """Both flash kinds for a set of elements: per-element trackers plus the area rule."""
+# ----------------------------------------------------------------------------- venue settings
 
-    def __init__(self, weights: np.ndarray, area_rule: bool) -> None:
+#: the visual field WCAG 2.3.1 counts a flash in: 25 % of any 10-degree field of view
+FIELD_DEG = 10.0
+DEFAULT_VIEWING_DISTANCE_M = 1.0   # a visitor can walk up to a wall; closer is stricter
+DEFAULT_CANVAS_WIDTH_M = 20.0      # when nothing says how wide the canvas is: assume a large one (small regions)
+MAX_CELLS = 256                    # per axis; regions never get smaller than two of these cells
+SAFETY_KEYS = ("viewing_distance_m", "canvas_width_m")
+_UNIT_M = {"m": 1.0, "cm": 0.01, "mm": 0.001}
+
+
+@dataclass(frozen=True)
+class SafetySettings:
+    """The venue's ``[safety]`` section: what decides the size of the regions flashes are counted over.
+
+    ``viewing_distance_m``: the closest a visitor's eyes come to the lights (default 1 m);
+    ``canvas_width_m``: the physical width of the canvas (default: from the layouts' ``[canvas]``
+    when given in m/cm/mm, else 20 m).  Neither can switch the limiter off or loosen its thresholds.
+    """
+
+    viewing_distance_m: float = DEFAULT_VIEWING_DISTANCE_M
+    canvas_width_m: float | None = None
+
+    def region(self, canvas_width_m: float | None = None, aspect: float = 16 / 9) -> tuple[float, float]:
+        """(width, height) of one counting region in canvas units (the canvas is 1 x 1): a 10-degree
+        field of view at the closest viewing distance, on a canvas of ``aspect`` (width / height)."""
+        width_m = self.canvas_width_m or canvas_width_m or DEFAULT_CANVAS_WIDTH_M
+        side = 2.0 * self.viewing_distance_m * math.tan(math.radians(FIELD_DEG / 2.0))
+        return side / width_m, side / (width_m / aspect)
+
+
+def read_safety(section: Any) -> SafetySettings:
+    """Typed reader of a venue's ``[safety]`` table (``venue.sections.get("safety")``).
+
+    Raises ValueError with a one-line message for an unknown key or a value out of range.
+    """
+    if section is None:
+        return SafetySettings()
+    if not isinstance(section, Mapping):
+        raise ValueError(f"[safety]: expected a table, got {type(section).__name__}")
+    unknown = sorted(set(section) - set(SAFETY_KEYS))
+    if unknown:
+        raise ValueError(f"[safety]: unknown key {unknown[0]!r} (known: {', '.join(SAFETY_KEYS)})")
+    vals = {}
+    for key, lo, hi in (("viewing_distance_m", 0.05, 1000.0), ("canvas_width_m", 0.05, 10_000.0)):
+        if key not in section:
+            continue
+        v = section[key]
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not lo <= v <= hi:
+            raise ValueError(f"[safety]: {key} must be a number of metres from {lo:g} to {hi:g}, got {v!r}")
+        vals[key] = float(v)
+    return SafetySettings(**vals)
+
+
+def layout_width_m(layout: Any) -> float | None:
+    """Physical canvas width from the layout files' ``[canvas]`` tables (m, cm or mm), if any gives one."""
+    from installation.fixtures.layout import LayoutError, read_table
+    for path in getattr(layout, "paths", ()):
+        try:
+            canvas = read_table(Path(path)).get("canvas", {})
+        except (LayoutError, OSError):
+            continue
+        unit = canvas.get("units") if isinstance(canvas, Mapping) else None
+        w = canvas.get("width") if isinstance(canvas, Mapping) else None
+        if unit in _UNIT_M and isinstance(w, (int, float)) and w > 0:
+            return float(w) * _UNIT_M[unit]
+    return None
+
+
+def venue_region(venue: Any, aspect: float = 16 / 9) -> tuple[float, float]:
+    """The counting region (canvas units) for a venue: its ``[safety]`` section and its layouts' canvas."""
+    settings = read_safety(getattr(venue, "sections", {}).get("safety"))
+    return settings.region(layout_width_m(venue.layout), aspect)
+
+
+# ----------------------------------------------------------------------------- regions
+
+
+class _Regions:
+    """Overlapping regions of the canvas, each ``region`` (w, h) in canvas units, over which flashes count.
+
+    The canvas is cut into cells half a region wide and high; a region is a window of 2 x 2 cells,
+    and windows start at every cell, so the regions overlap by half in each direction and any
+    flashing patch of a region's size lies mostly inside one of them.  Only windows that hold any
+    element are kept.  The whole field is the last window.
+    """
+
+    def __init__(self, positions: np.ndarray | None, weights: np.ndarray, region: tuple[float, float] | None):
         n = weights.shape[0]
-        self.weights = weights
-        self.area_rule = area_rule
-        self.general = _Transitions(n, red=False)
-        self.red = _Transitions(n, red=True)
+        if positions is None or region is None:
+            cx = cy = 1
+            cell = np.zeros(n, np.int64)
+        else:
+            pos = np.clip(np.asarray(positions, np.float64).reshape(n, 2), 0.0, 1.0)
+            cx = int(min(max(1, math.ceil(2.0 / max(region[0], 1e-9))), MAX_CELLS))
+            cy = int(min(max(1, math.ceil(2.0 / max(region[1], 1e-9))), MAX_CELLS))
+            ix = np.minimum((pos[:, 0] * cx).astype(np.int64), cx - 1)
+            iy = np.minimum((pos[:, 1] * cy).astype(np.int64), cy - 1)
+            cell = iy * cx + ix
+        self.cx, self.cy = cx, cy
+        self.cell = cell
+        self.ncell = cx * cy
+        self.pad_x, self.pad_y = cx > 1, cy > 1
+        warea = self.window_sums(np.bincount(cell, weights=weights, minlength=self.ncell))
+        self.keep = np.flatnonzero(warea.reshape(-1) > 0)
+        self.area = np.append(warea.reshape(-1)[self.keep], weights.sum()).astype(np.float64)
+        self.count = self.keep.size + 1
 
-    def reset(self, lum, s, sat) -> None:
-        self.general.reset(lum, sat)
-        self.red.reset(s, sat)
+    def window_sums(self, cells: np.ndarray) -> np.ndarray:
+        """Sums over every 2 x 2 window of a per-cell quantity (C,) or (C, k); shape (wy, wx[, k])."""
+        g = cells.reshape((self.cy, self.cx) + cells.shape[1:])
+        if self.pad_y:
+            g = np.pad(g, ((1, 1),) + ((0, 0),) * (g.ndim - 1))
+            g = g[:-1] + g[1:]
+        if self.pad_x:
+            g = np.pad(g, ((0, 0), (1, 1)) + ((0, 0),) * (g.ndim - 2))
+            g = g[:, :-1] + g[:, 1:]
+        return g
 
-    def violations(self, lum, s, sat, now) -> list[tuple[_Transitions, np.ndarray, tuple]]:
-        """For each kind: (tracker, indices that must not transition, detect result)."""
-        out = []
-        for tr, x in ((self.general, lum), (self.red, s)):
-            up, down = tr.detect(x, sat)
-            bad = (up | down) & tr.exhausted(now)
-            if bad.any() and self.area_rule:
-                area = float(self.weights[bad | tr.over(now)].sum())
-                if area < FLASH_AREA:
-                    bad = np.zeros_like(bad)
-            out.append((tr, np.flatnonzero(bad), (up, down)))
-        return out
+    def window_values(self, cells: np.ndarray) -> np.ndarray:
+        """Per kept window (and the whole, last) sums of a per-cell quantity (C, k) -> (count, k)."""
+        w = self.window_sums(cells)
+        flat = w.reshape((-1,) + cells.shape[1:])
+        return np.concatenate([flat[self.keep], cells.sum(axis=0, keepdims=True)])
+
+    def cell_min(self, per_window: np.ndarray) -> np.ndarray:
+        """(C,) for each cell the minimum over the windows that contain it (and the whole)."""
+        wy, wx = self.cy + self.pad_y, self.cx + self.pad_x
+        full = np.ones(wy * wx, np.float32)
+        full[self.keep] = per_window[:-1]
+        g = full.reshape(wy, wx)
+        if self.pad_y:
+            g = np.minimum(g[:-1], g[1:])
+        if self.pad_x:
+            g = np.minimum(g[:, :-1], g[:, 1:])
+        return np.minimum(g.reshape(-1), per_window[-1])
+
+    def cells_of_windows(self, windows: np.ndarray) -> np.ndarray:
+        """(C,) bool: cells inside any of the given window indices."""
+        k = np.ones(self.count, np.float32)
+        k[windows] = 0.0
+        return self.cell_min(k) < 0.5
 
 
 class FlashLimiter:
-    """Keeps an LED frame within three general and three red flashes per second.
+    """Keeps an LED frame within three general and three red flashes per second, over the whole and per region.
 
     ``weights`` (N,): each LED's share of the installation's visible area (normalised to sum 1).
     ``fps``: the nominal frame rate, used as ``dt`` when none (or a non-finite one) is given.
-    ``encoding``: ``"linear"`` (default) -- the values are final LED drive levels after the gamma LUT;
+    ``positions`` (N, 2) canvas x, y in 0..1 and ``region`` (w, h) in canvas units: flashes are also
+    counted over overlapping regions of that size (a 10-degree field at the closest viewing distance:
+    :meth:`SafetySettings.region`); without them the whole field is the only region.
+    ``encoding``: ``"linear"`` (default) -- the values are final LED drive levels after gamma;
     WS2812-style PWM emits light proportional to the duty cycle, so the values already are linear
     light and are *not* sRGB-decoded.  ``"srgb"`` for display-referred values (screens, video).
 
     Use one instance per output frame stream; call :meth:`limit` once per frame, in order.
     """
 
-    def __init__(self, weights: np.ndarray, fps: float, encoding: str = "linear") -> None:
+    def __init__(self, weights: np.ndarray, fps: float, encoding: str = "linear",
+                 positions: np.ndarray | None = None, region: tuple[float, float] | None = None) -> None:
         w = np.asarray(weights, dtype=np.float64).reshape(-1)
         if w.size == 0 or not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
             raise ValueError("FlashLimiter weights must be a non-empty array of finite, non-negative area "
@@ -238,14 +361,18 @@ class FlashLimiter:
             raise ValueError(f"FlashLimiter fps must be a positive number, got {fps!r}")
         if encoding not in ("linear", "srgb"):
             raise ValueError(f"FlashLimiter encoding must be 'linear' or 'srgb', got {encoding!r}")
+        if positions is not None and np.asarray(positions).shape != (w.size, 2):
+            raise ValueError(f"FlashLimiter positions must be ({w.size}, 2), got {np.asarray(positions).shape}")
         self.weights = (w / w.sum()).astype(np.float32)
         self.n = w.size
         self.fps = float(fps)
         self.encoding = encoding
         self.time = 0.0
         self.frames_limited = 0
-        self._leds = _Field(self.weights, area_rule=True)
-        self._whole = _Field(np.ones(1, np.float32), area_rule=False)
+        self.regions = _Regions(positions, self.weights.astype(np.float64), region)
+        self._w3 = self.weights[:, None]
+        self._leds = (_Transitions(self.n, red=False), _Transitions(self.n, red=True))
+        self._wins = (_Transitions(self.regions.count, red=False), _Transitions(self.regions.count, red=True))
         self._prev: np.ndarray | None = None   # last emitted frame, linear light (N, 3)
         self._prev_signals: tuple = ()
         self._cache: tuple | None = None       # (frame object, _assess result) for the current frame
@@ -258,55 +385,99 @@ class FlashLimiter:
         self.time += min(float(dt), 10.0)
         return self.time
 
+    def _window_measure(self, lin: np.ndarray) -> tuple:
+        """Area-weighted mean colour of every region (and the whole, last), measured."""
+        reg = self.regions
+        if reg.ncell == 1:
+            cells = (self.weights @ lin)[None, :].astype(np.float64)
+        else:
+            cells = np.stack([np.bincount(reg.cell, weights=self.weights * lin[:, c], minlength=reg.ncell)
+                              for c in range(3)], axis=1)
+        means = (reg.window_values(cells) / reg.area[:, None]).astype(np.float32)
+        return _measure(means)
+
+    def _led_violations(self, lum, s, sat, now) -> list:
+        """Per kind: (tracker, LED indices that must not transition, detect result), with the area rule
+        per region: an LED may flash more than three times a second while the over-flashing area stays
+        under 25 % of every region it lies in and of the whole."""
+        out = []
+        reg = self.regions
+        for tr, x in zip(self._leds, (lum, s)):
+            up, down = tr.detect(x, sat)
+            bad = (up | down) & tr.exhausted(now)
+            if bad.any():
+                flagged = bad | tr.over(now)
+                f_idx = np.flatnonzero(flagged)
+                cells = np.bincount(reg.cell[f_idx], weights=self.weights[f_idx], minlength=reg.ncell)
+                frac = reg.window_values(cells[:, None])[:, 0] / reg.area
+                hot = (frac >= FLASH_AREA).astype(np.float32)
+                hot_cell = reg.cell_min(1.0 - hot) < 0.5
+                bad &= hot_cell[reg.cell]
+            out.append((tr, np.flatnonzero(bad), (up, down)))
+        return out
+
+    def _win_violations(self, wlum, ws, wsat, now) -> list:
+        out = []
+        for tr, x in zip(self._wins, (wlum, ws)):
+            up, down = tr.detect(x, wsat)
+            bad = (up | down) & tr.exhausted(now)
+            out.append((tr, np.flatnonzero(bad), (up, down)))
+        return out
+
     def _assess(self, lin: np.ndarray, now: float) -> tuple:
         """Measurements of frame ``lin`` and the rule violations it would cause (cached per object)."""
         if self._cache is not None and self._cache[0] is lin:
             return self._cache[1]
         lum, s, raw, sat = _measure(lin)
-        mean = (self.weights @ lin)[None, :]
-        mlum, ms, mraw, msat = _measure(mean)
-        leds = self._leds.violations(lum, s, sat, now)
-        whole = self._whole.violations(mlum, ms, msat, now)
-        result = ((lum, s, raw, sat), (mlum, ms, mraw, msat), leds, whole)
+        wlum, ws, wraw, wsat = self._window_measure(lin)
+        leds = self._led_violations(lum, s, sat, now)
+        wins = self._win_violations(wlum, ws, wsat, now)
+        result = ((lum, s, raw, sat), (wlum, ws, wraw, wsat), leds, wins)
         self._cache = (lin, result)
         return result
+
+    @staticmethod
+    def _any(viol: list) -> bool:
+        return any(idx.size for _, idx, _ in viol)
 
     def _plan(self, lin: np.ndarray, now: float) -> np.ndarray:
         """Blend factor per element (1 = pass, 0 = hold the previous frame) for target ``lin``."""
         prev = self._prev
-        k = np.ones(self.n, np.float32)
         self._cache = None
         self._planned = None
+        k = np.ones(self.n, np.float32)
         if prev is None:
             return k
-        (lum_t, _, raw_t, _), _, leds, whole = self._assess(lin, now)
-        lum_p, raw_p, mlum_p, mraw_p = self._prev_signals
-        for tr, idx, _ in leds:
+        (lum_t, _, raw_t, _), (wlum_t, _, wraw_t, _), leds, wins = self._assess(lin, now)
+        if not (self._any(leds) or self._any(wins)):
+            self._planned = lin
+            return k
+        lum_p, raw_p, wlum_p, wraw_p = self._prev_signals
+        reg = self.regions
+        for tr, idx, _ in leds:   # slow each LED that would spend a seventh transition
             if idx.size:
                 sig_p, sig_t = (raw_p, raw_t) if tr.red else (lum_p, lum_t)
                 k[idx] = np.minimum(k[idx], tr.blend_limit(idx, sig_p[idx], sig_t[idx]))
-        cand = self._blend(prev, lin, k)
-        if cand is not lin:
-            _, _, leds, whole = self._assess(cand, now)
-            bad = np.zeros(self.n, bool)
-            for _, idx, _ in leds:
-                bad[idx] = True
-            if bad.any():                   # a blend that still slips through: hold those elements
-                k[bad] = 0.0
-                cand = self._blend(prev, lin, k)
-                _, _, _, whole = self._assess(cand, now)
-        # the whole field as one element: its area-weighted mean colour
-        (mlum_c, _, mraw_c, _) = self._assess(cand, now)[1]
-        kg = 1.0
-        for tr, idx, _ in whole:
+        kw = np.ones(reg.count, np.float32)
+        for tr, idx, _ in wins:   # and each region whose mean would
             if idx.size:
-                sig_p, sig_t = (mraw_p, mraw_c) if tr.red else (mlum_p, mlum_c)
-                kg = min(kg, float(tr.blend_limit(idx, sig_p, sig_t)[0]))
-        if kg < 1.0:
-            k *= np.float32(kg)
-            self._planned = None
-        else:
-            self._planned = cand             # already blended and assessed: limit() reuses it
+                sig_p, sig_t = (wraw_p, wraw_t) if tr.red else (wlum_p, wlum_t)
+                kw[idx] = np.minimum(kw[idx], tr.blend_limit(idx, sig_p[idx], sig_t[idx]))
+        if (kw < 1.0).any():
+            np.minimum(k, reg.cell_min(kw)[reg.cell], out=k)
+        # blends of neighbours interact: check, and hold what still breaks a rule (a few rounds at most)
+        for _ in range(3):
+            cand = self._blend(prev, lin, k)
+            _, _, leds, wins = self._assess(cand, now)
+            if not (self._any(leds) or self._any(wins)):
+                self._planned = cand
+                return k
+            for _, idx, _ in leds:
+                k[idx] = 0.0
+            for _, idx, _ in wins:
+                if idx.size:
+                    k[reg.cells_of_windows(idx)[reg.cell]] = 0.0
+        k[:] = 0.0
         return k
 
     @staticmethod
@@ -324,20 +495,22 @@ class FlashLimiter:
         """Record the emitted frame; returns False if it breaks a rule (caller must then hold)."""
         if self._prev is None:
             lum, s, raw, sat = _measure(lin)
-            mlum, ms, mraw, msat = _measure((self.weights @ lin)[None, :])
-            self._leds.reset(lum, s, sat)
-            self._whole.reset(mlum, ms, msat)
+            wlum, ws, wraw, wsat = self._window_measure(lin)
+            for tr, x in zip(self._leds, (lum, s)):
+                tr.reset(x, sat)
+            for tr, x in zip(self._wins, (wlum, ws)):
+                tr.reset(x, wsat)
         else:
-            (lum, s, raw, sat), (mlum, ms, mraw, msat), leds, whole = self._assess(lin, now)
-            if any(idx.size for _, idx, _ in leds + whole):
+            (lum, s, raw, sat), (wlum, ws, wraw, wsat), leds, wins = self._assess(lin, now)
+            if self._any(leds) or self._any(wins):
                 return False
             for tr, _, (up, down) in leds:
                 tr.commit(s if tr.red else lum, sat, up, down, now)
-            for tr, _, (up, down) in whole:
-                tr.commit(ms if tr.red else mlum, msat, up, down, now)
+            for tr, _, (up, down) in wins:
+                tr.commit(ws if tr.red else wlum, wsat, up, down, now)
         self._cache = None
         self._prev = lin.copy()
-        self._prev_signals = (lum, raw, mlum, mraw)
+        self._prev_signals = (lum, raw, wlum, wraw)
         return True
 
     def _hold(self, now: float) -> np.ndarray:
@@ -380,17 +553,20 @@ class FrameFlashLimiter:
     The image (H, W, 4) uint8, sRGB-encoded, is decoded to linear light (every second pixel in
     each direction -- a quarter of the work, the same cells) and averaged over a ``grid`` of
     (columns, rows) cells; each cell is one element of a :class:`FlashLimiter` whose weights are
-    the cells' areas.  Cells that must be slowed are blended toward the last emitted image in
+    the cells' areas, counted per region too (``region``, canvas units; default: a 10-degree field
+    at the default viewing distance, see :class:`SafetySettings`).  Cells that must be slowed are blended toward the last emitted image in
     linear light with the cell's factor, then re-encoded to 8 bits.  Alpha passes through.
     Images that break no rule are returned unchanged (the same object).
     """
 
-    def __init__(self, fps: float, grid: tuple[int, int] = (32, 18)) -> None:
+    def __init__(self, fps: float, grid: tuple[int, int] = (32, 18),
+                 region: tuple[float, float] | None = None) -> None:
         gx, gy = int(grid[0]), int(grid[1])
         if gx < 1 or gy < 1:
             raise ValueError(f"FrameFlashLimiter grid must be at least 1x1, got {grid!r}")
         self.fps = float(fps)
         self.grid = (gx, gy)
+        self.region = region if region is not None else SafetySettings().region()
         self._shape: tuple[int, int] | None = None
         self._core: FlashLimiter | None = None
         self._prev: np.ndarray | None = None   # last emitted image, RGBA8
@@ -407,7 +583,9 @@ class FrameFlashLimiter:
         # full-resolution pixel -> cell, through the subsampled pixel it belongs to
         self._row_cell = np.repeat(np.arange(gy), np.diff(self._rows))[np.arange(h) // 2]
         self._col_cell = np.repeat(np.arange(gx), np.diff(self._cols))[np.arange(w) // 2]
-        self._core = FlashLimiter(area / area.sum(), self.fps)
+        centres = np.stack(np.meshgrid((self._cols[:-1] + self._cols[1:]) / (2.0 * ws),
+                                       (self._rows[:-1] + self._rows[1:]) / (2.0 * hs)), axis=-1).reshape(-1, 2)
+        self._core = FlashLimiter(area / area.sum(), self.fps, positions=centres, region=self.region)
         self._shape = (h, w)
         self._prev = None
 

@@ -258,7 +258,7 @@ def test_srgb_encoded_values_are_decoded_before_measuring():
 def test_nothing_can_switch_the_limiter_off():
     assert not hasattr(safety, "PARAMS")
     params = set(inspect.signature(FlashLimiter).parameters) | set(inspect.signature(FrameFlashLimiter).parameters)
-    assert params <= {"weights", "fps", "encoding", "grid"}
+    assert params <= {"weights", "fps", "encoding", "grid", "positions", "region"}  # none is a switch
     with pytest.raises(ValueError):
         FlashLimiter(np.ones(4), FPS).limit(np.zeros((5, 3), np.float32))
     with pytest.raises(ValueError):
@@ -294,9 +294,15 @@ def test_frame_limiter_passes_slow_content_and_small_strobes_untouched():
         img = np.zeros((90, 160, 4), np.uint8)
         img[:, :, :3] = int(127 + 127 * np.sin(2 * np.pi * 0.4 * i / FPS))
         assert lim.limit(img, 1 / FPS) is img
-    small = FrameFlashLimiter(FPS)
-    for f in rgba_strobe(90, 160, 10.0, 2.0, box=(0, 18, 0, 36)):   # 4.5 % of the picture
+    # 4.5 % of the picture: small when the whole picture is one 10-degree field ...
+    small = FrameFlashLimiter(FPS, region=(1.0, 1.0))
+    for f in rgba_strobe(90, 160, 10.0, 2.0, box=(0, 18, 0, 36)):
         assert small.limit(f, 1 / FPS) is f
+    # ... but a local flash where the picture is seen from close up (the default regions)
+    local = FrameFlashLimiter(FPS)
+    for f in rgba_strobe(90, 160, 10.0, 2.0, box=(0, 18, 0, 36)):
+        local.limit(f, 1 / FPS)
+    assert local.frames_limited > 0
 
 
 @settings(max_examples=40, deadline=None)
