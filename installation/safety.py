@@ -267,9 +267,9 @@ def venue_region(venue: Any, aspect: float = 16 / 9) -> tuple[float, float]:
 class _Regions:
     """Overlapping regions of the canvas, each ``region`` (w, h) in canvas units, over which flashes count.
 
-    The canvas is cut into cells half a region wide and high; a region is a window of 2 x 2 cells,
-    and windows start at every cell, so the regions overlap by half in each direction and any
-    flashing patch of a region's size lies mostly inside one of them.  Only windows that hold any
+    The canvas is cut into cells (at most) half a region wide and high; a region is a window of
+    2 x 2 cells, and windows start at every cell, so the regions overlap by half in each direction
+    and any flashing patch of a region's size lies mostly inside one of them.  Only windows that hold any
     element are kept.  The whole field is the last window.
     """
 
@@ -288,7 +288,6 @@ class _Regions:
         self.cx, self.cy = cx, cy
         self.cell = cell
         self.ncell = cx * cy
-        self.pad_x, self.pad_y = cx > 1, cy > 1
         warea = self.window_sums(np.bincount(cell, weights=weights, minlength=self.ncell))
         self.keep = np.flatnonzero(warea.reshape(-1) > 0)
         self.area = np.append(warea.reshape(-1)[self.keep], weights.sum()).astype(np.float64)
@@ -297,11 +296,9 @@ class _Regions:
     def window_sums(self, cells: np.ndarray) -> np.ndarray:
         """Sums over every 2 x 2 window of a per-cell quantity (C,) or (C, k); shape (wy, wx[, k])."""
         g = cells.reshape((self.cy, self.cx) + cells.shape[1:])
-        if self.pad_y:
-            g = np.pad(g, ((1, 1),) + ((0, 0),) * (g.ndim - 1))
+        if self.cy > 1:
             g = g[:-1] + g[1:]
-        if self.pad_x:
-            g = np.pad(g, ((0, 0), (1, 1)) + ((0, 0),) * (g.ndim - 2))
+        if self.cx > 1:
             g = g[:, :-1] + g[:, 1:]
         return g
 
@@ -313,13 +310,15 @@ class _Regions:
 
     def cell_min(self, per_window: np.ndarray) -> np.ndarray:
         """(C,) for each cell the minimum over the windows that contain it (and the whole)."""
-        wy, wx = self.cy + self.pad_y, self.cx + self.pad_x
+        wy, wx = max(self.cy - 1, 1), max(self.cx - 1, 1)
         full = np.ones(wy * wx, np.float32)
         full[self.keep] = per_window[:-1]
         g = full.reshape(wy, wx)
-        if self.pad_y:
+        if self.cy > 1:   # cell row j lies in window rows j-1 and j
+            g = np.pad(g, ((1, 1), (0, 0)), constant_values=1.0)
             g = np.minimum(g[:-1], g[1:])
-        if self.pad_x:
+        if self.cx > 1:
+            g = np.pad(g, ((0, 0), (1, 1)), constant_values=1.0)
             g = np.minimum(g[:, :-1], g[:, 1:])
         return np.minimum(g.reshape(-1), per_window[-1])
 
@@ -448,7 +447,7 @@ class FlashLimiter:
         k = np.ones(self.n, np.float32)
         if prev is None:
             return k
-        (lum_t, _, raw_t, _), (wlum_t, _, wraw_t, _), leds, wins = self._assess(lin, now)
+        (lum_t, _, raw_t, _), _, leds, wins = self._assess(lin, now)
         if not (self._any(leds) or self._any(wins)):
             self._planned = lin
             return k
@@ -458,13 +457,15 @@ class FlashLimiter:
             if idx.size:
                 sig_p, sig_t = (raw_p, raw_t) if tr.red else (lum_p, lum_t)
                 k[idx] = np.minimum(k[idx], tr.blend_limit(idx, sig_p[idx], sig_t[idx]))
+        cand = self._blend(prev, lin, k)
+        (_, _, _, _), (wlum_c, _, wraw_c, _), _, wins = self._assess(cand, now)
         kw = np.ones(reg.count, np.float32)
-        for tr, idx, _ in wins:   # and each region whose mean would
+        for tr, idx, _ in wins:   # then each region whose mean would, as blended so far
             if idx.size:
-                sig_p, sig_t = (wraw_p, wraw_t) if tr.red else (wlum_p, wlum_t)
+                sig_p, sig_t = (wraw_p, wraw_c) if tr.red else (wlum_p, wlum_c)
                 kw[idx] = np.minimum(kw[idx], tr.blend_limit(idx, sig_p[idx], sig_t[idx]))
         if (kw < 1.0).any():
-            np.minimum(k, reg.cell_min(kw)[reg.cell], out=k)
+            k *= reg.cell_min(kw)[reg.cell]
         # blends of neighbours interact: check, and hold what still breaks a rule (a few rounds at most)
         for _ in range(3):
             cand = self._blend(prev, lin, k)
