@@ -189,13 +189,17 @@ class ColorPipeline:
         """The (N, 3) float32 array :meth:`process_levels` works on: read the GPU's result straight into it."""
         return self.rgb
 
-    def limit_power(self) -> np.ndarray:
-        """The power stage: scale :attr:`levels` in place so no supply's estimate exceeds its budget."""
+    def limit_power(self, measures: np.ndarray | None = None) -> np.ndarray:
+        """The power stage: scale :attr:`levels` in place so no supply's estimate exceeds its budget.
+
+        ``measures`` ((k, N), optional): per-LED quantities linear in the levels (the flash limiter's,
+        measured on the GPU) scaled with them.  :attr:`last_scale` says what each supply got.
+        """
         if self.limited:
-            self._limit_power(bool(self.tree["leds/dither"]))
+            self._limit_power(bool(self.tree["leds/dither"]), measures)
         return self.rgb
 
-    def _limit_power(self, dither: bool) -> None:
+    def _limit_power(self, dither: bool, measures: np.ndarray | None = None) -> None:
         cm = self.current
         np.dot(self.rgb, self.ma_vec, out=self.led_ma)
         per_fixture = np.add.reduceat(self.led_ma, self.layout.first, dtype=np.float64).tolist()
@@ -214,6 +218,8 @@ class ColorPipeline:
                 k32 = np.float32(k)
                 for a, b in self.supply_runs[s_i]:
                     self.rgb[a:b] *= k32
+                    if measures is not None:
+                        measures[:, a:b] *= k32
             ma_all.append(min(ma, ma * k) + leds * cm.idle)
             scales.append(k)
         self.last_ma = np.array(ma_all)

@@ -94,16 +94,20 @@ def _encode_srgb8(lin: np.ndarray) -> np.ndarray:
     return _LINEAR16_TO_SRGB8[(np.clip(lin, 0.0, 1.0) * 65535.0 + 0.5).astype(np.uint16)]
 
 
-# columns: relative luminance, R-G-B, R+G+B  (one small matmul beats strided per-channel arithmetic)
-_MEASURE = np.array([[0.2126, 1.0, 1.0], [0.7152, -1.0, 1.0], [0.0722, -1.0, 1.0]], dtype=np.float32)
+_RED = np.array([1.0, -1.0, -1.0], dtype=np.float32)
+_SUM = np.ones(3, dtype=np.float32)
+_SAT_RAW = 2.0 * RED_SATURATION - 1.0   # R >= 0.8 (R+G+B)  <=>  R-G-B >= 0.6 (R+G+B)
+
+
+def _signals(lum: np.ndarray, raw: np.ndarray, total: np.ndarray) -> tuple:
+    """(luminance, red signal max(0, R-G-B), raw R-G-B, saturated-red flag) from the three measures."""
+    sat = (total > _EPS) & (raw >= np.float32(_SAT_RAW) * total)
+    return lum, np.maximum(raw, 0.0), raw, sat
 
 
 def _measure(lin: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Relative luminance, red signal max(0,R-G-B), raw R-G-B and saturated-red flag of linear RGB rows."""
-    m = lin @ _MEASURE
-    lum, raw, total = m[:, 0], m[:, 1], m[:, 2]
-    sat = (total > _EPS) & (lin[:, 0] >= RED_SATURATION * total)
-    return lum, np.maximum(raw, 0.0), raw, sat
+    return _signals(lin @ _LUMA, lin @ _RED, lin @ _SUM)
 
 
 class _Transitions:
@@ -376,6 +380,7 @@ class FlashLimiter:
         self._prev_signals: tuple = ()
         self._cache: tuple | None = None       # (frame object, _assess result) for the current frame
         self._planned: np.ndarray | None = None
+        self._given: tuple | None = None       # (frame, measures, cell sums) handed in with the frame
 
     # -- the two halves, also used by FrameFlashLimiter ------------------------------------------
     def _advance(self, dt: float | None) -> float:
@@ -384,16 +389,21 @@ class FlashLimiter:
         self.time += min(float(dt), 10.0)
         return self.time
 
-    def _window_measure(self, lin: np.ndarray) -> tuple:
-        """Area-weighted mean colour of every region (and the whole, last), measured."""
+    def _cell_sums(self, lin: np.ndarray, lum: np.ndarray, raw: np.ndarray) -> np.ndarray:
+        """(C, 3) area-weighted sums of luminance, R-G-B and R+G+B per regions cell, on the CPU."""
         reg = self.regions
+        total = lin @ _SUM
         if reg.ncell == 1:
-            cells = (self.weights @ lin)[None, :].astype(np.float64)
-        else:
-            cells = np.stack([np.bincount(reg.cell, weights=self.weights * lin[:, c], minlength=reg.ncell)
-                              for c in range(3)], axis=1)
-        means = (reg.window_values(cells) / reg.area[:, None]).astype(np.float32)
-        return _measure(means)
+            return np.array([[self.weights @ lum, self.weights @ raw, self.weights @ total]], np.float64)
+        return np.stack([np.bincount(reg.cell, weights=self.weights * x, minlength=reg.ncell)
+                         for x in (lum, raw, total)], axis=1)
+
+    def _window_measure(self, cells: np.ndarray) -> tuple:
+        """Area-weighted mean measures of every region (and the whole, last) from the cell sums."""
+        reg = self.regions
+        means = reg.window_values(np.asarray(cells, np.float64)) / reg.area[:, None]
+        means = means.astype(np.float32)
+        return _signals(means[:, 0], means[:, 1], means[:, 2])
 
     def _led_violations(self, lum, s, sat, now) -> list:
         """Per kind: (tracker, LED indices that must not transition, detect result), with the area rule
@@ -427,8 +437,16 @@ class FlashLimiter:
         """Measurements of frame ``lin`` and the rule violations it would cause (cached per object)."""
         if self._cache is not None and self._cache[0] is lin:
             return self._cache[1]
-        lum, s, raw, sat = _measure(lin)
-        wlum, ws, wraw, wsat = self._window_measure(lin)
+        pre = self._given
+        if pre is not None and pre[0] is lin:       # measured on the GPU with the frame itself
+            _, meas, cells = pre
+            lum, s, raw, sat = _signals(meas[0], meas[1], meas[2])
+            if cells is None:
+                cells = self._cell_sums(lin, lum, raw)
+        else:
+            lum, s, raw, sat = _measure(lin)
+            cells = self._cell_sums(lin, lum, raw)
+        wlum, ws, wraw, wsat = self._window_measure(cells)
         leds = self._led_violations(lum, s, sat, now)
         wins = self._win_violations(wlum, ws, wsat, now)
         result = ((lum, s, raw, sat), (wlum, ws, wraw, wsat), leds, wins)
@@ -496,7 +514,7 @@ class FlashLimiter:
         """Record the emitted frame; returns False if it breaks a rule (caller must then hold)."""
         if self._prev is None:
             lum, s, raw, sat = _measure(lin)
-            wlum, ws, wraw, wsat = self._window_measure(lin)
+            wlum, ws, wraw, wsat = self._window_measure(self._cell_sums(lin, lum, raw))
             for tr, x in zip(self._leds, (lum, s)):
                 tr.reset(x, sat)
             for tr, x in zip(self._wins, (wlum, ws)):
@@ -510,8 +528,9 @@ class FlashLimiter:
             for tr, _, (up, down) in wins:
                 tr.commit(ws if tr.red else wlum, wsat, up, down, now)
         self._cache = None
+        self._given = None
         self._prev = lin.copy()
-        self._prev_signals = (lum, raw, wlum, wraw)
+        self._prev_signals = (lum.copy(), raw.copy(), wlum, wraw)   # GPU measures live in a reused buffer
         return True
 
     def _hold(self, now: float) -> np.ndarray:
@@ -521,18 +540,29 @@ class FlashLimiter:
         return prev
 
     # -- public ----------------------------------------------------------------------------------
-    def limit(self, rgb: np.ndarray, dt: float | None = None) -> np.ndarray:
+    def limit(self, rgb: np.ndarray, dt: float | None = None, measures: np.ndarray | None = None,
+              cell_sums: np.ndarray | None = None) -> np.ndarray:
         """Return the frame to emit for target ``rgb`` (N, 3) float 0..1, ``dt`` seconds after the last.
 
-        The result is float32 (N, 3); when no rule would be broken it equals the (clipped) input
-        exactly.  NaN and out-of-range values are treated as 0 and clipped.
+        The result is float32 (N, 3); when no rule would be broken it is the input itself (or its
+        clipped copy: NaN and out-of-range values are treated as 0 and clipped).
+        ``measures`` (3, N): relative luminance, R-G-B and R+G+B of ``rgb`` when they were computed
+        with it (the LED sampler does, on the GPU); ``cell_sums`` (C, 3): their sums weighted by
+        :attr:`weights` per cell of :attr:`regions`.  Both only save work; linear encoding only.
         """
         now = self._advance(dt)
         target = np.asarray(rgb, dtype=np.float32)
         if target.shape != (self.n, 3):
             raise ValueError(f"FlashLimiter.limit: expected an ({self.n}, 3) frame, got {target.shape}")
-        target = np.minimum(np.fmax(target, 0.0), 1.0)   # NaN -> 0, +inf -> 1
+        if not (target.min() >= 0.0 and target.max() <= 1.0):   # NaN fails both
+            target = np.minimum(np.fmax(target, 0.0), 1.0)       # NaN -> 0, +inf -> 1
+            measures = None
         lin = srgb_to_linear(target) if self.encoding == "srgb" else target
+        self._given = None
+        if measures is not None and self.encoding == "linear":
+            if measures.shape != (3, self.n) or (cell_sums is not None and cell_sums.shape != (self.regions.ncell, 3)):
+                raise ValueError("FlashLimiter.limit: measures must be (3, N) and cell_sums (cells, 3)")
+            self._given = (lin, measures, cell_sums)
         k = self._plan(lin, now)
         if np.all(k >= 1.0):
             if self._commit(lin, now):
