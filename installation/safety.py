@@ -69,6 +69,7 @@ HOLD_FRACTION = 0.5          # a held element may still move this fraction of th
 
 _LUMA = np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
 _EPS = 1e-6
+_NONE = np.zeros(0, np.int64)
 
 
 def srgb_to_linear(v: np.ndarray) -> np.ndarray:
@@ -117,6 +118,8 @@ class _Transitions:
         self.red = red
         self.delta = RED_DELTA if red else GENERAL_DELTA
         self.dir = np.zeros(n, np.int8)          # +1 after a rise, -1 after a fall, 0 none yet
+        self.can_fall = np.ones(n, bool)         # dir >= 0 and dir <= 0, kept for the per-frame pre-check
+        self.can_rise = np.ones(n, bool)
         self.hi = np.zeros(n, np.float32)        # highest value since the last transition
         self.lo = np.zeros(n, np.float32)        # lowest value since the last transition
         self.sat_hi = np.zeros(n, bool)
@@ -126,45 +129,69 @@ class _Transitions:
 
     def reset(self, x: np.ndarray, sat: np.ndarray) -> None:
         self.dir[:] = 0
+        self.can_fall[:] = True
+        self.can_rise[:] = True
         self.hi[:] = x
         self.lo[:] = x
         self.sat_hi[:] = sat
         self.sat_lo[:] = sat
 
     def detect(self, x: np.ndarray, sat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Masks of elements for which value ``x`` would complete a rising / falling transition."""
+        """Indices of the elements for which value ``x`` would complete a rising / falling transition.
+
+        Two passes over every element find the few that moved a threshold from an extreme; the
+        rules are then checked on those alone (a frame usually has none or a handful).
+        """
         drop = self.hi - x
         rise = x - self.lo
+        m = drop >= self.delta
+        m &= self.can_fall
+        m2 = rise >= self.delta
+        m2 &= self.can_rise
+        m |= m2
+        cand = np.flatnonzero(m)
+        if cand.size == 0:
+            return _NONE, _NONE
+        d = self.dir[cand]
+        xc = x[cand]
+        dr = self.hi[cand] - xc
+        ri = xc - self.lo[cand]
         if self.red:
-            down = (self.dir >= 0) & (drop > self.delta) & (self.sat_hi | sat)
-            up = (self.dir <= 0) & (rise > self.delta) & (self.sat_lo | sat)
+            sc = sat[cand]
+            down = (d >= 0) & (dr > self.delta) & (self.sat_hi[cand] | sc)
+            up = (d <= 0) & (ri > self.delta) & (self.sat_lo[cand] | sc)
         else:
-            down = (self.dir >= 0) & (drop >= self.delta) & (x < DARK_LIMIT)
-            up = (self.dir <= 0) & (rise >= self.delta) & (self.lo < DARK_LIMIT)
+            down = (d >= 0) & (dr >= self.delta) & (xc < DARK_LIMIT)
+            up = (d <= 0) & (ri >= self.delta) & (self.lo[cand] < DARK_LIMIT)
         both = up & down
         if both.any():  # only before the first transition: keep the larger swing
-            up = up & ~(both & (drop > rise))
+            up = up & ~(both & (dr > ri))
             down = down & ~up
-        return up, down
+        return cand[up], cand[down]
 
-    def exhausted(self, now: float) -> np.ndarray:
-        """Elements whose budget is spent: six transitions already inside the window."""
-        return self.times[1] > now - WINDOW_S - _WINDOW_SLACK_S
+    def exhausted_at(self, idx: np.ndarray, now: float) -> np.ndarray:
+        """For elements ``idx``: is their budget spent (six transitions already inside the window)?"""
+        return self.times[1, idx] > now - WINDOW_S - _WINDOW_SLACK_S
 
     def over(self, now: float) -> np.ndarray:
         """Elements with more than six transitions inside the window (allowed only on < 25 % area)."""
         return self.times[0] > now - WINDOW_S - _WINDOW_SLACK_S
 
     def commit(self, x: np.ndarray, sat: np.ndarray, up: np.ndarray, down: np.ndarray, now: float) -> None:
-        """Record value ``x`` as emitted, given its transitions from :meth:`detect`."""
-        np.copyto(self.sat_hi, sat, where=x > self.hi)
-        np.copyto(self.sat_lo, sat, where=x < self.lo)
+        """Record value ``x`` as emitted, given its transitions (indices) from :meth:`detect`."""
+        if self.red:   # the general rule does not look at saturation
+            np.copyto(self.sat_hi, sat, where=x > self.hi)
+            np.copyto(self.sat_lo, sat, where=x < self.lo)
         np.maximum(self.hi, x, out=self.hi)
         np.minimum(self.lo, x, out=self.lo)
-        moved = up | down
-        if moved.any():
-            idx = np.flatnonzero(moved)
-            self.dir[idx] = np.where(up[idx], 1, -1)
+        if up.size or down.size:
+            idx = np.concatenate([up, down])
+            self.dir[up] = 1
+            self.dir[down] = -1
+            self.can_fall[up] = True
+            self.can_rise[up] = False
+            self.can_fall[down] = False
+            self.can_rise[down] = True
             self.hi[idx] = x[idx]
             self.lo[idx] = x[idx]
             self.sat_hi[idx] = sat[idx]
@@ -294,7 +321,9 @@ class _Regions:
         self.ncell = cx * cy
         warea = self.window_sums(np.bincount(cell, weights=weights, minlength=self.ncell))
         self.keep = np.flatnonzero(warea.reshape(-1) > 0)
+        self.all_kept = self.keep.size == warea.size
         self.area = np.append(warea.reshape(-1)[self.keep], weights.sum()).astype(np.float64)
+        self.inv_area = (1.0 / self.area).astype(np.float32)[:, None]
         self.count = self.keep.size + 1
 
     def window_sums(self, cells: np.ndarray) -> np.ndarray:
@@ -310,7 +339,13 @@ class _Regions:
         """Per kept window (and the whole, last) sums of a per-cell quantity (C, k) -> (count, k)."""
         w = self.window_sums(cells)
         flat = w.reshape((-1,) + cells.shape[1:])
-        return np.concatenate([flat[self.keep], cells.sum(axis=0, keepdims=True)])
+        out = np.empty((self.count,) + cells.shape[1:], cells.dtype)
+        if self.all_kept:
+            out[:-1] = flat
+        else:
+            np.take(flat, self.keep, axis=0, out=out[:-1])
+        out[-1] = np.add.reduce(cells, axis=0)
+        return out
 
     def cell_min(self, per_window: np.ndarray) -> np.ndarray:
         """(C,) for each cell the minimum over the windows that contain it (and the whole)."""
@@ -401,9 +436,10 @@ class FlashLimiter:
     def _window_measure(self, cells: np.ndarray) -> tuple:
         """Area-weighted mean measures of every region (and the whole, last) from the cell sums."""
         reg = self.regions
-        means = reg.window_values(np.asarray(cells, np.float64)) / reg.area[:, None]
-        means = means.astype(np.float32)
-        return _signals(means[:, 0], means[:, 1], means[:, 2])
+        means = reg.window_values(np.asarray(cells, np.float32))
+        means *= reg.inv_area
+        means = means.T.copy()   # rows: contiguous signals
+        return _signals(means[0], means[1], means[2])
 
     def _led_violations(self, lum, s, sat, now) -> list:
         """Per kind: (tracker, LED indices that must not transition, detect result), with the area rule
@@ -413,24 +449,31 @@ class FlashLimiter:
         reg = self.regions
         for tr, x in zip(self._leds, (lum, s)):
             up, down = tr.detect(x, sat)
-            bad = (up | down) & tr.exhausted(now)
-            if bad.any():
-                flagged = bad | tr.over(now)
+            bad = _NONE
+            if up.size or down.size:
+                moving = np.concatenate([up, down])
+                bad = moving[tr.exhausted_at(moving, now)]
+            if bad.size:
+                flagged = tr.over(now)
+                flagged[bad] = True
                 f_idx = np.flatnonzero(flagged)
                 cells = np.bincount(reg.cell[f_idx], weights=self.weights[f_idx], minlength=reg.ncell)
                 frac = reg.window_values(cells[:, None])[:, 0] / reg.area
                 hot = (frac >= FLASH_AREA).astype(np.float32)
                 hot_cell = reg.cell_min(1.0 - hot) < 0.5
-                bad &= hot_cell[reg.cell]
-            out.append((tr, np.flatnonzero(bad), (up, down)))
+                bad = bad[hot_cell[reg.cell[bad]]]
+            out.append((tr, bad, (up, down)))
         return out
 
     def _win_violations(self, wlum, ws, wsat, now) -> list:
         out = []
         for tr, x in zip(self._wins, (wlum, ws)):
             up, down = tr.detect(x, wsat)
-            bad = (up | down) & tr.exhausted(now)
-            out.append((tr, np.flatnonzero(bad), (up, down)))
+            bad = _NONE
+            if up.size or down.size:
+                moving = np.concatenate([up, down])
+                bad = moving[tr.exhausted_at(moving, now)]
+            out.append((tr, bad, (up, down)))
         return out
 
     def _assess(self, lin: np.ndarray, now: float) -> tuple:
