@@ -58,7 +58,9 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 WINDOW_S = 1.0
-_WINDOW_SLACK_S = 1e-3       # count a transition exactly 1 s old as still inside (float time sums drift)
+# a transition up to 1.1 s old still counts: frames reach the lights with jitter (hand-off and sender
+# threads, the network), and a budget spent exactly on the 1 s edge would be broken by a few ms of it
+_WINDOW_SLACK_S = 0.1
 MAX_TRANSITIONS = 6          # three flashes = three pairs of opposing transitions
 GENERAL_DELTA = 0.10         # relative luminance, fraction of white
 DARK_LIMIT = 0.80            # the darker state must be below this for a general flash
