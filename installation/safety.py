@@ -68,6 +68,9 @@ RED_DELTA = 20.0 / 320.0     # (R-G-B) x 320 > 20  <=>  d(R-G-B) > 0.0625
 RED_SATURATION = 0.80        # R / (R+G+B)
 FLASH_AREA = 0.25            # fraction of the installation's area
 HOLD_FRACTION = 0.5          # a held element may still move this fraction of the threshold
+# 8-bit output and temporal dithering move a level by up to about two codes after this stage: swings
+# that come within that of a threshold are counted as transitions, so the rule holds on the wire too
+QUANT_MARGIN = 2.5 / 255.0
 
 _LUMA = np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
 _EPS = 1e-6
@@ -118,7 +121,7 @@ class _Transitions:
 
     def __init__(self, n: int, red: bool) -> None:
         self.red = red
-        self.delta = RED_DELTA if red else GENERAL_DELTA
+        self.delta = (RED_DELTA if red else GENERAL_DELTA) - QUANT_MARGIN
         self.dir = np.zeros(n, np.int8)          # +1 after a rise, -1 after a fall, 0 none yet
         self.can_fall = np.ones(n, bool)         # dir >= 0 and dir <= 0, kept for the per-frame pre-check
         self.can_rise = np.ones(n, bool)
@@ -163,8 +166,8 @@ class _Transitions:
             down = (d >= 0) & (dr > self.delta) & (self.sat_hi[cand] | sc)
             up = (d <= 0) & (ri > self.delta) & (self.sat_lo[cand] | sc)
         else:
-            down = (d >= 0) & (dr >= self.delta) & (xc < DARK_LIMIT)
-            up = (d <= 0) & (ri >= self.delta) & (self.lo[cand] < DARK_LIMIT)
+            down = (d >= 0) & (dr >= self.delta) & (xc < DARK_LIMIT + QUANT_MARGIN)
+            up = (d <= 0) & (ri >= self.delta) & (self.lo[cand] < DARK_LIMIT + QUANT_MARGIN)
         both = up & down
         if both.any():  # only before the first transition: keep the larger swing
             up = up & ~(both & (dr > ri))

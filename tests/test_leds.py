@@ -288,3 +288,54 @@ def test_frame_thread_does_not_wait_for_outputs_and_newest_frame_wins(rig):
     assert outs[0].final == bytes(bufs[3][sl])
     for t in texs:
         t.release()
+
+
+def test_scene_changes_over_osc_at_10_hz_flash_at_most_3_times_a_second_in_every_region(tmp_path):
+    """Issue 14's case: hard preset changes sent over OSC at 10 Hz on the demo venue.  The whole-field mean
+    stayed within 3 flashes a second before, while parts of the wall flashed up to 5 times a second; now
+    every region (a 10-degree field at the venue's closest viewing distance) stays within the rule too."""
+    import dataclasses
+    import socket
+
+    from installation.control.osc import OscConfig, OscServer
+    from installation.control.wire import encode_message
+    from installation.engine import Engine, EngineOptions, declare_all
+    from installation.safety import venue_region
+    from tests.hardware.flash_count import report
+
+    ROOT = Path(__file__).resolve().parents[1]
+    rx = DmxReceiver()
+    ctx = headless_context()
+    tree = declare_all()
+    eng = Engine(ctx, EngineOptions(size=(160, 90), particles=8192), tree=tree)
+    venue = load_venue(ROOT / "hardware" / "demo-venue.toml")
+    venue = dataclasses.replace(venue, outputs=tuple(dataclasses.replace(o, port=rx.port) for o in venue.outputs))
+    leds = LedPipeline(ctx, venue, tree, fps=60, shaders=eng.shaders)
+    eng.attach_leds(leds, fps=60)
+    server = OscServer(tree, eng.commands, OscConfig(port=0)).start()
+    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    names = ["harmony", "tension", "breakdown", "restoration", "symbiosis"]
+    frames = []
+    try:
+        for i in range(180):                                   # 3 s at 60 fps, a preset cut every 6 frames
+            if i % 6 == 0:
+                client.sendto(encode_message("/tapestry/preset/load", names[(i // 6) % 5], 0.0),
+                              server.address)
+                deadline = time.monotonic() + 5
+                while eng.commands.empty() and time.monotonic() < deadline:
+                    time.sleep(0.002)
+            eng.frame(1 / 60)
+            rgbw = leds.color.unpack(leds.last).astype(np.float64) / 255.0   # the bytes sent this frame
+            frames.append(np.minimum(rgbw[:, :3] + rgbw[:, 3:], 1.0))
+        assert eng.preset_name == "symbiosis" and rx.wait_latest(lambda s: len(s) >= 3)   # it ran; it was sent
+    finally:
+        client.close()
+        server.stop()
+        eng.close()
+        eng.release()
+        rx.close()
+        ctx.release()
+    lay = venue.layout
+    r = report(np.stack(frames), [(i + 1) / 60 for i in range(180)], lay.areas(), lay.positions, venue_region(venue))
+    assert max(np.ptp(np.stack(frames)[:, :, 0], axis=0)) > 0.1   # the cuts really changed the light
+    assert r.ok(), r
