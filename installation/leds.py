@@ -150,8 +150,8 @@ class PowerStage:
 class FlashStage:
     """The photosensitive flash limiter on the final float frame, handed the frame's ``dt``.
 
-    Its per-LED measures and per-cell sums come from the correct stage's GPU dispatch (scaled by
-    the power stage); if the limiter itself fails, the last frame sent (which passed it) is sent
+    Its per-LED measures come from the correct stage's GPU dispatch (scaled by the power stage);
+    if the limiter itself fails, the last frame sent (which passed it) is sent
     again until it works.
     """
 
@@ -160,27 +160,10 @@ class FlashStage:
     def __init__(self, limiter: FlashLimiter, sampler: LedSampler, color: ColorPipeline):
         self.limiter, self.sampler, self.color = limiter, sampler, color
         self._failed = False
-        # each regions cell's one supply (its index; unfed: the last slot, scale 1), or -1 when it has LEDs
-        # of several supplies: then the GPU's cell sums cannot follow the power stage and are redone
-        n_sup = len(color.supplies)
-        led_sup = color.fixture_supply[color.fixture_of]
-        led_sup = np.where(led_sup < 0, n_sup, led_sup)
-        reg = limiter.regions
-        lo = np.full(reg.ncell, n_sup + 1, np.int64)
-        hi = np.full(reg.ncell, -1, np.int64)
-        np.minimum.at(lo, reg.cell, led_sup)
-        np.maximum.at(hi, reg.cell, led_sup)
-        self.cell_supply = np.where(lo == hi, lo, -1)
-        self.cell_supply[hi < 0] = n_sup   # empty cells
-        self.mixed = bool((self.cell_supply < 0).any())
 
     def __call__(self, f: LedFrame) -> None:
-        cells = self.sampler.cell_sums
-        scale = self.color.last_scale
-        if cells is not None and self.color.limited and (scale < 1.0).any():
-            cells = None if self.mixed else cells * np.append(scale, 1.0)[self.cell_supply][:, None]
         try:
-            out = self.limiter.limit(f.levels, f.dt, measures=self.sampler.measures, cell_sums=cells)
+            out = self.limiter.limit(f.levels, f.dt, measures=self.sampler.measures)
             if out is not f.levels:
                 np.copyto(f.levels, out)
             self._failed = False
@@ -260,8 +243,6 @@ class LedPipeline:
         self._closed = False
         self._pack = PackStage(self.color)
         #: the LED path, in order; built here and nowhere else
-        reg = self.flash_limiter.regions
-        self.sampler.set_cells(reg.cell, self.flash_limiter.weights, reg.ncell)
         self.stages: tuple = (CorrectStage(self.sampler, self.color), PowerStage(self.color, self.sampler),
                               FlashStage(self.flash_limiter, self.sampler, self.color), self._pack,
                               SendStage(self._send))

@@ -15,8 +15,6 @@
 //   COLORS   1: no texture: read each LED's display-referred colour from the
 //            Source buffer (test patterns, mapping codes) and correct it the
 //            same way, so gamma and white balance live only here.
-//   CELLS    1: a different program: sum each canvas cell's area-weighted flash
-//            measures (below) for the flash limiter's regions.
 // Tap positions are precomputed per texture size: p0 = first tap, da/db = steps.
 // With LINEAR the flash limiter's per-LED measures ride along: relative
 // luminance, R-G-B and R+G+B of the drive levels (linear light), into Measures
@@ -24,28 +22,6 @@
 
 layout(local_size_x = 128) in;
 
-#if CELLS
-layout(std430, binding = 3) readonly buffer Measures { float meas[]; };
-layout(std430, binding = 4) readonly buffer CellFirst { uint cell_first[]; };   // C + 1 offsets into cell_leds
-layout(std430, binding = 5) readonly buffer CellLeds { uvec2 cell_leds[]; };    // (LED index, weight bits) by cell
-layout(std430, binding = 6) writeonly buffer CellSums { float cell_sums[]; };   // C x (lum, R-G-B, R+G+B)
-uniform uint count;
-uniform uint nleds;
-
-void main() {
-    uint c = gl_GlobalInvocationID.x;
-    if (c >= count) return;
-    vec3 acc = vec3(0.0);
-    for (uint j = cell_first[c]; j < cell_first[c + 1u]; ++j) {
-        uvec2 e = cell_leds[j];
-        uint i = e.x;
-        acc += uintBitsToFloat(e.y) * vec3(meas[i], meas[nleds + i], meas[2u * nleds + i]);
-    }
-    cell_sums[3u * c] = acc.x;
-    cell_sums[3u * c + 1u] = acc.y;
-    cell_sums[3u * c + 2u] = acc.z;
-}
-#else
 
 struct Led {
     vec4 p;   // p0.xy, da.xy
@@ -110,4 +86,3 @@ void main() {
     rgb[o + 1u] = sum.g;
     rgb[o + 2u] = sum.b;
 }
-#endif
