@@ -111,9 +111,12 @@ def _signals(lum: np.ndarray, raw: np.ndarray, total: np.ndarray) -> tuple:
     return lum, np.maximum(raw, 0.0), raw, sat
 
 
-def _measure(lin: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Relative luminance, red signal max(0,R-G-B), raw R-G-B and saturated-red flag of linear RGB rows."""
-    return _signals(lin @ _LUMA, lin @ _RED, lin @ _SUM)
+_PLANAR = np.stack([_LUMA, _RED, _SUM])
+
+
+def _planar(lin: np.ndarray) -> np.ndarray:
+    """(3, N) relative luminance, R-G-B and R+G+B of linear RGB rows (N, 3)."""
+    return np.stack([lin @ _PLANAR[0], lin @ _PLANAR[1], lin @ _PLANAR[2]])
 
 
 class _Transitions:
@@ -328,7 +331,9 @@ class _Regions:
         self.keep = np.flatnonzero(warea.reshape(-1) > 0)
         self.all_kept = self.keep.size == warea.size
         self.area = np.append(warea.reshape(-1)[self.keep], weights.sum()).astype(np.float64)
-        self.inv_area = (1.0 / self.area).astype(np.float32)[:, None]
+        self.inv_area = (1.0 / self.area).astype(np.float32)
+        # (LED, quantity) -> one bincount slot: planar measures (3, N) are summed per cell in one call
+        self.cell3 = np.concatenate([cell, cell + self.ncell, cell + 2 * self.ncell])
         self.count = self.keep.size + 1
 
     def window_sums(self, cells: np.ndarray) -> np.ndarray:
@@ -350,6 +355,23 @@ class _Regions:
         else:
             np.take(flat, self.keep, axis=0, out=out[:-1])
         out[-1] = np.add.reduce(cells, axis=0)
+        return out
+
+    def window_rows(self, cells: np.ndarray) -> np.ndarray:
+        """Like :meth:`window_values` for quantities in rows: (k, C) -> (k, count)."""
+        k = cells.shape[0]
+        g = cells.reshape(k, self.cy, self.cx)
+        if self.cy > 1:
+            g = g[:, :-1] + g[:, 1:]
+        if self.cx > 1:
+            g = g[:, :, :-1] + g[:, :, 1:]
+        flat = g.reshape(k, -1)
+        out = np.empty((k, self.count), cells.dtype)
+        if self.all_kept:
+            out[:, :-1] = flat
+        else:
+            np.take(flat, self.keep, axis=1, out=out[:, :-1])
+        np.add.reduce(cells, axis=1, out=out[:, -1])
         return out
 
     def cell_min(self, per_window: np.ndarray) -> np.ndarray:
@@ -420,7 +442,7 @@ class FlashLimiter:
         self._prev_signals: tuple = ()
         self._cache: tuple | None = None       # (frame object, _assess result) for the current frame
         self._planned: np.ndarray | None = None
-        self._given: tuple | None = None       # (frame, measures, cell sums) handed in with the frame
+        self._given: tuple | None = None       # (frame, measures) handed in with the frame
 
     # -- the two halves, also used by FrameFlashLimiter ------------------------------------------
     def _advance(self, dt: float | None) -> float:
@@ -429,21 +451,19 @@ class FlashLimiter:
         self.time += min(float(dt), 10.0)
         return self.time
 
-    def _cell_sums(self, lin: np.ndarray, lum: np.ndarray, raw: np.ndarray) -> np.ndarray:
-        """(C, 3) area-weighted sums of luminance, R-G-B and R+G+B per regions cell, on the CPU."""
+    def _cell_sums(self, meas: np.ndarray) -> np.ndarray:
+        """(3, C) area-weighted sums per regions cell of planar measures (3, N): luminance, R-G-B, R+G+B."""
         reg = self.regions
-        total = lin @ _SUM
+        wm = meas * self.weights
         if reg.ncell == 1:
-            return np.array([[self.weights @ lum, self.weights @ raw, self.weights @ total]], np.float64)
-        return np.stack([np.bincount(reg.cell, weights=self.weights * x, minlength=reg.ncell)
-                         for x in (lum, raw, total)], axis=1)
+            return wm.sum(axis=1, keepdims=True)
+        return np.bincount(reg.cell3, weights=wm.reshape(-1), minlength=3 * reg.ncell).reshape(3, reg.ncell)
 
     def _window_measure(self, cells: np.ndarray) -> tuple:
-        """Area-weighted mean measures of every region (and the whole, last) from the cell sums."""
+        """Area-weighted mean measures of every region (and the whole, last) from the cell sums (3, C)."""
         reg = self.regions
-        means = reg.window_values(np.asarray(cells, np.float32))
+        means = reg.window_rows(np.asarray(cells, np.float32))
         means *= reg.inv_area
-        means = means.T.copy()   # rows: contiguous signals
         return _signals(means[0], means[1], means[2])
 
     def _led_violations(self, lum, s, sat, now) -> list:
@@ -487,14 +507,11 @@ class FlashLimiter:
             return self._cache[1]
         pre = self._given
         if pre is not None and pre[0] is lin:       # measured on the GPU with the frame itself
-            _, meas, cells = pre
-            lum, s, raw, sat = _signals(meas[0], meas[1], meas[2])
-            if cells is None:
-                cells = self._cell_sums(lin, lum, raw)
+            meas = pre[1]
         else:
-            lum, s, raw, sat = _measure(lin)
-            cells = self._cell_sums(lin, lum, raw)
-        wlum, ws, wraw, wsat = self._window_measure(cells)
+            meas = _planar(lin)
+        lum, s, raw, sat = _signals(meas[0], meas[1], meas[2])
+        wlum, ws, wraw, wsat = self._window_measure(self._cell_sums(meas))
         leds = self._led_violations(lum, s, sat, now)
         wins = self._win_violations(wlum, ws, wsat, now)
         result = ((lum, s, raw, sat), (wlum, ws, wraw, wsat), leds, wins)
@@ -561,8 +578,9 @@ class FlashLimiter:
     def _commit(self, lin: np.ndarray, now: float) -> bool:
         """Record the emitted frame; returns False if it breaks a rule (caller must then hold)."""
         if self._prev is None:
-            lum, s, raw, sat = _measure(lin)
-            wlum, ws, wraw, wsat = self._window_measure(self._cell_sums(lin, lum, raw))
+            meas = _planar(lin)
+            lum, s, raw, sat = _signals(meas[0], meas[1], meas[2])
+            wlum, ws, wraw, wsat = self._window_measure(self._cell_sums(meas))
             for tr, x in zip(self._leds, (lum, s)):
                 tr.reset(x, sat)
             for tr, x in zip(self._wins, (wlum, ws)):
@@ -588,15 +606,13 @@ class FlashLimiter:
         return prev
 
     # -- public ----------------------------------------------------------------------------------
-    def limit(self, rgb: np.ndarray, dt: float | None = None, measures: np.ndarray | None = None,
-              cell_sums: np.ndarray | None = None) -> np.ndarray:
+    def limit(self, rgb: np.ndarray, dt: float | None = None, measures: np.ndarray | None = None) -> np.ndarray:
         """Return the frame to emit for target ``rgb`` (N, 3) float 0..1, ``dt`` seconds after the last.
 
         The result is float32 (N, 3); when no rule would be broken it is the input itself (or its
         clipped copy: NaN and out-of-range values are treated as 0 and clipped).
         ``measures`` (3, N): relative luminance, R-G-B and R+G+B of ``rgb`` when they were computed
-        with it (the LED sampler does, on the GPU); ``cell_sums`` (C, 3): their sums weighted by
-        :attr:`weights` per cell of :attr:`regions`.  Both only save work; linear encoding only.
+        with it (the LED sampler does, on the GPU): it only saves work; linear encoding only.
         """
         now = self._advance(dt)
         target = np.asarray(rgb, dtype=np.float32)
@@ -608,9 +624,9 @@ class FlashLimiter:
         lin = srgb_to_linear(target) if self.encoding == "srgb" else target
         self._given = None
         if measures is not None and self.encoding == "linear":
-            if measures.shape != (3, self.n) or (cell_sums is not None and cell_sums.shape != (self.regions.ncell, 3)):
-                raise ValueError("FlashLimiter.limit: measures must be (3, N) and cell_sums (cells, 3)")
-            self._given = (lin, measures, cell_sums)
+            if measures.shape != (3, self.n):
+                raise ValueError(f"FlashLimiter.limit: measures must be (3, {self.n}), got {measures.shape}")
+            self._given = (lin, measures)
         k = self._plan(lin, now)
         if np.all(k >= 1.0):
             if self._commit(lin, now):
