@@ -156,6 +156,9 @@ class _Transitions:
         m &= self.can_fall
         m2 = rise >= self.delta
         m2 &= self.can_rise
+        if self.red:   # a red transition needs saturated red at one end
+            m &= self.sat_hi | sat
+            m2 &= self.sat_lo | sat
         m |= m2
         cand = np.flatnonzero(m)
         if cand.size == 0:
@@ -188,8 +191,13 @@ class _Transitions:
     def commit(self, x: np.ndarray, sat: np.ndarray, up: np.ndarray, down: np.ndarray, now: float) -> None:
         """Record value ``x`` as emitted, given its transitions (indices) from :meth:`detect`."""
         if self.red:   # the general rule does not look at saturation
-            np.copyto(self.sat_hi, sat, where=x > self.hi)
-            np.copyto(self.sat_lo, sat, where=x < self.lo)
+            # sat_hi = sat where x > hi (as bit operations: a masked copyto is 20x slower here)
+            d = self.sat_hi ^ sat
+            d &= x > self.hi
+            self.sat_hi ^= d
+            d = self.sat_lo ^ sat
+            d &= x < self.lo
+            self.sat_lo ^= d
         np.maximum(self.hi, x, out=self.hi)
         np.minimum(self.lo, x, out=self.lo)
         if up.size or down.size:
