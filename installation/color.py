@@ -9,10 +9,13 @@ An LED frame goes through these stages (:class:`installation.leds.LedPipeline` o
 2. the POWER LIMITER (:meth:`ColorPipeline.limit_power`): current per supply from a per-channel
    mA model (FastLED's R 16, G 11, B 15 mA + 1 mA idle per LED by default), scaled so that no
    supply's estimate exceeds its budget, including the worst case temporal dithering can add;
-3. the flash limiter (``installation.safety``), on the final float frame;
-4. :meth:`ColorPipeline.quantize_pack`: RGBW white extraction (W = min(r, g, b), subtracted from
-   r, g, b), temporal dithering (error diffusion over frames), quantisation to 8 bits and packing
-   into every controller's buffer in its colour order, by one prebuilt gather index.
+3. :meth:`ColorPipeline.quantize`: RGBW white extraction (W = min(r, g, b), subtracted from r, g, b),
+   temporal dithering (error diffusion over frames) and quantisation to 8 bits; the levels then
+   hold the light those bytes make, so the flash limiter measures what goes on the wire;
+4. the flash limiter (``installation.safety``), on the light the bytes make (LEDs it changes are
+   quantised again: :meth:`ColorPipeline.requantize`);
+5. :meth:`ColorPipeline.pack`: every controller's buffer in its colour order, by one prebuilt
+   gather index.
 
 All arrays are built once; the CPU part of a frame is a few numpy passes over N x 3 floats.
 """
@@ -189,17 +192,14 @@ class ColorPipeline:
         """The (N, 3) float32 array :meth:`process_levels` works on: read the GPU's result straight into it."""
         return self.rgb
 
-    def limit_power(self, measures: np.ndarray | None = None) -> np.ndarray:
-        """The power stage: scale :attr:`levels` in place so no supply's estimate exceeds its budget.
-
-        ``measures`` ((k, N), optional): per-LED quantities linear in the levels (the flash limiter's,
-        measured on the GPU) scaled with them.  :attr:`last_scale` says what each supply got.
-        """
+    def limit_power(self) -> np.ndarray:
+        """The power stage: scale :attr:`levels` in place so no supply's estimate exceeds its budget
+        (:attr:`last_scale` says what each supply got)."""
         if self.limited:
-            self._limit_power(bool(self.tree["leds/dither"]), measures)
+            self._limit_power(bool(self.tree["leds/dither"]))
         return self.rgb
 
-    def _limit_power(self, dither: bool, measures: np.ndarray | None = None) -> None:
+    def _limit_power(self, dither: bool) -> None:
         cm = self.current
         np.dot(self.rgb, self.ma_vec, out=self.led_ma)
         per_fixture = np.add.reduceat(self.led_ma, self.layout.first, dtype=np.float64).tolist()
@@ -218,15 +218,15 @@ class ColorPipeline:
                 k32 = np.float32(k)
                 for a, b in self.supply_runs[s_i]:
                     self.rgb[a:b] *= k32
-                    if measures is not None:
-                        measures[:, a:b] *= k32
             ma_all.append(min(ma, ma * k) + leds * cm.idle)
             scales.append(k)
         self.last_ma = np.array(ma_all)
         self.last_scale = np.array(scales)
 
-    def quantize_pack(self) -> np.ndarray:
-        """Quantise :attr:`levels` (RGBW extraction, dithering) and pack it: a new uint8 array."""
+    def quantize(self) -> np.ndarray:
+        """Quantise :attr:`levels` to the bytes that will be sent (RGBW extraction, dithering) and turn
+        :attr:`levels` into the light those bytes make (code / 255, W added back to R, G and B), so the
+        flash limiter measures what goes on the wire.  Returns :attr:`levels`."""
         rgb, flat = self.rgb, self.flat
         if len(self.rgbw_idx):
             sub = rgb[self.rgbw_idx]
@@ -245,7 +245,52 @@ class ColorPipeline:
         else:
             np.add(flat, np.float32(0.5), out=flat)
             np.copyto(self.q8, flat, casting="unsafe")
+        np.multiply(self.q8, np.float32(1.0 / 255.0), out=flat)
+        if len(self.rgbw_idx):
+            rgb[self.rgbw_idx] = np.minimum(rgb[self.rgbw_idx] + self.w[:, None], 1.0)
+        return rgb
+
+    def snap(self, rows: np.ndarray, levels: np.ndarray) -> np.ndarray:
+        """The light (k, 3) that :meth:`requantize` would make LEDs ``rows`` show for ``levels``."""
+        q_rgb, q_w, _, _ = self._codes(rows, levels)
+        return np.minimum((q_rgb + q_w[:, None]) * np.float32(1.0 / 255.0), 1.0).astype(np.float32)
+
+    def _codes(self, rows: np.ndarray, levels: np.ndarray):
+        """8-bit codes (rounded, no dithering) of LEDs ``rows`` at (k, 3) light ``levels``:
+        (RGB codes (k, 3), W codes (k,), which rows have W, their index among the W channels)."""
+        lv = np.clip(np.asarray(levels, np.float32), 0.0, 1.0)
+        q_w = np.zeros(len(rows), np.float32)
+        has_w = np.zeros(len(rows), bool)
+        pos = np.zeros(len(rows), np.int64)
+        if len(self.rgbw_idx):
+            pos = np.minimum(np.searchsorted(self.rgbw_idx, rows), len(self.rgbw_idx) - 1)
+            has_w = self.rgbw_idx[pos] == rows
+            w = np.where(has_w, lv.min(axis=1), 0.0).astype(np.float32)
+            lv = lv - w[:, None]
+            q_w = np.floor(w * 255.0 + 0.5)
+        return np.floor(lv * 255.0 + 0.5), q_w, has_w, pos
+
+    def requantize(self, rows: np.ndarray, levels: np.ndarray) -> None:
+        """Set the bytes of LEDs ``rows`` to (k, 3) light ``levels`` (rounded, their dithering error
+        reset): for the few LEDs a later stage changed after :meth:`quantize`."""
+        q_rgb, q_w, has_w, pos = self._codes(rows, levels)
+        self.rgb[rows] = self.snap(rows, levels)
+        if has_w.any():
+            wi = 3 * self.n + pos[has_w]
+            self.q8[wi] = q_w[has_w].astype(np.uint8)
+            self.err[wi] = 0.5
+        ch = (3 * rows[:, None] + np.arange(3)).reshape(-1)
+        self.q8[ch] = q_rgb.reshape(-1).astype(np.uint8)
+        self.err[ch] = 0.5
+
+    def pack(self) -> np.ndarray:
+        """Every controller's buffer from the bytes of :meth:`quantize`: a new uint8 array."""
         return self.q8_all.take(self.gather)
+
+    def quantize_pack(self) -> np.ndarray:
+        """:meth:`quantize` then :meth:`pack` (no flash stage in between: tests of this module)."""
+        self.quantize()
+        return self.pack()
 
     def reset_dither(self) -> None:
         """Forget the carried dithering error (after a blackout or a pattern change)."""

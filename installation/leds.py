@@ -1,14 +1,17 @@
 """The LED path of a frame: one explicit list of stages, owned by :class:`LedPipeline`.
 
-    correct -> power -> flash -> pack -> send
+    correct -> power -> quantize -> flash -> pack -> send
 
 * ``correct`` (GPU, one dispatch): sample the tapestry over every LED's footprint (or take the
   per-LED colours given) and apply gamma, white balance x brightness and the master level --
   the one place they are applied (``shaders/led_sample.glsl``); one readback;
 * ``power``: the power limit per supply (``ColorPipeline.limit_power``);
+* ``quantize``: RGBW, dithering, 8 bits (``ColorPipeline.quantize``): from here the levels are the
+  light the bytes will make, so the next stage limits what goes on the wire;
 * ``flash``: the photosensitive flash limiter (``installation.safety.FlashLimiter``), handed
   the frame's ``dt``; counted over the whole and over regions sized by the venue's ``[safety]``;
-* ``pack``: RGBW, dithering, 8 bits, every controller's buffer (``ColorPipeline.quantize_pack``);
+  the LEDs it slows are quantised again;
+* ``pack``: every controller's buffer in its colour order (``ColorPipeline.pack``);
 * ``send``: a slot write; a hand-off thread calls every controller's non-blocking ``send``.
 
 The pipeline builds every stage itself from the venue: there is no argument, parameter or
@@ -136,36 +139,49 @@ class CorrectStage:
 
 
 class PowerStage:
-    """Keep every supply's estimated current within its budget (the GPU's flash measures scale along)."""
+    """Keep every supply's estimated current within its budget."""
 
     name = "power"
 
-    def __init__(self, color: ColorPipeline, sampler: LedSampler):
-        self.color, self.sampler = color, sampler
+    def __init__(self, color: ColorPipeline):
+        self.color = color
 
     def __call__(self, f: LedFrame) -> None:
-        self.color.limit_power(self.sampler.measures)
+        self.color.limit_power()
+
+
+class QuantizeStage:
+    """RGBW, dithering, 8 bits: the levels become the light the bytes will make."""
+
+    name = "quantize"
+
+    def __init__(self, color: ColorPipeline):
+        self.color = color
+
+    def __call__(self, f: LedFrame) -> None:
+        self.color.quantize()
 
 
 class FlashStage:
-    """The photosensitive flash limiter on the final float frame, handed the frame's ``dt``.
+    """The photosensitive flash limiter on the light the quantised bytes make, handed the frame's ``dt``.
 
-    Its per-LED measures come from the correct stage's GPU dispatch (scaled by the power stage);
-    if the limiter itself fails, the last frame sent (which passed it) is sent
-    again until it works.
+    LEDs it slows are quantised again from its output.  If the limiter itself fails, the last frame
+    sent (which passed it) is sent again until it works.
     """
 
     name = "flash"
 
-    def __init__(self, limiter: FlashLimiter, sampler: LedSampler, color: ColorPipeline):
-        self.limiter, self.sampler, self.color = limiter, sampler, color
+    def __init__(self, limiter: FlashLimiter, color: ColorPipeline):
+        self.limiter, self.color = limiter, color
         self._failed = False
 
     def __call__(self, f: LedFrame) -> None:
         try:
-            out = self.limiter.limit(f.levels, f.dt, measures=self.sampler.measures)
+            out = self.limiter.limit(f.levels, f.dt)
             if out is not f.levels:
-                np.copyto(f.levels, out)
+                rows = np.flatnonzero((out != f.levels).any(axis=1))
+                if rows.size:
+                    self.color.requantize(rows, out[rows])
             self._failed = False
         except Exception:
             if not self._failed:
@@ -175,7 +191,7 @@ class FlashStage:
 
 
 class PackStage:
-    """RGBW extraction, dithering, 8 bits, packed into every controller's buffer."""
+    """Every controller's buffer, in its colour order."""
 
     name = "pack"
 
@@ -184,7 +200,7 @@ class PackStage:
         self.last: np.ndarray = color.blackout()
 
     def __call__(self, f: LedFrame) -> None:
-        f.packed = self.last if f.hold else self.color.quantize_pack()
+        f.packed = self.last if f.hold else self.color.pack()
         self.last = f.packed
 
 
@@ -213,7 +229,7 @@ class LedPipeline:
     * ``outputs``: tests and benchmarks may pass their own, one per ``venue.patch.controllers``;
     * ``shaders``: the engine's ShaderLibrary (hot reload, file:line errors), else one of its own.
 
-    Every frame runs :attr:`stages` in order: correct -> power -> flash -> pack -> send.
+    Every frame runs :attr:`stages` in order: correct -> power -> quantize -> flash -> pack -> send.
     """
 
     def __init__(self, ctx: moderngl.Context | None, venue: Venue, tree: ParamTree, fps: float = 60.0,
@@ -234,7 +250,7 @@ class LedPipeline:
         # each LED counts by the area it lights (equal shares if a layout cannot say)
         weights = areas if areas.size and np.isfinite(areas).all() and areas.sum() > 0 else np.ones(max(n, 1))
         self.flash_limiter = FlashLimiter(weights, fps, positions=self.layout.positions if n else None,
-                                          region=venue_region(venue))
+                                          region=venue_region(venue), snap=self.color.snap)
         self.outputs = list(outputs) if outputs is not None else build_outputs(venue)
         pm = venue.patch
         self._slices = [slice(b, b + c.size) for b, c in zip(pm.base, pm.controllers)]
@@ -243,8 +259,8 @@ class LedPipeline:
         self._closed = False
         self._pack = PackStage(self.color)
         #: the LED path, in order; built here and nowhere else
-        self.stages: tuple = (CorrectStage(self.sampler, self.color), PowerStage(self.color, self.sampler),
-                              FlashStage(self.flash_limiter, self.sampler, self.color), self._pack,
+        self.stages: tuple = (CorrectStage(self.sampler, self.color), PowerStage(self.color),
+                              QuantizeStage(self.color), FlashStage(self.flash_limiter, self.color), self._pack,
                               SendStage(self._send))
         self.timing = {f"{st.name}_ms": 0.0 for st in self.stages}
 

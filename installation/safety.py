@@ -68,9 +68,6 @@ RED_DELTA = 20.0 / 320.0     # (R-G-B) x 320 > 20  <=>  d(R-G-B) > 0.0625
 RED_SATURATION = 0.80        # R / (R+G+B)
 FLASH_AREA = 0.25            # fraction of the installation's area
 HOLD_FRACTION = 0.5          # a held element may still move this fraction of the threshold
-# 8-bit output and temporal dithering move a level by up to about two codes after this stage: swings
-# that come within that of a threshold are counted as transitions, so the rule holds on the wire too
-QUANT_MARGIN = 2.5 / 255.0
 
 _LUMA = np.array([0.2126, 0.7152, 0.0722], dtype=np.float32)
 _EPS = 1e-6
@@ -124,7 +121,7 @@ class _Transitions:
 
     def __init__(self, n: int, red: bool) -> None:
         self.red = red
-        self.delta = (RED_DELTA if red else GENERAL_DELTA) - QUANT_MARGIN
+        self.delta = RED_DELTA if red else GENERAL_DELTA
         self.dir = np.zeros(n, np.int8)          # +1 after a rise, -1 after a fall, 0 none yet
         self.can_fall = np.ones(n, bool)         # dir >= 0 and dir <= 0, kept for the per-frame pre-check
         self.can_rise = np.ones(n, bool)
@@ -172,8 +169,8 @@ class _Transitions:
             down = (d >= 0) & (dr > self.delta) & (self.sat_hi[cand] | sc)
             up = (d <= 0) & (ri > self.delta) & (self.sat_lo[cand] | sc)
         else:
-            down = (d >= 0) & (dr >= self.delta) & (xc < DARK_LIMIT + QUANT_MARGIN)
-            up = (d <= 0) & (ri >= self.delta) & (self.lo[cand] < DARK_LIMIT + QUANT_MARGIN)
+            down = (d >= 0) & (dr >= self.delta) & (xc < DARK_LIMIT)
+            up = (d <= 0) & (ri >= self.delta) & (self.lo[cand] < DARK_LIMIT)
         both = up & down
         if both.any():  # only before the first transition: keep the larger swing
             up = up & ~(both & (dr > ri))
@@ -411,6 +408,8 @@ class FlashLimiter:
     ``positions`` (N, 2) canvas x, y in 0..1 and ``region`` (w, h) in canvas units: flashes are also
     counted over overlapping regions of that size (a 10-degree field at the closest viewing distance:
     :meth:`SafetySettings.region`); without them the whole field is the only region.
+    ``snap(rows, values)``: what elements ``rows`` will really show for (k, 3) ``values`` (the LED
+    pipeline rounds them to its 8-bit codes), so slowed elements are judged as they will show.
     ``encoding``: ``"linear"`` (default) -- the values are final LED drive levels after gamma;
     WS2812-style PWM emits light proportional to the duty cycle, so the values already are linear
     light and are *not* sRGB-decoded.  ``"srgb"`` for display-referred values (screens, video).
@@ -419,7 +418,8 @@ class FlashLimiter:
     """
 
     def __init__(self, weights: np.ndarray, fps: float, encoding: str = "linear",
-                 positions: np.ndarray | None = None, region: tuple[float, float] | None = None) -> None:
+                 positions: np.ndarray | None = None, region: tuple[float, float] | None = None,
+                 snap=None) -> None:
         w = np.asarray(weights, dtype=np.float64).reshape(-1)
         if w.size == 0 or not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
             raise ValueError("FlashLimiter weights must be a non-empty array of finite, non-negative area "
@@ -443,6 +443,7 @@ class FlashLimiter:
         self.time = 0.0
         self.frames_limited = 0
         self.regions = _Regions(positions, self.weights.astype(np.float64), region)
+        self.snap = snap
         self._w3 = self.weights[:, None]
         self._leds = (_Transitions(self.n, red=False), _Transitions(self.n, red=True))
         self._wins = (_Transitions(self.regions.count, red=False), _Transitions(self.regions.count, red=True))
@@ -450,7 +451,6 @@ class FlashLimiter:
         self._prev_signals: tuple = ()
         self._cache: tuple | None = None       # (frame object, _assess result) for the current frame
         self._planned: np.ndarray | None = None
-        self._given: tuple | None = None       # (frame, measures) handed in with the frame
 
     # -- the two halves, also used by FrameFlashLimiter ------------------------------------------
     def _advance(self, dt: float | None) -> float:
@@ -513,11 +513,7 @@ class FlashLimiter:
         """Measurements of frame ``lin`` and the rule violations it would cause (cached per object)."""
         if self._cache is not None and self._cache[0] is lin:
             return self._cache[1]
-        pre = self._given
-        if pre is not None and pre[0] is lin:       # measured on the GPU with the frame itself
-            meas = pre[1]
-        else:
-            meas = _planar(lin)
+        meas = _planar(lin)
         lum, s, raw, sat = _signals(meas[0], meas[1], meas[2])
         wlum, ws, wraw, wsat = self._window_measure(self._cell_sums(meas))
         leds = self._led_violations(lum, s, sat, now)
@@ -572,8 +568,7 @@ class FlashLimiter:
         k[:] = 0.0
         return k
 
-    @staticmethod
-    def _blend(prev: np.ndarray, target: np.ndarray, k: np.ndarray) -> np.ndarray:
+    def _blend(self, prev: np.ndarray, target: np.ndarray, k: np.ndarray) -> np.ndarray:
         passing = k >= 1.0
         if passing.all():
             return target
@@ -581,6 +576,9 @@ class FlashLimiter:
         out *= k[:, None]
         out += prev
         np.copyto(out, target, where=passing[:, None])   # passing elements stay bit-exact
+        if self.snap is not None:   # judge (and remember) the slowed elements as they will really show
+            rows = np.flatnonzero(~passing)
+            out[rows] = self.snap(rows, out[rows])
         return out
 
     def _commit(self, lin: np.ndarray, now: float) -> bool:
@@ -602,9 +600,8 @@ class FlashLimiter:
             for tr, _, (up, down) in wins:
                 tr.commit(ws if tr.red else wlum, wsat, up, down, now)
         self._cache = None
-        self._given = None
         self._prev = lin.copy()
-        self._prev_signals = (lum.copy(), raw.copy(), wlum, wraw)   # GPU measures live in a reused buffer
+        self._prev_signals = (lum, raw, wlum, wraw)
         return True
 
     def _hold(self, now: float) -> np.ndarray:
@@ -614,13 +611,11 @@ class FlashLimiter:
         return prev
 
     # -- public ----------------------------------------------------------------------------------
-    def limit(self, rgb: np.ndarray, dt: float | None = None, measures: np.ndarray | None = None) -> np.ndarray:
+    def limit(self, rgb: np.ndarray, dt: float | None = None) -> np.ndarray:
         """Return the frame to emit for target ``rgb`` (N, 3) float 0..1, ``dt`` seconds after the last.
 
         The result is float32 (N, 3); when no rule would be broken it is the input itself (or its
         clipped copy: NaN and out-of-range values are treated as 0 and clipped).
-        ``measures`` (3, N): relative luminance, R-G-B and R+G+B of ``rgb`` when they were computed
-        with it (the LED sampler does, on the GPU): it only saves work; linear encoding only.
         """
         now = self._advance(dt)
         target = np.asarray(rgb, dtype=np.float32)
@@ -628,13 +623,7 @@ class FlashLimiter:
             raise ValueError(f"FlashLimiter.limit: expected an ({self.n}, 3) frame, got {target.shape}")
         if not (target.min() >= 0.0 and target.max() <= 1.0):   # NaN fails both
             target = np.minimum(np.fmax(target, 0.0), 1.0)       # NaN -> 0, +inf -> 1
-            measures = None
         lin = srgb_to_linear(target) if self.encoding == "srgb" else target
-        self._given = None
-        if measures is not None and self.encoding == "linear":
-            if measures.shape != (3, self.n):
-                raise ValueError(f"FlashLimiter.limit: measures must be (3, {self.n}), got {measures.shape}")
-            self._given = (lin, measures)
         k = self._plan(lin, now)
         if np.all(k >= 1.0):
             if self._commit(lin, now):

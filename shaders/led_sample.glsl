@@ -16,9 +16,6 @@
 //            Source buffer (test patterns, mapping codes) and correct it the
 //            same way, so gamma and white balance live only here.
 // Tap positions are precomputed per texture size: p0 = first tap, da/db = steps.
-// With LINEAR the flash limiter's per-LED measures ride along: relative
-// luminance, R-G-B and R+G+B of the drive levels (linear light), into Measures
-// (planar: all luminances, then all R-G-B, then all R+G+B).
 
 layout(local_size_x = 128) in;
 
@@ -32,10 +29,6 @@ layout(std430, binding = 0) readonly buffer Leds { Led leds[]; };
 layout(std430, binding = 1) writeonly buffer Colors { float rgb[]; };
 #if COLORS
 layout(std430, binding = 2) readonly buffer Source { float src[]; };   // by LED index, 3 floats each
-#endif
-#if LINEAR
-layout(std430, binding = 3) writeonly buffer Measures { float meas[]; };   // planar: lum[N], R-G-B[N], R+G+B[N]
-uniform uint nleds;
 #endif
 
 uniform sampler2D tapestry;               // (u, v) == canvas (x, y); row 0 = top
@@ -77,10 +70,6 @@ void main() {
     lin = mix(lin, vec3(0.0), lessThanEqual(sum, vec3(0.0)));
     lin = mix(lin, vec3(1.0), greaterThanEqual(sum, vec3(1.0)));
     sum = lin * led.s.rgb * master;
-    uint m = o / 3u;
-    meas[m] = dot(sum, vec3(0.2126, 0.7152, 0.0722));
-    meas[nleds + m] = sum.r - sum.g - sum.b;
-    meas[2u * nleds + m] = sum.r + sum.g + sum.b;
 #endif
     rgb[o] = sum.r;
     rgb[o + 1u] = sum.g;

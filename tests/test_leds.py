@@ -177,7 +177,7 @@ def test_no_pipeline_without_the_power_and_flash_limits(rig):
     with pytest.raises(TypeError):
         LedPipeline(ctx, venue, tree, safety=None)
     leds = LedPipeline(ctx, venue, tree)
-    assert [s.name for s in leds.stages] == ["correct", "power", "flash", "pack", "send"]
+    assert [s.name for s in leds.stages] == ["correct", "power", "quantize", "flash", "pack", "send"]
     assert not hasattr(leds, "send") and not hasattr(leds, "safety")
     leds.close()
     leds.release()

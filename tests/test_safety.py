@@ -258,7 +258,7 @@ def test_srgb_encoded_values_are_decoded_before_measuring():
 def test_nothing_can_switch_the_limiter_off():
     assert not hasattr(safety, "PARAMS")
     params = set(inspect.signature(FlashLimiter).parameters) | set(inspect.signature(FrameFlashLimiter).parameters)
-    assert params <= {"weights", "fps", "encoding", "grid", "positions", "region"}  # none is a switch
+    assert params <= {"weights", "fps", "encoding", "grid", "positions", "region", "snap"}  # none is a switch
     with pytest.raises(ValueError):
         FlashLimiter(np.ones(4), FPS).limit(np.zeros((5, 3), np.float32))
     with pytest.raises(ValueError):
