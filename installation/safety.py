@@ -553,10 +553,10 @@ class FlashLimiter:
                 kw[idx] = np.minimum(kw[idx], tr.blend_limit(idx, sig_p[idx], sig_t[idx]))
         if (kw < 1.0).any():
             k *= reg.cell_min(kw)[reg.cell]
+            cand = self._blend(prev, lin, k)
         # blends of neighbours interact: check, and hold what still breaks a rule (a few rounds at most)
         for _ in range(3):
-            cand = self._blend(prev, lin, k)
-            _, _, leds, wins = self._assess(cand, now)
+            _, _, leds, wins = self._assess(cand, now)   # (cached when cand was assessed above)
             if not (self._any(leds) or self._any(wins)):
                 self._planned = cand
                 return k
@@ -565,6 +565,7 @@ class FlashLimiter:
             for _, idx, _ in wins:
                 if idx.size:
                     k[reg.cells_of_windows(idx)[reg.cell]] = 0.0
+            cand = self._blend(prev, lin, k)
         k[:] = 0.0
         return k
 
@@ -575,7 +576,8 @@ class FlashLimiter:
         out = target - prev
         out *= k[:, None]
         out += prev
-        np.copyto(out, target, where=passing[:, None])   # passing elements stay bit-exact
+        keep = np.flatnonzero(passing)
+        out[keep] = target[keep]   # passing elements stay bit-exact
         if self.snap is not None:   # judge (and remember) the slowed elements as they will really show
             rows = np.flatnonzero(~passing)
             out[rows] = self.snap(rows, out[rows])
