@@ -573,14 +573,15 @@ class FlashLimiter:
         passing = k >= 1.0
         if passing.all():
             return target
-        out = target - prev
-        out *= k[:, None]
-        out += prev
-        keep = np.flatnonzero(passing)
-        out[keep] = target[keep]   # passing elements stay bit-exact
+        kk = k[:, None]
+        out = target * kk        # target k + prev (1 - k): exactly target where k = 1, prev where k = 0
+        out += prev * (np.float32(1.0) - kk)
         if self.snap is not None:   # judge (and remember) the slowed elements as they will really show
             rows = np.flatnonzero(~passing)
-            out[rows] = self.snap(rows, out[rows])
+            if rows.size == self.n:
+                out = self.snap(rows, out)
+            else:
+                out[rows] = self.snap(rows, out[rows])
         return out
 
     def _commit(self, lin: np.ndarray, now: float) -> bool:
