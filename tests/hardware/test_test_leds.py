@@ -257,3 +257,13 @@ def test_every_pattern_at_its_fastest_step_stays_under_three_flashes_a_second(tm
     assert r.ok(), r
     if pattern in ("identify", "order"):
         assert frames.max() > 0.9                      # the patterns still show at full level
+
+
+def test_a_bad_safety_section_is_a_clear_error(rig):
+    tmp_path, cap = rig
+    v = tmp_path / "v.toml"
+    v.write_text(v.read_text() + "\n[safety]\nviewing_distance_m = -1\n")
+    r = subprocess.run([sys.executable, str(SCRIPT), "--venue", str(v), "off", "--seconds", "0.1"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2 and "[safety]: viewing_distance_m must be a number of metres" in r.stdout
+    assert "Traceback" not in r.stdout + r.stderr
