@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Callable, Iterable, Mapping, Protocol
 
 import moderngl
-import numpy as np
 
 from . import color
 from . import mood as mood_mod
