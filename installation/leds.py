@@ -326,8 +326,30 @@ class LedPipeline:
                 "flash": {"frames_limited": self.flash_limiter.frames_limited},
                 "outputs": [o.status() for o in self.outputs]}
 
+    def _fade_to_black(self, limit_s: float = 1.2) -> None:
+        """Go dark through the CPU stages (power, quantize, flash, pack, send), frame by frame, until the
+        flash limiter lets the blackout through: going dark is a transition too, and right after a
+        burst of flashes it would be a fourth.  At most ``limit_s`` (the limiter's window frees by then)."""
+        if self.layout.count == 0:
+            return
+        dt = 1.0 / self.flash_limiter.fps
+        end = time.monotonic() + limit_s
+        while True:
+            f = LedFrame(None, dt, self.color.levels)
+            f.levels[...] = 0.0
+            try:
+                for stage in self.stages[1:]:   # every stage but the GPU one: no GL here
+                    stage(f)
+            except Exception:
+                log.exception("LED stages failed while going dark; sending the blackout directly")
+                return
+            if not f.packed.any() or time.monotonic() >= end:
+                return
+            time.sleep(dt)
+
     def close(self, end_state: str = "blackout") -> None:
-        """Send the final frame (``blackout``: all zero; ``hold``: the last frame) and close the outputs.
+        """Send the final frame (``blackout``: all zero, reached through the flash limiter -- up to about
+        a second right after a burst of flashes; ``hold``: the last frame) and close the outputs.
 
         Touches no GL, so the frame watchdog may call it from its own thread while the engine
         thread is stuck in a GL call; :meth:`release` frees the GL side, on the engine thread.
@@ -337,6 +359,8 @@ class LedPipeline:
         if end_state not in END_STATES:
             log.warning("end_state %r unknown; using blackout", end_state)
             end_state = "blackout"
+        if end_state == "blackout":
+            self._fade_to_black()
         self._closed = True
         self._handoff.stop()
         final = self.color.blackout() if end_state == "blackout" else self.last
