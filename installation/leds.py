@@ -237,6 +237,7 @@ class LedPipeline:
         self.venue = venue
         self.layout = venue.layout
         self.tree = tree
+        region = venue_region(venue)   # a bad [safety] section fails here, before any GL object exists
         self._own_ctx = None
         if ctx is None:
             from installation.gfx.context import headless_context
@@ -250,7 +251,7 @@ class LedPipeline:
         # each LED counts by the area it lights (equal shares if a layout cannot say)
         weights = areas if areas.size and np.isfinite(areas).all() and areas.sum() > 0 else np.ones(max(n, 1))
         self.flash_limiter = FlashLimiter(weights, fps, positions=self.layout.positions if n else None,
-                                          region=venue_region(venue), snap=self.color.snap)
+                                          region=region, snap=self.color.snap)
         self.outputs = list(outputs) if outputs is not None else build_outputs(venue)
         pm = venue.patch
         self._slices = [slice(b, b + c.size) for b, c in zip(pm.base, pm.controllers)]
