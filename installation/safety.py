@@ -129,8 +129,9 @@ class _Transitions:
         self.lo = np.zeros(n, np.float32)        # lowest value since the last transition
         self.sat_hi = np.zeros(n, bool)
         self.sat_lo = np.zeros(n, bool)
-        # times of the last MAX_TRANSITIONS+1 transitions, oldest first (rows contiguous per slot)
-        self.times = np.full((MAX_TRANSITIONS + 1, n), -np.inf)
+        # times of each element's last MAX_TRANSITIONS+1 transitions, oldest first (one row per element:
+        # the few elements that move in a frame are updated as whole rows)
+        self.times = np.full((n, MAX_TRANSITIONS + 1), -np.inf)
 
     def reset(self, x: np.ndarray, sat: np.ndarray) -> None:
         self.dir[:] = 0
@@ -179,11 +180,11 @@ class _Transitions:
 
     def exhausted_at(self, idx: np.ndarray, now: float) -> np.ndarray:
         """For elements ``idx``: is their budget spent (six transitions already inside the window)?"""
-        return self.times[1, idx] > now - WINDOW_S - _WINDOW_SLACK_S
+        return self.times[idx, 1] > now - WINDOW_S - _WINDOW_SLACK_S
 
     def over(self, now: float) -> np.ndarray:
         """Elements with more than six transitions inside the window (allowed only on < 25 % area)."""
-        return self.times[0] > now - WINDOW_S - _WINDOW_SLACK_S
+        return self.times[:, 0] > now - WINDOW_S - _WINDOW_SLACK_S
 
     def commit(self, x: np.ndarray, sat: np.ndarray, up: np.ndarray, down: np.ndarray, now: float) -> None:
         """Record value ``x`` as emitted, given its transitions (indices) from :meth:`detect`."""
@@ -205,14 +206,17 @@ class _Transitions:
             self.can_rise[up] = False
             self.can_fall[down] = False
             self.can_rise[down] = True
-            self.hi[idx] = x[idx]
-            self.lo[idx] = x[idx]
-            self.sat_hi[idx] = sat[idx]
-            self.sat_lo[idx] = sat[idx]
-            t = self.times[:, idx]
-            t[:-1] = t[1:]
-            t[-1] = now
-            self.times[:, idx] = t
+            xi = x[idx]
+            self.hi[idx] = xi
+            self.lo[idx] = xi
+            if self.red:
+                si = sat[idx]
+                self.sat_hi[idx] = si
+                self.sat_lo[idx] = si
+            t = self.times[idx]
+            t[:, :-1] = t[:, 1:]
+            t[:, -1] = now
+            self.times[idx] = t
 
     def blend_limit(self, idx: np.ndarray, prev: np.ndarray, target: np.ndarray) -> np.ndarray:
         """Largest blend factor k in [0, 1] (prev -> target) keeping elements ``idx`` within the hold band.
