@@ -390,11 +390,17 @@ class _Regions:
         full[self.keep] = per_window[:-1]
         g = full.reshape(wy, wx)
         if self.cy > 1:   # cell row j lies in window rows j-1 and j
-            g = np.pad(g, ((1, 1), (0, 0)), constant_values=1.0)
-            g = np.minimum(g[:-1], g[1:])
+            t = np.empty((self.cy, wx), np.float32)
+            t[:-1] = g
+            t[-1] = 1.0
+            np.minimum(t[1:], g, out=t[1:])
+            g = t
         if self.cx > 1:
-            g = np.pad(g, ((0, 0), (1, 1)), constant_values=1.0)
-            g = np.minimum(g[:, :-1], g[:, 1:])
+            t = np.empty((self.cy, self.cx), np.float32)
+            t[:, :-1] = g
+            t[:, -1] = 1.0
+            np.minimum(t[:, 1:], g, out=t[:, 1:])
+            g = t
         return np.minimum(g.reshape(-1), per_window[-1])
 
     def cells_of_windows(self, windows: np.ndarray) -> np.ndarray:
