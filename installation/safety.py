@@ -240,7 +240,11 @@ class _Transitions:
 FIELD_DEG = 10.0
 DEFAULT_VIEWING_DISTANCE_M = 1.0   # a visitor can walk up to a wall; closer is stricter
 DEFAULT_CANVAS_WIDTH_M = 20.0      # when nothing says how wide the canvas is: assume a large one (small regions)
-MAX_CELLS = 256                    # per axis; regions never get smaller than two of these cells
+MAX_CELLS = 512                    # per axis; regions never get smaller than REGION_STEPS of these cells
+# regions start every quarter region (a 10-degree field anywhere is then within an eighth of a region of
+# one) while that keeps their number under MAX_FINE_REGIONS; every half region above (50,000 LEDs on a
+# 16 m wall seen from 1 m: 18,000 regions at half steps, 73,000 at quarter steps and 4x the cost)
+MAX_FINE_REGIONS = 20_000
 SAFETY_KEYS = ("viewing_distance_m", "canvas_width_m")
 _UNIT_M = {"m": 1.0, "cm": 0.01, "mm": 0.001}
 
@@ -312,24 +316,58 @@ def venue_region(venue: Any, aspect: float = 16 / 9) -> tuple[float, float]:
 # ----------------------------------------------------------------------------- regions
 
 
+def _box_sum(g: np.ndarray, axis: int, k: int) -> np.ndarray:
+    """Sums of ``k`` (1, 2 or 4) consecutive entries along ``axis`` (all of them when there are fewer)."""
+    if g.shape[axis] <= k:
+        return g.sum(axis=axis, keepdims=True)
+
+    def sl(a, b):
+        idx = [slice(None)] * g.ndim
+        idx[axis] = slice(a, b)
+        return tuple(idx)
+    step = 1
+    while step < k:   # pairs, then pairs of pairs: two additions per entry instead of k
+        g = g[sl(None, -step)] + g[sl(step, None)]
+        step *= 2
+    return g
+
+
+def _spread_min(g: np.ndarray, axis: int, k: int, cells: int) -> np.ndarray:
+    """For ``cells`` positions along ``axis``: the minimum of the windows (``k`` long, one starting at each
+    position) that contain each one; ``g`` holds the windows' values along ``axis``."""
+    if cells <= k:
+        return np.repeat(g, cells, axis=axis)
+    shape = list(g.shape)
+    shape[axis] = cells
+    t = np.ones(shape, np.float32)
+    w = g.shape[axis]
+    for d in range(k):
+        sl = [slice(None)] * g.ndim
+        sl[axis] = slice(d, d + w)
+        np.minimum(t[tuple(sl)], g, out=t[tuple(sl)])
+    return t
+
+
 class _Regions:
     """Overlapping regions of the canvas, each ``region`` (w, h) in canvas units, over which flashes count.
 
-    The canvas is cut into cells (at most) half a region wide and high; a region is a window of
-    2 x 2 cells, and windows start at every cell, so the regions overlap by half in each direction
-    and any flashing patch of a region's size lies mostly inside one of them.  Only windows that hold any
-    element are kept.  The whole field is the last window.
+    The canvas is cut into cells (at most) a ``k``-th of a region wide and high; a region is a window of
+    k x k cells, and windows start at every cell, so the regions overlap by (k-1)/k in each direction
+    and a 10-degree field anywhere on the wall is within a k-th of a region of one of them.  Only
+    windows that hold any element are kept.  The whole field is the last window.
     """
 
-    def __init__(self, positions: np.ndarray | None, weights: np.ndarray, region: tuple[float, float] | None):
+    def __init__(self, positions: np.ndarray | None, weights: np.ndarray, region: tuple[float, float] | None,
+                 k: int = 2):
         n = weights.shape[0]
+        self.k = k
         if positions is None or region is None:
             cx = cy = 1
             cell = np.zeros(n, np.int64)
         else:
             pos = np.clip(np.asarray(positions, np.float64).reshape(n, 2), 0.0, 1.0)
-            cx = int(min(max(1, math.ceil(2.0 / max(region[0], 1e-9))), MAX_CELLS))
-            cy = int(min(max(1, math.ceil(2.0 / max(region[1], 1e-9))), MAX_CELLS))
+            cx = int(min(max(1, math.ceil(k / max(region[0], 1e-9))), MAX_CELLS))
+            cy = int(min(max(1, math.ceil(k / max(region[1], 1e-9))), MAX_CELLS))
             ix = np.minimum((pos[:, 0] * cx).astype(np.int64), cx - 1)
             iy = np.minimum((pos[:, 1] * cy).astype(np.int64), cy - 1)
             cell = iy * cx + ix
@@ -337,6 +375,7 @@ class _Regions:
         self.cell = cell
         self.ncell = cx * cy
         warea = self.window_sums(np.bincount(cell, weights=weights, minlength=self.ncell))
+        self.wshape = warea.shape[:2]
         self.keep = np.flatnonzero(warea.reshape(-1) > 0)
         self.all_kept = self.keep.size == warea.size
         self.area = np.append(warea.reshape(-1)[self.keep], weights.sum()).astype(np.float64)
@@ -346,16 +385,12 @@ class _Regions:
         self.count = self.keep.size + 1
 
     def window_sums(self, cells: np.ndarray) -> np.ndarray:
-        """Sums over every 2 x 2 window of a per-cell quantity (C,) or (C, k); shape (wy, wx[, k])."""
+        """Sums over every k x k window of a per-cell quantity (C,) or (C, q); shape (wy, wx[, q])."""
         g = cells.reshape((self.cy, self.cx) + cells.shape[1:])
-        if self.cy > 1:
-            g = g[:-1] + g[1:]
-        if self.cx > 1:
-            g = g[:, :-1] + g[:, 1:]
-        return g
+        return _box_sum(_box_sum(g, 0, self.k), 1, self.k)
 
     def window_values(self, cells: np.ndarray) -> np.ndarray:
-        """Per kept window (and the whole, last) sums of a per-cell quantity (C, k) -> (count, k)."""
+        """Per kept window (and the whole, last) sums of a per-cell quantity (C, q) -> (count, q)."""
         w = self.window_sums(cells)
         flat = w.reshape((-1,) + cells.shape[1:])
         out = np.empty((self.count,) + cells.shape[1:], cells.dtype)
@@ -367,15 +402,12 @@ class _Regions:
         return out
 
     def window_rows(self, cells: np.ndarray) -> np.ndarray:
-        """Like :meth:`window_values` for quantities in rows: (k, C) -> (k, count)."""
-        k = cells.shape[0]
-        g = cells.reshape(k, self.cy, self.cx)
-        if self.cy > 1:
-            g = g[:, :-1] + g[:, 1:]
-        if self.cx > 1:
-            g = g[:, :, :-1] + g[:, :, 1:]
-        flat = g.reshape(k, -1)
-        out = np.empty((k, self.count), cells.dtype)
+        """Like :meth:`window_values` for quantities in rows: (q, C) -> (q, count)."""
+        q = cells.shape[0]
+        g = cells.reshape(q, self.cy, self.cx)
+        g = _box_sum(_box_sum(g, 1, self.k), 2, self.k)
+        flat = g.reshape(q, -1)
+        out = np.empty((q, self.count), cells.dtype)
         if self.all_kept:
             out[:, :-1] = flat
         else:
@@ -385,22 +417,11 @@ class _Regions:
 
     def cell_min(self, per_window: np.ndarray) -> np.ndarray:
         """(C,) for each cell the minimum over the windows that contain it (and the whole)."""
-        wy, wx = max(self.cy - 1, 1), max(self.cx - 1, 1)
+        wy, wx = self.wshape
         full = np.ones(wy * wx, np.float32)
         full[self.keep] = per_window[:-1]
-        g = full.reshape(wy, wx)
-        if self.cy > 1:   # cell row j lies in window rows j-1 and j
-            t = np.empty((self.cy, wx), np.float32)
-            t[:-1] = g
-            t[-1] = 1.0
-            np.minimum(t[1:], g, out=t[1:])
-            g = t
-        if self.cx > 1:
-            t = np.empty((self.cy, self.cx), np.float32)
-            t[:, :-1] = g
-            t[:, -1] = 1.0
-            np.minimum(t[:, 1:], g, out=t[:, 1:])
-            g = t
+        g = _spread_min(full.reshape(wy, wx), 0, self.k, self.cy)
+        g = _spread_min(g, 1, self.k, self.cx)
         return np.minimum(g.reshape(-1), per_window[-1])
 
     def cells_of_windows(self, windows: np.ndarray) -> np.ndarray:
@@ -452,7 +473,9 @@ class FlashLimiter:
         self.encoding = encoding
         self.time = 0.0
         self.frames_limited = 0
-        self.regions = _Regions(positions, self.weights.astype(np.float64), region)
+        self.regions = _Regions(positions, self.weights.astype(np.float64), region, 4)
+        if self.regions.count > MAX_FINE_REGIONS:
+            self.regions = _Regions(positions, self.weights.astype(np.float64), region, 2)
         self.snap = snap
         self._w3 = self.weights[:, None]
         self._leds = (_Transitions(self.n, red=False), _Transitions(self.n, red=True))

@@ -7,9 +7,8 @@ flashes in any 1 s" is "at most 6 transitions in any 1 s".  LED bytes are drive 
 linear light (byte / 255).
 
 :func:`report` counts over the whole installation (area-weighted mean), over every region of a
-given size (windows of 2 x 2 cells of at most half a region, one at every cell: each region's
-weighted mean, and the share of its area whose LEDs flash more than three times a second, which
-must stay under 25 %).
+given size starting every half and every quarter region (each region's weighted mean, and the
+share of its area whose LEDs flash more than three times a second, which must stay under 25 %).
 """
 
 from __future__ import annotations
@@ -120,19 +119,20 @@ def report(frames: np.ndarray, times, weights: np.ndarray, positions: np.ndarray
         over[:, i] = _over(g, times) | _over(red_transitions(frames[:, i], times), times)
     rg = rr = 0
     area = 0.0
-    # the regions as docs/operations.md defines them: the canvas cut into cells at most half a region
-    # wide and high, a region = 2 x 2 cells, one starting at every cell
-    cx, cy = (max(1, int(np.ceil(2.0 / r - 1e-9))) for r in region)
-    px = np.minimum((np.clip(positions[:, 0], 0, 1) * cx).astype(int), cx - 1)
-    py = np.minimum((np.clip(positions[:, 1], 0, 1) * cy).astype(int), cy - 1)
-    for j in range(max(cy - 1, 1)):
-        for i in range(max(cx - 1, 1)):
-            m = (px >= i) & (px <= i + 1) & (py >= j) & (py <= j + 1)
-            if not m.any():
-                continue
-            wm = w[m] / w[m].sum()
-            mean = np.einsum("n,tnc->tc", wm, frames[:, m])
-            rg = max(rg, max_per_second(general_transitions(mean @ LUMA, times)))
-            rr = max(rr, max_per_second(red_transitions(mean, times)))
-            area = max(area, float((over[:, m] @ wm).max()))
+    # regions of the given size starting every half and every quarter region (docs/operations.md): the
+    # canvas cut into cells at most 1/k of a region wide and high, a region = k x k cells, one per cell
+    for k in (2, 4):
+        cx, cy = (max(1, int(np.ceil(k / r - 1e-9))) for r in region)
+        px = np.minimum((np.clip(positions[:, 0], 0, 1) * cx).astype(int), cx - 1)
+        py = np.minimum((np.clip(positions[:, 1], 0, 1) * cy).astype(int), cy - 1)
+        for j in range(max(cy - k + 1, 1)):
+            for i in range(max(cx - k + 1, 1)):
+                m = (px >= i) & (px < i + k) & (py >= j) & (py < j + k)
+                if not m.any():
+                    continue
+                wm = w[m] / w[m].sum()
+                mean = np.einsum("n,tnc->tc", wm, frames[:, m])
+                rg = max(rg, max_per_second(general_transitions(mean @ LUMA, times)))
+                rr = max(rr, max_per_second(red_transitions(mean, times)))
+                area = max(area, float((over[:, m] @ wm).max()))
     return FlashReport(wg, wr, rg, rr, area, float(over.mean(axis=1).max()), led_max)
