@@ -713,7 +713,9 @@ class FrameFlashLimiter:
         self._col_cell = np.repeat(np.arange(gx), np.diff(self._cols))[np.arange(w) // 2]
         centres = np.stack(np.meshgrid((self._cols[:-1] + self._cols[1:]) / (2.0 * ws),
                                        (self._rows[:-1] + self._rows[1:]) / (2.0 * hs)), axis=-1).reshape(-1, 2)
-        self._core = FlashLimiter(area / area.sum(), self.fps, positions=centres, region=self.region)
+        # a region smaller than one cell sees no more than the cell: no finer grid than that
+        region = (max(self.region[0], 1.0 / gx), max(self.region[1], 1.0 / gy))
+        self._core = FlashLimiter(area / area.sum(), self.fps, positions=centres, region=region)
         self._shape = (h, w)
         self._prev = None
 
