@@ -1,7 +1,9 @@
 """Flash limiter cost per frame: 50,000 LEDs and a 640x360 preview image.
 
 Prints ms per frame for content that passes untouched (slow fade), content the limiter has to
-slow (a full-field 10 Hz strobe) and random noise, and the ratio to a baseline measured in the
+slow (a full-field 10 Hz strobe) and random noise, counted over the whole and per region (a
+10-degree field at 1 m on a 16 m wall), measured on the CPU (the LED pipeline hands the limiter
+its per-LED measures from the GPU: bench_leds.py), and the ratio to a baseline measured in the
 same run: the clip + copy any final colour stage does anyway.
 
     python bench/bench_safety.py [--leds 50000] [--frames 300]
@@ -18,7 +20,7 @@ import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from installation.safety import FlashLimiter, FrameFlashLimiter  # noqa: E402
+from installation.safety import FlashLimiter, FrameFlashLimiter, SafetySettings  # noqa: E402
 
 FPS = 60.0
 
@@ -57,6 +59,10 @@ def main() -> None:
     rng = np.random.default_rng(1)
     n = args.leds
     weights = np.full(n, 1.0 / n)
+    # the LEDs on a grid over a 16 m wall seen from 1 m: flashes counted per 10-degree region too
+    cols = int(np.ceil(np.sqrt(n * 16 / 9)))
+    pos = np.stack([(np.arange(n) % cols + 0.5) / cols, (np.arange(n) // cols + 0.5) / int(np.ceil(n / cols))], 1)
+    region = SafetySettings().region(16.0)
 
     fade = led_frames("fade", n, args.frames, rng)
     baseline = per_frame_ms(lambda: lambda f: np.clip(f, 0.0, 1.0).astype(np.float32, copy=True), fade)
@@ -67,7 +73,7 @@ def main() -> None:
         made = []
 
         def make():
-            made.append(FlashLimiter(weights, FPS))
+            made.append(FlashLimiter(weights, FPS, positions=pos, region=region))
             return lambda f: made[-1].limit(f, 1 / FPS)
 
         ms = per_frame_ms(make, frames)

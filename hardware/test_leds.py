@@ -17,8 +17,9 @@ Patterns:
 Keys (when run in a terminal): n / space next, p previous, r R g G b B white balance
 down/up, [ ] gamma down/up, - + level, w write the calibration back into the layout file
 (the old file is kept as FILE.bak), q quit.  --seconds S runs non-interactively for S
-seconds (scripts, tests).  It drives the show's own outputs and colour pipeline
-(installation.leds / installation.color): what you see here is what the show sends.
+seconds (scripts, tests).  It drives the show's own LED pipeline (installation.leds): the same
+colour correction, power limit and photosensitive flash limiter as the show, so a fast --step
+can never strobe the people in the room (the limiter slows it to at most 3 flashes a second).
 """
 
 from __future__ import annotations
@@ -288,7 +289,11 @@ def run(argv: list[str] | None = None, out: Callable[[str], None] = print) -> in
             out(f"ERROR {exc.args[0]}")
             return 2
     tree = ParamTree.from_specs(PARAMS)
-    leds = LedPipeline(None, venue, tree)
+    try:
+        leds = LedPipeline(None, venue, tree, fps=max(a.fps, 1.0))
+    except ValueError as exc:   # the venue's [safety] section
+        out(f"ERROR {venue.name}: {exc}")
+        return 2
     pats = Patterns(leds, min(max(a.level, 0.0), 1.0))
     chosen = [venue.layout.fixture(a.arg)] if a.pattern == "fixture" else range(len(venue.layout.fixtures))
     for fi in chosen:
@@ -303,6 +308,7 @@ def run(argv: list[str] | None = None, out: Callable[[str], None] = print) -> in
     t0 = time.monotonic()
     period = 1.0 / max(a.fps, 1.0)
     next_frame = t0
+    last = None
     out(f"venue {venue.name}: {venue.layout.count} LEDs, {nfix} fixtures; pattern {a.pattern}"
         + (" (keys: n/p step, rRgGbB white, [ ] gamma, - + level, w write, q quit)" if interactive else ""))
     try:
@@ -314,7 +320,8 @@ def run(argv: list[str] | None = None, out: Callable[[str], None] = print) -> in
             if not interactive and a.step > 0:
                 step = int(t / a.step)
             frame, new_label = pats.make(a.pattern, a.arg, step, t)
-            leds.process_colors(frame)
+            leds.process_colors(frame, None if last is None else now - last)  # real time: the limiter counts it
+            last = now
             if new_label != label:
                 out(new_label)
                 label = new_label
@@ -355,6 +362,7 @@ def run(argv: list[str] | None = None, out: Callable[[str], None] = print) -> in
     finally:
         keys.restore()
         leds.close("hold" if a.hold else "blackout")
+        leds.release()
     if a.write:
         write_back(leds, out)
     return 0

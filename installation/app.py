@@ -319,9 +319,11 @@ def _run_live(args: LiveArgs, show, venue, stack: contextlib.ExitStack) -> int:
     if venue is not None:
         from .leds import LedPipeline
         try:
-            leds = LedPipeline(ctx, venue, tree, shaders=engine.shaders)
+            leds = LedPipeline(ctx, venue, tree, fps=args.fps, shaders=engine.shaders)
         except ShaderError as exc:
             raise StartupError(f"shader: {exc}") from None
+        except ValueError as exc:  # the venue's [safety] section
+            raise StartupError(f"venue {venue.name}: {exc}") from None
         engine.attach_leds(leds, fps=args.fps)
     if preview is not None:
         preview.attach(engine)

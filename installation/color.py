@@ -1,23 +1,23 @@
-"""The colour pipeline, in one place, vectorised over every LED at once.
+"""The colour pipeline's CPU half, vectorised over every LED at once.
 
-Display-referred colours (N, 3) in 0..1 from the sampler go through:
+An LED frame goes through these stages (:class:`installation.leds.LedPipeline` owns the list):
 
-1. per-fixture gamma, by lookup table (display-referred -> LED PWM, linear light);
-2. white balance x fixture brightness x ``leds/master`` x the venue's cap;
-3. the POWER LIMITER: current per supply from a per-channel mA model
-   (FastLED's R 16, G 11, B 15 mA + 1 mA idle per LED by default), scaled so
-   that no supply's estimate exceeds its budget, including the worst case
-   temporal dithering can add;
-4. an optional safety limiter (a callable on the final (N, 3) float frame);
-5. RGBW white extraction (W = min(r, g, b), subtracted from r, g, b);
-6. temporal dithering (error diffusion over frames) and quantisation to 8 bits;
-7. packing into every controller's buffer in its colour order, by one
-   prebuilt gather index.
+1. sample + correct, on the GPU in one dispatch (``LedSampler.sample_linear``, or
+   ``LedSampler.correct_colors`` for per-LED colours): per-fixture gamma, white balance x fixture
+   brightness x ``leds/master`` x the venue's cap.  This is the ONE place gamma and white balance
+   are applied; :meth:`ColorPipeline.gpu_correction` gives the shader what it needs;
+2. the POWER LIMITER (:meth:`ColorPipeline.limit_power`): current per supply from a per-channel
+   mA model (FastLED's R 16, G 11, B 15 mA + 1 mA idle per LED by default), scaled so that no
+   supply's estimate exceeds its budget, including the worst case temporal dithering can add;
+3. :meth:`ColorPipeline.quantize`: RGBW white extraction (W = min(r, g, b), subtracted from r, g, b),
+   temporal dithering (error diffusion over frames) and quantisation to 8 bits; the levels then
+   hold the light those bytes make, so the flash limiter measures what goes on the wire;
+4. the flash limiter (``installation.safety``), on the light the bytes make (LEDs it changes are
+   quantised again: :meth:`ColorPipeline.requantize`);
+5. :meth:`ColorPipeline.pack`: every controller's buffer in its colour order, by one prebuilt
+   gather index.
 
-All arrays are built once; a frame is a dozen numpy passes over N x 3 floats.
-From a texture, steps 1-2 run on the GPU in the sampling dispatch
-(:meth:`ColorPipeline.gpu_correction` -> ``LedSampler.sample_linear``) and
-:meth:`ColorPipeline.process_levels` does the rest: about eight passes.
+All arrays are built once; the CPU part of a frame is a few numpy passes over N x 3 floats.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, replace
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -40,10 +40,6 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("leds/gamma", FLOAT, 2.2, "gamma of fixtures whose calibration gives none", 1.0, 3.5, scope=VENUE),
     ParamSpec("leds/dither", BOOL, True, "temporal dithering: smooth fades at low brightness", scope=VENUE),
 )
-
-LUT_SIZE = 4096
-
-SafetyHook = Callable[[np.ndarray], np.ndarray]
 
 
 @dataclass(frozen=True)
@@ -67,23 +63,21 @@ class Supply:
 
 
 class ColorPipeline:
-    """Corrects and packs LED frames for one layout and patch.
+    """Power-limits, quantises and packs LED frames for one layout and patch; holds the calibration.
 
-    ``process(colors)`` takes (N, 3) display-referred floats and returns a new
-    uint8 array of ``patch.total`` bytes: every controller's buffer end to end
-    (controller i at ``patch.base[i]``).  Engine thread only (it keeps the
-    dithering error between frames).
+    The frame lives in :attr:`levels` ((N, 3) float32 LED drive levels, written by the GPU);
+    :meth:`limit_power` scales it in place, :meth:`quantize_pack` returns a new uint8 array of
+    ``patch.total`` bytes: every controller's buffer end to end (controller i at
+    ``patch.base[i]``).  Engine thread only (it keeps the dithering error between frames).
     """
 
     def __init__(self, layout: Layout, patch: PatchMap, tree: ParamTree, supplies: Sequence[Supply] = (),
-                 current: CurrentModel = CurrentModel(), max_brightness: float = 1.0,
-                 safety: SafetyHook | None = None):
+                 current: CurrentModel = CurrentModel(), max_brightness: float = 1.0):
         self.layout = layout
         self.patch = patch
         self.tree = tree
         self.current = current
         self.max_brightness = float(max_brightness)
-        self.safety = safety
         n = self.n = layout.count
         self.calibrations = [f.calibration for f in layout.fixtures]
         self.counts = np.array([f.count for f in layout.fixtures], dtype=np.int64)
@@ -98,7 +92,6 @@ class ColorPipeline:
         self.err = np.full_like(self.flat, 0.5)  # dithering error + 0.5 (the rounding offset folded in)
         self.q8_all = np.zeros(len(self.flat) + 1, dtype=np.uint8)  # + a slot that stays 0 for unused bytes
         self.q8 = self.q8_all[:-1]
-        self.idx = np.zeros((n, 3), dtype=np.int64)  # int64 + mode="clip" is numpy's fastest take
         self.led_ma = np.zeros(n, dtype=np.float32)
         # The limiter estimates from R, G, B before white extraction.  After it an RGBW LED draws
         # (r-w)R + (g-w)G + (b-w)B + wW with w = min(r, g, b) <= (r+g+b)/3: an upper bound whenever
@@ -151,48 +144,23 @@ class ColorPipeline:
         self._supply_fixtures = [np.flatnonzero(self.fixture_supply == s_i).tolist() for s_i in range(nsup)]
         self._supply_leds = self.supply_leds.tolist()
         self._supply_budget = self.supply_budget_ma.tolist()
-        self._prev_out: np.ndarray | None = None
-        self._safety_failed = False
-
-        self._gamma_default = None
-        self._master = None
+        unfed = [f.name for f, s_i in zip(layout.fixtures, self.fixture_supply.tolist()) if s_i < 0]
+        if unfed:
+            log.warning("no [[power]] supply feeds %s: the power limit cannot cover %s",
+                        ", ".join(unfed[:5]) + (" ..." if len(unfed) > 5 else ""),
+                        "them" if len(unfed) > 1 else "it")
         self.tables_version = 0
         self._rebuild_tables()
 
     # ------------------------------------------------------------------ tables
     def _rebuild_tables(self) -> None:
-        """Gamma LUT rows and per-LED scale; called when a calibration changes."""
-        gammas = sorted({c.gamma for c in self.calibrations if c.gamma is not None})
-        self._gammas = [None] + gammas  # row 0 follows the live leds/gamma
-        row_of_fixture = np.array([0 if c.gamma is None else 1 + gammas.index(c.gamma) for c in self.calibrations],
-                                  dtype=np.int64)
-        self._rows_used = sorted(set(row_of_fixture.tolist()))
-        self.single_row = len(self._rows_used) == 1
-        if self.single_row:
-            self._rows_used = [int(row_of_fixture[0])]
-            self.lut_base = None
-        else:
-            self.lut_base = (np.repeat(row_of_fixture, self.counts) * LUT_SIZE)[:, None]
+        """Per-LED gamma and white x brightness for the GPU; called when a calibration changes."""
         fixture_scale = np.array([np.array(c.white) * c.brightness for c in self.calibrations], dtype=np.float32)
         self.base_scale = np.repeat(fixture_scale, self.counts, axis=0).reshape(self.n, 3)
-        # the same per LED for the GPU (LedSampler.sample_linear): gamma 0 = the live leds/gamma
+        # gamma 0 = the live leds/gamma
         fixture_gamma = np.array([0.0 if c.gamma is None else c.gamma for c in self.calibrations], dtype=np.float32)
         self.led_gamma = np.repeat(fixture_gamma, self.counts)
         self.tables_version += 1
-        self._gamma_default = None
-        self._master = None
-        self._build_lut()
-
-    def _build_lut(self) -> None:
-        """The gamma lookup table (one row per gamma in use); cheap, so a modulated leds/gamma may call it per frame."""
-        g_default = float(self.tree["leds/gamma"])
-        x = np.linspace(0.0, 1.0, LUT_SIZE, dtype=np.float64)
-        if self.single_row:
-            g = self._gammas[self._rows_used[0]]
-            self.lut = (x ** (g_default if g is None else g)).astype(np.float32)
-        else:
-            self.lut = np.concatenate([x ** (g_default if g is None else g) for g in self._gammas]).astype(np.float32)
-        self._gamma_default = g_default
 
     def set_calibration(self, fixture: int, gamma: float | None | type(...) = ..., white=None,
                         brightness: float | None = None) -> Calibration:
@@ -209,29 +177,6 @@ class ColorPipeline:
         return c
 
     # ------------------------------------------------------------------ frame
-    def correct(self, colors: np.ndarray) -> np.ndarray:
-        """Gamma, white balance, brightness, power limit and safety: the final (N, 3) float frame.
-
-        Returns an internal array (valid until the next call).
-        """
-        tree = self.tree
-        if tree["leds/gamma"] != self._gamma_default:
-            self._build_lut()
-        master = self.master()
-        if master != self._master:
-            self.scale = self.base_scale * np.float32(master)
-            self._master = master
-        rgb, idx = self.rgb, self.idx
-        np.clip(colors, 0.0, 1.0, out=rgb)
-        np.multiply(rgb, np.float32(LUT_SIZE - 1), out=rgb)
-        np.add(rgb, np.float32(0.5), out=rgb)
-        np.copyto(idx, rgb, casting="unsafe")
-        if not self.single_row:
-            np.add(idx, self.lut_base, out=idx)
-        np.take(self.lut, idx, out=rgb, mode="clip")
-        np.multiply(rgb, self.scale, out=rgb)
-        return self._limit_and_guard()
-
     def master(self) -> float:
         """The level every LED is scaled by this frame: ``leds/master`` x the venue's cap."""
         return float(self.tree["leds/master"]) * self.max_brightness
@@ -247,23 +192,11 @@ class ColorPipeline:
         """The (N, 3) float32 array :meth:`process_levels` works on: read the GPU's result straight into it."""
         return self.rgb
 
-    def process_levels(self, levels: np.ndarray | None = None) -> np.ndarray:
-        """Like :meth:`process` for colours already gamma-corrected and scaled (steps 1-2 done on the GPU).
-
-        ``levels`` (N, 3) float32 0..1 LED drive levels; None: they are already in :attr:`levels`.
-        """
-        if levels is not None and levels is not self.rgb:
-            np.copyto(self.rgb, levels)
-        self._limit_and_guard()
-        if self._safety_failed and self._prev_out is not None:
-            return self._prev_out.copy()
-        return self.quantize_pack()
-
-    def _limit_and_guard(self) -> np.ndarray:
+    def limit_power(self) -> np.ndarray:
+        """The power stage: scale :attr:`levels` in place so no supply's estimate exceeds its budget
+        (:attr:`last_scale` says what each supply got)."""
         if self.limited:
             self._limit_power(bool(self.tree["leds/dither"]))
-        if self.safety is not None:
-            self._apply_safety()
         return self.rgb
 
     def _limit_power(self, dither: bool) -> None:
@@ -290,27 +223,10 @@ class ColorPipeline:
         self.last_ma = np.array(ma_all)
         self.last_scale = np.array(scales)
 
-    def _apply_safety(self) -> None:
-        try:
-            out = self.safety(self.rgb)
-            if out is not self.rgb:
-                self.rgb[...] = out
-            np.clip(self.rgb, 0.0, 1.0, out=self.rgb)
-            self._safety_failed = False
-        except Exception:
-            if not self._safety_failed:
-                log.exception("safety limiter failed; holding the last frame until it works again")
-            self._safety_failed = True
-
-    def process(self, colors: np.ndarray) -> np.ndarray:
-        """Correct, dither, quantise and pack: a new uint8 array of all controller buffers."""
-        self.correct(colors)
-        if self._safety_failed and self._prev_out is not None:
-            return self._prev_out.copy()
-        return self.quantize_pack()
-
-    def quantize_pack(self) -> np.ndarray:
-        """Quantise the frame left by :meth:`correct` (RGBW extraction, dithering) and pack it."""
+    def quantize(self) -> np.ndarray:
+        """Quantise :attr:`levels` to the bytes that will be sent (RGBW extraction, dithering) and turn
+        :attr:`levels` into the light those bytes make (code / 255, W added back to R, G and B), so the
+        flash limiter measures what goes on the wire.  Returns :attr:`levels`."""
         rgb, flat = self.rgb, self.flat
         if len(self.rgbw_idx):
             sub = rgb[self.rgbw_idx]
@@ -329,9 +245,52 @@ class ColorPipeline:
         else:
             np.add(flat, np.float32(0.5), out=flat)
             np.copyto(self.q8, flat, casting="unsafe")
-        out = self.q8_all.take(self.gather)
-        self._prev_out = out
-        return out
+        np.multiply(self.q8, np.float32(1.0 / 255.0), out=flat)
+        if len(self.rgbw_idx):
+            rgb[self.rgbw_idx] = np.minimum(rgb[self.rgbw_idx] + self.w[:, None], 1.0)
+        return rgb
+
+    def snap(self, rows: np.ndarray, levels: np.ndarray) -> np.ndarray:
+        """The light (k, 3) that :meth:`requantize` would make LEDs ``rows`` show for ``levels``."""
+        q_rgb, q_w, _, _ = self._codes(rows, levels)
+        return np.minimum((q_rgb + q_w[:, None]) * np.float32(1.0 / 255.0), 1.0).astype(np.float32)
+
+    def _codes(self, rows: np.ndarray, levels: np.ndarray):
+        """8-bit codes (rounded, no dithering) of LEDs ``rows`` at (k, 3) light ``levels``:
+        (RGB codes (k, 3), W codes (k,), which rows have W, their index among the W channels)."""
+        lv = np.clip(np.asarray(levels, np.float32), 0.0, 1.0)
+        q_w = np.zeros(len(rows), np.float32)
+        has_w = np.zeros(len(rows), bool)
+        pos = np.zeros(len(rows), np.int64)
+        if len(self.rgbw_idx):
+            pos = np.minimum(np.searchsorted(self.rgbw_idx, rows), len(self.rgbw_idx) - 1)
+            has_w = self.rgbw_idx[pos] == rows
+            w = np.where(has_w, lv.min(axis=1), 0.0).astype(np.float32)
+            lv = lv - w[:, None]
+            q_w = np.floor(w * 255.0 + 0.5)
+        return np.floor(lv * 255.0 + 0.5), q_w, has_w, pos
+
+    def requantize(self, rows: np.ndarray, levels: np.ndarray) -> None:
+        """Set the bytes of LEDs ``rows`` to (k, 3) light ``levels`` (rounded, their dithering error
+        reset): for the few LEDs a later stage changed after :meth:`quantize`."""
+        q_rgb, q_w, has_w, pos = self._codes(rows, levels)
+        self.rgb[rows] = self.snap(rows, levels)
+        if has_w.any():
+            wi = 3 * self.n + pos[has_w]
+            self.q8[wi] = q_w[has_w].astype(np.uint8)
+            self.err[wi] = 0.5
+        ch = (3 * rows[:, None] + np.arange(3)).reshape(-1)
+        self.q8[ch] = q_rgb.reshape(-1).astype(np.uint8)
+        self.err[ch] = 0.5
+
+    def pack(self) -> np.ndarray:
+        """Every controller's buffer from the bytes of :meth:`quantize`: a new uint8 array."""
+        return self.q8_all.take(self.gather)
+
+    def quantize_pack(self) -> np.ndarray:
+        """:meth:`quantize` then :meth:`pack` (no flash stage in between: tests of this module)."""
+        self.quantize()
+        return self.pack()
 
     def reset_dither(self) -> None:
         """Forget the carried dithering error (after a blackout or a pattern change)."""

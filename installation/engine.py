@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Callable, Iterable, Mapping, Protocol
 
 import moderngl
-import numpy as np
 
 from . import color
 from . import mood as mood_mod
@@ -63,7 +62,7 @@ class FrameSink(Protocol):
 class LedStage(Protocol):
     """The LED pipeline as the engine sees it (installation.leds.LedPipeline)."""
 
-    def process(self, texture: moderngl.Texture): ...
+    def process(self, texture: moderngl.Texture, dt: float | None = None): ...
     def status(self) -> dict: ...
     def close(self, end_state: str = "blackout") -> None: ...
     def release(self) -> None: ...  # optional: GL cleanup after close, on the engine thread
@@ -148,20 +147,12 @@ class Engine:
             self.shaders.compute("field_resolve.glsl", {"SLICES": slices})
 
     def attach_leds(self, leds: LedStage, fps: float = 60.0) -> None:
-        """Drive ``leds`` from the tapestry, always through the photosensitive flash limiter.
+        """Drive ``leds`` from the tapestry, handing it each frame's ``dt``.
 
-        The limiter is wired here, not configured: no preset, OSC message or venue
-        setting can take it out of the path to the lights.
+        The power and flash limits are stages the LED pipeline builds for itself
+        (installation.leds): nothing here, in a preset, an OSC message or a venue can leave them out.
         """
-        from .safety import FlashLimiter
-        n = int(leds.layout.count)
-        areas = np.asarray(leds.layout.areas(), np.float64)
-        # Each LED counts by the area it lights (equal shares if a layout cannot say).
-        weights = areas / areas.sum() if areas.size and np.isfinite(areas).all() and areas.sum() > 0 \
-            else np.full(n, 1.0 / max(n, 1))
-        limiter = FlashLimiter(weights, fps)
-        leds.safety = lambda rgb: limiter.limit(rgb, self.last_dt)
-        self.flash_limiter = limiter
+        self.flash_limiter = getattr(leds, "flash_limiter", None)
         prepare = getattr(leds, "prepare", None)
         if prepare is not None:
             prepare(self.tapestry.size)  # compile the sampling programs now, not in the first frame
@@ -185,7 +176,7 @@ class Engine:
         self._guard("render", self.renderer.render, dt, self.master_level(), self.field.round_started)
         tex = self.renderer.tapestry
         if self.leds is not None:
-            self._guard("leds", self.leds.process, tex)
+            self._guard("leds", self.leds.process, tex, dt)
         for sink in self.sinks:
             self._guard(type(sink).__name__, sink.consume, self, tex)
         for cb in self.on_frame:

@@ -1,12 +1,22 @@
-"""The LED path of a frame: tapestry texture -> per-LED colours -> corrected bytes -> outputs.
+"""The LED path of a frame: one explicit list of stages, owned by :class:`LedPipeline`.
 
-:class:`LedPipeline` ties a venue's layout, the GPU sampler, the colour
-pipeline and one output per controller.  Everything is built once; a frame is
-one compute dispatch (sampling, gamma, white balance, master) + readback, a few
-numpy passes (power limit, safety, dithering, packing), and a slot write: a
-hand-off thread calls every controller's non-blocking ``send`` (each output
-copies its share into its own slot and encodes/transmits on its own thread).
-Engine thread only.
+    correct -> power -> quantize -> flash -> pack -> send
+
+* ``correct`` (GPU, one dispatch): sample the tapestry over every LED's footprint (or take the
+  per-LED colours given) and apply gamma, white balance x brightness and the master level --
+  the one place they are applied (``shaders/led_sample.glsl``); one readback;
+* ``power``: the power limit per supply (``ColorPipeline.limit_power``);
+* ``quantize``: RGBW, dithering, 8 bits (``ColorPipeline.quantize``): from here the levels are the
+  light the bytes will make, so the next stage limits what goes on the wire;
+* ``flash``: the photosensitive flash limiter (``installation.safety.FlashLimiter``), handed
+  the frame's ``dt``; counted over the whole and over regions sized by the venue's ``[safety]``;
+  the LEDs it slows are quantised again;
+* ``pack``: every controller's buffer in its colour order (``ColorPipeline.pack``);
+* ``send``: a slot write; a hand-off thread calls every controller's non-blocking ``send``.
+
+The pipeline builds every stage itself from the venue: there is no argument, parameter or
+attribute that leaves the power or the flash limit out.  Engine thread only (or a script's
+own thread when it owns the pipeline's GL context).
 """
 
 from __future__ import annotations
@@ -20,9 +30,10 @@ import moderngl
 import numpy as np
 
 from installation.color import PARAMS as COLOR_PARAMS
-from installation.color import ColorPipeline, SafetyHook
+from installation.color import ColorPipeline
 from installation.fixtures.sampler import LedSampler
 from installation.params import ParamSpec, ParamTree
+from installation.safety import FlashLimiter, venue_region
 from installation.venue import END_STATES, Venue
 
 log = logging.getLogger(__name__)
@@ -98,38 +109,166 @@ class _Handoff:
             self._thread.join(timeout)
 
 
-class LedPipeline:
-    """Builds layout, sampler, colour pipeline and outputs for ``venue``; ``process(texture)`` per frame.
+class LedFrame:
+    """One frame on its way through the stages: its source, its ``dt``, the float levels, the bytes."""
 
-    ``outputs`` may be given (tests, the benchmark) as a list matching
-    ``venue.patch.controllers``; otherwise they are made from the venue.
-    ``safety`` is applied to the final (N, 3) float frame before packing.
+    __slots__ = ("source", "dt", "levels", "packed", "hold")
+
+    def __init__(self, source, dt: float | None, levels: np.ndarray):
+        self.source = source          # a moderngl.Texture (the tapestry) or (N, 3) display-referred colours
+        self.dt = dt                  # seconds since the previous frame (None: 1 / fps)
+        self.levels = levels          # (N, 3) float32 LED drive levels, changed in place by the stages
+        self.packed: np.ndarray | None = None
+        self.hold = False             # a stage failed: send the last safe frame again
+
+
+class CorrectStage:
+    """Sample (or take the given colours) and apply gamma, white balance and master on the GPU."""
+
+    name = "correct"
+
+    def __init__(self, sampler: LedSampler, color: ColorPipeline):
+        self.sampler, self.color = sampler, color
+
+    def __call__(self, f: LedFrame) -> None:
+        gamma, scale, gamma_default, master, key = self.color.gpu_correction()
+        if isinstance(f.source, np.ndarray):
+            self.sampler.correct_colors(f.source, gamma, scale, gamma_default, master, key=key, out=f.levels)
+        else:
+            self.sampler.sample_linear(f.source, gamma, scale, gamma_default, master, key=key, out=f.levels)
+
+
+class PowerStage:
+    """Keep every supply's estimated current within its budget."""
+
+    name = "power"
+
+    def __init__(self, color: ColorPipeline):
+        self.color = color
+
+    def __call__(self, f: LedFrame) -> None:
+        self.color.limit_power()
+
+
+class QuantizeStage:
+    """RGBW, dithering, 8 bits: the levels become the light the bytes will make."""
+
+    name = "quantize"
+
+    def __init__(self, color: ColorPipeline):
+        self.color = color
+
+    def __call__(self, f: LedFrame) -> None:
+        self.color.quantize()
+
+
+class FlashStage:
+    """The photosensitive flash limiter on the light the quantised bytes make, handed the frame's ``dt``.
+
+    LEDs it slows are quantised again from its output.  If the limiter itself fails, the last frame
+    sent (which passed it) is sent again until it works.
     """
 
-    def __init__(self, ctx: moderngl.Context | None, venue: Venue, tree: ParamTree,
-                 safety: SafetyHook | None = None, outputs: Sequence | None = None, shaders=None):
+    name = "flash"
+
+    def __init__(self, limiter: FlashLimiter, color: ColorPipeline):
+        self.limiter, self.color = limiter, color
+        self._failed = False
+
+    def __call__(self, f: LedFrame) -> None:
+        try:
+            out = self.limiter.limit(f.levels, f.dt)
+            if out is not f.levels:
+                rows = np.flatnonzero((out != f.levels).any(axis=1))
+                if rows.size:
+                    self.color.requantize(rows, out[rows])
+            self._failed = False
+        except Exception:
+            if not self._failed:
+                log.exception("flash limiter failed; holding the last frame until it works again")
+            self._failed = True
+            f.hold = True
+
+
+class PackStage:
+    """Every controller's buffer, in its colour order."""
+
+    name = "pack"
+
+    def __init__(self, color: ColorPipeline):
+        self.color = color
+        self.last: np.ndarray = color.blackout()
+
+    def __call__(self, f: LedFrame) -> None:
+        f.packed = self.last if f.hold else self.color.pack()
+        self.last = f.packed
+
+
+class SendStage:
+    """Hand the packed frame to the outputs (a slot write)."""
+
+    name = "send"
+
+    def __init__(self, send):
+        self._send = send
+
+    def __call__(self, f: LedFrame) -> None:
+        self._send(f)
+
+
+class LedPipeline:
+    """The LED path for ``venue``: ``process(texture, dt)`` (the engine) or ``process_colors(colors, dt)``.
+
+    Build one with ``LedPipeline(ctx, venue, tree, fps=60.0)``:
+
+    * ``ctx``: the GL context whose thread will call it (the engine's), or None for a script:
+      the pipeline then makes its own headless context (and frees it in :meth:`release`);
+    * ``venue``: :func:`installation.venue.load_venue`'s result (layouts, outputs, power, ``[safety]``);
+    * ``tree``: a ParamTree with :data:`PARAMS` declared (``ParamTree.from_specs(PARAMS)`` will do);
+    * ``fps``: the nominal frame rate, the flash limiter's ``dt`` when a frame gives none;
+    * ``outputs``: tests and benchmarks may pass their own, one per ``venue.patch.controllers``;
+    * ``shaders``: the engine's ShaderLibrary (hot reload, file:line errors), else one of its own.
+
+    Every frame runs :attr:`stages` in order: correct -> power -> quantize -> flash -> pack -> send.
+    """
+
+    def __init__(self, ctx: moderngl.Context | None, venue: Venue, tree: ParamTree, fps: float = 60.0,
+                 outputs: Sequence | None = None, shaders=None):
         self.venue = venue
         self.layout = venue.layout
         self.tree = tree
-        self.sampler = LedSampler(ctx, self.layout, shaders=shaders) if ctx is not None else None
+        region = venue_region(venue)   # a bad [safety] section fails here, before any GL object exists
+        self._own_ctx = None
+        if ctx is None:
+            from installation.gfx.context import headless_context
+            ctx = self._own_ctx = headless_context()
+        self.ctx = ctx
+        self.sampler = LedSampler(ctx, self.layout, shaders=shaders)
         self.color = ColorPipeline(self.layout, venue.patch, tree, venue.supplies, venue.current,
-                                   venue.max_brightness, safety)
+                                   venue.max_brightness)
+        n = self.layout.count
+        areas = np.asarray(self.layout.areas(), np.float64) if n else np.ones(1)
+        # each LED counts by the area it lights (equal shares if a layout cannot say)
+        weights = areas if areas.size and np.isfinite(areas).all() and areas.sum() > 0 else np.ones(max(n, 1))
+        self.flash_limiter = FlashLimiter(weights, fps, positions=self.layout.positions if n else None,
+                                          region=region, snap=self.color.snap)
         self.outputs = list(outputs) if outputs is not None else build_outputs(venue)
         pm = venue.patch
         self._slices = [slice(b, b + c.size) for b, c in zip(pm.base, pm.controllers)]
-        self.last: np.ndarray = self.color.blackout()
         self.frames = 0
-        self.timing = {"sample_ms": 0.0, "color_ms": 0.0, "send_ms": 0.0}
         self._handoff = _Handoff(self.outputs, self._slices)
         self._closed = False
+        self._pack = PackStage(self.color)
+        #: the LED path, in order; built here and nowhere else
+        self.stages: tuple = (CorrectStage(self.sampler, self.color), PowerStage(self.color),
+                              QuantizeStage(self.color), FlashStage(self.flash_limiter, self.color), self._pack,
+                              SendStage(self._send))
+        self.timing = {f"{st.name}_ms": 0.0 for st in self.stages}
 
     @property
-    def safety(self) -> SafetyHook | None:
-        return self.color.safety
-
-    @safety.setter
-    def safety(self, hook: SafetyHook | None) -> None:
-        self.color.safety = hook
+    def last(self) -> np.ndarray:
+        """The last packed frame sent (all controllers end to end)."""
+        return self._pack.last
 
     def prepare(self, size: tuple[int, int]) -> None:
         """Get the sampler ready for tapestries of ``size`` (w, h) (taps, programs), so the first frame
@@ -137,45 +276,40 @@ class LedPipeline:
         if self.sampler is not None:
             self.sampler.prepare(size)
 
-    def sample(self, texture: moderngl.Texture) -> np.ndarray:
-        """Sample ``texture`` with gamma, white balance and master applied on the GPU, straight into
-        ``color.levels`` (returned)."""
-        gamma, scale, gamma_default, master, key = self.color.gpu_correction()
-        return self.sampler.sample_linear(texture, gamma, scale, gamma_default, master, key=key,
-                                          out=self.color.levels)
-
-    def process(self, texture: moderngl.Texture) -> np.ndarray:
-        """Sample, correct and send one frame; returns the packed bytes (all controllers)."""
-        t0 = time.perf_counter()
-        self.sample(texture)
-        t1 = time.perf_counter()
-        buf = self.color.process_levels()
-        t2 = time.perf_counter()
-        self.send(buf)
-        t3 = time.perf_counter()
-        a = 0.1  # smoothing of the timing figures
+    def _run(self, source, dt: float | None) -> np.ndarray:
+        if self.layout.count == 0:
+            return self.last
+        f = LedFrame(source, dt, self.color.levels)
         tm = self.timing
-        tm["sample_ms"] += ((t1 - t0) * 1e3 - tm["sample_ms"]) * a
-        tm["color_ms"] += ((t2 - t1) * 1e3 - tm["color_ms"]) * a
-        tm["send_ms"] += ((t3 - t2) * 1e3 - tm["send_ms"]) * a
-        return buf
+        t0 = time.perf_counter()
+        for stage in self.stages:
+            stage(f)
+            t1 = time.perf_counter()
+            key = stage.name + "_ms"
+            tm[key] += ((t1 - t0) * 1e3 - tm[key]) * 0.1   # smoothed
+            t0 = t1
+        return f.packed
 
-    def process_colors(self, colors: np.ndarray) -> np.ndarray:
-        """Correct and send (N, 3) display-referred colours (no texture: patterns, tests)."""
-        buf = self.color.process(colors)
-        self.send(buf)
-        return buf
+    def process(self, texture: moderngl.Texture, dt: float | None = None) -> np.ndarray:
+        """Run every stage on the tapestry ``texture``, ``dt`` seconds after the last frame; returns the
+        packed bytes sent (all controllers)."""
+        return self._run(texture, dt)
 
-    def send(self, buf: np.ndarray) -> None:
-        """Hand a packed frame to every output (never blocks: a slot write; a hand-off thread calls
-        each output's ``send``).  ``buf`` must not be changed afterwards (``process`` returns a new one)."""
+    def process_colors(self, colors: np.ndarray, dt: float | None = None) -> np.ndarray:
+        """Run every stage on (N, 3) display-referred colours 0..1 (test patterns, mapping codes)."""
+        colors = np.asarray(colors, np.float32)
+        if colors.shape != (self.layout.count, 3):
+            raise ValueError(f"process_colors: expected ({self.layout.count}, 3) colours, got {colors.shape}")
+        return self._run(colors, dt)
+
+    def _send(self, f: LedFrame) -> None:
+        """The send stage: hand the packed frame to every output (never blocks: a slot write; a hand-off
+        thread calls each output's ``send``).  Private: bytes reach the outputs only through the stages."""
         if self._closed:
             return
-        self.last = buf
         self.frames += 1
         if self.outputs:
-            self._handoff.put(buf)
-
+            self._handoff.put(f.packed)
     def led_colors(self) -> np.ndarray:
         """(N, 3) uint8: what each LED shows after the whole pipeline (W folded back into R, G, B), for the preview.
 
@@ -190,10 +324,33 @@ class LedPipeline:
         return {"leds": self.layout.count, "frames": self.frames, "replaced": self._handoff.replaced,
                 **{k: round(v, 3) for k, v in self.timing.items()},
                 "power": self.color.status(),
+                "flash": {"frames_limited": self.flash_limiter.frames_limited},
                 "outputs": [o.status() for o in self.outputs]}
 
+    def _fade_to_black(self, limit_s: float = 1.2) -> None:
+        """Go dark through the CPU stages (power, quantize, flash, pack, send), frame by frame, until the
+        flash limiter lets the blackout through: going dark is a transition too, and right after a
+        burst of flashes it would be a fourth.  At most ``limit_s`` (the limiter's window frees by then)."""
+        if self.layout.count == 0:
+            return
+        dt = 1.0 / self.flash_limiter.fps
+        end = time.monotonic() + limit_s
+        while True:
+            f = LedFrame(None, dt, self.color.levels)
+            f.levels[...] = 0.0
+            try:
+                for stage in self.stages[1:]:   # every stage but the GPU one: no GL here
+                    stage(f)
+            except Exception:
+                log.exception("LED stages failed while going dark; sending the blackout directly")
+                return
+            if not f.packed.any() or time.monotonic() >= end:
+                return
+            time.sleep(dt)
+
     def close(self, end_state: str = "blackout") -> None:
-        """Send the final frame (``blackout``: all zero; ``hold``: the last frame) and close the outputs.
+        """Send the final frame (``blackout``: all zero, reached through the flash limiter -- up to about
+        a second right after a burst of flashes; ``hold``: the last frame) and close the outputs.
 
         Touches no GL, so the frame watchdog may call it from its own thread while the engine
         thread is stuck in a GL call; :meth:`release` frees the GL side, on the engine thread.
@@ -203,6 +360,8 @@ class LedPipeline:
         if end_state not in END_STATES:
             log.warning("end_state %r unknown; using blackout", end_state)
             end_state = "blackout"
+        if end_state == "blackout":
+            self._fade_to_black()
         self._closed = True
         self._handoff.stop()
         final = self.color.blackout() if end_state == "blackout" else self.last
@@ -213,7 +372,10 @@ class LedPipeline:
                 log.exception("output %s: close failed", getattr(out, "name", "?"))
 
     def release(self) -> None:
-        """Free the sampler's GL objects (engine thread, after :meth:`close`)."""
+        """Free the sampler's GL objects, and the context if the pipeline made it (after :meth:`close`)."""
         if self.sampler is not None:
             self.sampler.release()
             self.sampler = None
+        if self._own_ctx is not None:
+            self._own_ctx.release()
+            self._own_ctx = None

@@ -11,10 +11,14 @@
 //            loop bounds that the compiler unrolls -- loops with per-lane
 //            bounds cost about twice as much on llvmpipe);
 //   LINEAR   0: write display-referred colours; 1: also apply per-LED gamma,
-//            white balance x brightness and the master level (LED drive levels).
+//            white balance x brightness and the master level (LED drive levels);
+//   COLORS   1: no texture: read each LED's display-referred colour from the
+//            Source buffer (test patterns, mapping codes) and correct it the
+//            same way, so gamma and white balance live only here.
 // Tap positions are precomputed per texture size: p0 = first tap, da/db = steps.
 
 layout(local_size_x = 128) in;
+
 
 struct Led {
     vec4 p;   // p0.xy, da.xy
@@ -23,6 +27,9 @@ struct Led {
 };
 layout(std430, binding = 0) readonly buffer Leds { Led leds[]; };
 layout(std430, binding = 1) writeonly buffer Colors { float rgb[]; };
+#if COLORS
+layout(std430, binding = 2) readonly buffer Source { float src[]; };   // by LED index, 3 floats each
+#endif
 
 uniform sampler2D tapestry;               // (u, v) == canvas (x, y); row 0 = top
 uniform uint first;                       // this dispatch's LEDs: records first .. first + count - 1
@@ -34,6 +41,10 @@ void main() {
     uint g = gl_GlobalInvocationID.x;
     if (g >= count) return;
     Led led = leds[first + g];
+    uint o = 3u * floatBitsToUint(led.q.w);
+#if COLORS
+    vec3 sum = clamp(vec3(src[o], src[o + 1u], src[o + 2u]), 0.0, 1.0);
+#else
     vec2 row = led.p.xy, da = led.p.zw, db = led.q.xy;
 #if NA > 0
     const int na = NA, nb = NB;
@@ -51,6 +62,7 @@ void main() {
         row += db;
     }
     sum *= 1.0 / float(na * nb);
+#endif
 #if LINEAR
     float gm = led.q.z > 0.0 ? led.q.z : gamma_default;
     // pow via exp2/log2 is not exact at the ends: keep 0 at 0 and 1 at 1
@@ -59,7 +71,6 @@ void main() {
     lin = mix(lin, vec3(1.0), greaterThanEqual(sum, vec3(1.0)));
     sum = lin * led.s.rgb * master;
 #endif
-    uint o = 3u * floatBitsToUint(led.q.w);
     rgb[o] = sum.r;
     rgb[o + 1u] = sum.g;
     rgb[o + 2u] = sum.b;

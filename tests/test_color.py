@@ -1,4 +1,5 @@
-"""The colour pipeline: gamma, white balance, power limiter (never over budget), dithering, packing."""
+"""The colour pipeline: gamma, white balance (on the GPU, the one place), power limiter (never over budget),
+dithering, packing -- run as LedPipeline's correct -> power -> pack stages run them, on a real GL context."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from hypothesis import strategies as st
 
 from installation.color import PARAMS, ColorPipeline, CurrentModel, Supply
 from installation.fixtures.layout import load_layout, resolve_patch
+from installation.fixtures.sampler import LedSampler
 from installation.params import ParamTree
 
 pytestmark = pytest.mark.filterwarnings("error::RuntimeWarning")  # no overflow / NaN anywhere in the pipeline
@@ -54,14 +56,38 @@ order = "BGR"
 """
 
 
+class Stages:
+    """ColorPipeline driven like LedPipeline's stages: correct (GPU shader) -> power -> pack."""
+
+    def __init__(self, ctx, lay, pm, tree, supplies=(), cm=CurrentModel()):
+        self.cp = ColorPipeline(lay, pm, tree, supplies, cm)
+        self.sampler = LedSampler(ctx, lay)
+
+    def process(self, colors: np.ndarray) -> np.ndarray:
+        gamma, scale, g_default, master, key = self.cp.gpu_correction()
+        self.sampler.correct_colors(colors, gamma, scale, g_default, master, key=key, out=self.cp.levels)
+        self.cp.limit_power()
+        return self.cp.quantize_pack()
+
+    def __getattr__(self, name):   # unpack, estimate_amps, status, last_scale, set_calibration ...
+        return getattr(self.cp, name)
+
+
 @pytest.fixture
-def setup(tmp_path: Path):
+def setup(tmp_path: Path, ctx):
     p = tmp_path / "l.toml"
     p.write_text(LAYOUT)
     lay = load_layout(p)
     pm = resolve_patch(lay, {"c": "artnet", "d": "ddp"})
     tree = ParamTree.from_specs(PARAMS)
-    return lay, pm, tree
+    made = []
+
+    def make(lay_, pm_, tree_, *args, **kw):   # called like ColorPipeline(layout, patch, tree, ...)
+        made.append(Stages(ctx, lay_, pm_, tree_, *args, **kw))
+        return made[-1]
+    yield lay, pm, tree, make
+    for st_ in made:
+        st_.sampler.release()
 
 
 def test_params_declared():
@@ -70,7 +96,7 @@ def test_params_declared():
 
 
 def test_gamma_white_balance_brightness_and_order(setup):
-    lay, pm, tree = setup
+    lay, pm, tree, ColorPipeline = setup
     tree.set_base("leds/dither", False)
     cp = ColorPipeline(lay, pm, tree)
     colors = np.full((lay.count, 3), 0.5, np.float32)
@@ -94,7 +120,7 @@ def test_gamma_white_balance_brightness_and_order(setup):
 
 
 def test_reversed_fixture_packs_last_led_first(setup):
-    lay, pm, tree = setup
+    lay, pm, tree, ColorPipeline = setup
     tree.set_base("leds/dither", False)
     cp = ColorPipeline(lay, pm, tree)
     colors = np.zeros((lay.count, 3), np.float32)
@@ -106,7 +132,7 @@ def test_reversed_fixture_packs_last_led_first(setup):
 
 
 def test_zero_stays_zero_and_full_stays_full_with_dither(setup):
-    lay, pm, tree = setup
+    lay, pm, tree, ColorPipeline = setup
     cp = ColorPipeline(lay, pm, tree)
     rng = np.random.default_rng(3)
     for _ in range(20):
@@ -123,7 +149,7 @@ def test_zero_stays_zero_and_full_stays_full_with_dither(setup):
 
 
 def test_dithering_reproduces_fractional_levels_on_average(setup):
-    lay, pm, tree = setup
+    lay, pm, tree, ColorPipeline = setup
     cp = ColorPipeline(lay, pm, tree)
     level = 0.03  # after gamma 2.2 this is far below one 8-bit step
     colors = np.full((lay.count, 3), level, np.float32)
@@ -136,7 +162,7 @@ def test_dithering_reproduces_fractional_levels_on_average(setup):
 
 
 def test_power_limiter_never_exceeds_budget(setup):
-    lay, pm, tree = setup
+    lay, pm, tree, ColorPipeline = setup
     supplies = [Supply("ab", 4.0, ("a", "b")), Supply("c", 1.5, ("c",))]
     cm = CurrentModel(r=16, g=11, b=15, w=20, idle=1)
     cp = ColorPipeline(lay, pm, tree, supplies, cm)
@@ -163,63 +189,15 @@ def test_power_limiter_never_exceeds_budget(setup):
     assert cp.status()["ab"]["scale"] < 1
 
 
-def test_process_levels_limits_guards_and_packs_like_process(setup):
-    """The GPU entry point (levels already gamma-corrected and scaled) goes through the same limiter,
-    safety hook, dithering and packing; it matches process() at gamma 1 with no calibration."""
-    lay, pm, tree = setup
-    tree.set_base("leds/gamma", 1.0)
-    tree.set_base("leds/dither", False)
-    supplies = [Supply("ab", 4.0, ("a", "b")), Supply("c", 1.5, ("c",))]
-    seen = []
-    cp = ColorPipeline(lay, pm, tree, supplies, safety=lambda f: seen.append(f.copy()) or f)
-    for i in range(3):   # the calibration of the test layout moved into the levels by hand
-        cp.set_calibration(i, gamma=None, white=(1.0, 1.0, 1.0), brightness=1.0)
-    rng = np.random.default_rng(3)
-    for _ in range(20):
-        levels = np.round(rng.random((lay.count, 3), dtype=np.float32) * 4095) / 4095   # on the LUT's grid
-        levels = levels.astype(np.float32)
-        gpu = cp.process_levels(levels)
-        assert np.all(cp.estimate_amps(gpu) <= [4.0, 1.5])
-        cpu = cp.process(levels)
-        np.testing.assert_array_equal(gpu, cpu)
-        np.testing.assert_array_equal(seen[-1], seen[-2])   # the hook saw the same final frame
-    assert np.any(cp.last_scale < 1)
-    # levels read straight into the pipeline's own buffer (what LedPipeline does)
-    cp.levels[...] = 1.0
-    assert cp.unpack(cp.process_levels())[:, :3].max() < 255   # limited
-
-
 def test_unfed_fixture_is_not_limited(setup):
-    lay, pm, tree = setup
+    lay, pm, tree, ColorPipeline = setup
     cp = ColorPipeline(lay, pm, tree, [Supply("c", 0.5, ("c",))])
     out = cp.unpack(cp.process(np.ones((lay.count, 3), np.float32)))
     assert out[0, 0] == 255 and out[599, 0] < 255
 
 
-def test_safety_hook_sees_final_float_frame_and_failures_hold(setup):
-    lay, pm, tree = setup
-    seen = []
-
-    def halve(frame):
-        seen.append(frame.shape)
-        return frame * 0.5
-
-    tree.set_base("leds/dither", False)
-    cp = ColorPipeline(lay, pm, tree, safety=halve)
-    out = cp.unpack(cp.process(np.ones((lay.count, 3), np.float32)))
-    assert seen == [(lay.count, 3)] and out[0, 0] == 128
-    prev = cp.process(np.ones((lay.count, 3), np.float32))
-
-    def broken(frame):
-        raise RuntimeError("boom")
-
-    cp.safety = broken
-    held = cp.process(np.zeros((lay.count, 3), np.float32))
-    np.testing.assert_array_equal(held, prev)
-
-
 def test_rgbw_white_extraction(setup):
-    lay, pm, tree = setup
+    lay, pm, tree, ColorPipeline = setup
     tree.set_base("leds/dither", False)
     cp = ColorPipeline(lay, pm, tree)
     colors = np.zeros((lay.count, 3), np.float32)
@@ -234,7 +212,7 @@ def test_rgbw_white_extraction(setup):
        ma=st.tuples(st.floats(1, 40), st.floats(1, 40), st.floats(1, 40), st.floats(0, 200), st.floats(0, 1.5)),
        master=st.floats(0.0, 1.0), dither=st.booleans(), seed=st.integers(0, 2**32 - 1),
        level=st.floats(0.0, 1.0))
-def test_power_limit_property(tmp_path_factory, amps, ma, master, dither, seed, level):
+def test_power_limit_property(tmp_path_factory, ctx, amps, ma, master, dither, seed, level):
     """For any budgets, current model, master, dithering and frames: the estimate never exceeds a budget."""
     p = tmp_path_factory.mktemp("pl") / "l.toml"
     p.write_text(LAYOUT)
@@ -244,9 +222,12 @@ def test_power_limit_property(tmp_path_factory, amps, ma, master, dither, seed, 
     tree.set_base("leds/master", master)
     tree.set_base("leds/dither", dither)
     cm = CurrentModel(*ma)
-    cp = ColorPipeline(lay, pm, tree, [Supply("ab", amps[0], ("a", "b")), Supply("c", amps[1], ("c",))], cm)
+    cp = Stages(ctx, lay, pm, tree, [Supply("ab", amps[0], ("a", "b")), Supply("c", amps[1], ("c",))], cm)
     rng = np.random.default_rng(seed)
-    for _ in range(6):
-        colors = np.clip(rng.random((lay.count, 3), dtype=np.float32) + level, 0, 1).astype(np.float32)
-        amps_now = cp.estimate_amps(cp.process(colors))
-        assert amps_now[0] <= amps[0] and amps_now[1] <= amps[1]
+    try:
+        for _ in range(6):
+            colors = np.clip(rng.random((lay.count, 3), dtype=np.float32) + level, 0, 1).astype(np.float32)
+            amps_now = cp.estimate_amps(cp.process(colors))
+            assert amps_now[0] <= amps[0] and amps_now[1] <= amps[1]
+    finally:
+        cp.sampler.release()

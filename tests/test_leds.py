@@ -143,29 +143,103 @@ def test_process_sends_never_blocks_on_a_dead_host(rig, tmp_path):
     tex.release()
 
 
-def test_gpu_correction_matches_the_cpu_colour_pipeline(rig):
-    """process() does gamma, white balance and master on the GPU; the bytes match the CPU path's."""
+def test_gamma_and_white_balance_in_one_place_for_textures_and_colours(rig):
+    """process(texture) and process_colors(colours) go through the same GPU correction: the same
+    colour, as a uniform tapestry or given per LED, gives the same bytes; calibrations reach both."""
     venue, tree, ctx, rx = rig
     tree.set_base("leds/gamma", 2.2)
     tree.set_base("leds/master", 0.8)
     leds = LedPipeline(ctx, venue, tree)
     leds.color.set_calibration(1, gamma=1.6, white=(1.0, 0.7, 0.4), brightness=0.9)
-    yy, xx = np.mgrid[0:90, 0:160]
-    img = np.zeros((90, 160, 4), np.uint8)
-    img[..., 0] = xx * 255 // 159
-    img[..., 1] = yy * 255 // 89
-    img[..., 2] = 255 - xx * 255 // 159
-    tex = ctx.texture((160, 90), 4, img.tobytes())
-    gpu = leds.process(tex).astype(int)
-    cpu = leds.color.process(leds.sampler.sample(tex)).astype(int)
-    assert np.abs(gpu - cpu).max() <= 1 and np.abs(gpu - cpu).mean() < 0.05
-    assert cpu.max() > 150 and np.count_nonzero(cpu) > 0.5 * cpu.size   # a real picture, not all black
-    # a live change of a calibration reaches the GPU on the next frame
-    leds.color.set_calibration(1, brightness=0.0)
-    out = leds.color.unpack(leds.process(tex))
+    for rgb in ((200, 100, 30), (255, 255, 255), (0, 0, 0), (17, 240, 128)):
+        tex = solid(ctx, rgb)
+        a = leds.process(tex, 1 / 60).copy()
+        b = leds.process_colors(np.tile(np.array(rgb, np.float32) / 255.0, (leds.layout.count, 1)), 1 / 60)
+        np.testing.assert_array_equal(a, b)
+        tex.release()
+    out = leds.color.unpack(leds.last)
+    g = round(255 * (17 / 255) ** 1.6 * 0.9 * 0.8)   # the net (fixture 1): its own gamma, brightness, master
+    assert abs(int(out[200, 0]) - g) <= 1 and out[0, 1] > 150
+    leds.color.set_calibration(1, brightness=0.0)     # a live change reaches the GPU on the next frame
+    out = leds.color.unpack(leds.process_colors(np.full((300, 3), 0.5, np.float32), 1 / 60))
     assert not out[200:280].any() and out[:200].any()
     leds.close()
-    tex.release()
+    leds.release()
+
+
+def test_no_pipeline_without_the_power_and_flash_limits(rig):
+    """The stages are built by the pipeline: none can be left out or swapped in at construction,
+    and bytes reach the outputs only through them."""
+    venue, tree, ctx, rx = rig
+    import inspect
+    params = set(inspect.signature(LedPipeline).parameters)
+    assert params == {"ctx", "venue", "tree", "fps", "outputs", "shaders"}
+    with pytest.raises(TypeError):
+        LedPipeline(ctx, venue, tree, safety=None)
+    leds = LedPipeline(ctx, venue, tree)
+    assert [s.name for s in leds.stages] == ["correct", "power", "quantize", "flash", "pack", "send"]
+    assert not hasattr(leds, "send") and not hasattr(leds, "safety")
+    leds.close()
+    leds.release()
+
+
+def test_a_full_field_strobe_is_limited_on_the_wire_and_slow_content_is_byte_identical(rig):
+    """10 Hz black/white through process_colors: at most 3 flashes a second arrive; a slow fade comes out
+    exactly as the stages without the flash limiter would pack it."""
+    venue, tree, ctx, rx = rig
+    leds = LedPipeline(ctx, venue, tree, fps=60)
+    n = leds.layout.count
+    sent = []
+    for i in range(120):
+        v = 1.0 if (i // 3) % 2 else 0.0
+        sent.append(leds.process_colors(np.full((n, 3), v, np.float32), 1 / 60).copy())
+    lum = np.array([leds.color.unpack(b)[:, :3].astype(float).mean() / 255 for b in sent])
+    hi, lo, moves, times = lum[0], lum[0], [], []
+    for i, x in enumerate(lum):   # transitions of >= 10 % between extremes, as WCAG counts them
+        if hi - x >= 0.1 and (not moves or moves[-1] > 0):
+            moves.append(-1); times.append(i / 60); hi = lo = x
+        elif x - lo >= 0.1 and (not moves or moves[-1] < 0):
+            moves.append(1); times.append(i / 60); hi = lo = x
+        hi, lo = max(hi, x), min(lo, x)
+    t = np.array(times)
+    assert len(t) >= 4 and max(np.sum((t > s - 1.0) & (t <= s)) for s in t) <= 6
+    assert leds.status()["flash"]["frames_limited"] > 0
+    leds.close()
+    leds.release()
+
+    # slow content: the flash stage leaves every byte alone
+    from installation.color import ColorPipeline
+    from installation.fixtures.sampler import LedSampler
+    leds = LedPipeline(ctx, venue, tree, fps=60)
+    ref = ColorPipeline(venue.layout, venue.patch, tree, venue.supplies, venue.current, venue.max_brightness)
+    sampler = LedSampler(ctx, venue.layout)
+    for i in range(90):
+        tex = solid(ctx, (int(127 + 120 * np.sin(i / 30)), 60, int(127 + 120 * np.cos(i / 40))))
+        got = leds.process(tex, 1 / 60)
+        gamma, scale, gd, m, key = ref.gpu_correction()
+        sampler.sample_linear(tex, gamma, scale, gd, m, key=key, out=ref.levels)
+        ref.limit_power()
+        np.testing.assert_array_equal(got, ref.quantize_pack())
+        tex.release()
+    assert leds.flash_limiter.frames_limited == 0
+    sampler.release()
+    leds.close()
+    leds.release()
+
+
+def test_a_failing_flash_limiter_holds_the_last_safe_frame(rig):
+    venue, tree, ctx, rx = rig
+    leds = LedPipeline(ctx, venue, tree)
+    good = leds.process_colors(np.full((300, 3), 0.3, np.float32), 1 / 60).copy()
+
+    def broken(rgb, dt=None):
+        raise RuntimeError("boom")
+
+    leds.flash_limiter.limit = broken
+    held = leds.process_colors(np.ones((300, 3), np.float32), 1 / 60)
+    np.testing.assert_array_equal(held, good)
+    leds.close()
+    leds.release()
 
 
 class StuckOutput:
@@ -214,3 +288,54 @@ def test_frame_thread_does_not_wait_for_outputs_and_newest_frame_wins(rig):
     assert outs[0].final == bytes(bufs[3][sl])
     for t in texs:
         t.release()
+
+
+def test_scene_changes_over_osc_at_10_hz_flash_at_most_3_times_a_second_in_every_region(tmp_path):
+    """Issue 14's case: hard preset changes sent over OSC at 10 Hz on the demo venue.  The whole-field mean
+    stayed within 3 flashes a second before, while parts of the wall flashed up to 5 times a second; now
+    every region (a 10-degree field at the venue's closest viewing distance) stays within the rule too."""
+    import dataclasses
+    import socket
+
+    from installation.control.osc import OscConfig, OscServer
+    from installation.control.wire import encode_message
+    from installation.engine import Engine, EngineOptions, declare_all
+    from installation.safety import venue_region
+    from tests.hardware.flash_count import report
+
+    ROOT = Path(__file__).resolve().parents[1]
+    rx = DmxReceiver()
+    ctx = headless_context()
+    tree = declare_all()
+    eng = Engine(ctx, EngineOptions(size=(160, 90), particles=8192), tree=tree)
+    venue = load_venue(ROOT / "hardware" / "demo-venue.toml")
+    venue = dataclasses.replace(venue, outputs=tuple(dataclasses.replace(o, port=rx.port) for o in venue.outputs))
+    leds = LedPipeline(ctx, venue, tree, fps=60, shaders=eng.shaders)
+    eng.attach_leds(leds, fps=60)
+    server = OscServer(tree, eng.commands, OscConfig(port=0)).start()
+    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    names = ["harmony", "tension", "breakdown", "restoration", "symbiosis"]
+    frames = []
+    try:
+        for i in range(180):                                   # 3 s at 60 fps, a preset cut every 6 frames
+            if i % 6 == 0:
+                client.sendto(encode_message("/tapestry/preset/load", names[(i // 6) % 5], 0.0),
+                              server.address)
+                deadline = time.monotonic() + 5
+                while eng.commands.empty() and time.monotonic() < deadline:
+                    time.sleep(0.002)
+            eng.frame(1 / 60)
+            rgbw = leds.color.unpack(leds.last).astype(np.float64) / 255.0   # the bytes sent this frame
+            frames.append(np.minimum(rgbw[:, :3] + rgbw[:, 3:], 1.0))
+        assert eng.preset_name == "symbiosis" and rx.wait_latest(lambda s: len(s) >= 3)   # it ran; it was sent
+    finally:
+        client.close()
+        server.stop()
+        eng.close()
+        eng.release()
+        rx.close()
+        ctx.release()
+    lay = venue.layout
+    r = report(np.stack(frames), [(i + 1) / 60 for i in range(180)], lay.areas(), lay.positions, venue_region(venue))
+    assert max(np.ptp(np.stack(frames)[:, :, 0], axis=0)) > 0.1   # the cuts really changed the light
+    assert r.ok(), r

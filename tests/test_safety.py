@@ -258,7 +258,7 @@ def test_srgb_encoded_values_are_decoded_before_measuring():
 def test_nothing_can_switch_the_limiter_off():
     assert not hasattr(safety, "PARAMS")
     params = set(inspect.signature(FlashLimiter).parameters) | set(inspect.signature(FrameFlashLimiter).parameters)
-    assert params <= {"weights", "fps", "encoding", "grid"}
+    assert params <= {"weights", "fps", "encoding", "grid", "positions", "region", "snap"}  # none is a switch
     with pytest.raises(ValueError):
         FlashLimiter(np.ones(4), FPS).limit(np.zeros((5, 3), np.float32))
     with pytest.raises(ValueError):
@@ -294,9 +294,15 @@ def test_frame_limiter_passes_slow_content_and_small_strobes_untouched():
         img = np.zeros((90, 160, 4), np.uint8)
         img[:, :, :3] = int(127 + 127 * np.sin(2 * np.pi * 0.4 * i / FPS))
         assert lim.limit(img, 1 / FPS) is img
-    small = FrameFlashLimiter(FPS)
-    for f in rgba_strobe(90, 160, 10.0, 2.0, box=(0, 18, 0, 36)):   # 4.5 % of the picture
+    # 4.5 % of the picture: small when the whole picture is one 10-degree field ...
+    small = FrameFlashLimiter(FPS, region=(1.0, 1.0))
+    for f in rgba_strobe(90, 160, 10.0, 2.0, box=(0, 18, 0, 36)):
         assert small.limit(f, 1 / FPS) is f
+    # ... but a local flash where the picture is seen from close up (the default regions)
+    local = FrameFlashLimiter(FPS)
+    for f in rgba_strobe(90, 160, 10.0, 2.0, box=(0, 18, 0, 36)):
+        local.limit(f, 1 / FPS)
+    assert local.frames_limited > 0
 
 
 @settings(max_examples=40, deadline=None)
@@ -341,3 +347,47 @@ def test_frame_limiter_slows_only_the_flashing_half():
     assert max_per_second(general_transitions(luminance(left), t)) <= 6
     assert all(np.array_equal(o[:, 32:], f[:, 32:]) for o, f in zip(out, frames))
     assert lim.frames_limited > 0
+
+
+def test_safety_section_reader_and_region_size():
+    """[safety] is read through a typed reader: defaults, a 10-degree field at the viewing distance,
+    one-line errors for unknown keys and bad values; nothing in it is a switch."""
+    from installation.safety import SafetySettings, read_safety
+    assert read_safety(None) == SafetySettings()
+    s = read_safety({"viewing_distance_m": 2.0, "canvas_width_m": 8})
+    w, h = s.region()
+    side = 2 * 2.0 * np.tan(np.radians(5.0))                 # 0.35 m
+    assert w == pytest.approx(side / 8.0) and h == pytest.approx(side / 4.5)
+    assert read_safety({"viewing_distance_m": 0.5}).region(4.0)[0] < read_safety({}).region(4.0)[0]  # closer: smaller
+    for bad, words in (({"viewing_distance": 1.0}, "unknown key 'viewing_distance'"),
+                       ({"viewing_distance_m": 0.0}, "viewing_distance_m must be"),
+                       ({"viewing_distance_m": True}, "viewing_distance_m must be"),
+                       ({"canvas_width_m": "4 m"}, "canvas_width_m must be"),
+                       ({"enabled": False}, "unknown key 'enabled'"),
+                       ([1, 2], "expected a table")):
+        with pytest.raises(ValueError) as e:
+            read_safety(bad)
+        assert words in str(e.value) and "\n" not in str(e.value)
+
+
+def test_a_local_strobe_is_held_in_its_region_and_the_rest_passes():
+    """A strobe on a patch of 2 % of the wall: small for the whole, but it fills its 10-degree region.
+    The regions around it are held; LEDs far away stay bit-exact."""
+    side = 40
+    n = side * side
+    yy, xx = np.mgrid[0:side, 0:side]
+    pos = np.stack([(xx.ravel() + 0.5) / side, (yy.ravel() + 0.5) / side], 1)
+    patch = (np.abs(pos[:, 0] - 0.5) < 0.07) & (np.abs(pos[:, 1] - 0.5) < 0.07)   # about 2 % of the LEDs
+    far = (pos[:, 0] < 0.2) | (pos[:, 0] > 0.8)
+    frames = strobe(n, 10.0, 3.0, mask=patch, base=(0.3, 0.3, 0.3))
+    for i, f in enumerate(frames):                                    # far away: a slow ramp
+        f[far] = 0.3 + 0.1 * i / len(frames)
+    whole = run(FlashLimiter(uniform(n), FPS), frames)                # the whole field only: it passes
+    assert np.array_equal(whole, np.stack(frames))
+    lim = FlashLimiter(uniform(n), FPS, positions=pos, region=(0.2, 0.2))
+    out = run(lim, frames)
+    t = times_for(len(frames))
+    mean = out[:, patch].mean(axis=1)
+    assert max_per_second(general_transitions(luminance(mean), t)) <= 6
+    assert lim.frames_limited > 0
+    assert np.array_equal(out[:, far], np.stack(frames)[:, far])     # far from the strobe: untouched

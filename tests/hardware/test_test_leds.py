@@ -8,6 +8,7 @@ import sys
 import tomllib
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.support.udp import Receiver, decode
@@ -198,3 +199,71 @@ def test_interactive_keys_adjust_and_write_back(rig):
     assert cal["gamma"] == pytest.approx(2.3)   # leds/gamma default 2.2 + 0.1
     assert (tmp_path / "l.toml.bak").exists()
     assert data["fixtures"][0]["calibration"]["gamma"] == pytest.approx(2.0)   # s1 untouched
+
+
+class TimedCapture(Receiver):
+    """Every ArtDmx packet with its arrival time: (t, universe, data)."""
+
+    def parse(self, raw: bytes, t: float):
+        p = decode(raw, t)
+        return (t, p.address, p.data) if p is not None and p.proto == "artnet" else None
+
+
+def captured_frames(packets, venue) -> tuple[np.ndarray, np.ndarray]:
+    """(T, N, 3) linear LED levels and their times, rebuilt from the packets (one frame per burst)."""
+    pm = venue.patch
+    c = pm.controllers[0]
+    spans = {addr: (off, n) for addr, off, n in c.spans}
+    buf = np.zeros(pm.total, np.uint8)
+    frames, times, last_t = [], [], None
+    for t, u, data in sorted(packets, key=lambda p: p[0]):
+        if last_t is not None and t - last_t > 0.004 and frames is not None:   # a new burst: the last one is whole
+            frames.append(buf.copy())
+            times.append(last_t)
+        off, n = spans[u]
+        buf[pm.base[0] + off:pm.base[0] + off + n] = np.frombuffer(data[:n], np.uint8)
+        last_t = t
+    frames.append(buf.copy())
+    times.append(last_t)
+    rgb = np.stack([f[pm.dest[:, :3]] for f in frames]).astype(np.float64) / 255.0
+    return rgb, np.asarray(times) - times[0]
+
+
+@pytest.mark.parametrize("pattern", ["identify", "order", "chase", "gamma", "white", "universe 1", "fixture s2",
+                                     "off"])
+def test_every_pattern_at_its_fastest_step_stays_under_three_flashes_a_second(tmp_path, pattern):
+    """Issue 14: every pattern, a new step every frame (--step 0.01 at 60 fps), captured on the wire by a loopback
+    receiver: at most 3 general and 3 red flashes in any second, over the whole and in every region."""
+    from installation.safety import venue_region
+    from installation.venue import load_venue
+    from tests.hardware.flash_count import report
+
+    cap = TimedCapture()
+    try:
+        (tmp_path / "l.toml").write_text(LAYOUT)
+        # a 2 m wide canvas seen from 1 m: a region is a 10-degree field, about 9 % of the canvas wide
+        (tmp_path / "v.toml").write_text(VENUE.format(port=cap.port)
+                                         + "\n[safety]\nviewing_distance_m = 1.0\ncanvas_width_m = 2.0\n")
+        run(tmp_path, *pattern.split(), "--seconds", "2.5", "--step", "0.01", "--fps", "60")
+        venue = load_venue(tmp_path / "v.toml")
+        frames, times = captured_frames(list(cap.packets), venue)
+    finally:
+        cap.close()
+    assert times[-1] > 2.0                              # a real capture over the whole run
+    if pattern in ("identify", "order", "chase"):      # (unchanged frames are not sent again and again)
+        assert len(times) > 60
+    lay = venue.layout
+    r = report(frames, times, lay.areas(), lay.positions, venue_region(venue))
+    assert r.ok(), r
+    if pattern in ("identify", "order"):
+        assert frames.max() > 0.9                      # the patterns still show at full level
+
+
+def test_a_bad_safety_section_is_a_clear_error(rig):
+    tmp_path, cap = rig
+    v = tmp_path / "v.toml"
+    v.write_text(v.read_text() + "\n[safety]\nviewing_distance_m = -1\n")
+    r = subprocess.run([sys.executable, str(SCRIPT), "--venue", str(v), "off", "--seconds", "0.1"],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 2 and "[safety]: viewing_distance_m must be a number of metres" in r.stdout
+    assert "Traceback" not in r.stdout + r.stderr
