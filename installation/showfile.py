@@ -19,6 +19,7 @@ from .scenes import SCENES_SCHEMA, SCHEDULE_SCHEMA, Schedule, SceneList
 from .schema import ConfigError, Key, Section, reference_markdown, validate
 from .sensing.hub import SENSORS_SCHEMA
 from .alerts import AlertConfig
+from .safety import SAFETY_KEYS, read_safety
 from .control.web import WebConfig
 from .outputs.discovery import DiscoveryConfig
 from .venue import END_STATE, LEDS, OUTPUTS, POWER, TOP_KEYS, Venue, build_venue
@@ -42,9 +43,13 @@ WEB_SCHEMA = owned_section("web", "The phone page and OSCQuery server (docs/web.
                            "A token of 4+ characters is required unless host is loopback.",
                            lambda sections, where: WebConfig.from_venue(sections), ("enabled", "host", "port", "token"))
 
+SAFETY_SCHEMA = owned_section("safety", "Photosensitive safety: the closest viewing distance sets the size of the "
+                              "regions the flash limiter counts over (docs/operations.md). The limiter has no switch.",
+                              lambda sections, where: read_safety(sections.get("safety")), SAFETY_KEYS)
+
 #: Every section a venue file may have, in the order of the reference.  Register new ones here.
 SECTIONS: tuple[Section, ...] = (OUTPUTS, POWER, LEDS, END_STATE, SCENES_SCHEMA, SCHEDULE_SCHEMA, SENSORS_SCHEMA,
-                                 OSC_SCHEMA, ALERTS_SCHEMA, DISCOVERY_SCHEMA, WEB_SCHEMA)
+                                 OSC_SCHEMA, ALERTS_SCHEMA, DISCOVERY_SCHEMA, WEB_SCHEMA, SAFETY_SCHEMA)
 
 
 def top_section(sections: tuple[Section, ...] = SECTIONS) -> Section:
