@@ -1,0 +1,419 @@
+"""``python run.py map``: drive the patterns, watch them, find every LED, write the layouts.
+
+:func:`map_venue` is the whole run for a frame source (a live camera, or in
+tests a synthetic one); :func:`run_map` is the command line around it (opening
+the camera or clip, messages, exit status).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from installation.venue import Venue, VenueError, load_venue, check_layout
+
+from .decode import Detections, decode
+from .drive import PatternPlayer
+from .fit import FixtureResult, fit_fixtures
+from .geometry import CANVAS_CORNERS, CameraModel, Lens, estimate_k1, fit_homography
+from .patterns import Pattern, bits_for, safe_levels, sequence
+from .sources import LiveCamera, SourceError, clip_scenes, is_clip
+
+
+class MapError(ValueError):
+    """A mapping run that cannot go on; the message is for the installer."""
+
+
+@dataclass
+class MapOptions:
+    """How to map: anchors, lens, cadence, what to write."""
+
+    corners: str | None = None          # "u,v u,v u,v u,v": canvas TL, TR, BR, BL in the camera image
+    anchors: tuple[str, ...] = ()       # "FIXTURE:INDEX[=X,Y]" (X, Y in the layout file's units)
+    k1: float | None = None             # lens distortion; None: estimated from straight fixtures
+    hold_s: float = 0.4                 # each pattern stays this long before the camera looks
+    average: int = 2                    # camera frames averaged per pattern
+    fps: float = 30.0
+    write: bool = True                  # write the layouts
+    write_roi: bool = False             # write [camera] roi into the venue
+    png: Path | None = None             # the camera view with the found LEDs drawn
+    camera_name: str = "camera"
+    quiet: bool = False
+
+
+@dataclass
+class MapResult:
+    """Everything a run found (for the report, tests and the benchmark)."""
+
+    n: int
+    patterns: int
+    detections: Detections
+    model: CameraModel
+    canvas: np.ndarray                  # (N, 2) canvas positions, NaN = missing
+    fixtures: list[FixtureResult]
+    limiter_frames: int = 0
+    limiter_altered: int = 0
+    written: list = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    views_file: Path | None = None
+    roi: list[float] | None = None
+    timing: dict = field(default_factory=dict)
+
+    @property
+    def missing(self) -> np.ndarray:
+        return np.flatnonzero(~np.isfinite(self.canvas).all(axis=1))
+
+
+class Progress:
+    """A one-line progress bar on stderr."""
+
+    def __init__(self, total: int, quiet: bool = False):
+        self.total, self.quiet, self.k = total, quiet, 0
+
+    def step(self, label: str) -> None:
+        self.k += 1
+        if self.quiet:
+            return
+        w = 30
+        done = int(w * self.k / self.total)
+        sys.stderr.write(f"\rmapping [{'#' * done}{'.' * (w - done)}] {self.k}/{self.total} {label:<16}")
+        if self.k == self.total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+
+def _key(p: Pattern):
+    return p.name if p.bit < 0 else ("bit", p.bit, p.inverse)
+
+
+def capture(venue: Venue, source, opts: MapOptions, outputs=None) -> tuple[dict, PatternPlayer, list[Pattern]]:
+    """Show every pattern through the venue's safe pipeline and grab the camera's view of each."""
+    player = PatternPlayer(venue, fps=opts.fps, outputs=outputs)
+    seq = sequence(venue.layout.count, safe_levels(*player.thresholds))
+    bar = Progress(len(seq), opts.quiet)
+    frames = {}
+    try:
+        for p in seq:
+            player.show(p.levels, opts.hold_s, p.name)
+            acc = None
+            for _ in range(max(1, opts.average)):
+                f = source.grab().astype(np.float32)
+                acc = f if acc is None else acc + f
+                player.show(p.levels, 0.0, p.name)   # keep the frames coming while the camera exposes
+            frames[_key(p)] = acc / max(1, opts.average)
+            bar.step(p.name)
+    finally:
+        player.close()
+    return frames, player, seq
+
+
+def _parse_corners(text: str, size: tuple[int, int]) -> np.ndarray:
+    try:
+        nums = [float(v) for v in text.replace(";", " ").replace(",", " ").split()]
+    except ValueError:
+        raise MapError(f"--corners {text!r}: expected 8 numbers, the canvas corners TL, TR, BR, BL as x,y") from None
+    if len(nums) != 8 or not all(math.isfinite(v) for v in nums):
+        raise MapError(f"--corners {text!r}: expected 8 numbers (4 corners x,y), got {len(nums)}")
+    pts = np.array(nums, np.float64).reshape(4, 2)
+    if np.all(pts <= 2.0):   # 0..1 of the image, like sensing/camera/roi
+        pts = pts * np.array(size, np.float64) - 0.5
+    return pts
+
+
+def _parse_anchor(text: str, venue: Venue) -> tuple[int, np.ndarray | None]:
+    """"FIXTURE:INDEX[=X,Y]" -> (LED index, canvas position or None for the layout's)."""
+    where, _, at = text.partition("=")
+    name, _, idx = where.rpartition(":")
+    lay = venue.layout
+    try:
+        fi = lay.fixture(name)
+        k = int(idx)
+    except (KeyError, ValueError):
+        raise MapError(f"--anchor {text!r}: expected FIXTURE:INDEX[=X,Y] with a fixture of the venue "
+                       f"({', '.join(f.name for f in lay.fixtures[:6])}...)") from None
+    f = lay.fixtures[fi]
+    if not 0 <= k < f.count:
+        raise MapError(f"--anchor {text!r}: {name} has LEDs 0..{f.count - 1}")
+    pos = None
+    if at:
+        try:
+            xy = np.array([float(v) for v in at.split(",")], np.float64)
+        except ValueError:
+            xy = np.zeros(0)
+        if xy.shape != (2,) or not np.isfinite(xy).all():
+            raise MapError(f"--anchor {text!r}: the position after '=' must be X,Y in the layout's units")
+        cs = lay.canvas_size if f.file is None else _canvas_units(f.file)
+        pos = xy / np.asarray(cs, np.float64)
+    return int(lay.first[fi]) + k, pos
+
+
+def _canvas_units(path: Path) -> tuple[float, float]:
+    import tomllib
+    try:
+        top = tomllib.loads(Path(path).read_text(encoding="utf-8")) if Path(path).suffix != ".json" else {}
+    except (OSError, ValueError):
+        return (1.0, 1.0)
+    c = top.get("canvas", {}) or {}
+    if c.get("units", "canvas") == "canvas":
+        return (1.0, 1.0)
+    return (float(c["width"]), float(c["height"]))
+
+
+def _straight_lines(venue: Venue, det: Detections) -> list[np.ndarray]:
+    """Camera positions of LEDs that lie on straight lines: strips, and a matrix's rows and columns."""
+    lay = venue.layout
+    px = det.position_of()
+    lines = []
+    for fi, f in enumerate(lay.fixtures):
+        sl = lay.led_range(fi)
+        p = px[sl]
+        if f.kind == "strip":
+            lines.append(p[np.isfinite(p).all(axis=1)])
+        elif f.kind == "matrix":
+            old = lay.positions[sl]
+            for axis in (0, 1):
+                keys = np.round(old[:, axis], 6)
+                for v in np.unique(keys):
+                    q = p[(keys == v) & np.isfinite(p).all(axis=1)]
+                    if len(q) >= 4:
+                        lines.append(q)
+    return [ln for ln in lines if len(ln) >= 4]
+
+
+def solve(venue: Venue, frames: dict, opts: MapOptions, n_patterns: int) -> MapResult:
+    """From the captured frames to canvas positions and per-fixture results (nothing written)."""
+    lay = venue.layout
+    n = lay.count
+    t0 = time.perf_counter()
+    det = decode(frames, n)
+    t1 = time.perf_counter()
+    if det.index.size == 0:
+        raise MapError("no LED was seen: is the camera pointed at the LEDs, the lens uncovered, the exposure low "
+                       "enough that a dim LED is not lost in the room light?")
+    size = det.image_size
+    notes = []
+    k1 = opts.k1
+    if k1 is None:
+        k1 = estimate_k1(_straight_lines(venue, det), size)
+        if k1 is None:
+            k1 = 0.0
+            notes.append("no straight fixtures seen to measure the lens: assumed distortion-free (give --k1)")
+        else:
+            notes.append(f"lens distortion k1 = {k1:.4f} (from the straight strips and matrix lines)")
+    lens = Lens(float(k1), size)
+    px = det.position_of()
+    if opts.corners:
+        img = _parse_corners(opts.corners, size)
+        H, _ = fit_homography(img, CANVAS_CORNERS, lens)
+        notes.append("canvas fixed by the four marked corners")
+    elif opts.anchors:
+        idx, canvas_pts = [], []
+        for a in opts.anchors:
+            i, pos = _parse_anchor(a, venue)
+            if not np.isfinite(px[i]).all():
+                raise MapError(f"--anchor {a}: that LED was not seen by the camera; choose another")
+            idx.append(i)
+            canvas_pts.append(pos if pos is not None else lay.positions[i].astype(np.float64))
+        if len(idx) < 4:
+            raise MapError(f"--anchor: give at least 4 anchors (got {len(idx)})")
+        H, _ = fit_homography(px[idx], np.array(canvas_pts), lens)
+        notes.append(f"canvas fixed by {len(idx)} anchor LEDs")
+    else:
+        if det.index.size < 8:
+            raise MapError("too few LEDs seen to fit the view to the old layout: mark the canvas with --corners")
+        H, inl = fit_homography(det.px, lay.positions[det.index].astype(np.float64), lens, robust=True)
+        notes.append(f"canvas fixed by fitting the view to the old layout ({int(inl.sum())} of {inl.size} LEDs "
+                     f"agree); mark --corners or --anchor if the whole layout may be off")
+    model = CameraModel(lens, H)
+    canvas = np.full((n, 2), np.nan)
+    canvas[det.index] = model.to_canvas(det.px)
+    outside = np.flatnonzero(np.isfinite(canvas).all(axis=1) & ((canvas < -0.01) | (canvas > 1.01)).any(axis=1))
+    if outside.size:
+        notes.append(f"{outside.size} LEDs lie outside the canvas (e.g. LED {int(outside[0])}); placed on its edge")
+    canvas = np.where(np.isfinite(canvas), np.clip(canvas, 0.0, 1.0), np.nan)
+    rgb = {int(i): det.rgb[k] for k, i in enumerate(det.index)}
+    results = fit_fixtures(lay, canvas, rgb)
+    swapped = [r for r in results if r.order_seen]
+    clear = [r for r in results if not r.order_unclear]
+    if len(clear) > 1 and len(swapped) == len(clear):
+        notes.append("every fixture looks colour-swapped the same way: check the camera's colours "
+                     "(BGR vs RGB) before rewiring anything")
+        for r in swapped:
+            r.order_seen = None
+    t2 = time.perf_counter()
+    res = MapResult(n=n, patterns=n_patterns, detections=det, model=model, canvas=canvas, fixtures=results,
+                    notes=notes)
+    res.timing = {"decode_s": t1 - t0, "fit_s": t2 - t1}
+    return res
+
+
+def _ranges(idx) -> str:
+    idx = list(idx)
+    out, i = [], 0
+    while i < len(idx):
+        j = i
+        while j + 1 < len(idx) and idx[j + 1] == idx[j] + 1:
+            j += 1
+        out.append(str(idx[i]) if i == j else f"{idx[i]}-{idx[j]}")
+        i = j + 1
+    return ", ".join(out)
+
+
+def report(res: MapResult, venue: Venue) -> list[str]:
+    """The lines printed after a run."""
+    lines = [f"{venue.name}: {res.n - res.missing.size} of {res.n} LEDs found in {res.patterns} patterns; "
+             f"flash limiter: {res.limiter_altered} of {res.limiter_frames} frames altered"]
+    for r in res.fixtures:
+        s = f"  {r.name} ({r.kind}): {r.found}/{r.count} seen"
+        if r.missing:
+            s += f"; missing (not seen, not guessed): {_ranges(r.missing)}"
+        if r.start is not None or r.origin is not None:
+            s += f"; off its fitted shape by {100 * r.rms:.2f} % of the canvas height (rms)"
+        lines.append(s)
+        if r.reversed:
+            lines.append(f"  WARNING {r.name}: wired reversed -- its LED 0 is at the layout's end; the new "
+                         f"start/end follow the wiring")
+        if any(r.mirrored):
+            lines.append(f"  WARNING {r.name}: data enters from another corner than the layout says; "
+                         f"start_corner rewritten")
+        if r.order_seen:
+            lines.append(f"  WARNING {r.name}: colour order looks like {r.order_seen}, the patch says "
+                         f"{venue.layout.fixtures[venue.layout.fixture(r.name)].patch.order} "
+                         f"(red showed as another colour); fix `order` in the layout")
+        elif r.order_unclear and r.found:
+            lines.append(f"  note {r.name}: colour order could not be judged (colours too weak in the camera)")
+        lines += [f"  note {n}" for n in r.notes]
+    lines += [f"note: {n}" for n in res.notes]
+    return lines
+
+
+def map_venue(venue_path: Path | str, source, opts: MapOptions, outputs=None, frames: dict | None = None) -> MapResult:
+    """A whole mapping run of the venue at ``venue_path`` with frame ``source`` (``grab()``).
+
+    ``frames``: already captured scenes (a clip) instead of driving the LEDs.  Writes what ``opts``
+    ask for; raises :class:`MapError` / :class:`VenueError` with a message for the installer.
+    """
+    venue = load_venue(venue_path)
+    n = venue.layout.count
+    t0 = time.perf_counter()
+    if frames is None:
+        frames, player, seq = capture(venue, source, opts, outputs)
+        frames_sent, altered = player.watch.frames, player.watch.altered
+    else:
+        seq = sequence(n, safe_levels(0.1, 0.0625))
+        frames_sent = altered = 0
+    t1 = time.perf_counter()
+    res = solve(venue, frames, opts, len(seq))
+    res.limiter_frames, res.limiter_altered = frames_sent, altered
+    res.timing["capture_s"] = t1 - t0
+    if altered:
+        res.notes.append(f"the flash limiter altered {altered} frames; the patterns may be misread")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    res.roi = res.model.roi()
+    det = res.detections
+    view = {"time": stamp, "camera": opts.camera_name, "image_size": list(det.image_size),
+            "lens_k1": res.model.lens.k1, "homography": res.model.H.tolist(), "roi": res.roi,
+            "found": {"index": det.index.tolist(), "image_px": np.round(det.px, 3).tolist(),
+                      "canvas": np.round(res.canvas[det.index], 6).tolist()},
+            "missing": res.missing.tolist(),
+            "reversed": [r.name for r in res.fixtures if r.reversed],
+            "colour_order": {r.name: r.order_seen for r in res.fixtures if r.order_seen}}
+    if opts.png is not None:
+        from .overlay import camera_view_png
+        camera_view_png(Path(opts.png), frames["white"], frames["dark"], det, res.model, venue.layout, res.missing)
+    if opts.write:
+        res.views_file, _ = _append_view(venue, view)
+        written, notes = _write_layouts(venue, res.fixtures, stamp)
+        res.written += written
+        res.notes += notes
+        if opts.write_roi:
+            from .write import write_camera_section
+            b = write_camera_section(load_venue(venue.path), res.roi, res.model.lens.k1, det.image_size, stamp)
+            res.written.append((venue.path, b))
+    res.timing["total_s"] = time.perf_counter() - t0
+    return res
+
+
+def _append_view(venue, view):
+    from .write import append_view
+    return append_view(venue, view)
+
+
+def _write_layouts(venue, results, stamp):
+    from .write import write_layouts
+    return write_layouts(venue, results, stamp)
+
+
+def dry_run(venue_path: Path | str, opts: MapOptions, png: Path | None = None, outputs=None) -> list[str]:
+    """Show the patterns on the venue's LEDs (no camera, nothing written) and draw them into ``png``."""
+    venue = load_venue(venue_path)
+    player = PatternPlayer(venue, fps=opts.fps, outputs=outputs)
+    seq = sequence(venue.layout.count, safe_levels(*player.thresholds))
+    bar = Progress(len(seq), opts.quiet)
+    try:
+        for p in seq:
+            player.show(p.levels, opts.hold_s, p.name)
+            bar.step(p.name)
+    finally:
+        player.close()
+    lines = [f"{venue.name}: {venue.layout.count} LEDs, {len(seq)} patterns ({bits_for(venue.layout.count)} "
+             f"Gray-code bits with inverses, dark, all-on, red, green, blue), {opts.hold_s:g} s each",
+             f"flash limiter: {player.watch.altered} of {player.watch.frames} frames altered"]
+    if png is not None:
+        from .overlay import patterns_png
+        patterns_png(Path(png), venue.layout, seq)
+        lines.append(f"patterns drawn: {png}")
+    return lines
+
+
+def run_map(venue: str, camera: str | None, dry: bool, opts: MapOptions, png_dir: str | None = None) -> int:
+    """The command line: returns the exit status (0 done, 1 mapping failed, 2 bad input)."""
+    out = print
+    try:
+        if dry:
+            png = Path(png_dir or ".") / (Path(venue).stem + "-patterns.png")
+            for ln in dry_run(venue, opts, png):
+                out(ln)
+            return 0
+        if camera is None:
+            out("tapestry map: give --camera (a device index such as 0, or a recorded clip), or --dry-run")
+            return 2
+        v = load_venue(venue)
+        opts.camera_name = camera
+        opts.png = Path(png_dir or v.path.parent) / (v.path.stem + "-camera-map.png")
+        if is_clip(camera):
+            n_pat = 5 + 2 * bits_for(v.layout.count)
+            scenes = clip_scenes(camera, n_pat)
+            seq = sequence(v.layout.count, safe_levels(0.1, 0.0625))
+            frames = {_key(p): s for p, s in zip(seq, scenes)}
+            res = map_venue(venue, None, opts, frames=frames)
+        else:
+            src = LiveCamera(camera)
+            try:
+                res = map_venue(venue, src, opts)
+            finally:
+                src.close()
+    except (VenueError, SourceError, MapError) as exc:
+        out(f"tapestry map: {exc}")
+        return 2 if not isinstance(exc, MapError) else 1
+    for ln in report(res, v):
+        out(ln)
+    if opts.png:
+        out(f"camera view with every found LED: {opts.png}")
+    if res.views_file:
+        out(f"views: {res.views_file}")
+    for path, bak in res.written:
+        out(f"wrote {path}" + (f" (previous version: {bak})" if bak else ""))
+    if opts.write_roi:
+        out("presence camera ROI (sensing/camera/roi/x0..y3): " + ",".join(f"{v:.4f}" for v in res.roi))
+    if opts.write:
+        check = check_layout(v.path)
+        out("layouts check: " + check.splitlines()[-1])
+        if not check.endswith("OK"):
+            return 1
+    return 0
