@@ -26,7 +26,12 @@ class LiveCamera:
     def __init__(self, spec: str, flush: int = 3):
         self.spec = spec
         dev = int(spec) if spec.isdigit() else spec
-        self.cap = cv2.VideoCapture(dev)
+        level = cv2.utils.logging.getLogLevel()
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)   # our message says it better
+        try:
+            self.cap = cv2.VideoCapture(dev)
+        finally:
+            cv2.utils.logging.setLogLevel(level)
         if not self.cap.isOpened():
             raise SourceError(f"camera {spec!r}: cannot open it (is it plugged in, and not used by another program?)")
         self.flush = flush
