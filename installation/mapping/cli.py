@@ -300,6 +300,13 @@ def map_venue(venue_path: Path | str, source, opts: MapOptions, outputs=None, fr
     """
     venue = load_venue(venue_path)
     n = venue.layout.count
+    # bad marks are found before the LEDs run for a minute, not after
+    if opts.corners:
+        _parse_corners(opts.corners, (100, 100))
+    for a in opts.anchors:
+        _parse_anchor(a, venue)
+    if opts.anchors and len(opts.anchors) < 4:
+        raise MapError(f"--anchor: give at least 4 anchors (got {len(opts.anchors)})")
     t0 = time.perf_counter()
     if frames is None:
         frames, player, seq = capture(venue, source, opts, outputs)

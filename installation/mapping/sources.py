@@ -54,12 +54,7 @@ def is_clip(spec: str) -> bool:
     return not spec.isdigit() and not spec.startswith("/dev/") and os.path.isfile(spec)
 
 
-def _small(frame: np.ndarray) -> np.ndarray:
-    g = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if frame.ndim == 3 else frame
-    return cv2.resize(g, (max(1, g.shape[1] // 4), max(1, g.shape[0] // 4)), interpolation=cv2.INTER_AREA)
-
-
-def clip_scenes(path: str | Path, expected: int, change: float = 20.0) -> list[np.ndarray]:
+def clip_scenes(path: str | Path, expected: int, change: float = 30.0) -> list[np.ndarray]:
     """The ``expected`` still scenes of a recorded mapping run, each the average of its frames (float32 BGR).
 
     Raises :class:`SourceError` when the clip cannot be read or does not hold the sequence.
@@ -67,16 +62,18 @@ def clip_scenes(path: str | Path, expected: int, change: float = 20.0) -> list[n
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
         raise SourceError(f"clip {path}: OpenCV cannot read it")
-    smalls, prev = [], None
+    whites, prev = [], None
     counts = []
     while True:
         ok, frame = cap.read()
         if not ok:
             break
-        s = _small(frame).astype(np.int16)
-        counts.append(0 if prev is None else int(np.count_nonzero(np.abs(s - prev) > change)))
-        smalls.append(float(s.mean()))
-        prev = s
+        # LEDs are a few pixels each: compare at full resolution, counting pixels that changed a lot
+        g = (cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if frame.ndim == 3 else frame).astype(np.int16)
+        counts.append(0 if prev is None else int(np.count_nonzero(np.abs(g - prev) > change)))
+        # white light shows in all three channels (a blue or red scene does not)
+        whites.append(float((frame.min(axis=2) if frame.ndim == 3 else frame).mean()))
+        prev = g
     cap.release()
     if len(counts) < 2 * expected:
         raise SourceError(f"clip {path}: {len(counts)} frames, too short for a mapping sequence of {expected} "
@@ -98,7 +95,7 @@ def clip_scenes(path: str | Path, expected: int, change: float = 20.0) -> list[n
     if len(runs) < expected:
         raise SourceError(f"clip {path}: found {len(runs)} still scenes, expected at least {expected} "
                           f"(hold each pattern longer with --hold, or keep the camera still)")
-    bright = [np.mean(smalls[a:b]) for a, b in runs]
+    bright = [np.mean(whites[a:b]) for a, b in runs]
     w = int(np.argmax(bright))
     first = w - 1
     if first < 0 or first + expected > len(runs):

@@ -42,7 +42,7 @@ class SyntheticCamera:
 
     def __init__(self, true_venue: Venue, receivers: dict, size=(1280, 720), k1: float = -0.1,
                  noise: float = 4.0, blur: float = 1.2, occluded: np.ndarray | None = None,
-                 gain: float = 2600.0, seed: int = 7, H: np.ndarray | None = None):
+                 gain: float = 16000.0, seed: int = 7, H: np.ndarray | None = None):
         self.venue = true_venue
         self.receivers = receivers          # output name -> DmxReceiver
         self.size = tuple(size)
@@ -53,6 +53,7 @@ class SyntheticCamera:
         self.px = project(self.H, self.lens, lay.positions)
         n = lay.count
         self.occluded = np.zeros(n, bool) if occluded is None else occluded
+        # gain: an all-on LED (drive ~0.085) peaks near 150 grey levels, as with a well-set exposure
         self.noise, self.blur, self.gain = noise, blur, gain
         self.rng = np.random.default_rng(seed)
         w, h = self.size
@@ -107,7 +108,7 @@ class SyntheticCamera:
             xi, yi = x0 + dx, y0 + dy
             ok = (xi >= 0) & (xi < w) & (yi >= 0) & (yi < h)
             np.add.at(img, (yi[ok], xi[ok]), col[ok] * wt[ok, None])
-        img = cv2.GaussianBlur(img, (0, 0), self.blur) / (2 * np.pi * self.blur ** 2) * (2 * np.pi)
+        img = cv2.GaussianBlur(img, (0, 0), self.blur)   # optics + the LED's own size; sum kept
         img += self.ambient[:, :, None]
         img += self.rng.normal(0.0, self.noise, img.shape).astype(np.float32)
         return np.clip(np.rint(img), 0, 255).astype(np.uint8)

@@ -1,0 +1,119 @@
+"""`run.py map` as an installer runs it: dry run, a recorded clip, a second view, and bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from installation.mapping.cli import MapOptions, map_venue
+from installation.mapping.drive import PatternPlayer
+from installation.mapping.patterns import safe_levels, sequence
+from tests.mapping.conftest import make_world
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _run(*args, timeout=120):
+    return subprocess.run([sys.executable, str(ROOT / "run.py"), "map", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT)
+
+
+@pytest.fixture
+def small(tmp_path):
+    w = make_world(tmp_path, strands=6, per_strand=20, size=(960, 540))   # 600 + 600 + 120 LEDs
+    yield w
+    w.close()
+
+
+def test_dry_run_shows_every_pattern_on_the_wire_and_draws_them(small, tmp_path):
+    r = _run("--venue", str(small.given_path), "--dry-run", "--hold", "0.02", "--png-dir", str(tmp_path), "--quiet")
+    assert r.returncode == 0, r.stdout + r.stderr
+    n = small.given.layout.count
+    assert f"{5 + 2 * math.ceil(math.log2(n))} patterns" in r.stdout
+    assert re.search(r"flash limiter: 0 of [1-9]\d* frames altered", r.stdout)
+    assert (tmp_path / "venue-patterns.png").exists()
+    assert small.receivers["wall"].total > 0 and small.receivers["net-wled"].total > 0
+    # nothing written
+    assert not list(small.given_path.parent.glob("*.bak"))
+
+
+def test_a_recorded_clip_maps_like_a_live_camera(small, tmp_path):
+    """Record the camera while the patterns play (as a phone would), then map from the MP4 with the CLI."""
+    clip = tmp_path / "clip.mp4"
+    cam = small.camera
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 30, cam.size)
+    assert writer.isOpened()
+    player = PatternPlayer(small.given, fps=60)
+    seq = sequence(small.given.layout.count, safe_levels(*player.thresholds))
+    try:
+        for _ in range(4):                     # pre-roll: the LEDs dark before the run
+            player.show(seq[0].levels, 0.01)
+            writer.write(cam.grab())
+        for p in seq:
+            player.show(p.levels, 0.03, p.name)
+            for _ in range(5):
+                writer.write(cam.grab())
+    finally:
+        player.close()
+        writer.release()
+    corners = " ".join(f"{x:.2f},{y:.2f}" for x, y in cam.canvas_corners_px())
+    r = _run("--venue", str(small.given_path), "--camera", str(clip), "--corners", corners,
+             "--png-dir", str(tmp_path), "--quiet")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "WARNING strip-4: wired reversed" in r.stdout
+    assert "WARNING strip-7: colour order looks like RGB" in r.stdout
+    assert "layouts check: OK" in r.stdout
+    found = int(r.stdout.split(" of ")[0].split(": ")[-1])
+    assert found >= 0.98 * (~small.occluded).sum()
+    assert (tmp_path / "venue-camera-map.png").exists()
+
+
+def test_a_second_view_adds_to_the_first(small):
+    cam = small.camera
+    corners = " ".join(f"{x:.2f},{y:.2f}" for x, y in cam.canvas_corners_px())
+    opts = MapOptions(corners=corners, hold_s=0.03, average=1, quiet=True)
+    first = map_venue(small.given_path, cam, opts)
+    one = json.loads(first.views_file.read_text())
+    # the camera moves: another place, the same LEDs
+    cam.H = cam.H @ np.array([[0.95, 0.02, 0.01], [-0.01, 0.97, 0.02], [0, 0, 1.0]])
+    from tests.mapping.synthcam import project
+    cam.px = project(cam.H, cam.lens, small.true.layout.positions)
+    corners = " ".join(f"{x:.2f},{y:.2f}" for x, y in cam.canvas_corners_px())
+    second = map_venue(small.given_path, cam, MapOptions(corners=corners, hold_s=0.03, average=1, quiet=True))
+    two = json.loads(second.views_file.read_text())
+    assert len(two["views"]) == 2 and two["views"][0] == one["views"][0]
+    assert two["views"][1]["id"] == 2 and two["views"][1]["homography"] != one["views"][0]["homography"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--venue", "no/such/venue.toml", "--camera", "0"], "cannot read"),
+    (["--camera", "no-such-clip.mp4"], "not a camera index"),
+    ([], "give --camera"),
+    (["--camera", "0", "--hold", "-1"], "--hold"),
+    (["--camera", "0", "--k1", "7"], "--k1"),
+])
+def test_bad_input_is_one_clear_line_and_a_failing_status(args, message):
+    r = _run(*args, timeout=60)
+    assert r.returncode == 2
+    lines = [ln for ln in r.stdout.splitlines() if ln.strip()]
+    assert len(lines) == 1 and message in lines[0], r.stdout + r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_bad_anchors_and_corners_say_what_is_wrong(small):
+    from installation.mapping.cli import MapError
+    cam = small.camera
+    for opts, text in ((MapOptions(corners="1,2,3", hold_s=0.0, average=1, quiet=True), "expected 8 numbers"),
+                       (MapOptions(anchors=("nope:3",) * 4, hold_s=0.0, average=1, quiet=True), "FIXTURE:INDEX"),
+                       (MapOptions(anchors=("strip-1:99",) * 4, hold_s=0.0, average=1, quiet=True), "0..59")):
+        with pytest.raises(MapError, match=text):
+            map_venue(small.given_path, cam, opts)
+    assert not list(small.given_path.parent.glob("*.bak"))
