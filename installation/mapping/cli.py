@@ -37,7 +37,8 @@ class MapOptions:
     anchors: tuple[str, ...] = ()       # "FIXTURE:INDEX[=X,Y]" (X, Y in the layout file's units)
     k1: float | None = None             # lens distortion; None: estimated from straight fixtures
     hold_s: float = 0.4                 # each pattern stays this long before the camera looks
-    average: int = 2                    # camera frames averaged per pattern
+    average: int = 2                    # camera frames averaged per pattern (at least 2)
+    settle_s: float = 2.0               # longest extra wait for the camera to show a new pattern
     fps: float = 30.0
     write: bool = True                  # write the layouts
     write_roi: bool = False             # write [camera] roi into the venue
@@ -91,21 +92,58 @@ def _key(p: Pattern):
     return p.name if p.bit < 0 else ("bit", p.bit, p.inverse)
 
 
+def _changed(a: np.ndarray, b: np.ndarray, level: float) -> int:
+    """Pixels whose grey level differs by more than ``level`` between two frames."""
+    return int(np.count_nonzero(np.abs(a.mean(axis=2) - b.mean(axis=2)) > level))
+
+
 def capture(venue: Venue, source, opts: MapOptions, outputs=None) -> tuple[dict, PatternPlayer, list[Pattern]]:
-    """Show every pattern through the venue's safe pipeline and grab the camera's view of each."""
+    """Show every pattern through the venue's safe pipeline and grab the camera's view of each.
+
+    After ``hold_s`` the camera is asked until its picture has changed from the previous pattern's and
+    holds still (a camera's latency is not known in advance), at most ``settle_s`` more.
+    """
     player = PatternPlayer(venue, fps=opts.fps, outputs=outputs)
     seq = sequence(venue.layout.count, safe_levels(*player.thresholds))
     bar = Progress(len(seq), opts.quiet)
     frames = {}
+    level = 30.0
+    lit = 0            # pixels the all-on pattern changed: the scale of a real change
+    prev = None
     try:
         for p in seq:
             player.show(p.levels, opts.hold_s, p.name)
-            acc = None
-            for _ in range(max(1, opts.average)):
-                f = source.grab().astype(np.float32)
-                acc = f if acc is None else acc + f
+            f = source.grab().astype(np.float32)
+            if prev is None:      # the dark frame: the camera's noise sets what counts as a change
+                g = source.grab().astype(np.float32)
+                noise = float(np.std(g.mean(axis=2) - f.mean(axis=2))) / np.sqrt(2.0)
+                level = max(6.0 * noise, 12.0)
+                f = (f + g) / 2
+            else:
+                need = 5 if p.name == "white" else max(5, int(0.02 * lit))
+                end = time.monotonic() + opts.settle_s
+                while True:
+                    g = source.grab().astype(np.float32)
+                    player.show(p.levels, 0.0, p.name)
+                    moved = _changed(prev, g, level)
+                    if moved >= need and _changed(f, g, level) <= 0.25 * moved:   # new, and holding still
+                        f = (f + g) / 2
+                        break
+                    if time.monotonic() > end:
+                        if p.name == "white":
+                            raise MapError("no LED lit up in the camera's picture: is it pointed at the LEDs, "
+                                           "the lens uncovered, are the outputs reaching the controllers?")
+                        break     # keep what it sees; decoding judges each LED on its own
+                    f = g
+                if p.name == "white":
+                    lit = _changed(prev, f, level)
+            acc, k = f * 2, 2
+            for _ in range(max(0, opts.average - 2)):
+                acc += source.grab().astype(np.float32)
+                k += 1
                 player.show(p.levels, 0.0, p.name)   # keep the frames coming while the camera exposes
-            frames[_key(p)] = acc / max(1, opts.average)
+            frames[_key(p)] = acc / k
+            prev = frames[_key(p)]
             bar.step(p.name)
     finally:
         player.close()
