@@ -21,11 +21,13 @@ W, H = 4.0, 2.25
 def _truth(n_strands: int = 20, per_strand: int = 40) -> dict:
     strips = [((0.12, 0.12 + 0.1 * i), (1.92, 0.14 + 0.1 * i)) for i in range(10)]
     net = []
+    gap = 3.56 / max(n_strands - 1, 1)
+    sway = min(0.04, 0.25 * gap)          # strands swing, but do not cross each other
     for s in range(n_strands):
-        x0 = 0.22 + s * (3.56 / max(n_strands - 1, 1))
+        x0 = 0.22 + s * gap
         for k in range(per_strand):
             y = 1.18 + k * (0.95 / (per_strand - 1))
-            net.append((x0 + 0.04 * np.sin(1.3 * s + 4.0 * y), y, 0.0))
+            net.append((x0 + sway * np.sin(1.3 * s + 4.0 * y), y, 0.0))
     return {"strips": strips, "matrix": ((2.2, 0.12), (1.7 / 29, 0.9 / 19)), "net": np.array(net)}
 
 
