@@ -305,8 +305,9 @@ def _ranges(idx) -> str:
 
 def report(res: MapResult, venue: Venue) -> list[str]:
     """The lines printed after a run."""
-    lines = [f"{venue.name}: {res.n - res.missing.size} of {res.n} LEDs found in {res.patterns} patterns; "
-             f"flash limiter: {res.limiter_altered} of {res.limiter_frames} frames altered"]
+    shown = (f"flash limiter: {res.limiter_altered} of {res.limiter_frames} frames altered" if res.limiter_frames
+             else "patterns from a recording (its dry run reported the flash limiter)")
+    lines = [f"{venue.name}: {res.n - res.missing.size} of {res.n} LEDs found in {res.patterns} patterns; {shown}"]
     for r in res.fixtures:
         s = f"  {r.name} ({r.kind}): {r.found}/{r.count} seen"
         if r.missing:
