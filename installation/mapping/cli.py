@@ -104,6 +104,7 @@ def capture(venue: Venue, source, opts: MapOptions, outputs=None) -> tuple[dict,
     holds still (a camera's latency is not known in advance), at most ``settle_s`` more.
     """
     player = PatternPlayer(venue, fps=opts.fps, outputs=outputs)
+    player.unsettled = []
     seq = sequence(venue.layout.count, safe_levels(*player.thresholds))
     bar = Progress(len(seq), opts.quiet)
     frames = {}
@@ -133,6 +134,7 @@ def capture(venue: Venue, source, opts: MapOptions, outputs=None) -> tuple[dict,
                         if p.name == "white":
                             raise MapError("no LED lit up in the camera's picture: is it pointed at the LEDs, "
                                            "the lens uncovered, are the outputs reaching the controllers?")
+                        player.unsettled.append(p.name)
                         break     # keep what it sees; decoding judges each LED on its own
                     f = g
                 if p.name == "white":
@@ -312,7 +314,7 @@ def report(res: MapResult, venue: Venue) -> list[str]:
         s = f"  {r.name} ({r.kind}): {r.found}/{r.count} seen"
         if r.missing:
             s += f"; missing (not seen, not guessed): {_ranges(r.missing)}"
-        if r.start is not None or r.origin is not None:
+        if r.kind in ("strip", "matrix") and (r.start is not None or r.origin is not None):
             s += f"; off its fitted shape by {100 * r.rms:.2f} % of the canvas height (rms)"
         lines.append(s)
         if r.reversed:
@@ -351,13 +353,18 @@ def map_venue(venue_path: Path | str, source, opts: MapOptions, outputs=None, fr
     if frames is None:
         frames, player, seq = capture(venue, source, opts, outputs)
         frames_sent, altered = player.watch.frames, player.watch.altered
+        unsettled = player.unsettled
     else:
         seq = sequence(n, safe_levels(0.1, 0.0625))
         frames_sent = altered = 0
+        unsettled = []
     t1 = time.perf_counter()
     res = solve(venue, frames, opts, len(seq))
     res.limiter_frames, res.limiter_altered = frames_sent, altered
     res.timing["capture_s"] = t1 - t0
+    if unsettled:
+        res.notes.append(f"the camera's picture did not settle for {len(unsettled)} patterns ({', '.join(unsettled[:4])}"
+                         f"{' ...' if len(unsettled) > 4 else ''}); a longer --hold may help")
     if altered:
         res.notes.append(f"the flash limiter altered {altered} frames; the patterns may be misread")
     stamp = time.strftime("%Y%m%d-%H%M%S")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,13 +33,18 @@ class World:
         """True canvas position of each given LED index."""
         return self.true.layout.positions[self.g2t].astype(np.float64)
 
+    def reveal(self, given_index) -> None:
+        """Make these LEDs visible (the anchors an installer picks are LEDs the camera can see)."""
+        for i in given_index:
+            self.camera.occluded[self.g2t[i]] = False
+        self.occluded = self.camera.occluded[self.g2t]
+
     def close(self) -> None:
         for r in self.receivers.values():
             r.close()
 
 
-def make_world(folder: Path, seed: int = 1, strands: int = 20, per_strand: int = 40, size=(1280, 720),
-               protect=()) -> World:
+def make_world(folder: Path, seed: int = 1, strands: int = 20, per_strand: int = 40, size=(1280, 720)) -> World:
     """Receivers on OS-chosen ports, the true and given venues, a camera with 10 % of LEDs occluded."""
     rx = {n: DmxReceiver(keep=64) for n in OUTPUTS}
     ports = {n: r.port for n, r in rx.items()}
@@ -54,8 +58,6 @@ def make_world(folder: Path, seed: int = 1, strands: int = 20, per_strand: int =
     rng = np.random.default_rng(seed)
     occ_true = np.zeros(n, bool)
     occ_true[rng.choice(n, n // 10, replace=False)] = True
-    for i in protect:            # the anchors the installer picks are LEDs they can see
-        occ_true[g2t[i]] = False
     cam = SyntheticCamera(tv, rx, size=size, occluded=occ_true)
     return World(folder, rx, tv, gpath, gv, cam, g2t, occ_true[g2t])
 
@@ -80,13 +82,9 @@ def mapped(tmp_path_factory):
     from installation.mapping.cli import MapOptions, map_venue
 
     folder = tmp_path_factory.mktemp("map2000")
-    lay_idx = None
-    probe = make_world(folder / "probe")
-    anchors, lay_idx = anchors_for(probe)
-    probe.close()
-    shutil.rmtree(folder / "probe")
-    world = make_world(folder, protect=lay_idx)
-    anchors, _ = anchors_for(world)
+    world = make_world(folder)
+    anchors, idx = anchors_for(world)
+    world.reveal(idx)
     old_text = (world.given_path.parent / "wall.toml").read_text()
     old_csv = (world.given_path.parent / "net.csv").read_text()
     opts = MapOptions(anchors=tuple(anchors), hold_s=0.05, average=2, write_roi=True, quiet=True,
