@@ -19,7 +19,8 @@ def camera_view_png(path: Path, white: np.ndarray, dark: np.ndarray, det: Detect
     should be after the old layout (red x), and the canvas outline (yellow)."""
     light = np.clip(white.astype(np.float32) - dark.astype(np.float32), 0, 255)
     base = np.clip(dark.astype(np.float32) * 1.5 + light, 0, 255).astype(np.uint8)
-    scale = 2 if max(base.shape[:2]) < 2400 else 1     # room for the numbers
+    big = max(base.shape[:2])
+    scale = 3 if big <= 2000 else 2 if big <= 3000 else 1     # room for the numbers
     img = cv2.resize(base, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
     if model is not None:
         t = np.linspace(0.0, 1.0, 60)
@@ -28,16 +29,18 @@ def camera_view_png(path: Path, white: np.ndarray, dark: np.ndarray, det: Detect
         cv2.polylines(img, [pts.reshape(-1, 1, 2)], True, (0, 220, 255), 1, cv2.LINE_AA)
     for i, (x, y) in zip(det.index, det.px):
         c = (int(round(x * scale)), int(round(y * scale)))
-        cv2.circle(img, c, 3 * scale, (60, 255, 60), 1, cv2.LINE_AA)
-        cv2.putText(img, str(int(i)), (c[0] + 3 * scale, c[1] - 2), cv2.FONT_HERSHEY_PLAIN, 0.5 * scale,
+        cv2.circle(img, c, 2 * scale, (60, 255, 60), 1, cv2.LINE_AA)
+        dy = -3 * scale if i % 2 == 0 else 7 * scale       # neighbours' numbers above and below, not on top
+        cv2.putText(img, str(int(i)), (c[0] - 2 * scale, c[1] + dy), cv2.FONT_HERSHEY_PLAIN, 0.3 * scale,
                     (120, 255, 120), 1, cv2.LINE_AA)
     if model is not None and missing_expected is not None and len(missing_expected):
         px = model.to_image(layout.positions[missing_expected].astype(np.float64)) * scale
         for i, (x, y) in zip(missing_expected, px):
             if np.isfinite(x) and np.isfinite(y):
                 c = (int(round(x)), int(round(y)))
-                cv2.drawMarker(img, c, (40, 40, 255), cv2.MARKER_TILTED_CROSS, 4 * scale, 1)
-                cv2.putText(img, str(int(i)), (c[0] + 3 * scale, c[1] + 8), cv2.FONT_HERSHEY_PLAIN, 0.5 * scale,
+                cv2.drawMarker(img, c, (40, 40, 255), cv2.MARKER_TILTED_CROSS, 3 * scale, 1)
+                dy = -3 * scale if i % 2 == 0 else 7 * scale
+                cv2.putText(img, str(int(i)), (c[0] - 2 * scale, c[1] + dy), cv2.FONT_HERSHEY_PLAIN, 0.3 * scale,
                             (80, 80, 255), 1, cv2.LINE_AA)
     if not cv2.imwrite(str(path), img):
         raise OSError(f"cannot write {path}")

@@ -10,6 +10,8 @@ room light, sensor noise (sigma grey levels) and some LEDs occluded.
 
 from __future__ import annotations
 
+import time
+
 import cv2
 import numpy as np
 
@@ -63,6 +65,7 @@ class SyntheticCamera:
         # a camera's primaries are not pure: 6 % of each channel leaks into the others
         self.mix = np.full((3, 3), 0.06) + np.eye(3) * 0.88
         self.grabs = 0
+        self.grab_s = 0.0                   # time spent rendering (not part of mapping proper)
 
     def canvas_corners_px(self) -> np.ndarray:
         """Where the canvas corners TL, TR, BR, BL appear in the image (what an installer would mark)."""
@@ -94,7 +97,14 @@ class SyntheticCamera:
 
     def grab(self) -> np.ndarray:
         """One exposure."""
-        self.grabs += 1
+        t0 = time.perf_counter()
+        try:
+            return self._render()
+        finally:
+            self.grabs += 1
+            self.grab_s += time.perf_counter() - t0
+
+    def _render(self) -> np.ndarray:
         w, h = self.size
         lv = self.levels() @ self.mix.T
         vis = ~self.occluded & (lv.max(axis=1) > 0)
