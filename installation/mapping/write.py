@@ -26,7 +26,8 @@ from installation.venue import Venue, VenueError, load_venue
 
 from .fit import FixtureResult
 
-_HEADER = re.compile(r"^\s*\[")
+# a table header, not the continuation line of a multi-line array such as "   [2.0, 1.5],"
+_HEADER = re.compile(r'^\s*\[\[?\s*[A-Za-z_"][A-Za-z0-9_."\- ]*\]\]?\s*(#.*)?$')
 _NAME = re.compile(r'^\s*name\s*=\s*"([^"]*)"')
 
 

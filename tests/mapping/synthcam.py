@@ -120,7 +120,9 @@ class SyntheticCamera:
             np.add.at(img, (yi[ok], xi[ok]), col[ok] * wt[ok, None])
         img = cv2.GaussianBlur(img, (0, 0), self.blur)   # optics + the LED's own size; sum kept
         img += self.ambient[:, :, None]
-        img += self.rng.normal(0.0, self.noise, img.shape).astype(np.float32)
+        noise = self.rng.standard_normal(img.shape, dtype=np.float32)
+        noise *= np.float32(self.noise)
+        img += noise
         return np.clip(np.rint(img), 0, 255).astype(np.uint8)
 
     def close(self) -> None:
