@@ -117,6 +117,11 @@ def capture(venue: Venue, source, opts: MapOptions, outputs=None) -> tuple[dict,
             f = source.grab().astype(np.float32)
             if prev is None:      # the dark frame: the camera's noise sets what counts as a change
                 g = source.grab().astype(np.float32)
+                end = time.monotonic() + opts.settle_s
+                # what the LEDs showed before (the show, a test pattern) may still be in the camera's pipe
+                while _changed(f, g, 30.0) > max(10, 1e-4 * g.shape[0] * g.shape[1]) and time.monotonic() < end:
+                    f, g = g, source.grab().astype(np.float32)
+                    player.show(p.levels, 0.0, p.name)
                 noise = float(np.std(g.mean(axis=2) - f.mean(axis=2))) / np.sqrt(2.0)
                 level = max(6.0 * noise, 12.0)
                 f = (f + g) / 2

@@ -311,3 +311,14 @@ def write_camera_section(venue: Venue, roi: list[float], k1: float, size: tuple[
         shutil.copy2(b, path)
         raise
     return b
+
+
+def camera_roi(sections: dict) -> str | None:
+    """The ``[camera] roi`` a mapping wrote into a venue (``Venue.sections``), as the text
+    ``sensing.camera.set_roi`` takes, or None when there is none.  For the show's start-up:
+    ``roi = camera_roi(venue.sections); if roi: set_roi(tree, roi)``."""
+    cam = sections.get("camera")
+    roi = cam.get("roi") if isinstance(cam, dict) else None
+    if not isinstance(roi, list) or len(roi) != 8:
+        return None
+    return ",".join(str(float(v)) for v in roi)

@@ -129,6 +129,11 @@ def test_camera_section_is_updated_not_duplicated(venue, tmp_path):
     assert text.count("[camera]") == 1
     cam = tomllib.loads(text)["camera"]
     assert cam["note"] == "kept" and cam["roi"] == roi and cam["lens_k1"] == -0.09
+    # what the show's start-up hands to the presence camera
+    from installation.mapping.write import camera_roi
+    from installation.sensing.camera import parse_roi
+    assert parse_roi(camera_roi(load_venue(tmp_path / "venue.toml").sections)) == ((0.1, 0.1), (0.9, 0.1),
+                                                                                   (0.9, 0.9), (0.1, 0.9))
 
 
 def test_views_are_appended(venue, tmp_path):
