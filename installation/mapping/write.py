@@ -174,9 +174,39 @@ def _fixture_values(r: FixtureResult, table: dict, units: np.ndarray, layout_pat
         if "csv" not in table:
             return {"points": None, "csv": json.dumps(csv_path.name)}
         return {}
-    if r.kind == "polyline":
-        notes.append(f"{r.name}: polylines are not refitted (positions are in the views file)")
+    if r.kind == "polyline" and "points" in table:
+        return _polyline_values(r, table, units, notes)
     return None
+
+
+def _polyline_values(r: FixtureResult, table: dict, units: np.ndarray, notes: list[str]) -> dict | None:
+    """New vertices of a polyline: each LED lies a fixed share of the way along its segment, so its
+    position is linear in the two vertices around it; least squares over the LEDs seen (a vertex no LED
+    pins down stays where it was)."""
+    old = np.array([list(map(float, p)) for p in table["points"]], np.float64)
+    n, k = r.count, len(old)
+    seg = np.linalg.norm(np.diff(old, axis=0), axis=1)
+    cum = np.concatenate([[0.0], np.cumsum(seg)])
+    s = np.linspace(0.0, cum[-1], n) if n > 1 else np.zeros(1)
+    j = np.clip(np.searchsorted(cum, s, side="right") - 1, 0, k - 2)
+    u = np.where(seg[j] > 0, (s - cum[j]) / np.where(seg[j] > 0, seg[j], 1.0), 0.0)
+    seen = np.isfinite(r.positions).all(axis=1)
+    if seen.sum() < 2:
+        return None
+    A = np.zeros((n, k))
+    A[np.arange(n), j] = 1.0 - u
+    A[np.arange(n), j + 1] += u
+    lam = 1e-3
+    M = np.vstack([A[seen], lam * np.eye(k)])
+    b = np.vstack([r.positions[seen] * units, lam * old[:, :2]])
+    V, *_ = np.linalg.lstsq(M, b, rcond=None)
+    pts = [list(v) + list(o[2:3]) for v, o in zip(V, old)]
+    vals: dict[str, str | None] = {"points": "[" + ", ".join(_vec(p) for p in pts) + "]"}
+    if "spacing" in table:   # the count must not change with the length: it is the patch
+        vals["spacing"] = None
+        vals["count"] = str(n)
+    notes.append(f"{r.name}: polyline vertices refitted to the LEDs seen")
+    return vals
 
 
 def write_layouts(venue: Venue, results: list[FixtureResult], stamp: str) -> tuple[list, list[str]]:

@@ -41,6 +41,14 @@ points = [[1.0, 1.0],
 controller = "node"
 
 [[fixtures]]
+name = "arc"
+type = "polyline"
+points = [[0.5, 1.8], [2.0, 1.6], [3.5, 1.8]]
+spacing = 0.25
+[fixtures.patch]
+controller = "node"
+
+[[fixtures]]
 name = "grid"
 type = "matrix"
 origin = [0.2, 1.2]
@@ -81,6 +89,10 @@ def _results(venue, bar_start=(0.2, 0.3), bar_end=(0.8, 0.3), dots=None, mirror=
         r = FixtureResult(f.name, f.kind, f.count, pos, [])
         if f.kind == "strip":
             r.start, r.end = np.array(bar_start), np.array(bar_end)
+        elif f.kind == "polyline":
+            r.positions = pos + np.array([0.0, -0.05])   # the whole arc hangs 10 cm higher (0.05 of 2 m)
+            r.positions[3] = np.nan
+            r.missing = [3]
         elif f.kind == "points":
             r.positions = np.array(dots, np.float64)
             r.missing = [int(i) for i in np.flatnonzero(~np.isfinite(r.positions).all(axis=1))]
@@ -101,19 +113,22 @@ def test_strips_matrices_and_points_are_rewritten_in_place(venue, tmp_path):
     text = (tmp_path / "bits.toml").read_text()
     assert "# the installer's notes stay" in text and '# the bar over the door' in text
     top = tomllib.loads(text)
-    bar, dots, grid = top["fixtures"]
+    bar, dots, arc, grid = top["fixtures"]
     assert bar["start"] == [0.8, 0.6] and bar["end"] == [3.2, 0.6]
     assert "spacing" not in bar and bar["count"] == 7          # the patch cannot change with the length
     assert dots["csv"] == "bits-dots.csv" and "points" not in dots
     csv = (tmp_path / "bits-dots.csv").read_text().splitlines()
     assert csv[1] == "x,y,z,seen" and csv[3] == "2,1.5,0,0"    # not seen: the old place, flagged
     assert grid["start_corner"] == "top-right" and grid["origin"] == pytest.approx([0.8, 1.2])
+    assert arc["points"] == [pytest.approx([0.5, 1.7], abs=1e-3), pytest.approx([2.0, 1.5], abs=1e-3),
+                             pytest.approx([3.5, 1.7], abs=1e-3)] and arc["count"] == 13 and "spacing" not in arc
     after = load_venue(tmp_path / "venue.toml")
-    assert np.allclose(after.layout.positions[0], [0.2, 0.3]) and after.layout.count == 7 + 3 + 6
+    assert np.allclose(after.layout.positions[0], [0.2, 0.3]) and after.layout.count == 7 + 3 + 13 + 6
     assert (tmp_path / "bits.toml.T1.bak").read_text() == LAYOUT
 
 
 def test_a_result_that_would_not_load_restores_every_file(venue, tmp_path):
+    """A bar fitted off the canvas (a bad anchor, say) must not leave half-written files."""
     res = _results(venue, bar_start=(0.2, 0.3), bar_end=(1.9, 0.3), dots=[[0.3, 0.4], [0.5, 0.5], [0.7, 0.45]])
     with pytest.raises(VenueError, match="every file restored"):
         write_layouts(venue, res, "T2")
