@@ -67,6 +67,7 @@ class MapResult:
 
     @property
     def missing(self) -> np.ndarray:
+        """Indices of the LEDs not seen."""
         return np.flatnonzero(~np.isfinite(self.canvas).all(axis=1))
 
 
@@ -77,6 +78,7 @@ class Progress:
         self.total, self.quiet, self.k = total, quiet, 0
 
     def step(self, label: str) -> None:
+        """One pattern done."""
         self.k += 1
         if self.quiet:
             return

@@ -41,6 +41,7 @@ class FixtureResult:
 
     @property
     def found(self) -> int:
+        """How many of its LEDs were seen."""
         return self.count - len(self.missing)
 
 

@@ -32,10 +32,12 @@ class Lens:
 
     @property
     def centre(self) -> np.ndarray:
+        """The distortion centre: the middle of the image (pixel centres at integers)."""
         return (np.asarray(self.size, np.float64) - 1.0) / 2.0
 
     @property
     def scale(self) -> float:
+        """Half the image diagonal: the unit of the normalised radius."""
         return float(np.hypot(*self.size)) / 2.0
 
     def distort(self, px: np.ndarray) -> np.ndarray:

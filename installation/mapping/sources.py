@@ -37,6 +37,7 @@ class LiveCamera:
         self.flush = flush
 
     def grab(self) -> np.ndarray:
+        """A fresh frame (the ones buffered meanwhile dropped)."""
         for _ in range(self.flush):   # frames buffered while the pattern changed are stale
             self.cap.grab()
         ok, frame = self.cap.read()
