@@ -253,6 +253,10 @@ def solve(venue: Venue, frames: dict, opts: MapOptions, n_patterns: int) -> MapR
             notes.append("no straight fixtures seen to measure the lens: assumed distortion-free (give --k1)")
         else:
             notes.append(f"lens distortion k1 = {k1:.4f} (from the straight strips and matrix lines)")
+    if det.ambiguous.size:
+        notes.append(f"{det.ambiguous.size} LEDs showed in two places about equally bright (a reflection?) and "
+                     f"are reported missing: {_ranges(det.ambiguous.tolist()[:20])}"
+                     f"{' ...' if det.ambiguous.size > 20 else ''}")
     lens = Lens(float(k1), size)
     px = det.position_of()
     if opts.corners:

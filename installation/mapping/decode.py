@@ -6,14 +6,15 @@ threshold to tune, and room light cancels).  A pixel is kept only if every bit
 is clear -- at least ``min_contrast`` of its light differs between a bit and
 its inverse -- so pixels lit by two neighbouring LEDs, whose bits disagree,
 drop out instead of being read as a third LED.  The pixels of one index make
-that LED's spot; its position is their light-weighted centroid.  Spots that
+that LED's spot -- around its brightest pixel, so a dimmer reflection with the same code elsewhere
+does not pull it -- and its position is their light-weighted centroid.  Spots that
 are too small, too faint or torn apart are not LEDs (reflections, noise): such
 an index is reported missing, never guessed.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -27,7 +28,8 @@ class Detections:
     ``index`` (K,) LED indices; ``px`` (K, 2) image positions (x right, y down, pixel centres at
     integers); ``light`` (K,) summed white-minus-dark light of the spot; ``pixels`` (K,) its size;
     ``rgb`` (K, 3, 3): camera response [sent colour R/G/B][camera R/G/B] of each spot.
-    ``image_size`` (width, height).
+    ``image_size`` (width, height); ``ambiguous``: LEDs whose code showed in two places about
+    equally bright (a reflection as bright as the LED): not placed.
     """
 
     index: np.ndarray
@@ -37,6 +39,7 @@ class Detections:
     rgb: np.ndarray
     image_size: tuple[int, int]
     n: int
+    ambiguous: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))   # seen in two places
 
     def found_mask(self) -> np.ndarray:
         """(n,) bool: which LEDs were found."""
@@ -94,15 +97,26 @@ def decode(frames: dict, n: int, min_contrast: float = 0.35, min_light: float | 
         with np.errstate(invalid="ignore", divide="ignore"):
             return s, cx / s, cy / s
 
-    s, cx, cy = centroids(np.ones(idx.size, bool))
-    # drop stray pixels far from their index's spot (a reflection, a noisy fringe), then measure again
-    r2 = (xs - cx[idx]) ** 2 + (ys - cy[idx]) ** 2
-    ms = np.bincount(idx, wgt * r2, minlength=n)
+    s_all = np.bincount(idx, wgt, minlength=n)
+    # each index's spot is around its brightest pixel; light with the same code elsewhere is a
+    # reflection (or a stray): left out, and if it is nearly as bright, the LED is ambiguous
+    order = np.lexsort((-wgt, idx))
+    head = order[np.r_[True, idx[order][1:] != idx[order][:-1]]] if order.size else order
+    sx = np.full(n, np.nan)
+    sy = np.full(n, np.nan)
+    sx[idx[head]] = xs[head]
+    sy[idx[head]] = ys[head]
+    r2 = (xs - sx[idx]) ** 2 + (ys - sy[idx]) ** 2
+    close = r2 <= 36.0
+    m0 = np.bincount(idx[close], wgt[close], minlength=n)
+    m2 = np.bincount(idx[close], wgt[close] * r2[close], minlength=n)
     with np.errstate(invalid="ignore", divide="ignore"):
-        spread = np.sqrt(ms / s)
-    typical = float(np.nanmedian(spread[s > 0])) if np.any(s > 0) else 1.0
+        spread = np.sqrt(m2 / m0)
+    typical = float(np.nanmedian(spread[m0 > 0])) if np.any(m0 > 0) else 1.0
     near = r2 <= (3.0 * max(typical, 1.0)) ** 2
     s, cx, cy = centroids(near)
+    ambiguous = np.flatnonzero((s > 0) & (s_all - s > 0.5 * s))
+    s[ambiguous] = 0.0
     count = np.bincount(idx[near], minlength=n)
     found = np.flatnonzero(s > 0)
     if found.size:
@@ -120,4 +134,4 @@ def decode(frames: dict, n: int, min_contrast: float = 0.35, min_light: float | 
             for ch in range(3):
                 rgb[:, ci, 2 - ch] = np.bincount(pos, img[ys[sel], xs[sel], ch], minlength=found.size)  # BGR -> RGB
     return Detections(index=found, px=np.stack([cx[found], cy[found]], axis=1) if found.size else np.zeros((0, 2)),
-                      light=s[found], pixels=count[found], rgb=rgb, image_size=(w, h), n=n)
+                      light=s[found], pixels=count[found], rgb=rgb, image_size=(w, h), n=n, ambiguous=ambiguous)

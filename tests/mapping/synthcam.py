@@ -44,7 +44,7 @@ class SyntheticCamera:
 
     def __init__(self, true_venue: Venue, receivers: dict, size=(1280, 720), k1: float = -0.1,
                  noise: float = 4.0, blur: float = 1.2, occluded: np.ndarray | None = None,
-                 gain: float = 16000.0, seed: int = 7, H: np.ndarray | None = None):
+                 gain: float = 16000.0, seed: int = 7, H: np.ndarray | None = None, reflection: float = 0.0):
         self.venue = true_venue
         self.receivers = receivers          # output name -> DmxReceiver
         self.size = tuple(size)
@@ -64,6 +64,10 @@ class SyntheticCamera:
         self.ambient = (18 + 10 * xx / w + 3 * np.sin(xx / 37.0) * np.cos(yy / 23.0)).astype(np.float32)
         # a camera's primaries are not pure: 6 % of each channel leaks into the others
         self.mix = np.full((3, 3), 0.06) + np.eye(3) * 0.88
+        # a glossy ledge just below the lowest LEDs mirrors them, dimmer
+        self.reflection = reflection
+        floor = float(self.px[:, 1].max()) + 0.02 * self.size[1]
+        self.px_mirror = np.c_[self.px[:, 0], 2 * floor - self.px[:, 1]]
         self.grabs = 0
         self.grab_s = 0.0                   # time spent rendering (not part of mapping proper)
 
@@ -111,6 +115,9 @@ class SyntheticCamera:
         img = np.zeros((h, w, 3), np.float32)
         p = self.px[vis]
         col = lv[vis][:, ::-1] * self.gain                  # RGB -> BGR
+        if self.reflection > 0:
+            p = np.concatenate([p, self.px_mirror[vis]])
+            col = np.concatenate([col, col * self.reflection])
         x0 = np.floor(p[:, 0]).astype(int)
         y0 = np.floor(p[:, 1]).astype(int)
         fx, fy = p[:, 0] - x0, p[:, 1] - y0

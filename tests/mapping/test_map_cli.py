@@ -117,3 +117,16 @@ def test_bad_anchors_and_corners_say_what_is_wrong(small):
         with pytest.raises(MapError, match=text):
             map_venue(small.given_path, cam, opts)
     assert not list(small.given_path.parent.glob("*.bak"))
+
+
+def test_a_glossy_ledge_mirroring_the_leds_does_not_move_or_lose_them(small):
+    """The reflection carries the same codes as the LED; it must neither pull the LED nor hide it."""
+    cam = small.camera
+    cam.reflection = 0.45
+    corners = " ".join(f"{x:.2f},{y:.2f}" for x, y in cam.canvas_corners_px())
+    res = map_venue(small.given_path, cam, MapOptions(corners=corners, hold_s=0.03, quiet=True, write=False))
+    vis = ~small.occluded
+    t = small.truth()
+    err = np.hypot((res.canvas[:, 0] - t[:, 0]) * 16 / 9, res.canvas[:, 1] - t[:, 1])
+    assert np.mean(np.nan_to_num(err[vis], nan=1.0) <= 0.005) >= 0.98
+    assert set(np.flatnonzero(small.occluded)) <= set(res.missing.tolist())
