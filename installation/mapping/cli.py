@@ -436,7 +436,23 @@ def dry_run(venue_path: Path | str, opts: MapOptions, png: Path | None = None, o
     return lines
 
 
-def run_map(venue: str, camera: str | None, dry: bool, opts: MapOptions, png_dir: str | None = None) -> int:
+def snapshot(venue_path: Path | str, source, path: Path, opts: MapOptions, outputs=None) -> Path:
+    """Every LED on at the pattern level (through the safe pipeline), one camera frame with a pixel grid
+    written to ``path``: the installer reads the canvas corners off it for ``--corners``."""
+    venue = load_venue(venue_path)
+    player = PatternPlayer(venue, fps=opts.fps, outputs=outputs)
+    try:
+        white = sequence(venue.layout.count, safe_levels(*player.thresholds))[1]
+        player.show(white.levels, max(opts.hold_s, 0.5), white.name)
+        frame = source.grab()
+    finally:
+        player.close()
+    from .overlay import snapshot_png
+    return snapshot_png(path, frame)
+
+
+def run_map(venue: str, camera: str | None, dry: bool, opts: MapOptions, png_dir: str | None = None,
+            snapshot_to: str | None = None) -> int:
     """The command line: returns the exit status (0 done, 1 mapping failed, 2 bad input)."""
     out = print
     try:
@@ -463,6 +479,9 @@ def run_map(venue: str, camera: str | None, dry: bool, opts: MapOptions, png_dir
         else:
             src = LiveCamera(camera)
             try:
+                if snapshot_to:
+                    out(f"camera view with a pixel grid: {snapshot(venue, src, Path(snapshot_to), opts)}")
+                    return 0
                 res = map_venue(venue, src, opts)
             finally:
                 src.close()
@@ -507,6 +526,8 @@ def add_arguments(p) -> None:
     p.add_argument("--write-roi", action="store_true", help="also write the canvas corners into the venue's "
                    "[camera] roi, for the presence camera (same camera, same place)")
     p.add_argument("--png-dir", default=None, help="where the PNGs go (default: next to the venue file)")
+    p.add_argument("--snapshot", default=None, metavar="FILE.png", help="only light every LED dimly and save one "
+                   "camera frame with a pixel grid, to read the canvas corners off for --corners")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -521,4 +542,4 @@ def run_from_args(args) -> int:
         return 2
     opts = MapOptions(corners=args.corners, anchors=tuple(args.anchor), k1=args.k1, hold_s=args.hold,
                       average=args.average, write=not args.no_write, write_roi=args.write_roi, quiet=args.quiet)
-    return run_map(str(args.venue or DEFAULT_VENUE), args.camera, args.dry_run, opts, args.png_dir)
+    return run_map(str(args.venue or DEFAULT_VENUE), args.camera, args.dry_run, opts, args.png_dir, args.snapshot)

@@ -66,3 +66,18 @@ def patterns_png(path: Path, layout: Layout, patterns, cell=(320, 180), columns:
     if not cv2.imwrite(str(path), sheet):
         raise OSError(f"cannot write {path}")
     return path
+
+
+def snapshot_png(path: Path, frame: np.ndarray, step: int = 100) -> Path:
+    """A camera frame with a labelled pixel grid, to read the canvas corners off for ``--corners``."""
+    img = frame.copy()
+    h, w = img.shape[:2]
+    for x in range(0, w, step):
+        cv2.line(img, (x, 0), (x, h - 1), (0, 160, 255), 1)
+        cv2.putText(img, str(x), (x + 2, 12), cv2.FONT_HERSHEY_PLAIN, 0.9, (0, 200, 255), 1)
+    for y in range(0, h, step):
+        cv2.line(img, (0, y), (w - 1, y), (0, 160, 255), 1)
+        cv2.putText(img, str(y), (2, y + 12), cv2.FONT_HERSHEY_PLAIN, 0.9, (0, 200, 255), 1)
+    if not cv2.imwrite(str(path), img):
+        raise OSError(f"cannot write {path}")
+    return path

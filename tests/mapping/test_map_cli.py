@@ -130,3 +130,12 @@ def test_a_glossy_ledge_mirroring_the_leds_does_not_move_or_lose_them(small):
     err = np.hypot((res.canvas[:, 0] - t[:, 0]) * 16 / 9, res.canvas[:, 1] - t[:, 1])
     assert np.mean(np.nan_to_num(err[vis], nan=1.0) <= 0.005) >= 0.98
     assert set(np.flatnonzero(small.occluded)) <= set(res.missing.tolist())
+
+
+def test_snapshot_is_the_lit_piece_with_a_pixel_grid(small, tmp_path):
+    from installation.mapping.cli import snapshot
+    png = snapshot(small.given_path, small.camera, tmp_path / "view.png", MapOptions(hold_s=0.1, quiet=True))
+    img = cv2.imread(str(png))
+    assert img.shape[:2] == (small.camera.size[1], small.camera.size[0])
+    assert img[:, :, :].max() > 120                       # the LEDs are in it
+    assert tuple(img[350, 100]) == (0, 160, 255) != tuple(img[350, 103])   # a grid line at x = 100
