@@ -22,6 +22,7 @@ from .drive import PatternPlayer
 from .fit import FixtureResult, fit_fixtures
 from .geometry import CANVAS_CORNERS, CameraModel, Lens, estimate_k1, fit_homography
 from .patterns import Pattern, bits_for, safe_levels, sequence
+from .write import MAX_SHAPE_RMS
 from .sources import LiveCamera, SourceError, clip_scenes, is_clip
 
 
@@ -328,6 +329,9 @@ def report(res: MapResult, venue: Venue) -> list[str]:
         if r.kind in ("strip", "matrix") and (r.start is not None or r.origin is not None):
             s += f"; off its fitted shape by {100 * r.rms:.2f} % of the canvas height (rms)"
         lines.append(s)
+        if r.kind in ("strip", "matrix") and r.rms > MAX_SHAPE_RMS:
+            lines.append(f"  WARNING {r.name}: its LEDs do not lie on a {r.kind} in wiring order; check its wiring "
+                         f"(start_corner, direction, serpentine); it is not rewritten")
         if r.reversed:
             lines.append(f"  WARNING {r.name}: wired reversed -- its LED 0 is at the layout's end; the new "
                          f"start/end follow the wiring")

@@ -28,6 +28,8 @@ from .fit import FixtureResult
 
 # a table header, not the continuation line of a multi-line array such as "   [2.0, 1.5],"
 _HEADER = re.compile(r'^\s*\[\[?\s*[A-Za-z_"][A-Za-z0-9_."\- ]*\]\]?\s*(#.*)?$')
+#: a strip or matrix whose LEDs sit further than this from its fitted shape (rms, canvas heights) is not rewritten
+MAX_SHAPE_RMS = 0.01
 _NAME = re.compile(r'^\s*name\s*=\s*"([^"]*)"')
 
 
@@ -118,6 +120,10 @@ def _atomic_write(path: Path, text: str) -> None:
 def _fixture_values(r: FixtureResult, table: dict, units: np.ndarray, layout_path: Path, layout: Layout,
                     fi: int, stamp: str, written: list, notes: list[str]) -> dict[str, str | None] | None:
     """The new key values of one fixture, or None to leave it as it is."""
+    if r.kind in ("strip", "matrix") and r.rms > MAX_SHAPE_RMS:
+        notes.append(f"{r.name}: the LEDs seen do not lie on its {r.kind}'s shape ({100 * r.rms:.1f} % of the canvas "
+                     f"height off); not rewritten -- check its wiring (start_corner, direction, serpentine)")
+        return None
     if r.kind == "strip" and r.start is not None:
         old_s, old_e = table.get("start", []), table.get("end", [])
         s = list(r.start * units) + list(old_s[2:3])   # a z the camera cannot see is kept

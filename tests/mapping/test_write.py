@@ -170,3 +170,12 @@ def test_a_camera_that_sees_nothing_stops_with_a_clear_message(tmp_path):
         assert not list(w.given_path.parent.glob("*.bak"))
     finally:
         w.close()
+
+
+def test_a_fixture_that_does_not_fit_its_shape_is_not_rewritten(venue, tmp_path):
+    """A matrix wired along columns where the layout says rows fits no grid: said, and its keys left alone."""
+    res = _results(venue, dots=[[0.3, 0.4], [0.5, 0.5], [0.7, 0.45]])
+    res[3].rms = 0.04
+    _, notes = write_layouts(venue, res, "T5")
+    grid = tomllib.loads((tmp_path / "bits.toml").read_text())["fixtures"][3]
+    assert grid["origin"] == [0.2, 1.2] and any("grid: the LEDs seen do not lie on" in n for n in notes)
