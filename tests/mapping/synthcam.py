@@ -64,12 +64,28 @@ class SyntheticCamera:
         self.ambient = (18 + 10 * xx / w + 3 * np.sin(xx / 37.0) * np.cos(yy / 23.0)).astype(np.float32)
         # a camera's primaries are not pure: 6 % of each channel leaks into the others
         self.mix = np.full((3, 3), 0.06) + np.eye(3) * 0.88
+        self.room: list[np.ndarray] | None = None   # real footage behind the LEDs, one frame per grab
         # a glossy ledge just below the lowest LEDs mirrors them, dimmer
         self.reflection = reflection
         floor = float(self.px[:, 1].max()) + 0.02 * self.size[1]
         self.px_mirror = np.c_[self.px[:, 0], 2 * floor - self.px[:, 1]]
         self.grabs = 0
         self.grab_s = 0.0                   # time spent rendering (not part of mapping proper)
+
+    def use_room(self, clip: str, brightness: float = 0.35) -> None:
+        """Put real footage behind the LEDs (scaled to the image, dimmed as under a low exposure); it plays
+        on, one clip frame per exposure, so people in it move while the patterns change."""
+        cap = cv2.VideoCapture(clip)
+        frames = []
+        while True:
+            ok, f = cap.read()
+            if not ok:
+                break
+            frames.append(cv2.resize(f, self.size, interpolation=cv2.INTER_LINEAR).astype(np.float32) * brightness)
+        cap.release()
+        if not frames:
+            raise ValueError(f"cannot read {clip}")
+        self.room = frames
 
     def canvas_corners_px(self) -> np.ndarray:
         """Where the canvas corners TL, TR, BR, BL appear in the image (what an installer would mark)."""
@@ -126,7 +142,10 @@ class SyntheticCamera:
             ok = (xi >= 0) & (xi < w) & (yi >= 0) & (yi < h)
             np.add.at(img, (yi[ok], xi[ok]), col[ok] * wt[ok, None])
         img = cv2.GaussianBlur(img, (0, 0), self.blur)   # optics + the LED's own size; sum kept
-        img += self.ambient[:, :, None]
+        if self.room:
+            img += self.room[self.grabs % len(self.room)]
+        else:
+            img += self.ambient[:, :, None]
         noise = self.rng.standard_normal(img.shape, dtype=np.float32)
         noise *= np.float32(self.noise)
         img += noise

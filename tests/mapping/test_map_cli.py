@@ -139,3 +139,21 @@ def test_snapshot_is_the_lit_piece_with_a_pixel_grid(small, tmp_path):
     assert img.shape[:2] == (small.camera.size[1], small.camera.size[0])
     assert img[:, :, :].max() > 120                       # the LEDs are in it
     assert tuple(img[350, 100]) == (0, 160, 255) != tuple(img[350, 103])   # a grid line at x = 100
+
+
+def test_people_moving_in_real_footage_behind_the_leds_are_not_taken_for_leds(small):
+    """Real store-aisle footage (people browsing) plays behind the LEDs while the patterns change."""
+    media = ROOT.parent / "shared" / "media" / "store-aisle-detection.gif"
+    if not media.exists():
+        pytest.skip(f"{media} not present")
+    cam = small.camera
+    cam.use_room(str(media))
+    corners = " ".join(f"{x:.2f},{y:.2f}" for x, y in cam.canvas_corners_px())
+    res = map_venue(small.given_path, cam, MapOptions(corners=corners, hold_s=0.03, quiet=True, write=False))
+    vis = ~small.occluded
+    t = small.truth()
+    err = np.hypot((res.canvas[:, 0] - t[:, 0]) * 16 / 9, res.canvas[:, 1] - t[:, 1])
+    found = np.isfinite(res.canvas).all(axis=1)
+    assert np.mean(np.nan_to_num(err[vis], nan=1.0) <= 0.005) >= 0.98
+    assert not found[small.occluded].any()          # nothing guessed from the moving people
+    assert np.all(err[found] <= 0.01)
