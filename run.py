@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--roi", default=None, help="region of interest: 4 corners x0,y0,x1,y1,x2,y2,x3,y3 (0..1)")
 
     mp = sub.add_parser("map", help="find where the LEDs really are with a camera and write them into the layouts")
-    from installation.mapping.cli import add_arguments as _map_args
+    from installation.mapping.args import add_arguments as _map_args
     _map_args(mp)
 
     st = sub.add_parser("status", help="ask the running piece how it is (fps, sensors, outputs, errors)")
