@@ -12,9 +12,9 @@ def add_arguments(p) -> None:
                    "draws them into VENUE-patterns.png")
     p.add_argument("--corners", default=None, help="the canvas corners TL, TR, BR, BL in the camera image: "
                    "'x,y x,y x,y x,y' in pixels (or 0..1 of the image)")
-    p.add_argument("--anchor", action="append", default=[], metavar="FIXTURE:INDEX[=X,Y]",
-                   help="an LED whose place is known (the layout's, or X,Y in the layout's units); 4 or more "
-                        "instead of --corners")
+    p.add_argument("--anchor", action="append", default=[], metavar="FIXTURE[:INDEX[=X,Y]]",
+                   help="an LED whose place is known (the layout's, or X,Y in the layout's units), or a bare "
+                        "FIXTURE for its corner LEDs as the layout places them; 4 LEDs or more instead of --corners")
     p.add_argument("--k1", type=float, default=None, help="lens distortion (default: measured on straight fixtures)")
     p.add_argument("--hold", type=float, default=0.4, help="seconds each pattern is shown before the camera "
                    "looks (default 0.4)")

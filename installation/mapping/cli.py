@@ -201,6 +201,38 @@ def _parse_anchor(text: str, venue: Venue) -> tuple[int, np.ndarray | None]:
     return int(lay.first[fi]) + k, pos
 
 
+def _corner_leds(venue: Venue, fi: int) -> list[int]:
+    """The LEDs at the corners of fixture ``fi`` in the layout: the ends of a strip, the corners of a
+    matrix or of a cloud of points (the ones furthest toward each canvas corner)."""
+    lay = venue.layout
+    sl = lay.led_range(fi)
+    p = lay.positions[sl].astype(np.float64)
+    if lay.fixtures[fi].kind in ("strip", "polyline"):
+        picks = [0, len(p) - 1]
+    else:
+        picks = [int(np.argmin(p[:, 0] + p[:, 1])), int(np.argmax(p[:, 0] - p[:, 1])),
+                 int(np.argmax(p[:, 0] + p[:, 1])), int(np.argmin(p[:, 0] - p[:, 1]))]
+    return [sl.start + k for k in dict.fromkeys(picks)]
+
+
+def _anchors(opts: MapOptions, venue: Venue) -> list[tuple[int, np.ndarray | None]]:
+    """Every anchor LED of ``--anchor``: FIXTURE:INDEX[=X,Y], or a bare FIXTURE for its corner LEDs."""
+    out = []
+    for a in opts.anchors:
+        if ":" not in a and "=" not in a:
+            try:
+                fi = venue.layout.fixture(a)
+            except KeyError:
+                raise MapError(f"--anchor {a!r}: no such fixture; give FIXTURE or FIXTURE:INDEX[=X,Y] "
+                               f"({', '.join(f.name for f in venue.layout.fixtures[:6])}...)") from None
+            out += [(i, None) for i in _corner_leds(venue, fi)]
+        else:
+            out.append(_parse_anchor(a, venue))
+    if opts.anchors and len(out) < 4:
+        raise MapError(f"--anchor: give at least 4 anchor LEDs (got {len(out)})")
+    return out
+
+
 def _canvas_units(path: Path) -> tuple[float, float]:
     import tomllib
     try:
@@ -266,14 +298,12 @@ def solve(venue: Venue, frames: dict, opts: MapOptions, n_patterns: int) -> MapR
         notes.append("canvas fixed by the four marked corners")
     elif opts.anchors:
         idx, canvas_pts = [], []
-        for a in opts.anchors:
-            i, pos = _parse_anchor(a, venue)
+        for i, pos in _anchors(opts, venue):
             if not np.isfinite(px[i]).all():
-                raise MapError(f"--anchor {a}: that LED was not seen by the camera; choose another")
+                name = lay.fixtures[int(np.searchsorted(lay.first, i, side="right")) - 1].name
+                raise MapError(f"--anchor: LED {i} ({name}) was not seen by the camera; choose another")
             idx.append(i)
             canvas_pts.append(pos if pos is not None else lay.positions[i].astype(np.float64))
-        if len(idx) < 4:
-            raise MapError(f"--anchor: give at least 4 anchors (got {len(idx)})")
         H, _ = fit_homography(px[idx], np.array(canvas_pts), lens)
         notes.append(f"canvas fixed by {len(idx)} anchor LEDs")
     else:
@@ -360,10 +390,7 @@ def map_venue(venue_path: Path | str, source, opts: MapOptions, outputs=None, fr
     # bad marks are found before the LEDs run for a minute, not after
     if opts.corners:
         _parse_corners(opts.corners, (100, 100))
-    for a in opts.anchors:
-        _parse_anchor(a, venue)
-    if opts.anchors and len(opts.anchors) < 4:
-        raise MapError(f"--anchor: give at least 4 anchors (got {len(opts.anchors)})")
+    _anchors(opts, venue)
     t0 = time.perf_counter()
     if frames is None:
         frames, player, seq = capture(venue, source, opts, outputs)

@@ -113,7 +113,9 @@ def test_bad_anchors_and_corners_say_what_is_wrong(small):
     cam = small.camera
     for opts, text in ((MapOptions(corners="1,2,3", hold_s=0.0, average=1, quiet=True), "expected 8 numbers"),
                        (MapOptions(anchors=("nope:3",) * 4, hold_s=0.0, average=1, quiet=True), "FIXTURE:INDEX"),
-                       (MapOptions(anchors=("strip-1:99",) * 4, hold_s=0.0, average=1, quiet=True), "0..59")):
+                       (MapOptions(anchors=("strip-1:99",) * 4, hold_s=0.0, average=1, quiet=True), "0..59"),
+                       (MapOptions(anchors=("strip-1",), hold_s=0.0, average=1, quiet=True), "at least 4"),
+                       (MapOptions(anchors=("nope",), hold_s=0.0, average=1, quiet=True), "no such fixture")):
         with pytest.raises(MapError, match=text):
             map_venue(small.given_path, cam, opts)
     assert not list(small.given_path.parent.glob("*.bak"))
@@ -157,3 +159,19 @@ def test_people_moving_in_real_footage_behind_the_leds_are_not_taken_for_leds(sm
     assert np.mean(np.nan_to_num(err[vis], nan=1.0) <= 0.005) >= 0.98
     assert not found[small.occluded].any()          # nothing guessed from the moving people
     assert np.all(err[found] <= 0.01)
+
+
+def test_a_trusted_matrix_alone_fixes_the_canvas(tmp_path):
+    """`--anchor panel`: the matrix's corner LEDs where its layout puts them (here the layout is the truth)."""
+    w = make_world(tmp_path, strands=6, per_strand=20, size=(960, 540))
+    try:
+        lay = w.true.layout
+        sl = lay.led_range(lay.fixture("panel"))
+        w.camera.occluded[sl] = False                  # the installer sees the panel whole
+        res = map_venue(w.true.path, w.camera, MapOptions(anchors=("panel",), hold_s=0.03, quiet=True, write=False))
+        found = np.isfinite(res.canvas).all(axis=1)
+        err = np.hypot((res.canvas[found, 0] - lay.positions[found, 0]) * 16 / 9,
+                       res.canvas[found, 1] - lay.positions[found, 1])
+        assert np.mean(err <= 0.005) >= 0.98
+    finally:
+        w.close()
