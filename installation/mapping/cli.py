@@ -15,15 +15,15 @@ from pathlib import Path
 
 import numpy as np
 
-from installation.venue import Venue, VenueError, load_venue, check_layout
+from installation.venue import Venue, VenueError, check_layout, load_venue
 
 from .decode import Detections, decode
 from .drive import PatternPlayer
 from .fit import FixtureResult, fit_fixtures
 from .geometry import CANVAS_CORNERS, CameraModel, Lens, estimate_k1, fit_homography
 from .patterns import Pattern, bits_for, safe_levels, sequence
-from .write import MAX_SHAPE_RMS
 from .sources import LiveCamera, SourceError, clip_scenes, is_clip
+from .write import MAX_SHAPE_RMS, append_view, write_camera_section, write_layouts
 
 
 class MapError(ValueError):
@@ -397,7 +397,7 @@ def map_venue(venue_path: Path | str, source, opts: MapOptions, outputs=None, fr
         frames_sent, altered = player.watch.frames, player.watch.altered
         unsettled = player.unsettled
     else:
-        seq = sequence(n, safe_levels(0.1, 0.0625))
+        seq = sequence(n, safe_levels(0.1, 0.0625))   # only the order and names matter here
         frames_sent = altered = 0
         unsettled = []
     t1 = time.perf_counter()
@@ -423,26 +423,15 @@ def map_venue(venue_path: Path | str, source, opts: MapOptions, outputs=None, fr
         from .overlay import camera_view_png
         camera_view_png(Path(opts.png), frames["white"], frames["dark"], det, res.model, venue.layout, res.missing)
     if opts.write:
-        res.views_file, _ = _append_view(venue, view)
-        written, notes = _write_layouts(venue, res.fixtures, stamp)
+        res.views_file, _ = append_view(venue, view)
+        written, notes = write_layouts(venue, res.fixtures, stamp)
         res.written += written
         res.notes += notes
         if opts.write_roi:
-            from .write import write_camera_section
             b = write_camera_section(load_venue(venue.path), res.roi, res.model.lens.k1, det.image_size, stamp)
             res.written.append((venue.path, b))
     res.timing["total_s"] = time.perf_counter() - t0
     return res
-
-
-def _append_view(venue, view):
-    from .write import append_view
-    return append_view(venue, view)
-
-
-def _write_layouts(venue, results, stamp):
-    from .write import write_layouts
-    return write_layouts(venue, results, stamp)
 
 
 def dry_run(venue_path: Path | str, opts: MapOptions, png: Path | None = None, outputs=None) -> list[str]:
