@@ -3,7 +3,7 @@
 
     python run.py                      the live installation on the demo venue (window if there is a display)
     python run.py render --out a.mp4   a headless render (see --help)
-    python run.py presets | params | surface | layouts check FILE | sense ... | status | install-service
+    python run.py presets | params | surface | layouts check FILE | venue check FILE | sense ... | map ... | status | install-service
 """
 
 from __future__ import annotations
@@ -76,6 +76,10 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--preview", default=None, help="FILE.mp4 with the measurements drawn on the camera view")
     s.add_argument("--seconds", type=float, default=None, help="stop after this long (live devices)")
     s.add_argument("--roi", default=None, help="region of interest: 4 corners x0,y0,x1,y1,x2,y2,x3,y3 (0..1)")
+
+    mp = sub.add_parser("map", help="find where the LEDs really are with a camera and write them into the layouts")
+    from installation.mapping.args import add_arguments as _map_args
+    _map_args(mp)
 
     st = sub.add_parser("status", help="ask the running piece how it is (fps, sensors, outputs, errors)")
     st.add_argument("--url", default=None, help="health endpoint (default http://127.0.0.1:9091/health)")
@@ -202,6 +206,9 @@ def _dispatch(args) -> int:
     if cmd == "sense":
         from installation.sensing import run_sense
         return run_sense(args.camera, args.audio, args.out, args.preview, roi=args.roi, seconds=args.seconds)
+    if cmd == "map":
+        from installation.mapping.cli import run_from_args
+        return run_from_args(args)
     if cmd == "status":
         import json
         from installation.health import DEFAULT_URL, StatusUnavailable, fetch_status, format_status, status_exit

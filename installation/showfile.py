@@ -47,9 +47,17 @@ SAFETY_SCHEMA = owned_section("safety", "Photosensitive safety: the closest view
                               "regions the flash limiter counts over (docs/operations.md). The limiter has no switch.",
                               lambda sections, where: read_safety(sections.get("safety")), SAFETY_KEYS)
 
+CAMERA_SCHEMA = Section("camera", "The presence camera's calibration, written by `run.py map --write-roi` "
+                        "(docs/mapping.md); the camera device itself is `[sensors] camera`.", keys=(
+    Key("roi", list, None, "camera image -> canvas homography as 8 numbers (the 4 canvas corners in the image, "
+        "x,y each, in 0..1 image units)", item=float),
+    Key("lens_k1", float, 0.0, "radial lens distortion k1 measured by the mapping", lo=-1.0, hi=1.0),
+    Key("image_size", list, None, "the camera image size the mapping saw (width, height)", unit="px", item=int, lo=1),
+))
+
 #: Every section a venue file may have, in the order of the reference.  Register new ones here.
 SECTIONS: tuple[Section, ...] = (OUTPUTS, POWER, LEDS, END_STATE, SCENES_SCHEMA, SCHEDULE_SCHEMA, SENSORS_SCHEMA,
-                                 OSC_SCHEMA, ALERTS_SCHEMA, DISCOVERY_SCHEMA, WEB_SCHEMA, SAFETY_SCHEMA)
+                                 OSC_SCHEMA, ALERTS_SCHEMA, DISCOVERY_SCHEMA, WEB_SCHEMA, SAFETY_SCHEMA, CAMERA_SCHEMA)
 
 
 def top_section(sections: tuple[Section, ...] = SECTIONS) -> Section:
