@@ -53,6 +53,7 @@ CAMERA_SCHEMA = Section("camera", "The presence camera's calibration, written by
         "x,y each, in 0..1 image units)", item=float),
     Key("lens_k1", float, 0.0, "radial lens distortion k1 measured by the mapping", lo=-1.0, hi=1.0),
     Key("image_size", list, None, "the camera image size the mapping saw (width, height)", unit="px", item=int, lo=1),
+    Key("mapped", str, None, "when the mapping that wrote these values ran"),
 ))
 
 #: Every section a venue file may have, in the order of the reference.  Register new ones here.

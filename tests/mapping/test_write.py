@@ -70,7 +70,8 @@ port = 9
 enabled = false
 
 [camera]
-note = "kept"
+# the installer's camera note stays
+lens_k1 = 0.0
 """
 
 
@@ -143,7 +144,7 @@ def test_camera_section_is_updated_not_duplicated(venue, tmp_path):
     text = (tmp_path / "venue.toml").read_text()
     assert text.count("[camera]") == 1
     cam = tomllib.loads(text)["camera"]
-    assert cam["note"] == "kept" and cam["roi"] == roi and cam["lens_k1"] == -0.09
+    assert "# the installer's camera note stays" in text and cam["roi"] == roi and cam["lens_k1"] == -0.09
     # what the show's start-up hands to the presence camera
     from installation.mapping.write import camera_roi
     from installation.sensing.camera import parse_roi
