@@ -75,10 +75,12 @@ PARAMS: tuple[ParamSpec, ...] = tuple(
          "audience, a moved bench) sinks into the background"),
         ("settle_s", 0.8, 0.1, 30.0, "s", "a foreground blob with no motion for this long is questioned: kept if "
          "it has its own outline, else forgotten"),
-        ("forget_s", 0.4, 0.05, 30.0, "s", "time constant with which a questioned blob that fails (the place a "
+        ("forget_s", 0.15, 0.01, 30.0, "s", "time constant with which a questioned blob that fails (the place a "
          "visitor left, a light change) sinks into the background"),
-        ("edge_ratio", 1.3, 1.0, 10.0, "x", "a still blob is kept if the picture's edges along its outline are "
+        ("edge_ratio", 1.05, 0.5, 10.0, "x", "a still blob is kept if the picture's edges along its outline are "
          "this many times the background's there"),
+        ("light_corr", 0.7, 0.0, 1.0, "", "a still blob whose inner gradients follow the background's this "
+         "closely (normalised correlation) is a light change, not a person"),
         ("edge_min", 3.0, 0.0, 100.0, "grey levels/px", "weakest mean outline edge a kept still blob may have"),
         ("min_blob", 0.002, 0.0, 0.2, "ratio", "smallest blob (share of the watched area) counted as a person"),
         ("person_floor", 0.08, 0.0, 1.0, "ratio", "presence is at least this much per person counted, so one "
@@ -154,11 +156,10 @@ def _ellipse(r: int) -> np.ndarray:
     return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
 
 
-def _grad(img: np.ndarray) -> np.ndarray:
-    """Gradient magnitude (grey levels per pixel, Sobel 3x3 scaled to a plain difference)."""
-    gx = cv2.Sobel(img, cv2.CV_32F, 1, 0, ksize=3)
-    gy = cv2.Sobel(img, cv2.CV_32F, 0, 1, ksize=3)
-    return cv2.magnitude(gx, gy) * 0.125
+def _sobel(img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """x and y gradients (grey levels per pixel: Sobel 3x3 scaled to a plain difference)."""
+    return (cv2.Sobel(img, cv2.CV_32F, 1, 0, ksize=3, scale=0.125),
+            cv2.Sobel(img, cv2.CV_32F, 0, 1, ksize=3, scale=0.125))
 
 
 @dataclass
@@ -296,20 +297,32 @@ class CameraAnalyzer:
             stirring = np.bincount(labels[recent], minlength=n)
             still = stirring <= np.maximum(2, 0.005 * stats[:, cv2.CC_STAT_AREA])
             still[0] = False
-            if still.any():
-                edge = cv2.morphologyEx(fg, cv2.MORPH_GRADIENT, _K3).astype(bool)
-                gc = _grad(cur)
-                gb = _grad(bg)
-                lab_e = labels[edge]
-                # The outline ring belongs to the blob it touches (the inner half carries the label).
-                dil = cv2.dilate(labels.astype(np.float32), _K3)[edge].astype(np.int64)
-                lab_e = np.where(lab_e > 0, lab_e, dil)
-                cnt = np.bincount(lab_e, minlength=n).astype(np.float64)
-                ec = np.bincount(lab_e, weights=gc[edge], minlength=n) / np.maximum(cnt, 1)
-                eb = np.bincount(lab_e, weights=gb[edge], minlength=n) / np.maximum(cnt, 1)
-                own = (ec >= float(tr[f"{P}/edge_ratio"]) * eb) & (ec >= float(tr[f"{P}/edge_min"]))
-                forget = still & ~own
-                keep &= ~forget
+            edge = cv2.morphologyEx(fg, cv2.MORPH_GRADIENT, _K3).astype(bool)
+            cx, cy = _sobel(cur)
+            bx, by = _sobel(bg)
+            gc, gb = cv2.magnitude(cx, cy), cv2.magnitude(bx, by)
+            lab_e = labels[edge]
+            # The outline ring belongs to the blob it touches (the inner half carries the label).
+            dil = cv2.dilate(labels.astype(np.float32), _K3)[edge].astype(np.int64)
+            lab_e = np.where(lab_e > 0, lab_e, dil)
+            cnt = np.bincount(lab_e, minlength=n).astype(np.float64)
+            ec = np.bincount(lab_e, weights=gc[edge], minlength=n) / np.maximum(cnt, 1)
+            eb = np.bincount(lab_e, weights=gb[edge], minlength=n) / np.maximum(cnt, 1)
+            # Light keeps the room's structure: gradients inside the blob point the same way as the
+            # background's (a person's or a ghost's do not).
+            lab = labels.ravel()
+            dot = np.bincount(lab, weights=(cx * bx + cy * by).ravel(), minlength=n)
+            nc = np.bincount(lab, weights=(gc * gc).ravel(), minlength=n)
+            nb = np.bincount(lab, weights=(gb * gb).ravel(), minlength=n)
+            corr = dot / np.sqrt(np.maximum(nc * nb, 1e-6))
+            light = corr >= float(tr[f"{P}/light_corr"])
+            own = (ec >= float(tr[f"{P}/edge_ratio"]) * eb) & (ec >= float(tr[f"{P}/edge_min"]))
+            forget = (still & ~own) | light
+            forget[0] = False
+            self.debug["edges"] = [(int(i), int(stats[i, cv2.CC_STAT_AREA]), round(float(ec[i]), 1),
+                                    round(float(eb[i]), 1), round(float(corr[i]), 2))
+                                   for i in np.nonzero(still)[0]]
+            keep &= ~forget
         fg_kept = keep[labels] & fg.astype(bool)
         forgetting = forget[labels]
 

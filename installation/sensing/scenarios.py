@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
@@ -249,7 +249,7 @@ class Scenario:
     light: Callable | None = None
     how: str = ""
     seed: int = 0
-    notes: list = field(default_factory=list)
+    clear_s: float = CLEAR_S  # seconds after each entry/exit left out of the AUC (0: the hand labels already do)
 
     @property
     def seconds(self) -> float:
@@ -333,15 +333,18 @@ def events(labels) -> tuple[list[int], list[int]]:
     return entries, exits
 
 
-def score(presence, people_counts, labels, fps: float, ms: float) -> Score:
-    """Score one run: ``presence``/``people_counts``/``labels`` per frame at ``fps``; ``ms`` per frame."""
+def score(presence, people_counts, labels, fps: float, ms: float, clear_s: float = CLEAR_S) -> Score:
+    """Score one run: ``presence``/``people_counts``/``labels`` per frame at ``fps``; ``ms`` per frame.
+
+    ``clear_s`` seconds after each entry and exit are left out of the AUC.
+    """
     p = np.asarray(presence, np.float64)
     lab = np.asarray(labels)
     n = len(p)
     entries, exits = events(lab)
     clear = np.zeros(n, bool)
     for e in entries + exits:
-        clear[e: e + int(round(CLEAR_S * fps))] = True
+        clear[e: e + int(round(clear_s * fps))] = True
     use = (lab >= 0) & ~clear
     a = auc(p[use], lab[use])
     changes = sorted(entries + exits) + [n]
@@ -371,7 +374,7 @@ def standard(clip: Clip, kinds=("as shot", "visits", "drift", "steps", "start-up
     out = []
     fps = clip.fps
     if "as shot" in kinds:
-        out.append(Scenario("as shot", fps, [clip_segment(clip)], how="the clip alone, as filmed"))
+        out.append(Scenario("as shot", fps, [clip_segment(clip)], how="the clip alone, as filmed", clear_s=0.0))
     view, how = empty_view(clip)
     if view is None:
         return out + [Scenario("visits", fps, [], how=f"not built: {how}")]
