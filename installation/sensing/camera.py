@@ -319,7 +319,7 @@ class CameraAnalyzer:
             own = (ec >= float(tr[f"{P}/edge_ratio"]) * eb) & (ec >= float(tr[f"{P}/edge_min"]))
             forget = (still & ~own) | light
             forget[0] = False
-            self.debug["edges"] = [(int(i), int(stats[i, cv2.CC_STAT_AREA]), round(float(ec[i]), 1),
+            self.debug["blobs"] = [(int(i), int(stats[i, cv2.CC_STAT_AREA]), round(float(ec[i]), 1),
                                     round(float(eb[i]), 1), round(float(corr[i]), 2))
                                    for i in np.nonzero(still)[0]]
             keep &= ~forget
@@ -330,7 +330,10 @@ class CameraAnalyzer:
         a_learn = 1.0 - math.exp(-dt / float(tr[f"{P}/learn_s"]))
         a_absorb = 1.0 - math.exp(-dt / float(tr[f"{P}/absorb_s"]))
         a_forget = 1.0 - math.exp(-dt / float(tr[f"{P}/forget_s"]))
-        rate = np.where(fg_kept, a_absorb, a_learn).astype(np.float32)
+        # A kept blob's halo (soft edges under the threshold) learns no faster than the blob: else the
+        # background grows the visitor's outline and the still visitor would fail their own edge test.
+        near = cv2.dilate(fg_kept.astype(np.uint8), _ellipse(3)).astype(bool)
+        rate = np.where(near, a_absorb, a_learn).astype(np.float32)
         rate[forgetting] = a_forget
         rate[moving & ~forgetting] = 0.0
         bg += rate * (cur - bg)

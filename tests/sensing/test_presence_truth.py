@@ -140,7 +140,8 @@ def test_scoring_counts_what_a_user_sees():
     fps = 10.0
     labs = np.array([0] * 20 + [-1] * 5 + [1] * 30 + [-1] * 5 + [0] * 40)
     pres = np.where(labs == 1, 0.3, 0.0)
-    pres[55:60 + 25] = 0.2  # empties 2.5 s after the exit frame (55)
+    pres[55:60 + 25] = 0.2  # empties 3 s after the exit frame (55)
+    pres[40:45] = 0.1  # a weak patch while present: below some empty frames, so AUC < 1
     cnt = np.zeros_like(labs)
     cnt[70:72] = 1  # one false person in the empty room
     r = S.score(pres, cnt, labs, fps, 1.0)
