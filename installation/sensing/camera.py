@@ -276,7 +276,9 @@ class CameraAnalyzer:
 
         diff = np.abs(cur - bg)
         noise = 1.4826 * float(np.median(diff))  # robust: people cover less than half the view
-        thr = max(float(tr[f"{P}/threshold"]), float(tr[f"{P}/noise_k"]) * noise)
+        # The threshold is meant in the brighter picture's grey levels: a background learnt in a dim hour
+        # holds every contrast compressed by the dimming, so compare there with a threshold scaled alike.
+        thr = max(float(tr[f"{P}/threshold"]) / math.sqrt(max(1.0, gain)), float(tr[f"{P}/noise_k"]) * noise)
         raw = (diff > thr).astype(np.uint8)
         raw = cv2.morphologyEx(raw, cv2.MORPH_OPEN, _K3)  # single-pixel speckle is noise, not people
         r = int(tr[f"{P}/close_px"])
