@@ -9,10 +9,10 @@ clips' real frames (docs/sensing.md says how each is made):
   not listed are not scored.
 * **empty view**: the clip's own labelled-empty frames when it has them
   (real sensor noise, played back and forth so the loop has no seam), else
-  a per-pixel median over the frames where nobody covers that pixel
-  (people found as differences from a first median, three rounds), held
-  with a little Gaussian sensor noise.  A clip whose people never move
-  (a seated class) gives no empty view; it is said, not faked.
+  the median of its first, middle and last frames where people moved on
+  between them, held with a little Gaussian sensor noise.  A clip whose
+  people stay (a seated class, a crowd) gives no empty view; it is said,
+  not faked.
 * **visits**: empty view, the clip as shot, empty view again, repeated:
   entries and exits are cuts (a person appears/vanishes between frames).
 * **person cut-outs**: a person's pixels (difference from the empty view,
@@ -111,9 +111,10 @@ def _grey(f: np.ndarray) -> np.ndarray:
 def empty_view(clip: Clip) -> tuple[list | None, str]:
     """Frames of the clip's empty room, and how they were made; ``(None, reason)`` if it has none.
 
-    Labelled-empty frames are used as they are; otherwise a masked median
-    (see the module doc), refused if some labelled-present frame does not
-    differ from it (people who never moved are baked into it).
+    Labelled-empty frames are used as they are; otherwise the median of the
+    first, middle and last frames, refused where the room does not show in
+    two of them or where present frames do not differ from it (people who
+    never moved would be baked into it).
     """
     empty = [f for f, lab in zip(clip.frames, clip.labels) if lab == 0]
     if len(empty) >= 3:
@@ -260,7 +261,6 @@ class Scenario:
 def play(sc: Scenario) -> Iterator[tuple[np.ndarray, float, int]]:
     """``(frame, t, label)`` for every frame of the scenario, made on demand (deterministic: seeded noise)."""
     rng = np.random.default_rng(sc.seed)
-    t0 = 0.0
     k = 0
     for seg in sc.segments:
         n = max(1, int(round(seg.seconds * sc.fps)))
@@ -272,13 +272,12 @@ def play(sc: Scenario) -> Iterator[tuple[np.ndarray, float, int]]:
                 f = sc.light(f, t, lab == 1)
             yield f, t, lab
             k += 1
-        t0 += seg.seconds
 
 
 # -- scoring ---------------------------------------------------------------------
 
 def auc(scores, labels) -> float:
-    """Area under the ROC curve of ``scores`` separating label 1 from label 0 (ties count half); NaN if one class is missing."""
+    """Area under the ROC curve of ``scores`` separating label 1 from 0 (ties count half); NaN if a class is missing."""
     s = np.asarray(scores, np.float64)
     y = np.asarray(labels)
     pos, neg = s[y == 1], s[y == 0]
@@ -314,7 +313,7 @@ class Score:
 
 
 def events(labels) -> tuple[list[int], list[int]]:
-    """Frame indices of entries (first non-empty frame after an empty run) and exits (first frame after a present run)."""
+    """Frame indices of entries (first non-empty frame after an empty run) and exits (first after a present run)."""
     lab = list(labels)
     entries, exits = [], []
     state = None  # last scored label
