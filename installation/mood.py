@@ -31,6 +31,7 @@ from installation.params import LOOK, ParamSpec, ParamTree, floats
 from installation.sensing.frames import AudioFrame, CameraFrame, Person
 
 PARTS = ("presence", "motion", "sound", "excitement")
+BANDS = ("bass", "voice", "air")  # mood sources of their own (presets map them); not in the intensity
 
 PARAMS: tuple[ParamSpec, ...] = tuple(floats("mood", [
     ("weight/presence", 0.35, 0.0, 1.0, "", "share of presence in the intensity"),
@@ -49,6 +50,8 @@ PARAMS: tuple[ParamSpec, ...] = tuple(floats("mood", [
     ("release/sound", 0.6, 0.0, 600.0, "s", "fall time constant of sound"),
     ("attack/excitement", 0.05, 0.0, 60.0, "s", "rise time constant of excitement"),
     ("release/excitement", 3.0, 0.0, 600.0, "s", "fall time constant of excitement"),
+    ("attack/bands", 0.02, 0.0, 60.0, "s", "rise time constant of the bass, voice and air sources"),
+    ("release/bands", 0.8, 0.0, 600.0, "s", "fall time constant of the bass, voice and air sources"),
     ("attack/intensity", 0.0, 0.0, 60.0, "s", "rise time constant of the fused intensity (on top of the parts')"),
     ("release/intensity", 1.0, 0.0, 600.0, "s", "fall time constant of the fused intensity"),
     ("baseline/rise_s", 600.0, 1.0, 86400.0, "s", "time constant with which a part's baseline climbs to a "
@@ -66,7 +69,11 @@ PARAMS: tuple[ParamSpec, ...] = tuple(floats("mood", [
 
 @dataclass(frozen=True)
 class Mood:
-    """This frame's mood: intensity 0..1, its parts 0..1, tracked people, which sensors are live."""
+    """This frame's mood: intensity 0..1, its parts 0..1, tracked people, which sensors are live.
+
+    ``bass``/``voice``/``air`` are the microphone's bands above their own floors (0..1), smoothed; presets
+    map them like any other source (they do not feed the intensity).
+    """
 
     intensity: float
     presence: float
@@ -75,6 +82,9 @@ class Mood:
     excitement: float
     people: tuple[Person, ...] = ()
     live: tuple[str, ...] = ()
+    bass: float = 0.0
+    voice: float = 0.0
+    air: float = 0.0
 
 
 def _clamp01(x: float) -> float:
@@ -106,6 +116,7 @@ class MoodModel:
         self.time = 0.0
         self._part = dict.fromkeys(PARTS, 0.0)
         self._base = dict.fromkeys(PARTS, 0.0)
+        self._band = dict.fromkeys(BANDS, 0.0)
         self._intensity: float | None = None
 
     def breath(self, t: float | None = None) -> float:
@@ -146,6 +157,11 @@ class MoodModel:
             self._part[k] = _clamp01(_approach(self._part[k], target, dt,
                                                float(tr[f"mood/attack/{k}"]), float(tr[f"mood/release/{k}"])))
 
+        ba, br = float(tr["mood/attack/bands"]), float(tr["mood/release/bands"])
+        for k in BANDS:
+            x = _clamp01(float(getattr(audio, k))) if audio is not None else 0.0
+            self._band[k] = _clamp01(_approach(self._band[k], x, dt, ba, br))
+
         breath = self.breath()
         sensed = [k for k in PARTS if (k in ("presence", "motion") and camera is not None)
                   or (k in ("sound", "excitement") and audio is not None)]
@@ -162,4 +178,5 @@ class MoodModel:
             self._intensity = _clamp01(_approach(self._intensity, target, dt, float(tr["mood/attack/intensity"]),
                                                  float(tr["mood/release/intensity"])))
         return Mood(self._intensity, self._part["presence"], self._part["motion"], self._part["sound"],
-                    self._part["excitement"], camera.people if camera is not None else (), tuple(live))
+                    self._part["excitement"], camera.people if camera is not None else (), tuple(live),
+                    self._band["bass"], self._band["voice"], self._band["air"])

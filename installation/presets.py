@@ -7,7 +7,7 @@ A preset is a TOML file in ``presets/``::
     "field/harmony" = 0.9
     "render/palette" = "bioluminescent"
     [[mood]]                     # mood only modulates: base + amount x range x curve(source)
-    source = "presence"          # intensity | presence | motion | sound | excitement
+    source = "presence"          # intensity | presence | motion | sound | excitement | bass | voice | air
     target = "field/malfunction"
     amount = -0.4                # fraction of the target's range (-1 .. 1)
     curve = "smooth"             # linear | smooth | square | sqrt
@@ -49,7 +49,7 @@ from .params import LOOK, VENUE, ParamError, ParamSpec, ParamTree
 
 log = logging.getLogger(__name__)
 
-SOURCES = ("intensity", "presence", "motion", "sound", "excitement")
+SOURCES = ("intensity", "presence", "motion", "sound", "excitement", "bass", "voice", "air")
 CURVES = ("linear", "smooth", "square", "sqrt")
 SAFE_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 MAX_PRESETS = 200

@@ -50,7 +50,7 @@ SAFETY_SCHEMA = owned_section("safety", "Photosensitive safety: the closest view
 CAMERA_SCHEMA = Section("camera", "The presence camera's calibration, written by `run.py map --write-roi` "
                         "(docs/mapping.md); the camera device itself is `[sensors] camera`.", keys=(
     Key("roi", list, None, "camera image -> canvas homography as 8 numbers (the 4 canvas corners in the image, "
-        "x,y each, in 0..1 image units)", item=float),
+        "x,y each, in 0..1 image units)", item=float, lo=-1.0, hi=2.0),
     Key("lens_k1", float, 0.0, "radial lens distortion k1 measured by the mapping", lo=-1.0, hi=1.0),
     Key("image_size", list, None, "the camera image size the mapping saw (width, height)", unit="px", item=int, lo=1),
     Key("mapped", str, None, "when the mapping that wrote these values ran"),

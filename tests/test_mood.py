@@ -133,3 +133,25 @@ def test_same_inputs_same_moods():
         m = MoodModel(tree(), seed=5)
         runs.append([m.update(c, a, DT) for c, a in frames])
     assert runs[0] == runs[1]
+
+
+def test_bass_voice_air_are_mood_sources_a_shipped_preset_maps():
+    """The microphone's bands reach the mood (smoothed, not in the intensity) and presets can map them."""
+    from pathlib import Path
+
+    from installation.engine import declare_all
+    from installation.presets import SOURCES, PresetLibrary
+
+    m = MoodModel(tree())
+    quiet = run(m, 2.0, a=aud(0.0))
+    assert (quiet.bass, quiet.voice, quiet.air) == (0.0, 0.0, 0.0)
+    band = AudioFrame(0.0, -40.0, -60.0, 0.0, 0.8, 0.1, 0.3, 0.0)
+    loud = run(m, 2.0, a=band)
+    assert loud.bass == pytest.approx(0.8, abs=0.02) and loud.voice < 0.15 and 0.25 < loud.air < 0.35
+    assert loud.intensity == pytest.approx(quiet.intensity, abs=0.05)  # bands colour the look, not the energy
+    gone = run(m, 5.0, a=aud(0.0))
+    assert gone.bass < 0.05
+    assert {"bass", "voice", "air"} <= set(SOURCES)
+    root = Path(__file__).resolve().parents[1]
+    shipped = PresetLibrary(root / "presets", declare_all()).load("symbiosis")
+    assert any(mm.source in ("bass", "voice", "air") for mm in shipped.mood)

@@ -3,28 +3,36 @@
 The analysis (:class:`CameraAnalyzer`) is a pure, deterministic function of
 the frames and their times fed to it; the capture thread
 (:class:`CameraCapture`) only pulls frames from a source, runs the analysis
-and publishes the latest :class:`CameraFrame`.
+and publishes the latest :class:`CameraFrame`.  docs/sensing.md explains the
+model for a technician; in short (all on a small grey image,
+``sensing/camera/width`` pixels wide):
 
-How presence is measured (all on a small grey image, ``sensing/camera/width``
-pixels wide):
-
-* **Brightness normalisation.** Each frame is scaled by the gain that best
-  matches it to the reference (background where known, else the previous
-  frame) over pixels believed empty, so auto-exposure steps and slow gallery
-  light changes do not read as people.  Exposure changes are multiplicative,
-  also after gamma encoding, so one gain per frame is enough.
-* **Trusted background.** A pixel's background becomes *trusted* once it has
-  stayed still for ``trust_s``.  Where trusted, a pixel that differs from the
-  background by more than ``threshold`` is foreground.  Learning is selective:
-  empty pixels follow slow light changes (``learn_s``); foreground pixels are
-  absorbed only over ``absorb_s`` (minutes), so a visitor standing still for a
-  minute stays a visitor.
-* **Activity.** Where the background is not trusted yet (at start-up, or where
-  people have been sitting since start-up) a pixel counts as occupied if it
-  moved within ``hold_s``.  Seated people fidget; walls do not.
-* **People.** Connected blobs of the foreground (after a small closing), with
+* **Exposure as a field of cell ratios.** The frame is divided into a grid
+  of cells; each cell's median ratio frame/background is its light change.
+  The median over cells is the global gain (a visitor covering less than
+  half the cells cannot move it); each cell may deviate from it by at most
+  ``cell_dev`` (colour-temperature swings, a lamp on one side), smoothed
+  across neighbouring cells, so a dark coat entering does not read as light
+  and an auto-exposure step does not read as people.
+* **Foreground** is where the compensated frame differs from the background
+  by more than ``threshold`` or ``noise_k`` times the frame's own robust
+  noise level, whichever is larger.
+* **Every still blob is questioned.** A foreground blob with no motion for
+  ``settle_s`` is kept only if the *current* frame has an edge along its
+  outline that the background does not (``edge_ratio``): a person, seated
+  or standing, does; the place a visitor left (the background still shows
+  them, the frame shows the floor) and a light change (soft, or the same
+  edges as the background) do not, and sink into the background within
+  ``forget_s``.  This is what keeps the model from latching: a wrong
+  background is undone within seconds, whatever made it wrong.
+* **Learning by state.** Empty pixels follow the frame over ``learn_s``;
+  moving pixels never learn; kept still blobs are absorbed only over
+  ``absorb_s`` (default one hour).
+* **People** are the blobs left (at least ``min_blob`` of the view), with
   centroid or feet mapped through the ROI homography into canvas
-  coordinates, matched greedily to the previous frame's tracks for velocity.
+  coordinates and matched greedily to the previous frame's tracks.
+  ``presence`` is the occupied share of the ROI, but at least
+  ``person_floor`` per person counted, so one distant visitor reads clearly.
 """
 
 from __future__ import annotations
@@ -56,17 +64,28 @@ PARAMS: tuple[ParamSpec, ...] = tuple(
                "aspect ratio); smaller is faster and less noisy", 48, 640, "px", live=False,
                scope=MACHINE)]
     + floats(P, [
-        ("threshold", 18.0, 2.0, 120.0, "grey levels", "difference from the background (0..255 scale) that "
-         "counts as a person"),
-        ("motion_threshold", 8.0, 1.0, 80.0, "grey levels", "frame-to-frame difference that counts as motion"),
-        ("learn_s", 30.0, 1.0, 3600.0, "s", "time constant with which empty background follows slow light changes"),
-        ("absorb_s", 600.0, 10.0, 86400.0, "s", "time constant with which something that stays (a visitor standing "
-         "still, a moved bench) sinks into the background"),
-        ("trust_s", 30.0, 1.0, 3600.0, "s", "how long an untrusted pixel must stay still before its background is "
-         "trusted (start-up learning)"),
-        ("hold_s", 20.0, 0.0, 3600.0, "s", "where the background is not trusted yet, how long a place that moved "
-         "still counts as occupied"),
+        ("threshold", 16.0, 2.0, 120.0, "grey levels", "difference from the background (0..255 scale) that "
+         "counts as a person (raised automatically where the picture is noisier)"),
+        ("noise_k", 4.0, 1.0, 20.0, "x", "a difference must also exceed this many times the frame's robust noise "
+         "level"),
+        ("motion_threshold", 10.0, 1.0, 80.0, "grey levels", "frame-to-frame difference that counts as motion"),
+        ("cell_dev", 0.25, 0.0, 1.0, "ratio", "how far one cell's light change may differ from the whole frame's "
+         "(colour-temperature swings, a lamp on one side)"),
+        ("learn_s", 20.0, 1.0, 3600.0, "s", "time constant with which empty background follows the picture"),
+        ("absorb_s", 3600.0, 10.0, 86400.0, "s", "time constant with which something kept still (a seated "
+         "audience, a moved bench) sinks into the background"),
+        ("settle_s", 0.8, 0.1, 30.0, "s", "a foreground blob with no motion for this long is questioned: kept if "
+         "it has its own outline, else forgotten"),
+        ("forget_s", 0.15, 0.01, 30.0, "s", "time constant with which a questioned blob that fails (the place a "
+         "visitor left, a light change) sinks into the background"),
+        ("edge_ratio", 1.05, 0.5, 10.0, "x", "a still blob is kept if the picture's edges along its outline are "
+         "this many times the background's there"),
+        ("light_corr", 0.7, 0.0, 1.0, "", "a still blob whose inner gradients follow the background's this "
+         "closely (normalised correlation) is a light change, not a person"),
+        ("edge_min", 3.0, 0.0, 100.0, "grey levels/px", "weakest mean outline edge a kept still blob may have"),
         ("min_blob", 0.002, 0.0, 0.2, "ratio", "smallest blob (share of the watched area) counted as a person"),
+        ("person_floor", 0.08, 0.0, 1.0, "ratio", "presence is at least this much per person counted, so one "
+         "distant visitor reads clearly above an empty room"),
         ("track_dist", 0.2, 0.01, 1.0, "canvas", "furthest a person may move between frames and keep their track"),
         ("velocity_s", 0.3, 0.0, 5.0, "s", "smoothing time constant of people's velocities"),
         ("stale_s", 1.0, 0.1, 30.0, "s", "a camera frame older than this marks the camera stale"),
@@ -82,7 +101,9 @@ PARAMS: tuple[ParamSpec, ...] = tuple(
         ("roi/x3", 0.0, -1.0, 2.0, "image", "camera-image x of the canvas bottom-left corner"),
         ("roi/y3", 1.0, -1.0, 2.0, "image", "camera-image y of the canvas bottom-left corner"),
     ], scope=VENUE)
-    + [ParamSpec(f"{P}/close_px", "int", 2, "radius of the closing that fills people's outlines into blobs",
+    + [ParamSpec(f"{P}/cells", "int", 8, "exposure grid: cells across (rows follow the aspect ratio)", 2, 32,
+                 live=False, scope=VENUE),
+       ParamSpec(f"{P}/close_px", "int", 2, "radius of the closing that fills people's outlines into blobs",
                  0, 8, "px", scope=VENUE),
        ParamSpec(f"{P}/max_people", "int", 16, "most people reported (largest blobs win)", 0, 64, scope=VENUE),
        ParamSpec(f"{P}/anchor", "choice", "centroid", "which point of a blob is its position: centroid, or feet "
@@ -130,6 +151,19 @@ def homography(points) -> np.ndarray:
     return cv2.getPerspectiveTransform(src, np.array(CANVAS_CORNERS, dtype=np.float32)).astype(np.float64)
 
 
+_K3 = np.ones((3, 3), np.uint8)
+
+
+def _ellipse(r: int) -> np.ndarray:
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+
+
+def _sobel(img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """x and y gradients (grey levels per pixel: Sobel 3x3 scaled to a plain difference)."""
+    return (cv2.Sobel(img, cv2.CV_32F, 1, 0, ksize=3, scale=0.125),
+            cv2.Sobel(img, cv2.CV_32F, 0, 1, ksize=3, scale=0.125))
+
+
 @dataclass
 class _Track:
     x: float
@@ -152,24 +186,6 @@ class CameraAnalyzer:
     def __init__(self, tree: ParamTree | None = None) -> None:
         self.tree = tree if tree is not None else ParamTree.from_specs(PARAMS)
         self.reset()
-
-    def reset(self) -> None:
-        """Forget the background, tracks and history (as on a fresh start)."""
-        self._shape: tuple[int, int] | None = None
-        self._bg: np.ndarray | None = None
-        self._prev: np.ndarray | None = None
-        self._trusted: np.ndarray | None = None
-        self._last_active: np.ndarray | None = None
-        self._quiet_since: np.ndarray | None = None
-        self._fg: np.ndarray | None = None
-        self._t_prev: float | None = None
-        self._tracks: list[_Track] = []
-        self._serial = 0
-        self._roi_key = None
-        self._roi_mask: np.ndarray | None = None
-        self._roi_area = 1
-        self._H = np.eye(3)
-        self.debug: dict = {}
 
     # -- geometry ------------------------------------------------------
     def _update_roi(self, h: int, w: int) -> None:
@@ -196,6 +212,22 @@ class CameraAnalyzer:
         p = self._H @ np.array([u, v, 1.0])
         return float(p[0] / p[2]), float(p[1] / p[2])
 
+    def reset(self) -> None:
+        """Forget the background, tracks and history (as on a fresh start)."""
+        self._shape: tuple[int, int] | None = None
+        self._bg: np.ndarray | None = None
+        self._prev: np.ndarray | None = None
+        self._last_motion: np.ndarray | None = None
+        self._fg: np.ndarray | None = None
+        self._t_prev: float | None = None
+        self._tracks: list[_Track] = []
+        self._serial = 0
+        self._roi_key = None
+        self._roi_mask: np.ndarray | None = None
+        self._roi_area = 1
+        self._H = np.eye(3)
+        self.debug: dict = {}
+
     # -- per frame -----------------------------------------------------
     def _grey(self, frame: np.ndarray) -> np.ndarray:
         width = int(self.tree[f"{P}/width"])
@@ -207,6 +239,22 @@ class CameraAnalyzer:
             small = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
         return small.astype(np.float32)
 
+    def _light(self, cur: np.ndarray, bg: np.ndarray) -> tuple[np.ndarray, float]:
+        """The light change frame/background as a smooth field, robust to people (see module doc)."""
+        h, w = cur.shape
+        gx = max(2, min(int(self.tree[f"{P}/cells"]), w // 4))
+        gy = max(2, min(h // 4, round(gx * h / w)))
+        ch, cw = h // gy, w // gx
+        ratio = (cur[: gy * ch, : gx * cw] + 4.0) / (bg[: gy * ch, : gx * cw] + 4.0)
+        cells = np.median(ratio.reshape(gy, ch, gx, cw).transpose(0, 2, 1, 3).reshape(gy, gx, ch * cw), axis=2)
+        g = float(np.median(cells))
+        dev = float(self.tree[f"{P}/cell_dev"])
+        cells = np.clip(cells, g * (1.0 - dev), g * (1.0 + dev)).astype(np.float32)
+        if min(gx, gy) >= 3:
+            cells = cv2.medianBlur(cells, 3)  # a cell a visitor fills follows its neighbours
+        field = cv2.resize(cells, (w, h), interpolation=cv2.INTER_LINEAR)
+        return field, g
+
     def process(self, frame: np.ndarray, t: float) -> CameraFrame:
         """Analyse one frame taken at time ``t`` (seconds, increasing)."""
         tr = self.tree
@@ -217,58 +265,93 @@ class CameraAnalyzer:
             self._shape = (h, w)
             self._bg = cur.copy()
             self._prev = cur.copy()
-            self._trusted = np.zeros((h, w), bool)
-            self._last_active = np.full((h, w), -np.inf, np.float32)
-            self._quiet_since = np.full((h, w), t, np.float32)
+            self._last_motion = np.full((h, w), -np.inf, np.float32)
             self._fg = np.zeros((h, w), bool)
             self._t_prev = t
         self._update_roi(h, w)
         dt = max(0.0, t - self._t_prev) if self._t_prev is not None else 0.0
         self._t_prev = t
-        bg, trusted, fg_prev = self._bg, self._trusted, self._fg
+        bg = self._bg
 
-        # Gain compensation against the reference over pixels believed empty.
-        ref = np.where(trusted, bg, self._prev)
-        sel = ~fg_prev
-        if sel.sum() < 0.05 * sel.size:
-            sel = np.ones_like(sel)
-        num, den = float(ref[sel].sum()), float(cur[sel].sum())
-        gain = min(5.0, max(0.2, num / den)) if den > 1e-3 else 1.0
-        cur *= gain
+        field, gain = self._light(cur, bg)
+        cur = (cur + 4.0) / field - 4.0  # the frame in the background's light
+
+        diff = np.abs(cur - bg)
+        noise = 1.4826 * float(np.median(diff))  # robust: people cover less than half the view
+        # The threshold is meant in the brighter picture's grey levels: a background learnt in a dim hour
+        # holds every contrast compressed by the dimming, so compare there with a threshold scaled alike.
+        thr = max(float(tr[f"{P}/threshold"]) / math.sqrt(max(1.0, gain)), float(tr[f"{P}/noise_k"]) * noise)
+        raw = (diff > thr).astype(np.uint8)
+        raw = cv2.morphologyEx(raw, cv2.MORPH_OPEN, _K3)  # single-pixel speckle is noise, not people
+        r = int(tr[f"{P}/close_px"])
+        fg = cv2.morphologyEx(raw, cv2.MORPH_CLOSE, _ellipse(r)) if r > 0 else raw
 
         moving = (np.abs(cur - self._prev) > float(tr[f"{P}/motion_threshold"])).astype(np.uint8)
         moving = cv2.medianBlur(moving, 3).astype(bool)  # drop single-pixel sensor noise
-        self._last_active[moving] = t
-        self._quiet_since[moving] = t
+        self._last_motion[moving] = t
 
-        diff = np.abs(cur - bg) > float(tr[f"{P}/threshold"])
-        recently_active = (t - self._last_active) <= float(tr[f"{P}/hold_s"])
-        raw_fg = np.where(trusted, diff, recently_active)
-        r = int(tr[f"{P}/close_px"])
-        if r > 0:
-            k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
-            fg = cv2.morphologyEx(raw_fg.astype(np.uint8), cv2.MORPH_CLOSE, k).astype(bool)
-        else:
-            fg = raw_fg
+        # Question every still blob: its own outline, or the background's (a ghost) / none (light)?
+        n, labels, stats, _ = cv2.connectedComponentsWithStats(fg, connectivity=8)
+        keep = np.ones(n, bool)
+        keep[0] = False
+        forget = np.zeros(n, bool)
+        if n > 1:
+            settle = float(tr[f"{P}/settle_s"])
+            recent = (t - self._last_motion) < settle
+            stirring = np.bincount(labels[recent], minlength=n)
+            still = stirring <= np.maximum(2, 0.005 * stats[:, cv2.CC_STAT_AREA])
+            still[0] = False
+            edge = cv2.morphologyEx(fg, cv2.MORPH_GRADIENT, _K3).astype(bool)
+            cx, cy = _sobel(cur)
+            bx, by = _sobel(bg)
+            gc, gb = cv2.magnitude(cx, cy), cv2.magnitude(bx, by)
+            lab_e = labels[edge]
+            # The outline ring belongs to the blob it touches (the inner half carries the label).
+            dil = cv2.dilate(labels.astype(np.float32), _K3)[edge].astype(np.int64)
+            lab_e = np.where(lab_e > 0, lab_e, dil)
+            cnt = np.bincount(lab_e, minlength=n).astype(np.float64)
+            ec = np.bincount(lab_e, weights=gc[edge], minlength=n) / np.maximum(cnt, 1)
+            eb = np.bincount(lab_e, weights=gb[edge], minlength=n) / np.maximum(cnt, 1)
+            # Light keeps the room's structure: gradients inside the blob point the same way as the
+            # background's (a person's or a ghost's do not).
+            lab = labels.ravel()
+            dot = np.bincount(lab, weights=(cx * bx + cy * by).ravel(), minlength=n)
+            nc = np.bincount(lab, weights=(gc * gc).ravel(), minlength=n)
+            nb = np.bincount(lab, weights=(gb * gb).ravel(), minlength=n)
+            corr = dot / np.sqrt(np.maximum(nc * nb, 1e-6))
+            light = corr >= float(tr[f"{P}/light_corr"])
+            own = (ec >= float(tr[f"{P}/edge_ratio"]) * eb) & (ec >= float(tr[f"{P}/edge_min"]))
+            forget = (still & ~own) | light
+            forget[0] = False
+            self.debug["blobs"] = [(int(i), int(stats[i, cv2.CC_STAT_AREA]), round(float(ec[i]), 1),
+                                    round(float(eb[i]), 1), round(float(corr[i]), 2))
+                                   for i in np.nonzero(still)[0]]
+            keep &= ~forget
+        fg_kept = keep[labels] & fg.astype(bool)
+        forgetting = forget[labels]
 
-        # Selective background learning.
+        # Learning by state.
         a_learn = 1.0 - math.exp(-dt / float(tr[f"{P}/learn_s"]))
         a_absorb = 1.0 - math.exp(-dt / float(tr[f"{P}/absorb_s"]))
-        rate = np.where(fg, a_absorb, a_learn).astype(np.float32)
-        rate[moving] = 0.0
-        rate[~trusted] = 1.0  # untrusted background simply follows the image until it settles
+        a_forget = 1.0 - math.exp(-dt / float(tr[f"{P}/forget_s"]))
+        # A kept blob's halo (soft edges under the threshold) learns no faster than the blob: else the
+        # background grows the visitor's outline and the still visitor would fail their own edge test.
+        near = cv2.dilate(fg_kept.astype(np.uint8), _ellipse(3)).astype(bool)
+        rate = np.where(near, a_absorb, a_learn).astype(np.float32)
+        rate[forgetting] = a_forget
+        rate[moving & ~forgetting] = 0.0
         bg += rate * (cur - bg)
-        settled = (~trusted) & ((t - self._quiet_since) >= float(tr[f"{P}/trust_s"]))
-        trusted |= settled
 
         self._prev = cur
-        self._fg = fg
+        self._fg = fg_kept
         roi = self._roi_mask
-        presence = float(np.count_nonzero(fg & roi)) / self._roi_area
+        share = float(np.count_nonzero(fg_kept & roi)) / self._roi_area
         motion = float(np.count_nonzero(moving & roi)) / self._roi_area
-        people = self._people(fg & roi, h, w, dt)
+        people = self._people(fg_kept & roi, h, w, dt)
+        presence = min(1.0, max(share, float(tr[f"{P}/person_floor"]) * len(people)))
         speed = float(np.mean([math.hypot(p.vx, p.vy) for p in people])) if people else 0.0
-        self.debug.update(fg=fg, moving=moving, trusted=trusted, gain=gain, frame=frame)
+        self.debug.update(fg=fg_kept, raw=fg.astype(bool), moving=moving, forgetting=forgetting, gain=gain,
+                          threshold=thr, frame=frame)
         return CameraFrame(t, presence, motion, speed, people)
 
     def _people(self, mask: np.ndarray, h: int, w: int, dt: float) -> tuple[Person, ...]:

@@ -41,6 +41,9 @@ PARAMS: tuple[ParamSpec, ...] = tuple([
     ("floor_fall_s", 0.5, 0.01, 60.0, "s", "time constant with which the noise floor falls to a quieter room"),
     ("floor_min_dbfs", -90.0, -140.0, -20.0, "dBFS", "lowest noise floor (digital silence stays below it)"),
     ("margin_db", 3.0, 0.0, 30.0, "dB", "level above the floor that still reads as quiet"),
+    ("spread_k", 3.0, 0.0, 10.0, "x", "the quiet margin grows to this many times the room's own level flutter "
+     "above its floor (narrow-band room tone and hum flutter by several dB)"),
+    ("spread_s", 5.0, 0.1, 600.0, "s", "time constant of the flutter estimate"),
     ("range_db", 40.0, 3.0, 100.0, "dB", "level above floor + margin that reads as full loudness (fixed: no auto-gain)"),
     ("band_range_db", 30.0, 3.0, 100.0, "dB", "band energy above its own floor that reads as 1"),
     ("level_s", 0.05, 0.0, 2.0, "s", "smoothing of the reported level"),
@@ -55,6 +58,7 @@ PARAMS: tuple[ParamSpec, ...] = tuple([
 START_GRACE_S = 3.0  # longest wait for a freshly opened stream's first block
 BANDS = {"bass": (30.0, 250.0), "voice": (300.0, 3400.0), "air": (5000.0, 16000.0)}
 _EPS = 1e-12
+_QUIET_DB = 10.0  # a level within this of its floor is the room's own flutter, not an event
 
 
 class FloorTracker:
@@ -110,6 +114,9 @@ class AudioAnalyzer:
         self._started = False
         self._floor = FloorTracker()
         self._band_floor = {k: FloorTracker() for k in BANDS}
+        # Mean excess of the level over its floor while the room is near quiet (dB): the room's own flutter.
+        self._spread = 0.0
+        self._band_spread = dict.fromkeys(BANDS, 0.0)
         self.onsets = 0
         self.last: AudioFrame | None = None
 
@@ -154,6 +161,7 @@ class AudioAnalyzer:
         level_s = float(tr[f"{P}/level_s"])
         a_level = 1.0 if level_s <= 0 else 1.0 - math.exp(-hop_dt / level_s)
         a_flux = 1.0 - math.exp(-hop_dt / 0.5)
+        a_spread = 1.0 - math.exp(-hop_dt / float(tr[f"{P}/spread_s"]))
         decay = math.exp(-hop_dt / win)
 
         band_p = {}
@@ -169,9 +177,14 @@ class AudioAnalyzer:
                 self._started = True
             lvl = 10.0 * math.log10(self._pw + _EPS)
             floor = self._floor.update(lvl, hop_dt, rise, fall, lo)
+            if lvl - floor < _QUIET_DB:  # only the near-quiet room teaches its flutter, never applause
+                self._spread += a_spread * (max(0.0, lvl - floor) - self._spread)
             for name in BANDS:
                 self._bp[name] += a_level * (float(band_p[name][i]) - self._bp[name])
-                self._band_floor[name].update(10.0 * math.log10(self._bp[name] + _EPS), hop_dt, rise, fall, lo)
+                bl = 10.0 * math.log10(self._bp[name] + _EPS)
+                bf = self._band_floor[name].update(bl, hop_dt, rise, fall, lo)
+                if bl - bf < _QUIET_DB:
+                    self._band_spread[name] += a_spread * (max(0.0, bl - bf) - self._band_spread[name])
             # Spectral flux: mean positive rise of the log spectrum since the previous hop.
             cur = logmag[i]
             flux = 0.0 if self._prev_logmag is None else float(np.mean(np.maximum(cur - self._prev_logmag, 0.0)))
@@ -191,11 +204,13 @@ class AudioAnalyzer:
         margin = float(tr[f"{P}/margin_db"])
         rng = float(tr[f"{P}/range_db"])
         brng = float(tr[f"{P}/band_range_db"])
-        loud = min(1.0, max(0.0, (self._level - floor - margin) / rng))
+        k_sp = float(tr[f"{P}/spread_k"])
+        loud = min(1.0, max(0.0, (self._level - floor - max(margin, k_sp * self._spread)) / rng))
         bands = {}
         for name in BANDS:
             cur_db = 10.0 * math.log10(self._bp[name] + _EPS)
-            bands[name] = min(1.0, max(0.0, (cur_db - self._band_floor[name].value - margin) / brng))
+            bm = max(margin, k_sp * self._band_spread[name])
+            bands[name] = min(1.0, max(0.0, (cur_db - self._band_floor[name].value - bm) / brng))
         self.last = AudioFrame(self.time if t is None else t, float(self._level), float(floor), loud,
                                bands["bass"], bands["voice"], bands["air"], float(self._rate))
         return self.last

@@ -182,3 +182,25 @@ def test_a_stream_that_cannot_be_closed_does_not_stop_the_piece_exiting():
     r = subprocess.run([sys.executable, "-c", STUCK, str(ROOT)], capture_output=True, text=True, timeout=30)
     assert r.returncode == 0 and r.stdout.strip() == "gave up", (r.returncode, r.stdout, r.stderr[-1500:])
     assert "will not be shut down at exit" in r.stderr
+
+
+def test_quiet_room_with_hum_reads_quiet_while_applause_still_reads_loud():
+    """Room tone about -54 dBFS (low-frequency, as rooms are) with 50 Hz mains hum: no loudness, no bands.
+
+    Narrow-band room tone flutters by several dB over a short window; before issue 13 the floor tracker
+    followed its dips and the flutter read as sound (bands up to 0.3 in a silent room)."""
+    t = np.arange(int(SR * 40)) / SR
+    hum = (10 ** (-54 / 20) * np.sqrt(2) * np.sin(2 * np.pi * 50 * t)).astype(np.float32)
+    room = band_noise(40, 20, 300, -54) + hum
+    quiet, _ = feed_like_a_stream(room)
+    late = quiet[len(quiet) // 4:]  # after the first 10 s
+    assert max(f.loudness for f in late) < 0.05
+    for band in ("bass", "voice", "air"):
+        assert max(getattr(f, band) for f in late) < 0.05, band
+    busy = room.copy()
+    busy[20 * SR:30 * SR] += claps(10, rate=8, peak=0.5)
+    loud, _ = feed_like_a_stream(busy)
+    n = len(loud)
+    during = loud[int(n * 21 / 40):int(n * 29 / 40)]
+    assert np.mean([f.loudness for f in during]) > 0.4
+    assert during[-1].onset_rate > 4

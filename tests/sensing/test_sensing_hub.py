@@ -59,8 +59,9 @@ def test_stalled_camera_is_noticed_decays_to_calm_and_is_reopened():
     tree = ParamTree.from_specs(PARAMS)
     tree.set_base("sensing/camera/stale_s", 0.2)
     tree.set_base("sensing/camera/calm_s", 0.2)
-    tree.set_base("sensing/camera/hold_s", 60.0)
-    cam = StallingCamera(frames(CLASSROOM), deliver=120)
+    # An empty room, then people walking in (the walk-in clip backwards): present when the camera stalls.
+    room = list(frames(WALK)[13:]) * 10 + list(reversed(frames(WALK)))
+    cam = StallingCamera(room, deliver=120)
     hub = SensorHub(None, None, tree, camera_source=cam)
     hub.start()
     try:
