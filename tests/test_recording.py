@@ -172,14 +172,14 @@ def test_sizes():
     assert internal_size((1920, 1080), max_height=540) == (960, 540)
 
 
-def test_render_resolution_follows_the_gl():
-    # A software rasteriser renders the soft field at up to 360 lines and scales up; a GPU (which
-    # this machine does not have: only its name is stood in for) renders at the output size.
+def test_render_resolution_is_the_output_size_unless_draft():
+    # Any GL renders at the output size (up to 1080 lines); --draft renders at most 360 lines (issue 12).
     class Ctx:
         def __init__(self, renderer):
             self.info = {"GL_RENDERER": renderer}
 
-    assert render_internal_size(Ctx("llvmpipe (LLVM 15.0.6, 256 bits)"), (1920, 1080)) == (640, 360)
+    assert render_internal_size(Ctx("llvmpipe (LLVM 15.0.6, 256 bits)"), (1920, 1080)) == (1920, 1080)
+    assert render_internal_size(Ctx("llvmpipe (LLVM 15.0.6, 256 bits)"), (1920, 1080), draft=True) == (640, 360)
     assert render_internal_size(Ctx("NVIDIA H100 80GB HBM3/PCIe/SSE2"), (1920, 1080)) == (1920, 1080)
     assert render_internal_size(Ctx("NVIDIA H100 80GB HBM3/PCIe/SSE2"), (3840, 2160)) == (1920, 1080)
     assert render_internal_size(Ctx("AMD Radeon RX 7900"), (640, 360)) == (640, 360)
