@@ -151,7 +151,8 @@ def test_a_slower_x264_preset_gives_the_same_frames_in_a_smaller_file(tmp_path):
 
     a, b = frames(quick), frames(slow)
     assert len(a) == len(b) == 12
-    assert max(np.abs(x - y).mean() for x, y in zip(a, b)) < 3  # the same picture, give or take the codec
+    # the same picture, give or take the codec (3.4 at most since issue 12 lit the canvas edges: more detail to code)
+    assert max(np.abs(x - y).mean() for x, y in zip(a, b)) < 4
 
 
 def test_progress_shows_rate_and_eta():
