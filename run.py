@@ -33,8 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--fps", type=float, default=30.0,
                    help="frames per second of the video (default 30)")
     r.add_argument("--size", default="1280x720", help="output WIDTHxHEIGHT (default 1280x720)")
-    r.add_argument("--internal", default=None, help="internal tapestry WIDTHxHEIGHT (default: the output size, at most 360 "
-                        "lines on a software GL such as llvmpipe, 1080 on a GPU)")
+    r.add_argument("--internal", default=None, help="internal tapestry WIDTHxHEIGHT (default: the output size, "
+                        "at most 1080 lines)")
+    r.add_argument("--draft", action="store_true", help="fast preview: internal picture at most 360 lines, scaled up")
     r.add_argument("--seed", type=int, default=1,
                    help="the same seed, preset and inputs give the same frames, byte for byte (default 1)")
     r.add_argument("--particles", type=int, default=None, help="number of particles (default: the preset's field/particles, else 262,144)")
@@ -116,7 +117,8 @@ def _live_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size", default=None, help="internal tapestry WIDTHxHEIGHT (default: 512x288 on a "
                    "software GL, 960x540 on a GPU)")
     p.add_argument("--fps", type=float, default=60.0)
-    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--seed", type=int, default=None, help="network seed (default: today's date as YYYYMMDD, "
+                   "logged at start; the same seed gives the same network)")
     p.add_argument("--particles", type=int, default=None)
     p.add_argument("--seconds", type=float, default=None, help="stop after this long")
     p.add_argument("--camera", default=None, help="camera: device index, /dev path, video file or stream URL")
@@ -151,7 +153,7 @@ def _dispatch(args) -> int:
             size=app.parse_size(args.size), seed=args.seed,
             internal=app.parse_size(args.internal) if args.internal else None, particles=args.particles,
             sensors=args.sensors, camera=args.camera, audio=args.audio, quiet=args.quiet,
-            x264_preset=args.x264_preset, overrides=tuple(args.overrides)))
+            x264_preset=args.x264_preset, overrides=tuple(args.overrides), draft=args.draft))
     if cmd == "presets":
         from installation.engine import EngineOptions, declare_all
         from installation.presets import PresetLibrary

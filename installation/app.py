@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_VENUE = ROOT / "hardware" / "demo-venue.toml"
+DRAFT_LINES = 360  # ``render --draft``: internal picture height (a fast preview on software GL)
 
 
 class StartupError(RuntimeError):
@@ -46,6 +47,14 @@ def parse_size(text: str) -> tuple[int, int]:
     if not (16 <= w <= 8192 and 16 <= h <= 8192):
         raise StartupError(f"size {text!r}: each side must be 16..8192 pixels")
     return w, h
+
+
+def date_seed(day=None) -> int:
+    """The live show's default seed: the date as YYYYMMDD, so each day grows a different network and
+    the same day always the same one (a problem seen on Tuesday can be reproduced with ``--seed``)."""
+    import datetime as _dt
+    day = day or _dt.date.today()
+    return day.year * 10000 + day.month * 100 + day.day
 
 
 def internal_size(out: tuple[int, int], max_height: int = 360) -> tuple[int, int]:
@@ -74,6 +83,7 @@ class RenderArgs:
     audio: str | None = None
     quiet: bool = False
     x264_preset: str = "quick"
+    draft: bool = False  # internal picture at most DRAFT_LINES tall: a fast preview
     overrides: tuple[str, ...] = ()  # "PATH=VALUE", applied after the preset (run.py render --set)
 
 
@@ -105,7 +115,7 @@ def render(args: RenderArgs) -> int:
     if not png and out_path.suffix.lower() not in (".mp4", ".m4v", ".mov"):
         raise StartupError(f"--out {out}: give a .mp4 file or a directory ending in / for PNGs")
     ctx = _context()
-    internal = args.internal or render_internal_size(ctx, args.size)
+    internal = args.internal or render_internal_size(ctx, args.size, args.draft)
     # The engine first: a bad preset or shader is reported before any output file is created.
     engine = _build_engine(ctx, EngineOptions(size=internal, seed=args.seed, preset=args.preset,
                                               particles=args.particles, overrides=parse_overrides(args.overrides)),
@@ -199,7 +209,7 @@ class LiveArgs:
     venue: Path | None = DEFAULT_VENUE
     preset: str | None = None
     size: tuple[int, int] | None = None   # None: chosen for the GL at hand (see live_defaults)
-    seed: int = 1
+    seed: int | None = None   # None: today's date (see date_seed)
     fps: float = 60.0
     particles: int | None = None
     headless: bool = False
@@ -294,7 +304,9 @@ def _run_live(args: LiveArgs, show, venue, stack: contextlib.ExitStack) -> int:
     end_state = show.end_state if show is not None else "blackout"
     first = args.preset or "harmony"  # a scene list, if any, fades to its first cue's preset at once
     try:
-        options = EngineOptions(size=size, seed=args.seed, preset=first, particles=args.particles,
+        seed = date_seed() if args.seed is None else args.seed
+        log.info("seed %d%s", seed, " (today's date; --seed %d reproduces it)" % seed if args.seed is None else "")
+        options = EngineOptions(size=size, seed=seed, preset=first, particles=args.particles,
                                 end_state=end_state)
         if args.presets:
             options.presets = Path(args.presets)
@@ -449,14 +461,15 @@ def software_gl(ctx) -> bool:
     return any(name in renderer for name in ("llvmpipe", "softpipe", "swrast", "lavapipe"))
 
 
-def render_internal_size(ctx, out: tuple[int, int]) -> tuple[int, int]:
-    """Default internal tapestry size for a render of ``out`` on this GL.
+def render_internal_size(ctx, out: tuple[int, int], draft: bool = False) -> tuple[int, int]:
+    """Default internal tapestry size for a render of ``out``: the output size, up to 1080 lines, on any GL.
 
-    The field is soft (trails and glow), so on a software rasteriser it is rendered at up to 360
-    lines and scaled up, which costs little to the eye and a lot of time there; a GPU renders at
-    the output size, up to 1080 lines.  ``run.py render --internal`` chooses.
+    Documentation renders should look their best wherever they are made (a 360-line picture scaled
+    to 720p is grainy, with colour seams in the glow); ``draft`` renders at most ``DRAFT_LINES``
+    lines for a fast preview.  ``run.py render --internal`` chooses outright.  (``ctx`` is kept for
+    callers; the choice no longer depends on the GL.)
     """
-    return internal_size(out, max_height=360 if software_gl(ctx) else 1080)
+    return internal_size(out, max_height=DRAFT_LINES if draft else 1080)
 
 
 def live_defaults(ctx) -> tuple[tuple[int, int], int]:

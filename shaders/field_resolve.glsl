@@ -64,6 +64,10 @@ void main() {
     vec2 lh = tr + glow;
     vec3 col = texelFetch(u_lut, ivec2(clamp(int(lh.y / max(lh.x, 1e-6) * 256.0), 0, 255), 0), 0).rgb;
     vec3 hdr = col * (lh.x * u_exposure) + u_ambient;
-    vec3 ldr = 1.0 - exp(-hdr);          // soft shoulder: dense nodes bloom, never clip hard
+    // Highlights roll off with their colour: a per-channel shoulder alone drives every channel of a
+    // dense core to 1 (a flat white blob); mixed with a shoulder on luminance that keeps the channels'
+    // ratios, a core stays its palette's colour, brightest but not clipped.
+    float lum = dot(hdr, vec3(0.2126, 0.7152, 0.0722));
+    vec3 ldr = min(mix(1.0 - exp(-hdr), hdr * ((1.0 - exp(-lum)) / max(lum, 1e-6)), 0.6), vec3(1.0));
     imageStore(u_tapestry, id, vec4(sqrt(ldr) * u_master, 1.0));   // gamma 2.0 encode
 }

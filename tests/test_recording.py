@@ -151,7 +151,8 @@ def test_a_slower_x264_preset_gives_the_same_frames_in_a_smaller_file(tmp_path):
 
     a, b = frames(quick), frames(slow)
     assert len(a) == len(b) == 12
-    assert max(np.abs(x - y).mean() for x, y in zip(a, b)) < 3  # the same picture, give or take the codec
+    # the same picture, give or take the codec (3.4 at most since issue 12 lit the canvas edges: more detail to code)
+    assert max(np.abs(x - y).mean() for x, y in zip(a, b)) < 4
 
 
 def test_progress_shows_rate_and_eta():
@@ -172,14 +173,14 @@ def test_sizes():
     assert internal_size((1920, 1080), max_height=540) == (960, 540)
 
 
-def test_render_resolution_follows_the_gl():
-    # A software rasteriser renders the soft field at up to 360 lines and scales up; a GPU (which
-    # this machine does not have: only its name is stood in for) renders at the output size.
+def test_render_resolution_is_the_output_size_unless_draft():
+    # Any GL renders at the output size (up to 1080 lines); --draft renders at most 360 lines (issue 12).
     class Ctx:
         def __init__(self, renderer):
             self.info = {"GL_RENDERER": renderer}
 
-    assert render_internal_size(Ctx("llvmpipe (LLVM 15.0.6, 256 bits)"), (1920, 1080)) == (640, 360)
+    assert render_internal_size(Ctx("llvmpipe (LLVM 15.0.6, 256 bits)"), (1920, 1080)) == (1920, 1080)
+    assert render_internal_size(Ctx("llvmpipe (LLVM 15.0.6, 256 bits)"), (1920, 1080), draft=True) == (640, 360)
     assert render_internal_size(Ctx("NVIDIA H100 80GB HBM3/PCIe/SSE2"), (1920, 1080)) == (1920, 1080)
     assert render_internal_size(Ctx("NVIDIA H100 80GB HBM3/PCIe/SSE2"), (3840, 2160)) == (1920, 1080)
     assert render_internal_size(Ctx("AMD Radeon RX 7900"), (640, 360)) == (640, 360)

@@ -64,7 +64,7 @@ class Network:
         for attempt in range(count * 400):
             if len(pts) == count:
                 break
-            p = np.array([rng.uniform(0.1 * a, 0.9 * a), rng.uniform(0.12, 0.88)])
+            p = np.array([rng.uniform(0.05 * a, 0.95 * a), rng.uniform(0.06, 0.94)])  # near the edges too: LEDs are there
             if all(np.hypot(*(p - q)) >= min_d for q in pts):
                 pts.append(p)
             elif attempt % 200 == 199:

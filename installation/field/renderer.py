@@ -36,6 +36,7 @@ GLOW_DIVISOR = 4
 HUE_DIVISOR = 4  # the sparse colour grid is a quarter of the tapestry's resolution
 GAIN = 64.0  # fixed-point steps per unit of light from one particle at the reference density
 REFERENCE_FPS = 60.0  # the look is tuned at this frame rate; other rates are weighted to match it
+PALETTE_BLEND_S = 2.0  # a palette change blends the old colour table into the new one over this long
 
 PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("render/palette", CHOICE, "bioluminescent", "Colour palette of the network", choices=tuple(PALETTES),
@@ -97,6 +98,10 @@ class TapestryRenderer:
         self.glow = [self._texture(gsize, 2, "f2") for _ in range(2)]
         self.lut = self._texture((256, 1), 4, "f4")
         self._lut_key: tuple | None = None
+        self._lut_shown: np.ndarray | None = None  # the table on screen now (blending toward _lut_target)
+        self._lut_from: np.ndarray | None = None
+        self._lut_target: np.ndarray | None = None
+        self._lut_blend = 1.0                      # 0..1 along a palette blend (1: arrived)
         self.tapestry = self._texture(self.size, 4, "f1")
 
     def _texture(self, size, components, dtype) -> moderngl.Texture:
@@ -134,7 +139,7 @@ class TapestryRenderer:
         """
         tree = self.tree
         w, h = self.size
-        self._update_lut()
+        self._update_lut(dt)
         trail_s = tree["render/trail"]
         decay = math.exp(-dt / trail_s) if trail_s > 1e-3 else 0.0
         # Weight this frame's light by how much of the trail it replaces, relative to a frame at the
@@ -175,13 +180,31 @@ class TapestryRenderer:
             self._glow()
         return self.tapestry
 
-    def _update_lut(self) -> None:
+    def _update_lut(self, dt: float = 0.0) -> None:
+        """Keep the colour table in step with the parameters.
+
+        A change of palette (a choice: a crossfade switches it at its midpoint) does not switch the
+        colours in one frame: the old table blends into the new one over ``PALETTE_BLEND_S``.
+        Continuous changes (fever, hue shift, saturation) follow at once, as they are already smooth.
+        """
         tree = self.tree
         key = (tree["render/palette"], round(tree["field/malfunction"], 3), round(tree["render/hue_shift"], 4),
                round(tree["render/saturation"], 3))
         if key != self._lut_key:
-            self.lut.write(palette_lut(key[0], min(1.0, key[1] * 1.2), key[2], key[3]).tobytes())
-            self._lut_key = key
+            target = palette_lut(key[0], min(1.0, key[1] * 1.2), key[2], key[3])
+            if self._lut_key is not None and key[0] != self._lut_key[0] and self._lut_shown is not None:
+                self._lut_from, self._lut_blend = self._lut_shown, 0.0
+            self._lut_target, self._lut_key = target, key
+        elif self._lut_blend >= 1.0:
+            return
+        if self._lut_blend < 1.0:
+            self._lut_blend = min(1.0, self._lut_blend + dt / PALETTE_BLEND_S)
+            e = self._lut_blend * self._lut_blend * (3 - 2 * self._lut_blend)
+            shown = (self._lut_from * (1.0 - e) + self._lut_target * e).astype(np.float32)
+        else:
+            shown = self._lut_target
+        self._lut_shown = shown
+        self.lut.write(shown.tobytes())
 
     def _glow(self) -> None:
         gw, gh = self.glow[0].size
