@@ -338,7 +338,7 @@ def test_live_show_names_the_missing_controller_in_status_and_alerts_once_per_in
             r = subprocess.run(["ip", "netns", "exec", a, sys.executable, str(ROOT / "run.py"), "status", "--url",
                                 f"http://127.0.0.1:{piece.health_port}/health"], capture_output=True, text=True,
                                timeout=30)
-            assert r.returncode == 0, r.stderr
+            assert r.returncode == 1, r.stderr                   # 1: degraded (a controller is missing)
             assert "controllers: missing" in r.stdout and "ola-wall" in r.stdout, r.stdout
             assert any(line.split()[:2] == ["floor", "missing"] for line in r.stdout.splitlines()), r.stdout
             assert wait_for(lambda: hook.bodies, 20), piece.log()
