@@ -1,6 +1,6 @@
 """Flash limiter: strobes come out within WCAG 2.3.1, everything else passes untouched.
 
-The counters here are written from the WCAG definition, independently of the limiter's code:
+The counters (tests/hardware/flash_count.py) are written from the WCAG definition, independently of the limiter's code:
 a transition is a swing of >= 0.10 relative luminance between a peak and a valley where the darker
 is below 0.80 (general), or of (R-G-B)*320 > 20 where either end is saturated red (red); a flash
 is a pair of opposing transitions, so "<= 3 flashes in any 1 s" is "<= 6 transitions in any 1 s".
@@ -16,60 +16,13 @@ from hypothesis import given, settings, strategies as st
 
 from installation import safety
 from installation.safety import FlashLimiter, FrameFlashLimiter, srgb_to_linear
+from tests.hardware.flash_count import general_transitions, max_per_second, red_transitions
 
 FPS = 60.0
 
 
 def luminance(lin):
     return 0.2126 * lin[..., 0] + 0.7152 * lin[..., 1] + 0.0722 * lin[..., 2]
-
-
-def general_transitions(lum, times):
-    """Times at which a general transition completes (plain scalar zig-zag walk)."""
-    found = []
-    peak = valley = float(lum[0])
-    going = None  # "up" after a rise, "down" after a fall
-    for t, v in zip(times, lum):
-        v = float(v)
-        if going != "down" and peak - v >= 0.1 and v < 0.8:
-            found.append(t)
-            going, peak, valley = "down", v, v
-        elif going != "up" and v - valley >= 0.1 and valley < 0.8:
-            found.append(t)
-            going, peak, valley = "up", v, v
-        else:
-            peak, valley = max(peak, v), min(valley, v)
-    return found
-
-
-def red_transitions(lin, times):
-    """Times at which a red transition completes."""
-    found = []
-    r, g, b = (float(x) for x in lin[0])
-    sig = lambda r, g, b: max(0.0, r - g - b) * 320.0
-    sat = lambda r, g, b: (r + g + b) > 0 and r / (r + g + b) >= 0.8
-    peak = valley = (sig(r, g, b), sat(r, g, b))
-    going = None
-    for t, (r, g, b) in zip(times, lin):
-        s, st = sig(r, g, b), sat(r, g, b)
-        if going != "down" and peak[0] - s > 20 and (peak[1] or st):
-            found.append(t)
-            going, peak, valley = "down", (s, st), (s, st)
-        elif going != "up" and s - valley[0] > 20 and (valley[1] or st):
-            found.append(t)
-            going, peak, valley = "up", (s, st), (s, st)
-        else:
-            if s > peak[0]:
-                peak = (s, st)
-            if s < valley[0]:
-                valley = (s, st)
-    return found
-
-
-def max_per_second(events):
-    """Most events in any half-open 1 s window (the maximum is reached at a window ending on an event)."""
-    ev = np.asarray(events)
-    return max((int(np.sum((ev > t - 1.0) & (ev <= t))) for t in ev), default=0)
 
 
 def max_flashing_area(per_led_events, times):

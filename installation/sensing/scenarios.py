@@ -40,6 +40,8 @@ from typing import Callable, Iterator
 import cv2
 import numpy as np
 
+from .sources import read_video
+
 VIDEO_EXT = (".gif", ".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 EMPTY_MAX = 0.05  # presence at or below this reads as an empty room
 CLEAR_S = 1.0  # seconds after each entry/exit left out of the AUC, like the hand labels do
@@ -75,20 +77,8 @@ def load_clip(path, fallback_fps: float = 10.0, max_frames: int = 20000) -> Clip
     lab = path.with_name(path.name.rsplit(".", 1)[0] + ".labels.txt")
     if not lab.exists():
         raise OSError(f"{path}: no labels file {lab.name} beside it")
-    cap = cv2.VideoCapture(str(path))
-    if not cap.isOpened():
-        raise OSError(f"{path}: OpenCV cannot open it")
-    fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
-    frames = []
-    while len(frames) < max_frames:
-        ok, f = cap.read()
-        if not ok:
-            break
-        frames.append(f)
-    cap.release()
-    if not frames:
-        raise OSError(f"{path}: no frames")
-    return Clip(path.name.rsplit(".", 1)[0], frames, fps if 1.0 <= fps <= 240.0 else fallback_fps,
+    frames, fps = read_video(path, max_frames)
+    return Clip(path.name.rsplit(".", 1)[0], frames, fps or fallback_fps,
                 read_labels(lab, len(frames)))
 
 
