@@ -16,6 +16,15 @@ def ip(*args, check=True) -> subprocess.CompletedProcess:
     return subprocess.run(["ip", *args], capture_output=True, text=True, timeout=10, check=check)
 
 
+def cannot_enter(ns: str) -> str | None:
+    """Why namespace ``ns`` cannot be entered here (``ip -n`` needs to mount /sys inside it, which
+    some sandboxes and chroots refuse), or None when it can."""
+    probe = ip("-n", ns, "link", "show", "lo", check=False)
+    if probe.returncode != 0:
+        return f"cannot enter a network namespace here: {probe.stderr.strip() or 'ip -n failed'}"
+    return None
+
+
 @contextmanager
 def veth_netns(ns_prefix: str, veth_prefix: str, ours: str, theirs: str) -> Iterator[tuple[str, str]]:
     """Make namespace ``<ns_prefix><pid>`` (no default route: nothing leaks) and a veth pair
@@ -29,6 +38,10 @@ def veth_netns(ns_prefix: str, veth_prefix: str, ours: str, theirs: str) -> Iter
     made = ip("netns", "add", ns, check=False)
     if made.returncode != 0:
         pytest.skip(f"cannot create a network namespace here: {made.stderr.strip()}")
+    reason = cannot_enter(ns)
+    if reason:
+        ip("netns", "del", ns, check=False)
+        pytest.skip(reason)
     try:
         ip("link", "add", a, "type", "veth", "peer", "name", b)
         ip("link", "set", b, "netns", ns)
