@@ -92,9 +92,15 @@ def main(argv: list[str] | None = None) -> int:
     svc.add_argument("--dry-run", action="store_true", help="print the unit and the commands, change nothing")
 
     args = parser.parse_args(argv)
-    from installation.logs import setup_logging
+    from installation.logs import NativeStderr, setup_logging
+    live = args.command in (None, "run")
+    # PortAudio and ALSA print to fd 2 on every device probe; in the live show and `sense` that goes
+    # through the log-once rule like everything else (before the handlers are made: they keep sys.stderr).
+    native = NativeStderr() if args.command in (None, "run", "sense") else None
+    if native is not None:
+        native.start()
     # The live show logs from its frame thread: there a stuck console or disk must not stop it.
-    setup_logging(args.log_dir, str(args.log_level).upper(), background=args.command in (None, "run"))
+    setup_logging(args.log_dir, str(args.log_level).upper(), background=live)
 
     from installation.app import StartupError
     from installation.recording import RecordingError
@@ -107,6 +113,9 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `python run.py params | head`: the reader left, nothing is wrong
         sys.stderr.close()
         return 0
+    finally:
+        if native is not None:
+            native.stop()
 
 
 def _live_args(p: argparse.ArgumentParser) -> None:

@@ -7,6 +7,7 @@
   makes the file handler drop records, say so once on stderr, and retry after ``retry_s``.
 * :class:`OnceLogger` logs a message the first time per key (an unreachable device), then
   counts repeats and logs a summary at most every ``interval_s``.
+* :class:`NativeStderr` sends what PortAudio and ALSA print on fd 2 through that same rule.
 """
 
 from __future__ import annotations
@@ -238,6 +239,116 @@ def quiet_native_warnings() -> None:
             cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
         except AttributeError:  # an OpenCV build without the logging module
             pass
+
+
+class NativeStderr:
+    """Route what native libraries write to file descriptor 2 through the log-once rule.
+
+    PortAudio and ALSA print straight to fd 2 (``ALSA lib pcm.c:2666:(snd_pcm_open_noupdate) Unknown
+    PCM ...``), once per device probe: with a microphone unplugged that is a line per reconnect try,
+    all day, past every Python logging rule.  :meth:`start` points fd 2 at a pipe read by a thread
+    that hands each line to an :class:`OnceLogger` (logger ``tapestry.native``), keyed on the line with
+    its numbers masked, and gives Python a ``sys.stderr`` on a copy of the real fd 2, so our own log
+    lines, tracebacks and ``faulthandler`` still reach the terminal or the journal directly.
+    :meth:`stop` restores fd 2 and drains the pipe.  One per process; it changes process-wide state,
+    so the live show owns it for its lifetime.
+    """
+
+    MAX_LINE = 2000
+
+    def __init__(self, interval_s: float = 600.0, logger: logging.Logger | None = None) -> None:
+        self.once = OnceLogger(logger or logging.getLogger("tapestry.native"), interval_s=interval_s)
+        self.lines = 0
+        self._saved_fd: int | None = None
+        self._read_fd: int | None = None
+        self._old_stderr = None
+        self._thread: threading.Thread | None = None
+
+    @staticmethod
+    def key(line: str) -> str:
+        """The repeat key of a native line: digits masked, so ``card 0``/``card 1`` retries count as one."""
+        return "".join("#" if c.isdigit() else c for c in line)[:200]
+
+    def start(self) -> bool:
+        """Capture fd 2; returns False (and changes nothing) where that is not possible."""
+        if self._saved_fd is not None:
+            return True
+        try:
+            sys.stderr.flush()
+        except Exception:  # noqa: BLE001
+            pass
+        try:
+            saved = os.dup(2)
+            r, w = os.pipe()
+        except OSError:
+            return False
+        stream = os.fdopen(os.dup(saved), "w", buffering=1, encoding="utf-8", errors="replace")
+        os.dup2(w, 2)
+        os.close(w)
+        self._saved_fd, self._read_fd = saved, r
+        self._old_stderr, sys.stderr = sys.stderr, stream
+        try:
+            import faulthandler
+            if faulthandler.is_enabled():
+                faulthandler.enable(file=stream)
+        except (ImportError, ValueError, OSError):
+            pass
+        self._thread = threading.Thread(target=self._pump, args=(r,), name="native-stderr", daemon=True)
+        self._thread.start()
+        return True
+
+    def _pump(self, fd: int) -> None:
+        pending = b""
+        while True:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            pending += chunk
+            *lines, pending = pending.split(b"\n")
+            if len(pending) > self.MAX_LINE:
+                lines.append(pending)
+                pending = b""
+            for raw in lines:
+                self._line(raw)
+        if pending:
+            self._line(pending)
+
+    def _line(self, raw: bytes) -> None:
+        text = raw.decode("utf-8", "replace").strip()
+        if not text:
+            return
+        self.lines += 1
+        try:
+            self.once.log(self.key(text), "native: %s", text)
+        except Exception:  # noqa: BLE001  (a logging failure must not end the pump)
+            pass
+
+    def stop(self, timeout_s: float = 1.0) -> None:
+        """Give fd 2 back to the real stderr, log what is still queued, and close the pipe."""
+        if self._saved_fd is None:
+            return
+        try:
+            os.dup2(self._saved_fd, 2)      # closes our end of the pipe on fd 2: the pump sees EOF
+        except OSError:
+            pass
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+        self.once.flush()
+        for fd in (self._saved_fd, self._read_fd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        if self._old_stderr is not None:
+            try:
+                sys.stderr.flush()
+            except Exception:  # noqa: BLE001
+                pass
+            sys.stderr = self._old_stderr
+        self._saved_fd = self._read_fd = None
 
 
 def setup_logging(log_dir: str | None = None, level: int | str = "INFO", console: bool = True,

@@ -17,7 +17,7 @@ esac
 # libgl-dev, libegl-dev: only for the unversioned libGL.so / libEGL.so names that moderngl's EGL backend
 # (glcontext) loads by default; a fresh Debian has just the .so.1 files without them
 runtime=(python3 python3-venv libegl1 libegl-mesa0 libgl1 libgl1-mesa-dri libgles2 libportaudio2 libgl-dev libegl-dev)
-testing=(xvfb liblo-tools tshark pulseaudio pulseaudio-utils iproute2 systemd ola chromium)
+testing=(xvfb liblo-tools tshark pulseaudio pulseaudio-utils libasound2-plugins iproute2 systemd ola chromium)
 want=("${runtime[@]}")
 [[ "${1:-}" == "--test" ]] && want+=("${testing[@]}")
 

@@ -265,3 +265,47 @@ def test_opencv_native_warnings_do_not_reach_stderr():
                        capture_output=True, text=True, timeout=60, env=env)
     assert r.stdout.strip() == "False", r.stderr
     assert "WARN" not in r.stderr, r.stderr
+
+
+NATIVE_PROBE = r'''
+import ctypes, logging, os, sys
+sys.path.insert(0, sys.argv[1])
+from installation.logs import NativeStderr, setup_logging
+native = NativeStderr() if sys.argv[2] == "on" else None
+if native:
+    native.start()
+setup_logging(None, "INFO")
+asound, handle = ctypes.CDLL("libasound.so.2"), ctypes.c_void_p()
+for _ in range(300):   # a microphone reconnect loop against a sound server that is gone
+    asound.snd_pcm_open(ctypes.byref(handle), b"pulse", 1, 0)
+logging.getLogger("tapestry.test").warning("our own line")
+if native:
+    native.stop()
+print("done")
+'''
+
+
+@pytest.mark.parametrize("mode", ["off", "on"])
+def test_alsa_and_pulseaudio_lines_go_through_the_log_once_rule(tmp_path, mode):
+    """libasound's pulse plugin prints `ALSA lib pulse.c:...(pulse_connect) ... Connection refused`
+    to fd 2 on every open while the sound server is down: a line per microphone reconnect try, all
+    day, in the journal.  Captured, the journal gets it once and a repeat count; our own lines pass."""
+    import subprocess
+    import sys
+    from ctypes.util import find_library
+    from pathlib import Path
+    if find_library("asound") is None:
+        pytest.skip("libasound2 not installed")
+    env = dict(__import__("os").environ, PULSE_SERVER=f"unix:{tmp_path}/no-such-server")
+    r = subprocess.run([sys.executable, "-c", NATIVE_PROBE, str(Path(__file__).resolve().parents[1]), mode],
+                       capture_output=True, text=True, timeout=60, env=env)
+    assert r.stdout.strip() == "done", r.stderr
+    alsa = [line for line in r.stderr.splitlines() if "ALSA lib" in line]
+    if not alsa:
+        pytest.skip("this libasound has no pulse plugin that complains (libasound2-plugins)")
+    if mode == "off":           # what the journal got before: one line per try
+        assert len(alsa) >= 300
+        return
+    assert len(alsa) == 2, r.stderr                       # the first, and one summary at stop
+    assert "tapestry.native" in alsa[0] and "repeated 299 times" in alsa[1], alsa
+    assert "our own line" in r.stderr
