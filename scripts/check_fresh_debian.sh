@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Proves the README's two commands work verbatim on a fresh Debian with Debian's own Python (PEP 668).
 #
-#   sudo bash scripts/check_fresh_debian.sh [--suite bookworm] [--no-tests] [--keep DIR]
+#   sudo bash scripts/check_fresh_debian.sh [--suite bookworm|trixie|noble|jammy] [--no-tests] [--keep DIR]
+#
+# Ubuntu suites (noble, jammy) come from archive.ubuntu.com (main + universe) and need Ubuntu's archive
+# key: Debian's package ubuntu-keyring, or UBUNTU_KEYRING=/path/to/ubuntu-archive-keyring.gpg.
 #
 # Builds a minimal Debian root from Debian's packages with mmdebstrap (apt-get install mmdebstrap),
 # copies this checkout in (tracked and untracked-but-not-ignored files: no .venv, no caches), and runs
@@ -19,7 +22,7 @@ repo=$PWD
 suite=bookworm
 tests=1
 keep=""
-mirror="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
+mirror=""
 run_s="${RUN_S:-45}"
 while (($#)); do
     case "$1" in
@@ -31,6 +34,15 @@ while (($#)); do
 done
 [[ $(id -u) -eq 0 ]] || { echo "check_fresh_debian.sh: needs root (chroot, mounts)" >&2; exit 2; }
 command -v mmdebstrap >/dev/null || { echo "check_fresh_debian.sh: needs mmdebstrap (apt-get install mmdebstrap)" >&2; exit 2; }
+extra=()
+case "$suite" in
+    focal|jammy|noble|oracular|plucky|questing|resolute)
+        mirror="${UBUNTU_MIRROR:-http://archive.ubuntu.com/ubuntu}"
+        keyring="${UBUNTU_KEYRING:-/usr/share/keyrings/ubuntu-archive-keyring.gpg}"
+        [[ -r "$keyring" ]] || { echo "check_fresh_debian.sh: $suite needs Ubuntu's archive key: apt-get install ubuntu-keyring, or set UBUNTU_KEYRING" >&2; exit 2; }
+        extra=(--components=main,universe --keyring="$keyring") ;;
+    *) mirror="${DEBIAN_MIRROR:-http://deb.debian.org/debian}" ;;
+esac
 
 # The README's commands, exactly as printed (the indented lines that start with `bash scripts/install.sh`).
 mapfile -t cmds < <(grep -E '^    bash scripts/install\.sh' README.md | sed 's/^    //')
@@ -49,7 +61,7 @@ trap cleanup EXIT
 
 echo "== building a fresh Debian $suite in $root"
 # minbase + what a technician's fresh install has anyway (sudo-less root, certificates for PyPI)
-mmdebstrap --quiet --variant=minbase --include=ca-certificates,procps "$suite" "$root" "$mirror"
+mmdebstrap --quiet --variant=minbase --include=ca-certificates,procps "${extra[@]}" "$suite" "$root" "$mirror"
 cp /etc/resolv.conf "$root/etc/resolv.conf"
 # what Debian's installer writes and mmdebstrap leaves out: "localhost" must resolve
 [[ -s "$root/etc/hosts" ]] || printf '127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' > "$root/etc/hosts"
