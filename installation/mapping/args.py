@@ -11,7 +11,11 @@ def add_arguments(p) -> None:
     p.add_argument("--dry-run", action="store_true", help="show the patterns on the LEDs, no camera, write nothing; "
                    "draws them into VENUE-patterns.png")
     p.add_argument("--corners", default=None, help="the canvas corners TL, TR, BR, BL in the camera image: "
-                   "'x,y x,y x,y x,y' in pixels (or 0..1 of the image)")
+                   "'x,y x,y x,y x,y' in pixels (or 0..1 of the image), or 'pick' to click them on the camera's "
+                   "view in a browser")
+    p.add_argument("--pick-listen", default="127.0.0.1:0", metavar="HOST:PORT",
+                   help="where --corners pick serves its page (default 127.0.0.1 on a free port; 0.0.0.0:8080 "
+                        "for a tablet on the venue network)")
     p.add_argument("--anchor", action="append", default=[], metavar="FIXTURE[:INDEX[=X,Y]]",
                    help="an LED whose place is known (the layout's, or X,Y in the layout's units), or a bare "
                         "FIXTURE for its corner LEDs as the layout places them; 4 LEDs or more instead of --corners")

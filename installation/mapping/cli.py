@@ -26,6 +26,9 @@ from .sources import LiveCamera, SourceError, clip_scenes, is_clip
 from .write import MAX_SHAPE_RMS, append_view, write_camera_section, write_layouts
 
 
+PICK = "pick"   # --corners pick: click the corners on the camera's view in a browser
+
+
 class MapError(ValueError):
     """A mapping run that cannot go on; the message is for the installer."""
 
@@ -388,6 +391,8 @@ def map_venue(venue_path: Path | str, source, opts: MapOptions, outputs=None, fr
     venue = load_venue(venue_path)
     n = venue.layout.count
     # bad marks are found before the LEDs run for a minute, not after
+    if opts.corners == PICK:
+        raise MapError("--corners pick needs a camera or a clip to show")
     if opts.corners:
         _parse_corners(opts.corners, (100, 100))
     _anchors(opts, venue)
@@ -459,21 +464,53 @@ def dry_run(venue_path: Path | str, opts: MapOptions, png: Path | None = None, o
 def snapshot(venue_path: Path | str, source, path: Path, opts: MapOptions, outputs=None) -> Path:
     """Every LED on at the pattern level (through the safe pipeline), one camera frame with a pixel grid
     written to ``path``: the installer reads the canvas corners off it for ``--corners``."""
+    from .overlay import snapshot_png
+    return snapshot_png(path, view(venue_path, source, opts, outputs))
+
+
+def view(venue_path: Path | str, source, opts: MapOptions, outputs=None) -> np.ndarray:
+    """One camera frame with every LED on at the pattern level (through the safe pipeline)."""
     venue = load_venue(venue_path)
     player = PatternPlayer(venue, fps=opts.fps, outputs=outputs)
     try:
         white = sequence(venue.layout.count, safe_levels(*player.thresholds))[1]
         player.show(white.levels, max(opts.hold_s, 0.5), white.name)
-        frame = source.grab()
+        return source.grab()
     finally:
         player.close()
-    from .overlay import snapshot_png
-    return snapshot_png(path, frame)
+
+
+def pick_corners(frame: np.ndarray, listen: str, out=print, timeout_s: float | None = None) -> str:
+    """Serve ``frame`` on ``listen`` (HOST:PORT) until the installer has clicked the four canvas corners;
+    returns them as a ``--corners`` value.  Ctrl-C gives up (KeyboardInterrupt)."""
+    from .picker import CornerPicker, PickError, as_argument
+    host, _, port = listen.rpartition(":")
+    try:
+        picker = CornerPicker(frame, host or "127.0.0.1", int(port))
+    except ValueError as exc:
+        raise MapError(f"--pick-listen {listen!r}: {exc if isinstance(exc, PickError) else 'expected HOST:PORT'}") \
+            from None
+    try:
+        url = picker.start()
+        where = f" (or http://<this machine's address>:{picker.port}/ from a tablet)" if host in ("0.0.0.0", "::") else ""
+        out(f"open {url}{where} and click the canvas corners: top-left, top-right, bottom-right, bottom-left")
+        sys.stdout.flush()      # the installer (or a script) needs the address now, not at exit
+        pts = picker.wait(timeout_s)
+    finally:
+        picker.close()
+    if pts is None:
+        raise MapError("no corners were marked in time")
+    corners = as_argument(pts)
+    out(f'corners marked; next time give --corners "{corners}"')
+    return corners
 
 
 def run_map(venue: str, camera: str | None, dry: bool, opts: MapOptions, png_dir: str | None = None,
-            snapshot_to: str | None = None) -> int:
-    """The command line: returns the exit status (0 done, 1 mapping failed, 2 bad input)."""
+            snapshot_to: str | None = None, pick_listen: str = "127.0.0.1:0") -> int:
+    """The command line: returns the exit status (0 done, 1 mapping failed, 2 bad input, 130 Ctrl-C).
+
+    ``opts.corners == "pick"``: the camera's view is served on ``pick_listen`` and the corners are
+    clicked in a browser before the patterns run."""
     out = print
     try:
         if dry:
@@ -492,6 +529,8 @@ def run_map(venue: str, camera: str | None, dry: bool, opts: MapOptions, png_dir
             scenes = clip_scenes(camera, n_pat)
             seq = sequence(v.layout.count, safe_levels(0.1, 0.0625))
             frames = {_key(p): s for p, s in zip(seq, scenes)}
+            if opts.corners == PICK:
+                opts.corners = pick_corners(scenes[1], pick_listen, out)
             res = map_venue(venue, None, opts, frames=frames)
         elif not camera.isdigit() and not camera.startswith("/dev/"):
             raise SourceError(f"--camera {camera!r}: not a camera index (0, 1 ...), a /dev path or an existing "
@@ -502,12 +541,17 @@ def run_map(venue: str, camera: str | None, dry: bool, opts: MapOptions, png_dir
                 if snapshot_to:
                     out(f"camera view with a pixel grid: {snapshot(venue, src, Path(snapshot_to), opts)}")
                     return 0
+                if opts.corners == PICK:
+                    opts.corners = pick_corners(view(venue, src, opts), pick_listen, out)
                 res = map_venue(venue, src, opts)
             finally:
                 src.close()
     except (VenueError, SourceError, MapError) as exc:
         out(f"tapestry map: {exc}")
         return 2 if not isinstance(exc, MapError) else 1
+    except KeyboardInterrupt:
+        out("tapestry map: stopped (Ctrl-C); nothing written")
+        return 130
     for ln in report(res, v):
         out(ln)
     if opts.png:
@@ -537,4 +581,5 @@ def run_from_args(args) -> int:
         return 2
     opts = MapOptions(corners=args.corners, anchors=tuple(args.anchor), k1=args.k1, hold_s=args.hold,
                       average=args.average, write=not args.no_write, write_roi=args.write_roi, quiet=args.quiet)
-    return run_map(str(args.venue or DEFAULT_VENUE), args.camera, args.dry_run, opts, args.png_dir, args.snapshot)
+    return run_map(str(args.venue or DEFAULT_VENUE), args.camera, args.dry_run, opts, args.png_dir, args.snapshot,
+                   args.pick_listen)

@@ -45,14 +45,13 @@ def test_dry_run_shows_every_pattern_on_the_wire_and_draws_them(small, tmp_path)
     assert not list(small.given_path.parent.glob("*.bak"))
 
 
-def test_a_recorded_clip_maps_like_a_live_camera(small, tmp_path):
-    """Record the camera while the patterns play (as a phone would), then map from the MP4 with the CLI."""
-    clip = tmp_path / "clip.mp4"
-    cam = small.camera
+def record_clip(world, clip: Path) -> Path:
+    """Record ``world``'s camera while the patterns play (as a phone would): an MP4 for ``map --camera``."""
+    cam = world.camera
     writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 30, cam.size)
     assert writer.isOpened()
-    player = PatternPlayer(small.given, fps=60)
-    seq = sequence(small.given.layout.count, safe_levels(*player.thresholds))
+    player = PatternPlayer(world.given, fps=60)
+    seq = sequence(world.given.layout.count, safe_levels(*player.thresholds))
     try:
         for _ in range(4):                     # pre-roll: the LEDs dark before the run
             player.show(seq[0].levels, 0.01)
@@ -64,7 +63,13 @@ def test_a_recorded_clip_maps_like_a_live_camera(small, tmp_path):
     finally:
         player.close()
         writer.release()
-    corners = " ".join(f"{x:.2f},{y:.2f}" for x, y in cam.canvas_corners_px())
+    return clip
+
+
+def test_a_recorded_clip_maps_like_a_live_camera(small, tmp_path):
+    """Record the camera while the patterns play (as a phone would), then map from the MP4 with the CLI."""
+    clip = record_clip(small, tmp_path / "clip.mp4")
+    corners = " ".join(f"{x:.2f},{y:.2f}" for x, y in small.camera.canvas_corners_px())
     r = _run("--venue", str(small.given_path), "--camera", str(clip), "--corners", corners,
              "--png-dir", str(tmp_path), "--quiet")
     assert r.returncode == 0, r.stdout + r.stderr
