@@ -60,8 +60,9 @@ cleanup() {
 trap cleanup EXIT
 
 echo "== building a fresh Debian $suite in $root"
-# minbase + what a technician's fresh install has anyway (sudo-less root, certificates for PyPI)
-mmdebstrap --quiet --variant=minbase --include=ca-certificates,procps "${extra[@]}" "$suite" "$root" "$mirror"
+# minbase + what a technician's fresh install has anyway (sudo-less root, certificates for PyPI, and apt, which
+# Ubuntu ranks "important" rather than "required", so its minbase leaves it out)
+mmdebstrap --quiet --variant=minbase --include=apt,ca-certificates,procps "${extra[@]}" "$suite" "$root" "$mirror"
 cp /etc/resolv.conf "$root/etc/resolv.conf"
 # what Debian's installer writes and mmdebstrap leaves out: "localhost" must resolve
 [[ -s "$root/etc/hosts" ]] || printf '127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n' > "$root/etc/hosts"
