@@ -24,8 +24,8 @@ from .frames import AudioFrame, CameraFrame
 
 log = logging.getLogger(__name__)
 
-COLUMNS = ("t", "presence", "motion", "speed", "people", "level_dbfs", "floor_dbfs", "loudness", "onset_rate",
-           "intensity")
+COLUMNS = ("t", "presence", "motion", "speed", "people", "level_dbfs", "floor_dbfs", "loudness", "bass", "voice",
+           "air", "onset_rate", "intensity")
 
 
 def _row(t: float, cam: CameraFrame | None, aud: AudioFrame | None, intensity: float) -> list:
@@ -33,8 +33,8 @@ def _row(t: float, cam: CameraFrame | None, aud: AudioFrame | None, intensity: f
     return [f"{t:.4f}",
             *(f"{v:.5f}" for v in ((cam.presence, cam.motion, cam.speed) if cam else (nan, nan, nan))),
             len(cam.people) if cam else "",
-            *(f"{v:.3f}" for v in ((aud.level_dbfs, aud.floor_dbfs, aud.loudness, aud.onset_rate) if aud
-                                   else (nan, nan, nan, nan))),
+            *(f"{v:.3f}" for v in ((aud.level_dbfs, aud.floor_dbfs, aud.loudness, aud.bass, aud.voice, aud.air,
+                                    aud.onset_rate) if aud else (nan,) * 7)),
             f"{intensity:.4f}"]
 
 

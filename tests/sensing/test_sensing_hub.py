@@ -182,6 +182,11 @@ def test_sense_command_writes_rows_and_a_preview(tmp_path, capsys):
     rows = list(csv.DictReader(out.open()))
     assert len(rows) == len(frames(WALK))
     assert {"t", "presence", "motion", "people", "level_dbfs", "onset_rate", "intensity"} <= set(rows[0])
+    # the bands a preset can map are there to tune with too: claps (broadband) light voice and air
+    assert {"bass", "voice", "air"} <= set(rows[0])
+    for band in ("bass", "voice", "air"):
+        values = [float(r[band]) for r in rows if r[band] != "nan"]
+        assert values and max(values) > 0.5, (band, values)
     assert max(float(r["presence"]) for r in rows) > 0.01
     assert "presence" in capsys.readouterr().out
     with av.open(str(mp4)) as c:
