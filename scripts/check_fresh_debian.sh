@@ -87,11 +87,19 @@ git ls-files -z --cached --others --exclude-standard | \
 inside() { chroot "$root" /usr/bin/env -i HOME=/root PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
     LANG=C.UTF-8 bash -c "cd /opt/tapestry || exit 2
 $1"; }
+# The same, in a network namespace of its own with only loopback: the piece binds its default ports
+# (OSC 9000, health 9091, loopback receivers 6454/5568/4048), which a show or another check on this
+# machine may hold; in here it meets neither, and `run.py status` asks this piece, not another one.
+isolated() { unshare --net bash -c 'ip link set lo up && "$@"' isolated inside "$1"; }
+export -f inside
+export root
 
 echo "== README command 1: $run_cmd   (SIGINT after ${run_s} s)"
-# Shares the host's network (the install needs the mirror and PyPI): the piece binds its default
-# ports (OSC 9000, health 9091) on loopback, so run this when no show runs on this machine.
-inside "( $run_cmd ) > /tmp/run.log 2>&1 & pid=\$!
+# Its install half needs the mirror and PyPI, so `bash scripts/install.sh` runs first on the host's
+# network, as in the README; then the whole command, verbatim, runs isolated (its install finds
+# everything in place and downloads nothing).
+inside "bash scripts/install.sh" > "$root/tmp/install.log" 2>&1 || { tail -n 20 "$root/tmp/install.log"; exit 1; }
+isolated "( $run_cmd ) > /tmp/run.log 2>&1 & pid=\$!
         up=0
         for i in \$(seq 1 1200); do
             kill -0 \$pid 2>/dev/null || break
