@@ -67,8 +67,8 @@ PAGE = """<!doctype html>
 <style>
  body{margin:0;font:16px system-ui,sans-serif;background:#111;color:#eee}
  header{padding:.6em 1em} #wrap{position:relative;display:inline-block;margin:0 1em;touch-action:none}
- #view{display:block;max-width:calc(100vw - 2em);max-height:75vh;cursor:crosshair}
- svg{position:absolute;left:0;top:0;width:100%;height:100%;pointer-events:none}
+ #view{display:block;cursor:crosshair}
+ svg{position:absolute;left:0;top:0;width:100%;height:100%;pointer-events:none;overflow:visible}
  button{font:inherit;margin:.5em .5em 0 0;padding:.4em 1em} #msg{min-height:1.4em;margin:.5em 1em}
  .err{color:#f77} .ok{color:#7f7}
 </style></head><body>
@@ -90,7 +90,8 @@ function draw(){
   const r=Math.max(w,h)/120, p=pts.map(q=>q.join(",")).join(" ");
   svg.innerHTML=(pts.length>1?`<polygon points="${p}" fill="rgba(255,220,0,.12)" stroke="#fd0" stroke-width="${r/3}"/>`:"")+
     pts.map((q,i)=>`<circle cx="${q[0]}" cy="${q[1]}" r="${r}" fill="none" stroke="#0f0" stroke-width="${r/3}"/>`+
-      `<text x="${q[0]+r*1.5}" y="${q[1]-r*1.5}" fill="#0f0" font-size="${r*3}">${names[i]}</text>`).join("");
+      `<text x="${q[0]+(q[0]>w/2?-r*1.5:r*1.5)}" y="${q[1]+(q[1]>h/2?r*4:-r*1.5)}" fill="#0f0" font-size="${r*3}" `+
+      `text-anchor="${q[0]>w/2?"end":"start"}">${names[i]}</text>`).join("");
   document.getElementById("next").textContent=pts.length<4?names[pts.length]:"done: press Use these corners";
   send.disabled=pts.length!==4;
 }
@@ -110,7 +111,13 @@ send.onclick=async()=>{
     if(r.ok)send.disabled=true;
   }catch(err){msg.className="err";msg.textContent="could not reach the mapping run: "+err;}
 };
-img.addEventListener("load",draw);
+function fit(){   // as large as the window allows, aspect kept (a small camera picture is hard to click)
+  const w=img.naturalWidth, h=img.naturalHeight; if(!w)return;
+  const k=Math.min((window.innerWidth-32)/w,(window.innerHeight*0.75)/h);
+  img.style.width=Math.max(1,Math.floor(w*k))+"px"; img.style.height=Math.max(1,Math.floor(h*k))+"px";
+}
+img.addEventListener("load",()=>{fit();draw();});
+window.addEventListener("resize",fit);
 </script></body></html>
 """
 
