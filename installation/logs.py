@@ -263,6 +263,7 @@ class NativeStderr:
         self._read_fd: int | None = None
         self._old_stderr = None
         self._thread: threading.Thread | None = None
+        self._stopping = False
 
     @staticmethod
     def key(line: str) -> str:
@@ -283,6 +284,9 @@ class NativeStderr:
         except OSError:
             return False
         stream = os.fdopen(os.dup(saved), "w", buffering=1, encoding="utf-8", errors="replace")
+        # A native library must never block on a full pipe (a reader that stalls would freeze the
+        # audio thread mid-print): with O_NONBLOCK its write fails with EAGAIN and the line is lost.
+        os.set_blocking(w, False)
         os.dup2(w, 2)
         os.close(w)
         self._saved_fd, self._read_fd = saved, r
@@ -298,6 +302,16 @@ class NativeStderr:
         return True
 
     def _pump(self, fd: int) -> None:
+        try:
+            self._pump_lines(fd)
+        finally:
+            if not self._stopping and self._saved_fd is not None:   # ended on its own: fd 2 back, not a full pipe
+                try:
+                    os.dup2(self._saved_fd, 2)
+                except OSError:
+                    pass
+
+    def _pump_lines(self, fd: int) -> None:
         pending = b""
         while True:
             try:
@@ -330,6 +344,7 @@ class NativeStderr:
         """Give fd 2 back to the real stderr, log what is still queued, and close the pipe."""
         if self._saved_fd is None:
             return
+        self._stopping = True
         try:
             os.dup2(self._saved_fd, 2)      # closes our end of the pipe on fd 2: the pump sees EOF
         except OSError:

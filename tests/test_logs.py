@@ -309,3 +309,41 @@ def test_alsa_and_pulseaudio_lines_go_through_the_log_once_rule(tmp_path, mode):
     assert len(alsa) == 2, r.stderr                       # the first, and one summary at stop
     assert "tapestry.native" in alsa[0] and "repeated 299 times" in alsa[1], alsa
     assert "our own line" in r.stderr
+
+
+STALLED_PROBE = r'''
+import logging, os, sys, threading
+sys.path.insert(0, sys.argv[1])
+from installation.logs import NativeStderr
+stall = threading.Event()
+
+class Stuck(logging.Handler):
+    def emit(self, record):
+        stall.wait()                       # a console that never drains
+
+log = logging.getLogger("stalled")
+log.addHandler(Stuck())
+log.propagate = False
+native = NativeStderr(logger=log)
+native.start()
+line = b"ALSA lib pcm.c:2666:(snd_pcm_open_noupdate) Unknown PCM x\n"
+for _ in range(20000):                     # ~1.2 MB: far more than a pipe holds
+    try:
+        os.write(2, line)
+    except BlockingIOError:
+        pass
+print("writer never blocked", flush=True)
+stall.set()
+native.stop()
+'''
+
+
+def test_a_stalled_log_never_blocks_a_native_library_writing_to_stderr():
+    """If the pump cannot keep up (a stuck console), PortAudio printing to fd 2 must lose lines, not hang the
+    audio thread on a full pipe."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    r = subprocess.run([sys.executable, "-c", STALLED_PROBE, str(Path(__file__).resolve().parents[1])],
+                       capture_output=True, text=True, timeout=60)
+    assert "writer never blocked" in r.stdout, r.stderr[-2000:]
