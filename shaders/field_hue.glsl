@@ -17,7 +17,7 @@ void main() {
     uint i = gl_GlobalInvocationID.x * u_stride + u_offset;
     if (i >= uint(u_count)) return;
     Particle p = load_particle(i);
-    int r = clamp(int(p.tag.z), 0, max(u_routes - 1, 0));
+    int r = clamp(int(p.tag.z), 0, MAX_ROUTES - 1);
     float sp = sqrt(dot(p.kin.zw, p.kin.zw)) / max(u_speed, 0.05);
     // Under malfunction the fast, torn-loose particles run hot.
     float hue = fract(u_route_ctrl[r].w + 0.08 * p.tag.y + 0.3 * u_malfunction * clamp(sp - 0.8, 0.0, 1.0));

@@ -41,7 +41,7 @@ void main() {
     Particle p = load_particle(i);
     vec2 pos = p.kin.xy, vel = p.kin.zw;
     float s = p.tag.x, lane = p.tag.y, life = p.tag.w;
-    int r = clamp(int(p.tag.z), 0, max(u_routes - 1, 0));
+    int r = clamp(int(p.tag.z), 0, MAX_ROUTES - 1);
     bool newborn = life <= 0.0;
 
     vec4 ctrl = u_route_ctrl[r], info = u_route_info[r], ab = u_route_ends[r];
@@ -80,10 +80,10 @@ void main() {
     uint h = hash3(i, u_frame, u_seed), h2 = pcg(h);
     float r0 = float(h & 0xFFFFu) * (1.0 / 65536.0), r1 = float(h >> 16) * (1.0 / 65536.0);
     float r2 = float(h2 & 0xFFFFu) * (1.0 / 65536.0), r3 = float(h2 >> 16) * (1.0 / 65536.0);
-    int petals = u_routes - u_filaments;
+    int petals = u_petals;
     bool on_petal = (r0 < u_node_share && petals > 0) || u_filaments == 0;
-    int born_route = on_petal ? u_filaments + min(int(r3 * float(petals)), petals - 1)
-                              : min(int(r3 * float(u_filaments)), u_filaments - 1);
+    int born_route = on_petal ? min(int(r3 * float(petals)), petals - 1)
+                              : FILAMENT_BASE + min(int(r3 * float(u_filaments)), u_filaments - 1);
     float born_lane = r1 * 2.0 - 1.0;
     born_lane *= abs(born_lane);                          // denser at the core
     // Stored life is negative for a newborn: its position is set on its first step.

@@ -17,22 +17,23 @@ from installation.field.look import DEMO_VENUE, LookRun, fade_pop, frame_stats
 SMALL = dict(size=(192, 108), particles=32_768)
 
 
-NODES_SWITCH = pytest.mark.xfail(strict=True, reason="issue 12 not done: the node count still switches at the "
-                                 "fade's midpoint and the network is rebuilt (tension->symbiosis 3.0, "
-                                 "harmony->symbiosis 8.2; old code 25.8 and more)")
+# The LED bytes still change up to ~3.5x faster than around the fade when the node count grows a lot
+# (symbiosis, 16 nodes, 4 links): a broad hump while nodes and filaments fade in, no single-frame pop.
+LEDS_HUMP = pytest.mark.xfail(strict=True, reason="issue 12 not done: fades into and out of symbiosis change the "
+                              "LED bytes up to 3.5x faster than around them (no switch any more; old code 50.4)")
 
 
 @pytest.mark.parametrize("source,target", [("harmony", "breakdown"), ("tension", "breakdown"),
-                                           pytest.param("tension", "symbiosis", marks=NODES_SWITCH)])
+                                           ("tension", "symbiosis"), ("breakdown", "symbiosis")])
 def test_a_crossfade_does_not_pop_on_the_tapestry(ctx, source, target):
-    # Old code: harmony->breakdown 8.9, tension->symbiosis 25.8 (the palette switched in one frame).
+    # Old code: harmony->breakdown 8.9, tension->symbiosis 25.8 (the palette switched in one frame);
+    # then 3.0 and 8.2 (harmony->symbiosis) while the node count switched and the network was rebuilt.
     pop = fade_pop(ctx, source, target, **SMALL)
     assert pop.tapestry <= 2.0, pop
 
 
-@pytest.mark.xfail(strict=True, reason="issue 12 not done: the node count still switches at the midpoint "
-                   "(measured 3.2 and 3.6; old code 13.8 and 50.4)")
-@pytest.mark.parametrize("source,target", [("harmony", "breakdown"), ("tension", "symbiosis")])
+@pytest.mark.parametrize("source,target", [("harmony", "restoration"), ("tension", "restoration"),
+                                           pytest.param("tension", "symbiosis", marks=LEDS_HUMP)])
 def test_a_crossfade_does_not_pop_on_the_leds(ctx, source, target):
     pop = fade_pop(ctx, source, target, **SMALL)
     assert pop.leds <= 2.0, pop

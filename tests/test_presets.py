@@ -152,7 +152,7 @@ def test_good_minimal_preset(lib):
     p = lib.load("tiny")
     assert dict(p.params) == {"field/nodes/count": 12, "render/palette": "mycelium"}
     assert p.ignored == ("show/blackout",)  # venue scope: checked, but never part of a look
-    assert type(p.params["field/nodes/count"]) is int
+    assert type(p.params["field/nodes/count"]) is float   # it morphs in a crossfade: nodes fade in one by one
     assert p.description == "" and p.mood == () and p.shipped
 
 
@@ -162,7 +162,7 @@ def some_bases(tree: ParamTree, harmony: float = 0.42) -> dict:
     b = tree.bases()
     b["field/harmony"] = harmony
     b["render/palette"] = "aurora"
-    b["field/nodes/count"] = 17
+    b["field/nodes/count"] = 17.0
     return b
 
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..gfx.shaders import ShaderLibrary
 from ..params import FLOAT, INT, LOOK, MACHINE, ParamSpec, ParamTree, floats
-from .network import MAX_ROUTES, Network, NetworkState
+from .network import FILAMENT_BASE, MAX_ROUTES, Network, NetworkState
 
 MAX_ATTRACTORS = 16  # must match shaders/field_flow.glsl
 PARTICLE_FLOATS = 8  # a particle unpacked: kin (x, y, vx, vy) + tag (s, lane, route, life)
@@ -116,10 +116,10 @@ class ParticleField:
         st = self.state
         n = self.count
         data = np.zeros((n, PARTICLE_FLOATS), np.float32)
-        petals = st.routes - st.filaments
+        petals = st.petals
         on_petal = (rng.random(n) < self.tree["field/nodes/share"]) & (petals > 0) | (st.filaments == 0)
-        data[:, 6] = np.where(on_petal, st.filaments + rng.integers(0, max(petals, 1), n),
-                              rng.integers(0, max(st.filaments, 1), n))
+        data[:, 6] = np.where(on_petal, rng.integers(0, max(petals, 1), n),
+                              FILAMENT_BASE + rng.integers(0, max(st.filaments, 1), n))
         data[:, 4] = rng.random(n) * 0.95
         lane = rng.uniform(-1, 1, n)
         data[:, 5] = lane * np.abs(lane)
@@ -203,7 +203,7 @@ class ParticleField:
     def bind_network(self, prog, st: NetworkState | None = None) -> None:
         """Bind the route table (uniform buffer 0) and counts for a program that includes field_common.glsl."""
         st = st or self.state
-        _set(prog, u_count=self.count, u_aspect=self.aspect, u_filaments=st.filaments, u_routes=st.routes)
+        _set(prog, u_count=self.count, u_aspect=self.aspect, u_petals=st.petals, u_filaments=st.filaments)
         if self._routes_of is not st:  # upload once per frame, whoever asks first
             self.routes.write(np.concatenate([st.route_ends, st.route_ctrl, st.route_info]).tobytes())
             self._routes_of = st
@@ -220,7 +220,7 @@ class ParticleField:
         """
         p = self.read()
         st = self.state
-        p = p[(p[:, 6] < st.filaments) & (p[:, 7] > 0)]
+        p = p[(p[:, 6] >= FILAMENT_BASE) & (p[:, 7] > 0)]
         if len(p) == 0:
             return 0.0
         r = p[:, 6].astype(int)

@@ -28,8 +28,10 @@ layout(std140, binding = 0) uniform Routes {
     vec4 u_route_ctrl[MAX_ROUTES];  // bow point x, y; fragility 0..1; hue 0..1
     vec4 u_route_info[MAX_ROUTES];  // loops (0/1), speed factor / length, speed factor, brightness
 };
-uniform int   u_filaments;               // routes [0, u_filaments) are filaments, the rest petals
-uniform int   u_routes;
+// Stable slots (installation/field/network.py): petals of node i at i*5.., filaments from FILAMENT_BASE.
+#define FILAMENT_BASE 160
+uniform int   u_petals;                  // petal slots in use: [0, u_petals)
+uniform int   u_filaments;               // filament slots in use: [FILAMENT_BASE, FILAMENT_BASE + u_filaments)
 
 Particle load_particle(uint i) {
     uvec4 q = particles[i];
