@@ -316,16 +316,26 @@ class Engine:
         fade = self.params["show/fade"] if fade_s is None else float(fade_s)
         self._start_fade(preset, fade)
 
+    def _look(self, preset: Preset) -> dict[str, object]:
+        """Every look parameter as ``preset`` has it: the ones it does not name at their defaults.
+
+        A look is whole: loading harmony gives harmony whatever came before (a shipped preset that leaves
+        out `field/nodes/share` used to keep the previous preset's).  Venue and machine values are untouched.
+        """
+        look = {p: self.params.spec(p).default for p in self.params.bases(LOOK) if self.params.spec(p).live}
+        look.update(preset.params)
+        return look
+
     def _start_fade(self, preset: Preset, fade: float) -> None:
         old = self._fade.new_mood if self._fade else self._mappings
-        self._fade = Crossfade(self.params, dict(preset.params), fade, old, preset.mood)
+        self._fade = Crossfade(self.params, self._look(preset), fade, old, preset.mood)
         self.preset_name = preset.name
         skipped = [p for p in preset.params if not self.params.spec(p).live]
         if skipped:
             log.info("preset %s: %s take effect on restart", preset.name, ", ".join(skipped))
 
     def _apply_now(self, preset: Preset) -> None:
-        for path, value in preset.params.items():
+        for path, value in self._look(preset).items():
             self.params.set_base(path, value)
         self._mappings = preset.mood
         self.preset_name = preset.name

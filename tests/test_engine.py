@@ -11,6 +11,7 @@ from installation.clock import FixedStepClock
 from installation.control.commands import LoadPreset, SetParam
 from installation.engine import Engine, EngineOptions
 from installation.gfx.shaders import ShaderError
+from installation.params import LOOK
 from installation.presets import PresetError
 from installation.sensing.frames import CameraFrame, Person
 from installation.watch import FileChanged
@@ -58,6 +59,20 @@ def test_preset_crossfade_eases_floats_and_switches_choices_at_midpoint(ctx):
     assert eng.params.base("render/palette") == "abyssal"
     frames(eng, 30)                      # done
     assert eng.params.base("field/malfunction") == pytest.approx(0.8)
+
+
+def test_a_preset_looks_the_same_whatever_came_before(ctx):
+    """Harmony after symbiosis (which sets 4 links and its own node share) is harmony: a look parameter a
+    shipped preset leaves out is at its default, not at the previous preset's value."""
+    fresh = engine(ctx).params.bases(LOOK)
+    eng = engine(ctx, preset="symbiosis")
+    assert eng.params.base("field/nodes/links") == 4
+    eng.load_preset("restoration", 0.5)
+    frames(eng, 20)
+    eng.load_preset("harmony", 0.5)
+    frames(eng, 20)
+    assert eng.params.bases(LOOK) == fresh
+    assert eng.params.base("field/nodes/links") == 3
 
 
 def test_broken_preset_is_refused_and_the_look_is_kept(ctx, tmp_path):
