@@ -335,7 +335,8 @@ class Engine:
             log.info("preset %s: %s take effect on restart", preset.name, ", ".join(skipped))
 
     def _apply_now(self, preset: Preset) -> None:
-        for path, value in self._look(preset).items():
+        # At start-up the tree holds defaults, plus what the caller chose on purpose before (kept).
+        for path, value in preset.params.items():
             self.params.set_base(path, value)
         self._mappings = preset.mood
         self.preset_name = preset.name
