@@ -4,9 +4,11 @@
     python bench/bench_leds.py [--venue hardware/large-venue.toml] [--frames 240] [--fps 60]
 
 Prints per frame the whole LED path as the engine runs it, stage by stage (LedPipeline.stages:
-correct = GPU dispatch for sampling, gamma, white balance, master, the flash limiter's measures and
-region sums + readback; power; flash (the photosensitive limiter, always on); pack; send = the
-slot write), the encode+send ms measured on the outputs' own threads (wall and thread CPU), and
+correct = GPU dispatch for sampling, gamma, white balance, master + readback, on the frame thread;
+then on the pipeline's worker thread: power; quantize; flash (the photosensitive limiter, always
+on); pack; send = the slot write), the frame thread's whole share (the process() call), the
+same stages all inline on the frame thread (worker=False, as scripts and renders run them),
+the encode+send ms measured on the outputs' own threads (wall and thread CPU), and
 packets/s -- on content moving at the piece's pace (nothing to limit: the usual case), and on a
 worst case (every LED swinging fully at 7.5 Hz, so the limiter acts on every frame); beside
 them, in the same run:
@@ -153,7 +155,7 @@ class Ours:
     """The show's LED path: LedPipeline (every stage, flash and power limits included) + outputs, each stage
     timed on the frame thread, encode/transmit timed on the outputs' threads (wall and thread CPU)."""
 
-    def __init__(self, ctx, venue, texs, fps, sink, bare: bool = False):
+    def __init__(self, ctx, venue, texs, fps, sink, bare: bool = False, worker: bool = False):
         port = {c.name: p for c, p in zip(venue.patch.controllers, sink.ports)}
         outs_cfg = [dataclasses.replace(o, port=port[o.name], fps=float(fps) * 2) for o in venue.outputs]
         self.venue = dataclasses.replace(venue, outputs=tuple(outs_cfg))
@@ -174,7 +176,9 @@ class Ours:
                         _a[0] += time.perf_counter() - t
                         _a[1] += time.thread_time() - c
                 setattr(o, name, timed)
-        self.leds = LedPipeline(ctx, self.venue, ParamTree.from_specs(PARAMS), fps=fps, outputs=self.outputs)
+        self.worker = worker
+        self.leds = LedPipeline(ctx, self.venue, ParamTree.from_specs(PARAMS), fps=fps, outputs=self.outputs,
+                                worker=worker)
         if bare:  # one stand-in for every controller
             self.leds._handoff.slices = [slice(None)]
         self.leds.prepare((W, H))
@@ -182,9 +186,27 @@ class Ours:
         for i in range(10):  # warm up (compile, first packets)
             self.leds.process(texs[i % len(texs)], 1.0 / fps)
         time.sleep(0.3)
-        self.r = dict(total=[], enc_s=0.0, enc_cpu_s=0.0, frames_sent=0, packets=0,
-                      received=0, elapsed=0.0, handoff_s=0.0, handed=0, **{st.name: [] for st in self.leds.stages})
+        self.r = dict(total=[], enc_s=0.0, enc_cpu_s=0.0, frames_sent=0, packets=0, worker_total=[],
+                      received=0, elapsed=0.0, handoff_s=0.0, handed=0, done=0,
+                      **{st.name: [] for st in self.leds.stages})
         self.k = 10
+        if worker:   # time each stage where it runs: correct on the frame thread, the rest on the worker
+            self.leds.stages = tuple(self._timed(st) for st in self.leds.stages)
+
+    def _timed(self, stage):
+        r = self.r
+
+        def run(f, _st=stage):
+            t = time.perf_counter()
+            _st(f)
+            ms = (time.perf_counter() - t) * 1e3
+            r[_st.name].append(ms)
+            if _st.name != "correct":
+                if _st.name == "power":
+                    r["worker_total"].append(0.0)
+                r["worker_total"][-1] += ms
+        run.name = stage.name
+        return run
 
     def run(self, frames: int) -> None:
         leds, outputs, r = self.leds, self.outputs, self.r
@@ -197,10 +219,17 @@ class Ours:
         p0, r0 = sum(o.status()["packets"] for o in outputs), self.sink.packets
         period = 1.0 / self.fps
         stages = leds.stages
+        d0 = leds.status()["worker"]["done"] if self.worker else 0
         t_next = t_start = time.perf_counter()
         for _ in range(frames):
             tex = self.texs[self.k % len(self.texs)]
             self.k += 1
+            if self.worker:   # as the engine calls it: the frame thread's whole share is this call
+                t0 = time.perf_counter()
+                leds.process(tex, period)
+                r["total"].append((time.perf_counter() - t0) * 1e3)
+                t_next = pace(t_next, period)
+                continue
             f = LedFrame(tex, period, leds.color.levels)   # what LedPipeline.process does, stage by stage
             t0 = t = time.perf_counter()
             for st in stages:
@@ -212,6 +241,8 @@ class Ours:
             t_next = pace(t_next, period)
         time.sleep(0.1)  # let the output threads finish the last frame
         r["elapsed"] += time.perf_counter() - t_start
+        if self.worker:
+            r["done"] += leds.status()["worker"]["done"] - d0
         if self.bare is not None:
             self.acc = [[self.bare.wall_s, self.bare.cpu_s]]
         r["enc_s"] += sum(a[0] for a in self.acc) - enc0
@@ -226,8 +257,15 @@ class Ours:
         r, n_out = self.r, len(self.outputs)
         print(f"\n{title} (ms per frame, min / median / p95):")
         for st in self.leds.stages:
-            print(f"  {st.name:<30}{trio(r[st.name])}")
-        print(f"  = frame-thread total          {trio(r['total'])}")
+            where = ("frame thread" if st.name == "correct" else "worker") if self.worker else ""
+            print(f"  {st.name:<16}{where:<14}{trio(r[st.name])}")
+        if self.worker:
+            print(f"  = worker total                {trio(r['worker_total'])}   (off the frame thread; "
+                  f"{r['handed'] - r['done']} of {r['handed']} frames replaced by a newer one before it "
+                  f"took them: LEDs at {self.fps * r['done'] / max(r['handed'], 1):.0f} of {self.fps:g} fps)")
+            print(f"  = frame-thread total          {trio(r['total'])}   (process(): GPU pass + hand-off)")
+        else:
+            print(f"  = frame-thread total          {trio(r['total'])}")
         print(f"  frames the flash limiter changed: {self.leds.flash_limiter.frames_limited}")
         print(f"  hand-off thread (Output.send x {n_out}) {r['handoff_s'] * 1e3 / max(r['handed'], 1):6.2f} thread CPU "
               f"(mean per frame; off the frame thread)")
@@ -369,8 +407,10 @@ def main() -> int:
     print(f"{venue.layout.count} LEDs, {len(venue.patch.controllers)} controllers, {nuni} universes, "
           f"texture {W}x{H}, {a.frames} frames at {a.fps:g} fps; GL: {ctx.info['GL_RENDERER']}; "
           f"switch interval {sys.getswitchinterval() * 1e3:g} ms; load average {os.getloadavg()[0]:.2f}")
-    ours = Ours(ctx, venue, slow_texs, a.fps, sink)
-    worst = Ours(ctx, venue, strobe_texs, a.fps, sink)
+    ours = Ours(ctx, venue, slow_texs, a.fps, sink, worker=True)
+    worst = Ours(ctx, venue, strobe_texs, a.fps, sink, worker=True)
+    inline = Ours(ctx, venue, slow_texs, a.fps, sink)
+    worst_inline = Ours(ctx, venue, strobe_texs, a.fps, sink)
     floor = Ours(ctx, venue, slow_texs, a.fps, sink, bare=True)
     try:
         hand = ByHand(venue, slow_texs, a.fps, sink)
@@ -382,14 +422,20 @@ def main() -> int:
         n = min(block, a.frames - k)
         ours.run(n)
         worst.run(n)
+        inline.run(n)
+        worst_inline.run(n)
         floor.run(n)
         if hand is not None:
             hand.run(n)
     r = ours.r
     ours.report("Tapestry LED path as the engine runs it, content at the piece's pace")
     worst.report("The same on a worst case: every LED swinging fully at 7.5 Hz (the flash limiter acts every frame)")
+    inline.report("Every stage inline on the frame thread (worker=False: scripts, renders), piece's pace")
+    worst_inline.report("Every stage inline, worst case")
     ours_total = med(r["total"])
-    ours_cpu = ours_total + ours.enc_cpu_ms()
+    print(f"\nframe thread, worker / inline, median: {ours_total / med(inline.r['total']):.2f}x at the piece's pace, "
+          f"{med(worst.r['total']) / med(worst_inline.r['total']):.2f}x on the worst case")
+    ours_cpu = ours_total + med(r["worker_total"]) + ours.enc_cpu_ms()
     ra = bare_sendto(venue, a.frames, sink)
     print(f"\n(a) bare sendto of the same {ra['packets']} prebuilt packets: {med(ra['total']):6.2f} ms wall, "
           f"{med(ra['cpu']):6.2f} ms thread CPU per frame (median)")
@@ -409,7 +455,9 @@ def main() -> int:
               f"received {rb['received'] / rb['elapsed']:,.0f} packets/s")
         print(f"    end to end on the frame thread, median: by hand / Tapestry = {hb / ours_total:.2f}x"
               f"   (min: {lo(rb['total']) / lo(r['total']):.2f}x)")
-        print(f"    all CPU incl. output threads, median:   by hand / Tapestry = {hb / ours_cpu:.2f}x")
+        print(f"    all CPU incl. worker and output threads, median: by hand / Tapestry = {hb / ours_cpu:.2f}x")
+        print(f"    inline path on the frame thread, median: by hand / Tapestry inline = "
+              f"{hb / med(inline.r['total']):.2f}x")
         print(f"    worst case (limiter acting), median:    by hand / Tapestry = {hb / med(worst.r['total']):.2f}x")
         hand.close()
     goal = "met" if ours_total <= 3.0 else "NOT met on this machine now"
@@ -417,6 +465,8 @@ def main() -> int:
           f"frame thread: median {ours_total:.2f} ms, min {lo(r['total']):.2f} ms ({goal}); worst case median "
           f"{med(worst.r['total']):.2f} ms, min {lo(worst.r['total']):.2f} ms")
     worst.close()
+    inline.close()
+    worst_inline.close()
     floor.close()
     ours.close()
     sink.close()

@@ -339,7 +339,7 @@ def _run_live(args: LiveArgs, show, venue, stack: contextlib.ExitStack) -> int:
     if venue is not None:
         from .leds import LedPipeline
         try:
-            leds = LedPipeline(ctx, venue, tree, fps=args.fps, shaders=engine.shaders)
+            leds = LedPipeline(ctx, venue, tree, fps=args.fps, shaders=engine.shaders, worker=True)
         except ShaderError as exc:
             raise StartupError(f"shader: {exc}") from None
         except ValueError as exc:  # the venue's [safety] section

@@ -303,7 +303,18 @@ class Engine:
                 st["leds"] = self.leds.status()
             except Exception as exc:
                 st["leds"] = {"error": str(exc)}
+            self._note_led_worker(st["leds"].get("worker"))
         return st
+
+    def _note_led_worker(self, w: dict | None) -> None:
+        """Errors of the LED pipeline's stage worker (its own thread) join the engine's, as the frame's do."""
+        if not w:
+            return
+        if w.get("errors", 0) > self._errors.get("leds/worker", 0):
+            self._errors["leds/worker"] = w["errors"]
+            msg = f"leds: {w.get('last_error')} (frames skipped)"
+            if not self.last_errors or self.last_errors[-1] != msg:
+                self.last_errors.append(msg)
 
     # -- live control (ControlTarget) -----------------------------------
     def preset_names(self) -> list[str]:

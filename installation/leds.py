@@ -15,8 +15,12 @@
 * ``send``: a slot write; a hand-off thread calls every controller's non-blocking ``send``.
 
 The pipeline builds every stage itself from the venue: there is no argument, parameter or
-attribute that leaves the power or the flash limit out.  Engine thread only (or a script's
-own thread when it owns the pipeline's GL context).
+attribute that leaves the power or the flash limit out.  ``process`` is called on the engine
+thread (or a script's own thread when it owns the pipeline's GL context).  With
+``worker=True`` (the live show) only ``correct`` runs there; the CPU stages run on a thread of
+their own, fed the newest sampled frame (a frame the worker had not started when the next one
+came is replaced, and its ``dt`` is added to the next, so the flash limiter still counts real
+time): the frame loop pays for the GPU pass and a hand-off, never for the limiters.
 """
 
 from __future__ import annotations
@@ -107,6 +111,93 @@ class _Handoff:
             self._cv.notify()
         if self._thread is not None:
             self._thread.join(timeout)
+
+
+class _StageWorker:
+    """Runs the CPU stages (power -> send) of :class:`LedPipeline` on their own thread.
+
+    The frame thread samples into one of three buffers (never one the worker is reading or the
+    one waiting for it), then :meth:`put` makes it the pending frame, replacing a pending frame
+    the worker has not taken (newest wins; the replaced frame's ``dt`` is added to the new one's).
+    The worker copies the pending buffer into the colour pipeline's levels and runs the stages
+    under the pipeline's stage lock, so :meth:`LedPipeline.close` can go dark through the same
+    stages once the worker has stopped.  A stage that raises is logged (first time, then every
+    1000th), the frame is skipped and the worker goes on.
+    """
+
+    def __init__(self, pipeline: "LedPipeline", n: int):
+        self._pipe = pipeline
+        self.buffers = [np.zeros((n, 3), np.float32) for _ in range(3)]
+        self._cv = threading.Condition()
+        self._pending: tuple[int, float] | None = None
+        self._reading: int | None = None
+        self._stop = False
+        self._thread: threading.Thread | None = None
+        self.dropped = 0        # frames replaced before the worker took them
+        self.done = 0           # frames the worker ran through every stage
+        self.errors = 0
+        self.last_error = ""
+
+    def free(self) -> int:
+        """Index of a buffer the frame thread may sample into now (the frame thread is the only producer)."""
+        with self._cv:
+            used = (self._reading, self._pending[0] if self._pending is not None else None)
+        return next(i for i in range(len(self.buffers)) if i not in used)
+
+    def put(self, index: int, dt: float) -> None:
+        """Hand buffer ``index`` (sampled ``dt`` seconds after the previous frame) to the worker."""
+        if self._stop:
+            return
+        if self._thread is None or not self._thread.is_alive():
+            if self._thread is not None:
+                log.error("LED stage worker had ended; starting it again")
+            self._thread = threading.Thread(target=self._run, name="leds-stages", daemon=True)
+            self._thread.start()
+        with self._cv:
+            if self._pending is not None:
+                self.dropped += 1
+                dt += self._pending[1]
+            self._pending = (index, dt)
+            self._cv.notify()
+
+    def _run(self) -> None:
+        pipe = self._pipe
+        while True:
+            with self._cv:
+                while self._pending is None and not self._stop:
+                    self._cv.wait()
+                if self._stop:
+                    return
+                (index, dt), self._pending = self._pending, None
+                self._reading = index
+            with pipe._stage_lock:
+                np.copyto(pipe.color.levels, self.buffers[index])
+                with self._cv:
+                    self._reading = None
+                try:
+                    pipe._run_stages(LedFrame(None, dt, pipe.color.levels), pipe.stages[1:])
+                    self.done += 1
+                except Exception as exc:  # the frame is skipped; the show goes on
+                    self.errors += 1
+                    self.last_error = f"{type(exc).__name__}: {exc}"
+                    if self.errors == 1 or self.errors % 1000 == 0:
+                        log.error("LED stages: %s (occurrence %d; frame skipped)", self.last_error, self.errors,
+                                  exc_info=self.errors == 1)
+
+    def stop(self, timeout: float = 1.0) -> bool:
+        """Stop after the frame in hand (a pending frame is dropped); False if the thread did not end."""
+        with self._cv:
+            self._stop = True
+            self._pending = None
+            self._cv.notify()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            return not self._thread.is_alive()
+        return True
+
+    def status(self) -> dict:
+        return {"alive": self._thread is not None and self._thread.is_alive(), "done": self.done,
+                "dropped": self.dropped, "errors": self.errors, "last_error": self.last_error}
 
 
 class LedFrame:
@@ -227,13 +318,15 @@ class LedPipeline:
     * ``tree``: a ParamTree with :data:`PARAMS` declared (``ParamTree.from_specs(PARAMS)`` will do);
     * ``fps``: the nominal frame rate, the flash limiter's ``dt`` when a frame gives none;
     * ``outputs``: tests and benchmarks may pass their own, one per ``venue.patch.controllers``;
-    * ``shaders``: the engine's ShaderLibrary (hot reload, file:line errors), else one of its own.
+    * ``shaders``: the engine's ShaderLibrary (hot reload, file:line errors), else one of its own;
+    * ``worker``: run the CPU stages on a thread of their own (the live show): ``process`` then
+      returns None once the frame is sampled and handed over, and :attr:`last` has the bytes once sent.
 
     Every frame runs :attr:`stages` in order: correct -> power -> quantize -> flash -> pack -> send.
     """
 
     def __init__(self, ctx: moderngl.Context | None, venue: Venue, tree: ParamTree, fps: float = 60.0,
-                 outputs: Sequence | None = None, shaders=None):
+                 outputs: Sequence | None = None, shaders=None, worker: bool = False):
         self.venue = venue
         self.layout = venue.layout
         self.tree = tree
@@ -258,12 +351,16 @@ class LedPipeline:
         self.frames = 0
         self._handoff = _Handoff(self.outputs, self._slices)
         self._closed = False
+        self._closing = False
         self._pack = PackStage(self.color)
         #: the LED path, in order; built here and nowhere else
         self.stages: tuple = (CorrectStage(self.sampler, self.color), PowerStage(self.color),
                               QuantizeStage(self.color), FlashStage(self.flash_limiter, self.color), self._pack,
                               SendStage(self._send))
         self.timing = {f"{st.name}_ms": 0.0 for st in self.stages}
+        self.timing["frame_thread_ms"] = 0.0
+        self._stage_lock = threading.Lock()   # the CPU stages: the worker's frame, or close() going dark
+        self._worker = _StageWorker(self, n) if worker and n else None
 
     @property
     def last(self) -> np.ndarray:
@@ -276,26 +373,42 @@ class LedPipeline:
         if self.sampler is not None:
             self.sampler.prepare(size)
 
-    def _run(self, source, dt: float | None) -> np.ndarray:
-        if self.layout.count == 0:
-            return self.last
-        f = LedFrame(source, dt, self.color.levels)
+    def _run_stages(self, f: LedFrame, stages) -> None:
         tm = self.timing
         t0 = time.perf_counter()
-        for stage in self.stages:
+        for stage in stages:
             stage(f)
             t1 = time.perf_counter()
             key = stage.name + "_ms"
             tm[key] += ((t1 - t0) * 1e3 - tm[key]) * 0.1   # smoothed
             t0 = t1
-        return f.packed
 
-    def process(self, texture: moderngl.Texture, dt: float | None = None) -> np.ndarray:
+    def _run(self, source, dt: float | None) -> np.ndarray | None:
+        if self.layout.count == 0 or self._closing:
+            return None if self._worker is not None else self.last
+        t0 = time.perf_counter()
+        w = self._worker
+        if w is None:
+            f = LedFrame(source, dt, self.color.levels)
+            with self._stage_lock:
+                self._run_stages(f, self.stages)
+            out = f.packed
+        else:
+            index = w.free()
+            self._run_stages(LedFrame(source, dt, w.buffers[index]), self.stages[:1])
+            w.put(index, 1.0 / self.flash_limiter.fps if dt is None else float(dt))
+            out = None
+        tm = self.timing
+        tm["frame_thread_ms"] += ((time.perf_counter() - t0) * 1e3 - tm["frame_thread_ms"]) * 0.1
+        return out
+
+    def process(self, texture: moderngl.Texture, dt: float | None = None) -> np.ndarray | None:
         """Run every stage on the tapestry ``texture``, ``dt`` seconds after the last frame; returns the
-        packed bytes sent (all controllers)."""
+        packed bytes sent (all controllers), or None with ``worker=True`` (the stages after
+        ``correct`` then finish on the worker thread)."""
         return self._run(texture, dt)
 
-    def process_colors(self, colors: np.ndarray, dt: float | None = None) -> np.ndarray:
+    def process_colors(self, colors: np.ndarray, dt: float | None = None) -> np.ndarray | None:
         """Run every stage on (N, 3) display-referred colours 0..1 (test patterns, mapping codes)."""
         colors = np.asarray(colors, np.float32)
         if colors.shape != (self.layout.count, 3):
@@ -321,11 +434,14 @@ class LedPipeline:
     def status(self) -> dict:
         """LED count, frames, frames replaced before the hand-off thread took them, smoothed stage timings,
         power per supply, and each output's status."""
-        return {"leds": self.layout.count, "frames": self.frames, "replaced": self._handoff.replaced,
+        st = {"leds": self.layout.count, "frames": self.frames, "replaced": self._handoff.replaced,
                 **{k: round(v, 3) for k, v in self.timing.items()},
                 "power": self.color.status(),
                 "flash": {"frames_limited": self.flash_limiter.frames_limited},
                 "outputs": [o.status() for o in self.outputs]}
+        if self._worker is not None:
+            st["worker"] = self._worker.status()
+        return st
 
     def _fade_to_black(self, limit_s: float = 1.2) -> None:
         """Go dark through the CPU stages (power, quantize, flash, pack, send), frame by frame, until the
@@ -336,14 +452,19 @@ class LedPipeline:
         dt = 1.0 / self.flash_limiter.fps
         end = time.monotonic() + limit_s
         while True:
-            f = LedFrame(None, dt, self.color.levels)
-            f.levels[...] = 0.0
+            if not self._stage_lock.acquire(timeout=max(end - time.monotonic(), 0.0)):
+                log.error("LED stages busy for %.1f s while going dark; sending the blackout directly", limit_s)
+                return
             try:
+                f = LedFrame(None, dt, self.color.levels)
+                f.levels[...] = 0.0
                 for stage in self.stages[1:]:   # every stage but the GPU one: no GL here
                     stage(f)
             except Exception:
                 log.exception("LED stages failed while going dark; sending the blackout directly")
                 return
+            finally:
+                self._stage_lock.release()
             if not f.packed.any() or time.monotonic() >= end:
                 return
             time.sleep(dt)
@@ -355,11 +476,14 @@ class LedPipeline:
         Touches no GL, so the frame watchdog may call it from its own thread while the engine
         thread is stuck in a GL call; :meth:`release` frees the GL side, on the engine thread.
         """
-        if self._closed:
+        if self._closing:
             return
         if end_state not in END_STATES:
             log.warning("end_state %r unknown; using blackout", end_state)
             end_state = "blackout"
+        self._closing = True   # process() hands nothing more over
+        if self._worker is not None and not self._worker.stop():
+            log.error("LED stage worker did not stop within 1 s")
         if end_state == "blackout":
             self._fade_to_black()
         self._closed = True

@@ -173,7 +173,7 @@ def test_no_pipeline_without_the_power_and_flash_limits(rig):
     venue, tree, ctx, rx = rig
     import inspect
     params = set(inspect.signature(LedPipeline).parameters)
-    assert params == {"ctx", "venue", "tree", "fps", "outputs", "shaders"}
+    assert params == {"ctx", "venue", "tree", "fps", "outputs", "shaders", "worker"}
     with pytest.raises(TypeError):
         LedPipeline(ctx, venue, tree, safety=None)
     leds = LedPipeline(ctx, venue, tree)
@@ -288,6 +288,115 @@ def test_frame_thread_does_not_wait_for_outputs_and_newest_frame_wins(rig):
     assert outs[0].final == bytes(bufs[3][sl])
     for t in texs:
         t.release()
+
+
+def wait_until(pred, timeout: float = 5.0) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        time.sleep(0.002)
+    return pred()
+
+
+def strobe(n: int, i: int) -> np.ndarray:
+    """Frame ``i`` of a 10 Hz full-field strobe at 60 fps, with a colour ramp so frames differ."""
+    v = 1.0 if (i // 3) % 2 else 0.05
+    return np.column_stack([np.full(n, v), np.linspace(0, v, n), np.full(n, v * 0.5)]).astype(np.float32)
+
+
+def test_worker_sends_the_bytes_the_inline_path_sends_and_the_frame_thread_runs_only_the_gpu_pass(rig):
+    """The live show's pipeline (CPU stages on their own thread) puts the same bytes on the wire, frame by
+    frame, as the inline one -- flash limiter acting included -- while the limiter never runs on the
+    thread that calls process()."""
+    import threading
+    venue, tree, ctx, rx = rig
+    tree.set_base("leds/dither", True)
+    inline = LedPipeline(ctx, venue, tree, fps=60, outputs=[])
+    live = LedPipeline(ctx, venue, tree, fps=60, outputs=[], worker=True)
+    threads = set()
+    limit = live.flash_limiter.limit
+
+    def watched(rgb, dt=None):
+        threads.add(threading.current_thread().name)
+        return limit(rgb, dt)
+
+    live.flash_limiter.limit = watched
+    n = inline.layout.count
+    for i in range(90):
+        want = inline.process_colors(strobe(n, i), 1 / 60).copy()
+        assert live.process_colors(strobe(n, i), 1 / 60) is None
+        assert wait_until(lambda: live.status()["worker"]["done"] == i + 1)
+        np.testing.assert_array_equal(live.last, want, err_msg=f"frame {i}")
+    assert threads == {"leds-stages"}
+    assert inline.flash_limiter.frames_limited == live.flash_limiter.frames_limited > 0
+    st = live.status()
+    assert st["worker"]["alive"] and st["worker"]["dropped"] == 0 and st["frame_thread_ms"] > 0
+    for p in (inline, live):
+        p.close()
+        p.release()
+
+
+def test_worker_behind_drops_frames_but_the_flash_limiter_still_counts_real_time(rig):
+    """When the CPU stages fall behind, the frame thread does not wait: the newest frame replaces one the
+    worker had not started, and the time of the frames it replaced is added to it, so the limiter's
+    clock keeps up with the wall's."""
+    import threading
+    venue, tree, ctx, rx = rig
+    live = LedPipeline(ctx, venue, tree, fps=60, outputs=[], worker=True)
+    gate = threading.Event()
+    seen: list[float] = []
+    limit = live.flash_limiter.limit
+
+    def slow(rgb, dt=None):
+        seen.append(dt)
+        gate.wait(5)
+        return limit(rgb, dt)
+
+    live.flash_limiter.limit = slow
+    n = live.layout.count
+    t0 = time.perf_counter()
+    for i in range(30):
+        live.process_colors(strobe(n, i), 1 / 60)
+    frame_thread_s = time.perf_counter() - t0
+    gate.set()
+    assert wait_until(lambda: live.status()["worker"]["done"] + live.status()["worker"]["dropped"] == 30)
+    st = live.status()["worker"]
+    assert st["dropped"] >= 20 and st["done"] == len(seen) <= 10
+    assert sum(seen) == pytest.approx(30 / 60)
+    assert frame_thread_s < 5.0   # it never waited for the gate (5 s per frame if it had)
+    live.close()
+    live.release()
+
+
+def test_worker_survives_a_failing_stage_and_close_goes_dark_through_the_limiter(rig):
+    """A stage that raises costs its frame, not the worker; closing the live pipeline stops the worker
+    and takes every LED to black on the wire (after a strobe, through the flash limiter)."""
+    venue, tree, ctx, rx = rig
+    live = LedPipeline(ctx, venue, tree, fps=60, worker=True)
+    n = live.layout.count
+    real = live.color.limit_power
+    calls = {"n": 0}
+
+    def flaky():
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("supply table corrupt")
+        real()
+
+    live.color.limit_power = flaky
+    for i in range(12):
+        live.process_colors(strobe(n, i), 1 / 60)
+        wait_until(lambda: live.status()["worker"]["done"] + live.status()["worker"]["errors"] == i + 1)
+    st = live.status()["worker"]
+    assert st["errors"] == 1 and st["done"] == 11 and st["alive"] and "supply table corrupt" in st["last_error"]
+    assert rx.wait_latest(lambda s: any(s[("ddp", 0)]))
+    live.close("blackout")
+    assert not live.status()["worker"]["alive"]
+    assert rx.wait_latest(lambda s: not any(s[("artnet", 3)]) and not any(s[("ddp", 0)])
+                          and not any(s[("sacn", 7)][:80]))
+    assert live.process_colors(strobe(n, 0), 1 / 60) is None   # after close: nothing handed over, no error
+    live.release()
 
 
 def test_scene_changes_over_osc_at_10_hz_flash_at_most_3_times_a_second_in_every_region(tmp_path):

@@ -40,7 +40,8 @@ class Show:
         self.hub = hub
         self.engine = Engine(ctx, options or EngineOptions(size=(160, 90), particles=8192), tree=self.tree,
                              sensors=(lambda t: hub.latest()) if hub else None)
-        self.leds = LedPipeline(ctx, load_venue(venue), self.tree, shaders=self.engine.shaders)  # as run_live does
+        self.leds = LedPipeline(ctx, load_venue(venue), self.tree, shaders=self.engine.shaders,
+                                worker=True)  # as run_live does
         self.engine.attach_leds(self.leds, fps=60)
         self.clock = RealtimeClock(60)
         self.board = HealthBoard()
@@ -293,4 +294,31 @@ def test_a_led_sampling_shader_broken_under_the_running_show_is_reported(ctx, tm
             list(show.engine.last_errors)
     finally:
         watcher.stop()
+        show.close()
+
+
+def test_a_led_stage_failing_on_the_worker_thread_is_reported_and_the_light_comes_back(ctx, venue, receivers):
+    """The CPU stages run on the LED pipeline's own thread in the live show: a stage that raises there
+    reaches /health's errors like a frame's, and once it stops failing the LEDs go on."""
+    show = Show(ctx, venue)
+    real = show.leds.color.limit_power
+    broken = {"on": False}
+
+    def power():
+        if broken["on"]:
+            raise RuntimeError("supply table corrupt")
+        real()
+
+    show.leds.color.limit_power = power
+    try:
+        assert show.run_until(lambda: all(r.total > 10 for r in receivers.rx.values()), 10)
+        broken["on"] = True
+        assert show.run_until(lambda: any("supply table corrupt" in e["message"] for e in show.health()["errors"]),
+                              3), show.health()["errors"]
+        broken["on"] = False
+        before = {k: r.total for k, r in receivers.rx.items()}
+        assert show.run_until(lambda: all(r.total > before[k] + 10 for k, r in receivers.rx.items()), 5)
+        worker = show.health()["leds"]["worker"]
+        assert worker["alive"] and worker["errors"] > 0 and worker["done"] > 20
+    finally:
         show.close()
