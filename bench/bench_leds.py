@@ -387,6 +387,49 @@ class ByHand:
             sa.close()
 
 
+def engine_ab(venue, rounds: int, frames: int) -> None:
+    """Whole live frames (engine at this GL's live defaults + the venue's LEDs, paced at 60 fps on a
+    real-time clock as run.py runs), CPU stages on the worker vs inline, alternating rounds in one
+    process: the frame rate the show keeps and the frame thread's time per frame."""
+    from installation.app import live_defaults
+    from installation.clock import RealtimeClock
+    from installation.engine import Engine, EngineOptions, declare_all
+    ctx = headless_context()
+    size, every = live_defaults(ctx)
+    runs = {}
+    for worker in (True, False):
+        eng = Engine(ctx, EngineOptions(size=size, particles=262_144), tree=declare_all())
+        eng.params.set_base("field/sim_every", every)
+        # outputs=[]: every stage runs, nothing is sent (the network part is measured above)
+        eng.attach_leds(LedPipeline(ctx, venue, eng.params, fps=60, outputs=[], worker=worker), fps=60)
+        for _ in range(20):
+            eng.frame(1 / 60)
+        runs[worker] = eng
+    res = {True: [], False: []}
+    fps = {True: [], False: []}
+    for _ in range(rounds):
+        for worker, eng in runs.items():
+            clock = RealtimeClock(60)
+            t0 = time.perf_counter()
+            for _ in range(frames):
+                t = time.perf_counter()
+                eng.frame(clock.next_frame())
+                res[worker].append((time.perf_counter() - t) * 1e3)
+            fps[worker].append(frames / (time.perf_counter() - t0))
+    print(f"\nengine + {venue.layout.count} LEDs, {size[0]}x{size[1]}, 262,144 particles, sim_every {every}, "
+          f"paced at 60 fps, {rounds} alternating rounds of {frames} frames:")
+    for worker in (True, False):
+        print(f"  {'CPU stages on the worker' if worker else 'every stage inline      '}  frame ms "
+              f"{trio(res[worker])}   fps {statistics.mean(fps[worker]):5.1f}")
+        st = runs[worker].leds.status()
+        if worker:
+            print(f"    worker: {st['worker']['done']} frames done, {st['worker']['dropped']} replaced")
+    print(f"  frame ms median, worker / inline: {med(res[True]) / med(res[False]):.2f}x")
+    for eng in runs.values():
+        eng.close()
+        eng.release()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--venue", default=str(ROOT / "hardware" / "large-venue.toml"))
@@ -395,7 +438,12 @@ def main() -> int:
     ap.add_argument("--switch-interval", type=float, default=None,
                     help="sys.setswitchinterval seconds (Python's default 0.005): how long another thread may "
                          "hold the GIL before the frame thread gets it back")
+    ap.add_argument("--engine", action="store_true",
+                    help="only the whole live frame (engine + LEDs) with the CPU stages on the worker vs inline")
     a = ap.parse_args()
+    if a.engine:
+        engine_ab(load_venue(a.venue), rounds=4, frames=150)
+        return 0
     if a.switch_interval:
         sys.setswitchinterval(a.switch_interval)
     venue = load_venue(a.venue)
