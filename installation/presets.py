@@ -484,12 +484,34 @@ def _toml(v: object) -> str:
     return '"' + "".join(out) + '"'
 
 
+EASE_RAMP = 0.15   # share of a crossfade at each end spent speeding up / slowing down
+
+
+def ease(x: float, ramp: float = EASE_RAMP) -> float:
+    """A crossfade's progress 0..1 at time ``x`` 0..1: steady in the middle, eased at both ends.
+
+    Speed rises evenly over the first ``ramp`` of the fade, holds, and falls evenly over the last, so
+    nothing starts or stops with a jolt; the top speed is 1 / (1 - ramp) times the average (1.33x),
+    where a smoothstep's is 1.5x: everything a fade moves changes most in its middle, so a lower
+    peak is a smaller largest frame-to-frame change.
+    """
+    x = min(max(float(x), 0.0), 1.0)
+    v = 1.0 / (1.0 - ramp)
+    if x < ramp:
+        return v * x * x / (2.0 * ramp)
+    if x > 1.0 - ramp:
+        return 1.0 - v * (1.0 - x) ** 2 / (2.0 * ramp)
+    return v * (x - ramp / 2.0)
+
+
 @dataclass
 class Crossfade:
     """Moves the tree's bases from where they are to a preset's over ``seconds``.
 
     Continuous (float) parameters ease smoothly; ints, bools and choices switch
-    at the midpoint.  Mood mappings cross over the same way: the old ones fade
+    at the midpoint, except the choices in ``early``, which switch at the start
+    because whoever reads them blends across the whole fade (the renderer
+    blends palettes).  Mood mappings cross over the same way: the old ones fade
     out while the new ones fade in.  Parameters a preset does not name keep
     their current base.  Driven by the engine's clock, so renders repeat.
     """
@@ -499,6 +521,7 @@ class Crossfade:
     seconds: float
     old_mood: tuple[MoodMapping, ...] = ()
     new_mood: tuple[MoodMapping, ...] = ()
+    early: frozenset = frozenset()
     elapsed: float = 0.0
     _start: dict[str, object] = field(default_factory=dict)
     _wrote: dict[str, object] = field(default_factory=dict)
@@ -513,8 +536,7 @@ class Crossfade:
         """0 at the start, 1 when done (eased)."""
         if self.seconds <= 0:
             return 1.0
-        x = min(self.elapsed / self.seconds, 1.0)
-        return x * x * (3 - 2 * x)
+        return ease(min(self.elapsed / self.seconds, 1.0))
 
     @property
     def done(self) -> bool:
@@ -538,7 +560,7 @@ class Crossfade:
             if spec.continuous:
                 value = float(start) * (1.0 - a) + float(end) * a  # exact at a = 1
             else:
-                value = end if a >= 0.5 else start
+                value = end if a >= 0.5 or path in self.early else start
             self._wrote[path] = self.tree.set_base(path, value)
 
     def mappings(self) -> list[tuple[MoodMapping, float]]:

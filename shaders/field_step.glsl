@@ -34,6 +34,9 @@ uniform float u_node_share;  // fraction of particles born on petals
 uniform float u_life;        // mean particle life (s)
 uniform float u_attract;     // gain on attractors
 uniform float u_damp;        // velocity kept per step: exp(-dt * (0.6 + 1.4 * order)), folded on the CPU
+uniform float u_packets;     // 0..1 strength of the nutrient packets travelling along filaments
+uniform float u_packet_phase; // distance the packets have travelled (canvas h), modulo PACKET_SPACING
+const float PACKET_SPACING = 0.3;   // canvas heights between packets (simulation.PACKET_SPACING)
 
 void main() {
     uint i = gl_GlobalInvocationID.x + u_first;
@@ -95,6 +98,13 @@ void main() {
     p.tag = dead ? vec4(born_s, born_lane, float(born_route), born_life) : vec4(s, lane, float(r), life);
     store_particle(i, p);
 
-    float light = particle_light(info.w, lane, life, sc, vel, u_speed);
+    // Nutrient packets: brighter stretches riding the stream from node to node (filaments only; a
+    // torn filament loses them). The mean brightness is kept: w^4 of a raised cosine averages 35/128.
+    // info.z / info.y is the route's length (the CPU folded speed / length into info.y).
+    float along = sc * info.z / max(info.y, 1e-6) - u_packet_phase * info.z;
+    float wave = 0.5 + 0.5 * cos(6.2831853 * (along / PACKET_SPACING + ctrl.w));
+    wave *= wave;
+    float packet = mix(1.0, wave * wave * (128.0 / 35.0), u_packets * (1.0 - torn) * (1.0 - info.x));
+    float light = particle_light(info.w * packet, lane, life, sc, vel, u_speed);
     splat(pos, (dead || newborn) ? 0.0 : light, u_size, u_aspect, u_gain);  // newborns are not yet on their route
 }

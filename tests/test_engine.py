@@ -47,17 +47,22 @@ def test_default_preset_runs_and_lights_the_tapestry(ctx):
     assert st["sensors"] == []          # no camera, no microphone: breathing on its own
 
 
-def test_preset_crossfade_eases_floats_and_switches_choices_at_midpoint(ctx):
+def test_preset_crossfade_eases_floats_and_blends_the_palette_across_the_whole_fade(ctx):
+    """The colour table moves from the old palette to the new one in step with every other value of the
+    fade (it used to switch at the midpoint and blend over 2 s after it, piling the colour change into
+    the fade's second half)."""
     eng = engine(ctx)
+    frames(eng, 2)
     assert eng.params.base("field/malfunction") == 0.0
     eng.load_preset("breakdown", 2.0)
     frames(eng, 15)                      # 0.5 s of 2 s
     mid = eng.params.base("field/malfunction")
     assert 0.0 < mid < 0.8
-    assert eng.params.base("render/palette") == "bioluminescent"
-    frames(eng, 20)                      # 1.17 s: past the midpoint
-    assert eng.params.base("render/palette") == "abyssal"
-    frames(eng, 30)                      # done
+    assert 0.1 < eng.renderer.palette_blend < 0.4 and 0.1 < mid / 0.8 < 0.4
+    frames(eng, 30)                      # 1.5 s
+    assert 0.6 < eng.renderer.palette_blend < 0.9
+    frames(eng, 20)                      # done
+    assert eng.renderer.palette_blend == 1.0 and eng.params.base("render/palette") == "abyssal"
     assert eng.params.base("field/malfunction") == pytest.approx(0.8)
 
 

@@ -8,34 +8,46 @@ with the measured figure, so they turn into failures the day they pass and someo
 from __future__ import annotations
 
 import datetime
+import itertools
 
+import numpy as np
 import pytest
 
 from installation.app import date_seed
-from installation.field.look import DEMO_VENUE, LookRun, fade_pop, frame_stats
+from installation.field.look import DEMO_VENUE, LookRun, change, fade_pop, frame_stats
 
 SMALL = dict(size=(192, 108), particles=32_768)
 
 
-# The LED bytes still change up to ~3.5x faster than around the fade when the node count grows a lot
-# (symbiosis, 16 nodes, 4 links): a broad hump while nodes and filaments fade in, no single-frame pop.
-LEDS_HUMP = pytest.mark.xfail(strict=True, reason="issue 12 not done: fades into and out of symbiosis change the "
-                              "LED bytes up to 3.5x faster than around them (no switch any more; old code 50.4)")
+PRESETS = ("breakdown", "harmony", "restoration", "symbiosis", "tension")
+PAIRS = list(itertools.permutations(PRESETS, 2))
+# Healing from breakdown into symbiosis moves the LED bytes up to 2.2x faster than around it (at this
+# size; harmony->breakdown 2.1x at 320x180): the filaments re-form while the fever leaves the colours
+# and the palette changes, three changes of colour and shape at once.
+LEDS_HEALING = pytest.mark.xfail(strict=True, reason="issue 12 not done: breakdown->symbiosis 2.19x on the "
+                                 "LED bytes (was 3.48)")
 
 
-@pytest.mark.parametrize("source,target", [("harmony", "breakdown"), ("tension", "breakdown"),
-                                           ("tension", "symbiosis"), ("breakdown", "symbiosis")])
-def test_a_crossfade_does_not_pop_on_the_tapestry(ctx, source, target):
+@pytest.fixture(scope="module")
+def pops(ctx):
+    """Every ordered pair of shipped presets crossfaded once (tapestry and LED bytes from the same run)."""
+    return {pair: fade_pop(ctx, *pair, **SMALL) for pair in PAIRS}
+
+
+@pytest.mark.parametrize("source,target", PAIRS)
+def test_a_crossfade_does_not_pop_on_the_tapestry(pops, source, target):
     # Old code: harmony->breakdown 8.9, tension->symbiosis 25.8 (the palette switched in one frame);
-    # then 3.0 and 8.2 (harmony->symbiosis) while the node count switched and the network was rebuilt.
-    pop = fade_pop(ctx, source, target, **SMALL)
+    # then 4.35 (harmony->symbiosis) while the palette switched at the midpoint and blended after it,
+    # and the fade eased with a smoothstep (1.5x its average speed in the middle).
+    pop = pops[(source, target)]
     assert pop.tapestry <= 2.0, pop
 
 
-@pytest.mark.parametrize("source,target", [("harmony", "restoration"), ("tension", "restoration"),
-                                           pytest.param("tension", "symbiosis", marks=LEDS_HUMP)])
-def test_a_crossfade_does_not_pop_on_the_leds(ctx, source, target):
-    pop = fade_pop(ctx, source, target, **SMALL)
+@pytest.mark.parametrize("source,target", [p if p != ("breakdown", "symbiosis") else
+                                           pytest.param(*p, marks=LEDS_HEALING) for p in PAIRS])
+def test_a_crossfade_does_not_pop_on_the_leds(pops, source, target):
+    # Old code: up to 7.25 (midpoint switches), then 3.5 on every pair with symbiosis.
+    pop = pops[(source, target)]
     assert pop.leds <= 2.0, pop
 
 
@@ -69,3 +81,21 @@ def test_every_fixture_of_the_demo_venue_lights_up(ctx, preset):
 def test_the_live_seed_is_the_date():
     assert date_seed(datetime.date(2026, 12, 3)) == 20261203
     assert date_seed(datetime.date(2026, 12, 4)) != date_seed(datetime.date(2026, 12, 3))
+
+
+def test_nutrient_packets_travel_along_the_filaments_and_keep_the_brightness(ctx):
+    """Harmony was nearly static (a neon diagram): packets of light now ride the stream from node to node.
+    The picture changes frame to frame at least 1.5x more than with an even glow, at the same brightness."""
+    seen = {}
+    for amount in (0.0, 1.0):
+        run = LookRun(ctx, "harmony", overrides={"field/filaments/packets": amount}, **SMALL)
+        try:
+            run.run(2.0)
+            frames = run.run(1.0, read=True)
+        finally:
+            run.close()
+        seen[amount] = (float(np.mean([change(a, b) for a, b in zip(frames, frames[1:])])),
+                        float(np.mean([f.mean() for f in frames])))
+    (still, level0), (alive, level1) = seen[0.0], seen[1.0]
+    assert alive >= 1.5 * still, seen
+    assert abs(level1 - level0) <= 0.1 * level0, seen

@@ -9,6 +9,7 @@ import shutil
 import tomllib
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -338,6 +339,25 @@ def test_crossfade_values_are_monotonic(small):
         f.step(1 / 60)
         seen.append(small.base("fx/gain"))
     assert seen == sorted(seen) and seen[-1] == 2.0 and 100 < len(seen) < 130
+
+
+def test_crossfade_speed_is_steady_in_the_middle_and_eased_at_the_ends():
+    """A fade's progress rises at most 1/(1 - EASE_RAMP) times the average rate (a smoothstep peaks at
+    1.5x: the largest frame-to-frame change of a fade follows the peak), and starts and stops gently."""
+    from installation.presets import EASE_RAMP, ease
+    x = np.linspace(0.0, 1.0, 2001)
+    a = np.array([ease(v) for v in x])
+    rate = np.diff(a) / np.diff(x)
+    assert a[0] == 0.0 and a[-1] == 1.0 and np.all(rate >= 0)
+    assert rate.max() <= 1.0 / (1.0 - EASE_RAMP) + 1e-6 < 1.5
+    assert rate[0] < 0.01 and rate[-1] < 0.01
+    assert ease(0.5) == pytest.approx(0.5) and ease(0.3) == pytest.approx(1.0 - ease(0.7))
+
+
+def test_crossfade_early_choices_switch_at_the_start(small):
+    f = Crossfade(small, TARGET, 1.0, early=frozenset({"fx/mode"}))
+    f.step(0.01)
+    assert (small.base("fx/count"), small.base("fx/mode")) == (4, "wild")
 
 
 def test_crossfade_discrete_switch_at_midpoint(small):

@@ -21,6 +21,7 @@ import numpy as np
 
 from ..gfx.shaders import ShaderLibrary
 from ..params import CHOICE, LOOK, ParamSpec, ParamTree, floats
+from ..presets import ease
 from .simulation import SplatTarget, _set
 
 # Cosine palettes (a, b, c, d): bioluminescent looks for the network, a hot fever for malfunction.
@@ -102,6 +103,8 @@ class TapestryRenderer:
         self._lut_from: np.ndarray | None = None
         self._lut_target: np.ndarray | None = None
         self._lut_blend = 1.0                      # 0..1 along a palette blend (1: arrived)
+        self._blend_s = PALETTE_BLEND_S            # the length of the blend under way
+        self._next_blend_s: float | None = None    # the next palette change blends over this long
         self.tapestry = self._texture(self.size, 4, "f1")
 
     def _texture(self, size, components, dtype) -> moderngl.Texture:
@@ -180,11 +183,22 @@ class TapestryRenderer:
             self._glow()
         return self.tapestry
 
+    @property
+    def palette_blend(self) -> float:
+        """How far the colour table is along a change of palette: 0 just changed .. 1 arrived."""
+        return self._lut_blend
+
+    def blend_next_palette(self, seconds: float) -> None:
+        """Blend the next change of palette over ``seconds`` (a crossfade's length) instead of
+        ``PALETTE_BLEND_S``."""
+        self._next_blend_s = max(float(seconds), 1e-3)
+
     def _update_lut(self, dt: float = 0.0) -> None:
         """Keep the colour table in step with the parameters.
 
-        A change of palette (a choice: a crossfade switches it at its midpoint) does not switch the
-        colours in one frame: the old table blends into the new one over ``PALETTE_BLEND_S``.
+        A change of palette does not switch the colours in one frame: the old table blends into the
+        new one, across the whole crossfade that changed it (the crossfade switches the choice at its
+        start, :meth:`blend_next_palette`), else over ``PALETTE_BLEND_S`` (a palette set directly).
         Continuous changes (fever, hue shift, saturation) follow at once, as they are already smooth.
         """
         tree = self.tree
@@ -194,12 +208,14 @@ class TapestryRenderer:
             target = palette_lut(key[0], min(1.0, key[1] * 1.2), key[2], key[3])
             if self._lut_key is not None and key[0] != self._lut_key[0] and self._lut_shown is not None:
                 self._lut_from, self._lut_blend = self._lut_shown, 0.0
+                self._blend_s = self._next_blend_s or PALETTE_BLEND_S
+                self._next_blend_s = None
             self._lut_target, self._lut_key = target, key
         elif self._lut_blend >= 1.0:
             return
         if self._lut_blend < 1.0:
-            self._lut_blend = min(1.0, self._lut_blend + dt / PALETTE_BLEND_S)
-            e = self._lut_blend * self._lut_blend * (3 - 2 * self._lut_blend)
+            self._lut_blend = min(1.0, self._lut_blend + dt / self._blend_s)
+            e = ease(self._lut_blend)
             shown = (self._lut_from * (1.0 - e) + self._lut_target * e).astype(np.float32)
         else:
             shown = self._lut_target

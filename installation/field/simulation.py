@@ -44,6 +44,8 @@ PARAMS: tuple[ParamSpec, ...] = (
     *floats("field/filaments", [
         ("tension", 6.0, 0.0, 30.0, "1/s", "Pull of a particle back onto its filament"),
         ("width", 0.012, 0.0, 0.1, "canvas h", "Lateral spread of a filament"),
+        ("packets", 0.5, 0.0, 1.0, "ratio", "Nutrient packets: brighter stretches that travel along the "
+         "filaments with the stream (0 = an even glow); turbulence breaks them up"),
     ], scope=LOOK),
     ParamSpec("field/nodes/share", FLOAT, 0.22, "Share of particles that orbit the clusters", 0.0, 0.9, "ratio",
               scope=LOOK),
@@ -57,6 +59,7 @@ PARAMS: tuple[ParamSpec, ...] = (
 
 
 HUE_STRIDE = 16  # one particle in 16 (a different one each frame) paints the colour grid
+PACKET_SPACING = 0.3  # canvas heights between nutrient packets on a filament (must match field_step.glsl)
 
 
 @dataclass(frozen=True)
@@ -96,6 +99,7 @@ class ParticleField:
         self.frame = 0
         self.time = 0.0
         self.flow_time = 0.0
+        self.packet_phase = 0.0   # distance the packets have travelled, modulo their spacing (float64 here)
         self.state: NetworkState = self.network.state(0.0)
         self.particles = ctx.buffer(self._initial_particles())
         self.flow = ctx.texture(FLOW_GRID, 4, dtype="f2")
@@ -161,6 +165,9 @@ class ParticleField:
         self.round_started = phase == 0
         self.rounds += self.round_started
         self.flow_time += dt * tree["field/flow/evolve"]
+        # integrated here, not speed x time in the shader: a speed change must not jump the packets, and
+        # wrapped, so float32 keeps its precision after months of running
+        self.packet_phase = (self.packet_phase + dt * tree["field/flow/speed"]) % PACKET_SPACING
         self.state = st = self.network.state(self.time)
 
         if self.round_started:  # the flow grid changes slowly: once a round of slices is enough
@@ -180,6 +187,7 @@ class ParticleField:
              u_harmony=tree["field/harmony"], u_malfunction=tree["field/malfunction"],
              u_node_share=tree["field/nodes/share"], u_life=tree["field/life"],
              u_attract=tree["field/attractors/gain"], u_flow=0, u_size=splat.size, u_gain=splat.gain,
+             u_packets=tree["field/filaments/packets"], u_packet_phase=self.packet_phase,
              u_damp=math.exp(-step_dt * (0.6 + 1.4 * tree["field/harmony"] * (1.0 - 0.85 * tree["field/malfunction"]))))
         self.flow.use(0)
         self.particles.bind_to_storage_buffer(0)
