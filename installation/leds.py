@@ -57,7 +57,74 @@ def build_outputs(venue: Venue) -> list:
     return outs
 
 
-class _Handoff:
+class _NewestSlot:
+    """A one-slot hand-off to a thread of its own: :meth:`put` never waits, and an item the thread has
+    not taken yet is replaced by the newer one (newest wins, counted in ``replaced``).  The thread
+    handles one item at a time until :meth:`stop`; it is started on the first :meth:`put`, and again
+    if it ever ended (logged)."""
+
+    thread_name = "slot"
+
+    def __init__(self) -> None:
+        self._cv = threading.Condition()
+        self._pending = None
+        self._stop = False
+        self._thread: threading.Thread | None = None
+        self.replaced = 0
+
+    def put(self, item) -> None:
+        """Make ``item`` the next one the thread takes (after :meth:`stop`: ignored)."""
+        if self._stop:
+            return
+        if self._thread is None or not self._thread.is_alive():
+            if self._thread is not None:
+                log.error("%s thread had ended; starting it again", self.thread_name)
+            self._thread = threading.Thread(target=self._loop, name=self.thread_name, daemon=True)
+            self._thread.start()
+        with self._cv:
+            if self._pending is not None:
+                self.replaced += 1
+                item = self._merge(self._pending, item)
+            self._pending = item
+            self._cv.notify()
+
+    def _merge(self, older, newer):
+        """What replaces ``older`` when ``newer`` arrives before the thread took it."""
+        return newer
+
+    def _taken(self, item) -> None:
+        """Called under the slot's lock as the thread takes ``item``."""
+
+    def _handle(self, item) -> None:
+        raise NotImplementedError
+
+    def _loop(self) -> None:
+        while True:
+            with self._cv:
+                while self._pending is None and not self._stop:
+                    self._cv.wait()
+                if self._stop:
+                    return
+                item, self._pending = self._pending, None
+                self._taken(item)
+            self._handle(item)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def stop(self, timeout: float = 1.0) -> bool:
+        """Stop after the item in hand (a pending one is dropped); False if the thread did not end."""
+        with self._cv:
+            self._stop = True
+            self._pending = None
+            self._cv.notify()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        return not self.alive
+
+
+class _Handoff(_NewestSlot):
     """One thread that hands each packed frame to every output, so the frame thread only fills a slot.
 
     ``Output.send`` never blocks on the network, but each one copies its share and wakes its sender
@@ -66,74 +133,46 @@ class _Handoff:
     one slot write; a frame not yet handed out when the next arrives is replaced (newest wins).
     """
 
+    thread_name = "leds-handoff"
+
     def __init__(self, outputs: Sequence, slices: Sequence[slice]):
+        super().__init__()
         self.outputs, self.slices = list(outputs), list(slices)
-        self._cv = threading.Condition()
-        self._pending: np.ndarray | None = None
-        self._stop = False
-        self._thread: threading.Thread | None = None
-        self.replaced = 0
         self.busy_s = 0.0  # time spent handing out (thread CPU)
         self._failed: set[str] = set()
 
-    def put(self, buf: np.ndarray) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="leds-handoff", daemon=True)
-            self._thread.start()
-        with self._cv:
-            if self._pending is not None:
-                self.replaced += 1
-            self._pending = buf
-            self._cv.notify()
-
-    def _run(self) -> None:
-        while True:
-            with self._cv:
-                while self._pending is None and not self._stop:
-                    self._cv.wait()
-                if self._stop:
-                    return
-                buf, self._pending = self._pending, None
-            t = time.thread_time()
-            for out, sl in zip(self.outputs, self.slices):
-                try:
-                    out.send(buf[sl])
-                except Exception:  # Output.send logs its own input problems; this is a bug: log once, go on
-                    name = getattr(out, "name", "?")
-                    if name not in self._failed:
-                        self._failed.add(name)
-                        log.exception("output %s: send failed (logged once)", name)
-            self.busy_s += time.thread_time() - t
-
-    def stop(self, timeout: float = 1.0) -> None:
-        with self._cv:
-            self._stop = True
-            self._cv.notify()
-        if self._thread is not None:
-            self._thread.join(timeout)
+    def _handle(self, buf: np.ndarray) -> None:
+        t = time.thread_time()
+        for out, sl in zip(self.outputs, self.slices):
+            try:
+                out.send(buf[sl])
+            except Exception:  # Output.send logs its own input problems; this is a bug: log once, go on
+                name = getattr(out, "name", "?")
+                if name not in self._failed:
+                    self._failed.add(name)
+                    log.exception("output %s: send failed (logged once)", name)
+        self.busy_s += time.thread_time() - t
 
 
-class _StageWorker:
+class _StageWorker(_NewestSlot):
     """Runs the CPU stages (power -> send) of :class:`LedPipeline` on their own thread.
 
     The frame thread samples into one of three buffers (never one the worker is reading or the
-    one waiting for it), then :meth:`put` makes it the pending frame, replacing a pending frame
-    the worker has not taken (newest wins; the replaced frame's ``dt`` is added to the new one's).
-    The worker copies the pending buffer into the colour pipeline's levels and runs the stages
-    under the pipeline's stage lock, so :meth:`LedPipeline.close` can go dark through the same
-    stages once the worker has stopped.  A stage that raises is logged (first time, then every
-    1000th), the frame is skipped and the worker goes on.
+    one waiting for it), then :meth:`put` makes ``(buffer index, dt)`` the pending frame; a pending
+    frame the worker has not taken is replaced and its ``dt`` added to the new one's, so the flash
+    limiter's clock keeps the wall's.  The worker copies the buffer into the colour pipeline's levels
+    and runs the stages under the pipeline's stage lock, so :meth:`LedPipeline.close` can go dark
+    through the same stages once the worker has stopped.  A stage that raises is logged (first time,
+    then every 1000th), the frame is skipped and the worker goes on.
     """
 
+    thread_name = "leds-stages"
+
     def __init__(self, pipeline: "LedPipeline", n: int):
+        super().__init__()
         self._pipe = pipeline
         self.buffers = [np.zeros((n, 3), np.float32) for _ in range(3)]
-        self._cv = threading.Condition()
-        self._pending: tuple[int, float] | None = None
         self._reading: int | None = None
-        self._stop = False
-        self._thread: threading.Thread | None = None
-        self.dropped = 0        # frames replaced before the worker took them
         self.done = 0           # frames the worker ran through every stage
         self.errors = 0
         self.last_error = ""
@@ -144,60 +183,32 @@ class _StageWorker:
             used = (self._reading, self._pending[0] if self._pending is not None else None)
         return next(i for i in range(len(self.buffers)) if i not in used)
 
-    def put(self, index: int, dt: float) -> None:
-        """Hand buffer ``index`` (sampled ``dt`` seconds after the previous frame) to the worker."""
-        if self._stop:
-            return
-        if self._thread is None or not self._thread.is_alive():
-            if self._thread is not None:
-                log.error("LED stage worker had ended; starting it again")
-            self._thread = threading.Thread(target=self._run, name="leds-stages", daemon=True)
-            self._thread.start()
-        with self._cv:
-            if self._pending is not None:
-                self.dropped += 1
-                dt += self._pending[1]
-            self._pending = (index, dt)
-            self._cv.notify()
+    def _merge(self, older: tuple[int, float], newer: tuple[int, float]) -> tuple[int, float]:
+        return newer[0], newer[1] + older[1]
 
-    def _run(self) -> None:
+    def _taken(self, item: tuple[int, float]) -> None:
+        self._reading = item[0]
+
+    def _handle(self, item: tuple[int, float]) -> None:
+        index, dt = item
         pipe = self._pipe
-        while True:
+        with pipe._stage_lock:
+            np.copyto(pipe.color.levels, self.buffers[index])
             with self._cv:
-                while self._pending is None and not self._stop:
-                    self._cv.wait()
-                if self._stop:
-                    return
-                (index, dt), self._pending = self._pending, None
-                self._reading = index
-            with pipe._stage_lock:
-                np.copyto(pipe.color.levels, self.buffers[index])
-                with self._cv:
-                    self._reading = None
-                try:
-                    pipe._run_stages(LedFrame(None, dt, pipe.color.levels), pipe.stages[1:])
-                    self.done += 1
-                except Exception as exc:  # the frame is skipped; the show goes on
-                    self.errors += 1
-                    self.last_error = f"{type(exc).__name__}: {exc}"
-                    if self.errors == 1 or self.errors % 1000 == 0:
-                        log.error("LED stages: %s (occurrence %d; frame skipped)", self.last_error, self.errors,
-                                  exc_info=self.errors == 1)
-
-    def stop(self, timeout: float = 1.0) -> bool:
-        """Stop after the frame in hand (a pending frame is dropped); False if the thread did not end."""
-        with self._cv:
-            self._stop = True
-            self._pending = None
-            self._cv.notify()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            return not self._thread.is_alive()
-        return True
+                self._reading = None
+            try:
+                pipe._run_stages(LedFrame(None, dt, pipe.color.levels), pipe.stages[1:])
+                self.done += 1
+            except Exception as exc:  # the frame is skipped; the show goes on
+                self.errors += 1
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                if self.errors == 1 or self.errors % 1000 == 0:
+                    log.error("LED stages: %s (occurrence %d; frame skipped)", self.last_error, self.errors,
+                              exc_info=self.errors == 1)
 
     def status(self) -> dict:
-        return {"alive": self._thread is not None and self._thread.is_alive(), "done": self.done,
-                "dropped": self.dropped, "errors": self.errors, "last_error": self.last_error}
+        return {"alive": self.alive, "done": self.done, "dropped": self.replaced, "errors": self.errors,
+                "last_error": self.last_error}
 
 
 class LedFrame:
@@ -396,7 +407,7 @@ class LedPipeline:
         else:
             index = w.free()
             self._run_stages(LedFrame(source, dt, w.buffers[index]), self.stages[:1])
-            w.put(index, 1.0 / self.flash_limiter.fps if dt is None else float(dt))
+            w.put((index, 1.0 / self.flash_limiter.fps if dt is None else float(dt)))
             out = None
         tm = self.timing
         tm["frame_thread_ms"] += ((time.perf_counter() - t0) * 1e3 - tm["frame_thread_ms"]) * 0.1
