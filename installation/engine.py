@@ -340,10 +340,10 @@ class Engine:
     def _start_fade(self, preset: Preset, fade: float) -> None:
         old = self._fade.new_mood if self._fade else self._mappings
         look = self._look(preset)
-        if fade > 0 and look.get("render/palette", self.params.base("render/palette")) != self.params.base("render/palette"):
-            # the colour tables blend across the whole fade, in step with everything else (a switch at
-            # the midpoint and a blend after it stacked the colour change into the fade's second half)
-            self.renderer.blend_next_palette(fade)
+        palette = look.get("render/palette", self.params.base("render/palette"))
+        # the colour tables blend across the whole fade, in step with everything else (a switch at the
+        # midpoint and a blend after it stacked the colour change into the fade's second half)
+        self.renderer.blend_next_palette(palette, fade if fade > 0 else None)
         self._fade = Crossfade(self.params, look, fade, old, preset.mood, early=frozenset({"render/palette"}))
         self.preset_name = preset.name
         skipped = [p for p in preset.params if not self.params.spec(p).live]

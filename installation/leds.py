@@ -74,14 +74,14 @@ class _NewestSlot:
 
     def put(self, item) -> None:
         """Make ``item`` the next one the thread takes (after :meth:`stop`: ignored)."""
-        if self._stop:
-            return
-        if self._thread is None or not self._thread.is_alive():
-            if self._thread is not None:
-                log.error("%s thread had ended; starting it again", self.thread_name)
-            self._thread = threading.Thread(target=self._loop, name=self.thread_name, daemon=True)
-            self._thread.start()
         with self._cv:
+            if self._stop:
+                return
+            if self._thread is None or not self._thread.is_alive():
+                if self._thread is not None:
+                    log.error("%s thread had ended; starting it again", self.thread_name)
+                self._thread = threading.Thread(target=self._loop, name=self.thread_name, daemon=True)
+                self._thread.start()
             if self._pending is not None:
                 self.replaced += 1
                 item = self._merge(self._pending, item)
@@ -173,6 +173,7 @@ class _StageWorker(_NewestSlot):
         self._pipe = pipeline
         self.buffers = [np.zeros((n, 3), np.float32) for _ in range(3)]
         self._reading: int | None = None
+        self._carry_dt = 0.0    # the time of frames that failed, handed to the next
         self.done = 0           # frames the worker ran through every stage
         self.errors = 0
         self.last_error = ""
@@ -196,10 +197,12 @@ class _StageWorker(_NewestSlot):
             np.copyto(pipe.color.levels, self.buffers[index])
             with self._cv:
                 self._reading = None
+            dt, self._carry_dt = dt + self._carry_dt, 0.0
             try:
                 pipe._run_stages(LedFrame(None, dt, pipe.color.levels), pipe.stages[1:])
                 self.done += 1
-            except Exception as exc:  # the frame is skipped; the show goes on
+            except Exception as exc:  # the frame is skipped (its time goes to the next); the show goes on
+                self._carry_dt = dt
                 self.errors += 1
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 if self.errors == 1 or self.errors % 1000 == 0:
@@ -371,7 +374,9 @@ class LedPipeline:
         self.timing = {f"{st.name}_ms": 0.0 for st in self.stages}
         self.timing["frame_thread_ms"] = 0.0
         self._stage_lock = threading.Lock()   # the CPU stages: the worker's frame, or close() going dark
+        self._threaded = bool(worker)
         self._worker = _StageWorker(self, n) if worker and n else None
+        self._sampled = np.zeros((n, 3), np.float32) if self._worker is None else None
 
     @property
     def last(self) -> np.ndarray:
@@ -396,13 +401,17 @@ class LedPipeline:
 
     def _run(self, source, dt: float | None) -> np.ndarray | None:
         if self.layout.count == 0 or self._closing:
-            return None if self._worker is not None else self.last
+            return None if self._threaded else self.last
         t0 = time.perf_counter()
         w = self._worker
         if w is None:
-            f = LedFrame(source, dt, self.color.levels)
+            # GL into a buffer of its own, outside the lock: close() (the watchdog's thread) never waits
+            # on a GPU stall, and a late readback cannot land in the levels it is taking to black
+            self._run_stages(LedFrame(source, dt, self._sampled), self.stages[:1])
             with self._stage_lock:
-                self._run_stages(f, self.stages)
+                np.copyto(self.color.levels, self._sampled)
+                f = LedFrame(source, dt, self.color.levels)
+                self._run_stages(f, self.stages[1:])
             out = f.packed
         else:
             index = w.free()

@@ -66,6 +66,20 @@ def test_preset_crossfade_eases_floats_and_blends_the_palette_across_the_whole_f
     assert eng.params.base("field/malfunction") == pytest.approx(0.8)
 
 
+def test_a_fade_that_did_not_change_the_palette_leaves_no_blend_length_behind(ctx):
+    """Two preset loads in one frame (a double tap: tension over 10 s, then harmony over 3 s): the palette
+    never changes, and a palette set directly later still blends over the usual 2 s, not 10."""
+    eng = engine(ctx)
+    frames(eng, 2)
+    eng.load_preset("tension", 10.0)
+    eng.load_preset("harmony", 3.0)
+    frames(eng, 100)
+    assert eng.params.base("render/palette") == "bioluminescent"
+    eng.params.set_base("render/palette", "mycelium")
+    frames(eng, 30)                      # 1 s of a 2 s blend
+    assert 0.4 < eng.renderer.palette_blend < 0.6
+
+
 def test_a_preset_looks_the_same_whatever_came_before(ctx):
     """Harmony after symbiosis (which sets 4 links and its own node share) is harmony: a look parameter a
     shipped preset leaves out is at its default, not at the previous preset's value."""

@@ -385,11 +385,20 @@ def test_worker_survives_a_failing_stage_and_close_goes_dark_through_the_limiter
         real()
 
     live.color.limit_power = flaky
+    seen: list[float] = []
+    limit = live.flash_limiter.limit
+
+    def counted(rgb, dt=None):
+        seen.append(dt)
+        return limit(rgb, dt)
+
+    live.flash_limiter.limit = counted
     for i in range(12):
         live.process_colors(strobe(n, i), 1 / 60)
         wait_until(lambda: live.status()["worker"]["done"] + live.status()["worker"]["errors"] == i + 1)
     st = live.status()["worker"]
     assert st["errors"] == 1 and st["done"] == 11 and st["alive"] and "supply table corrupt" in st["last_error"]
+    assert len(seen) == 11 and sum(seen) == pytest.approx(12 / 60)   # the failed frame's time went to the next
     assert rx.wait_latest(lambda s: any(s[("ddp", 0)]))
     live.close("blackout")
     assert not live.status()["worker"]["alive"]

@@ -104,7 +104,7 @@ class TapestryRenderer:
         self._lut_target: np.ndarray | None = None
         self._lut_blend = 1.0                      # 0..1 along a palette blend (1: arrived)
         self._blend_s = PALETTE_BLEND_S            # the length of the blend under way
-        self._next_blend_s: float | None = None    # the next palette change blends over this long
+        self._next_blend: tuple[str, float] | None = None  # (palette, seconds): a fade's change to it
         self.tapestry = self._texture(self.size, 4, "f1")
 
     def _texture(self, size, components, dtype) -> moderngl.Texture:
@@ -188,10 +188,10 @@ class TapestryRenderer:
         """How far the colour table is along a change of palette: 0 just changed .. 1 arrived."""
         return self._lut_blend
 
-    def blend_next_palette(self, seconds: float) -> None:
-        """Blend the next change of palette over ``seconds`` (a crossfade's length) instead of
-        ``PALETTE_BLEND_S``."""
-        self._next_blend_s = max(float(seconds), 1e-3)
+    def blend_next_palette(self, palette: str, seconds: float | None) -> None:
+        """Blend a change to ``palette`` over ``seconds`` (a crossfade's length) instead of
+        ``PALETTE_BLEND_S``; None forgets an earlier request (a later fade replaced it)."""
+        self._next_blend = None if seconds is None else (str(palette), max(float(seconds), 1e-3))
 
     def _update_lut(self, dt: float = 0.0) -> None:
         """Keep the colour table in step with the parameters.
@@ -208,8 +208,9 @@ class TapestryRenderer:
             target = palette_lut(key[0], min(1.0, key[1] * 1.2), key[2], key[3])
             if self._lut_key is not None and key[0] != self._lut_key[0] and self._lut_shown is not None:
                 self._lut_from, self._lut_blend = self._lut_shown, 0.0
-                self._blend_s = self._next_blend_s or PALETTE_BLEND_S
-                self._next_blend_s = None
+                nb = self._next_blend
+                self._blend_s = nb[1] if nb is not None and nb[0] == key[0] else PALETTE_BLEND_S
+                self._next_blend = None
             self._lut_target, self._lut_key = target, key
         elif self._lut_blend >= 1.0:
             return

@@ -45,7 +45,8 @@ PARAMS: tuple[ParamSpec, ...] = (
         ("tension", 6.0, 0.0, 30.0, "1/s", "Pull of a particle back onto its filament"),
         ("width", 0.012, 0.0, 0.1, "canvas h", "Lateral spread of a filament"),
         ("packets", 0.5, 0.0, 1.0, "ratio", "Nutrient packets: brighter stretches that travel along the "
-         "filaments with the stream (0 = an even glow); turbulence breaks them up"),
+         "filaments with the stream (0 = an even glow); turbulence breaks them up, and they fade out as "
+         "the stream passes 0.6 canvas h/s (they would flicker)"),
     ], scope=LOOK),
     ParamSpec("field/nodes/share", FLOAT, 0.22, "Share of particles that orbit the clusters", 0.0, 0.9, "ratio",
               scope=LOOK),
@@ -56,6 +57,13 @@ PARAMS: tuple[ParamSpec, ...] = (
               "(every particle is still drawn every frame; cheaper on a slow machine)", 1, 4, "frames",
               scope=MACHINE),
 )
+
+
+def packet_strength(packets: float, speed: float) -> float:
+    """``field/filaments/packets`` as drawn: faded out as the stream passes 0.6 canvas heights a second.
+    A packet passes an LED speed / PACKET_SPACING times a second; from about 3 a second that is a
+    flicker for the flash limiter to hold back, not a stream."""
+    return float(packets) * min(1.0, max(0.0, (0.9 - float(speed)) / 0.3))
 
 
 HUE_STRIDE = 16  # one particle in 16 (a different one each frame) paints the colour grid
@@ -187,7 +195,8 @@ class ParticleField:
              u_harmony=tree["field/harmony"], u_malfunction=tree["field/malfunction"],
              u_node_share=tree["field/nodes/share"], u_life=tree["field/life"],
              u_attract=tree["field/attractors/gain"], u_flow=0, u_size=splat.size, u_gain=splat.gain,
-             u_packets=tree["field/filaments/packets"], u_packet_phase=self.packet_phase,
+             u_packets=packet_strength(tree["field/filaments/packets"], tree["field/flow/speed"]),
+             u_packet_phase=self.packet_phase,
              u_damp=math.exp(-step_dt * (0.6 + 1.4 * tree["field/harmony"] * (1.0 - 0.85 * tree["field/malfunction"]))))
         self.flow.use(0)
         self.particles.bind_to_storage_buffer(0)

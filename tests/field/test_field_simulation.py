@@ -165,3 +165,12 @@ def test_the_look_does_not_depend_on_the_frame_rate(ctx):
         means[fps] = np.frombuffer(ren.read(), np.uint8).reshape(SIZE[1], SIZE[0], 4)[..., :3].mean()
     assert means[60] > 5
     assert abs(means[30] - means[60]) < 0.05 * means[60], means
+
+
+def test_nutrient_packets_fade_out_before_they_would_flicker():
+    """A packet passes an LED speed / 0.3 canvas h times a second: full strength up to 0.6 canvas h/s
+    (2 a second), none from 0.9 (3 a second, where it would be a flicker for the flash limiter)."""
+    from installation.field.simulation import packet_strength
+    assert packet_strength(0.8, 0.22) == 0.8 and packet_strength(0.8, 0.6) == pytest.approx(0.8)
+    assert packet_strength(0.8, 0.75) == pytest.approx(0.4) and packet_strength(0.8, 0.9) == 0.0
+    assert packet_strength(1.0, 1.5) == 0.0
