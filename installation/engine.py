@@ -343,7 +343,9 @@ class Engine:
         palette = look.get("render/palette", self.params.base("render/palette"))
         # the colour tables blend across the whole fade, in step with everything else (a switch at the
         # midpoint and a blend after it stacked the colour change into the fade's second half)
-        self.renderer.blend_next_palette(palette, fade if fade > 0 else None)
+        malf = (float(self.params.base("field/malfunction")),
+                float(look.get("field/malfunction", self.params.base("field/malfunction"))))
+        self.renderer.blend_next_palette(palette, fade if fade > 0 else None, malf)
         self._fade = Crossfade(self.params, look, fade, old, preset.mood, early=frozenset({"render/palette"}))
         self.preset_name = preset.name
         skipped = [p for p in preset.params if not self.params.spec(p).live]

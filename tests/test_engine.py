@@ -66,6 +66,44 @@ def test_preset_crossfade_eases_floats_and_blends_the_palette_across_the_whole_f
     assert eng.params.base("field/malfunction") == pytest.approx(0.8)
 
 
+def test_the_colours_change_at_an_even_speed_through_a_fade_that_also_heals_the_fever(ctx):
+    """Breakdown (fevered colours) into symbiosis (another palette, no fever): the colour table on the GPU
+    moves at close to the fade's own pace (1.4x its mean speed at most: saturation and hue move too).
+    Blending palettes while the fever also fell multiplied the two, and the colours changed twice as
+    fast at the end as on average."""
+    eng = engine(ctx, preset="breakdown")
+    frames(eng, 2)
+    eng.load_preset("symbiosis", 4.0)
+    clock = FixedStepClock(30)
+    tables = []
+    for _ in range(121):
+        eng.frame(clock.next_frame())
+        tables.append(np.frombuffer(eng.renderer.lut.read(), np.float32).reshape(-1, 4)[:, :3].copy())
+    step = np.array([np.abs(b - a).mean() for a, b in zip(tables, tables[1:])])
+    assert step.max() <= 1.5 * step.mean(), (step.max(), step.mean())
+
+
+def test_a_second_fade_during_a_palette_blend_changes_the_colours_without_a_jump(ctx, tmp_path):
+    """Harmony into breakdown (abyssal palette), and 2 s in a cue to another abyssal preset with a milder
+    malfunction: the colour table keeps moving smoothly to the new fever, with no step when a blend ends."""
+    eng = engine(ctx, tmp_path)
+    (tmp_path / "presets" / "embers.toml").write_text(
+        'description = "abyssal, mild"\n[params]\n"render/palette" = "abyssal"\n"field/malfunction" = 0.2\n')
+    frames(eng, 2)
+    eng.load_preset("breakdown", 4.0)
+    clock = FixedStepClock(30)
+    tables = []
+    for i in range(240):
+        if i == 60:
+            eng.load_preset("embers", 3.0)
+        eng.frame(clock.next_frame())
+        tables.append(np.frombuffer(eng.renderer.lut.read(), np.float32).reshape(-1, 4)[:, :3].copy())
+    step = np.array([np.abs(b - a).mean() for a, b in zip(tables, tables[1:])])
+    moving = step[step > 1e-5]
+    assert step.max() <= 3.0 * moving.mean(), (step.argmax(), step.max(), moving.mean())
+    assert step[-30:].max() < 1e-5                      # arrived, and still
+
+
 def test_a_fade_that_did_not_change_the_palette_leaves_no_blend_length_behind(ctx):
     """Two preset loads in one frame (a double tap: tension over 10 s, then harmony over 3 s): the palette
     never changes, and a palette set directly later still blends over the usual 2 s, not 10."""

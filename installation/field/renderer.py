@@ -104,7 +104,8 @@ class TapestryRenderer:
         self._lut_target: np.ndarray | None = None
         self._lut_blend = 1.0                      # 0..1 along a palette blend (1: arrived)
         self._blend_s = PALETTE_BLEND_S            # the length of the blend under way
-        self._next_blend: tuple[str, float] | None = None  # (palette, seconds): a fade's change to it
+        self._next_blend: tuple | None = None      # (palette, seconds, malfunction ends): a fade's change to it
+        self._blend_ends: tuple | None = None      # (old palette or None, malfunction from, to) of the blend
         self.tapestry = self._texture(self.size, 4, "f1")
 
     def _texture(self, size, components, dtype) -> moderngl.Texture:
@@ -188,10 +189,24 @@ class TapestryRenderer:
         """How far the colour table is along a change of palette: 0 just changed .. 1 arrived."""
         return self._lut_blend
 
-    def blend_next_palette(self, palette: str, seconds: float | None) -> None:
+    def blend_next_palette(self, palette: str, seconds: float | None,
+                           malfunction: tuple[float, float] | None = None) -> None:
         """Blend a change to ``palette`` over ``seconds`` (a crossfade's length) instead of
-        ``PALETTE_BLEND_S``; None forgets an earlier request (a later fade replaced it)."""
-        self._next_blend = None if seconds is None else (str(palette), max(float(seconds), 1e-3))
+        ``PALETTE_BLEND_S``; None forgets an earlier request (a later fade replaced it).
+
+        ``malfunction``: the fade's (from, to) ``field/malfunction`` bases.  The blend then runs between
+        the two palettes each at its own end's fever (plus the mood's live offset), so the colour
+        moves evenly; blending while the fever moves too multiplied the two, and the new palette
+        arrived as the square of the progress (breakdown -> symbiosis changed fastest at its end)."""
+        if (seconds is not None and malfunction is not None and self._lut_blend < 1.0
+                and self._lut_key is not None and str(palette) == self._lut_key[0]):
+            # a new fade while a blend to this palette is under way: go on from the colours on screen,
+            # toward this fade's end, over this fade's time (no jump now, none when it ends)
+            self._lut_from, self._lut_blend, self._blend_s = self._lut_shown, 0.0, max(float(seconds), 1e-3)
+            self._blend_ends = (None, 0.0, float(malfunction[1]))
+            self._next_blend = None
+            return
+        self._next_blend = None if seconds is None else (str(palette), max(float(seconds), 1e-3), malfunction)
 
     def _update_lut(self, dt: float = 0.0) -> None:
         """Keep the colour table in step with the parameters.
@@ -207,10 +222,18 @@ class TapestryRenderer:
         if key != self._lut_key:
             target = palette_lut(key[0], min(1.0, key[1] * 1.2), key[2], key[3])
             if self._lut_key is not None and key[0] != self._lut_key[0] and self._lut_shown is not None:
+                nb = self._next_blend if self._next_blend is not None and self._next_blend[0] == key[0] else None
+                self._blend_ends = ((self._lut_key[0],) + tuple(nb[2])
+                                    if nb is not None and nb[2] is not None and self._lut_blend >= 1.0 else None)
                 self._lut_from, self._lut_blend = self._lut_shown, 0.0
-                nb = self._next_blend
-                self._blend_s = nb[1] if nb is not None and nb[0] == key[0] else PALETTE_BLEND_S
+                self._blend_s = nb[1] if nb is not None else PALETTE_BLEND_S
                 self._next_blend = None
+            if self._lut_blend < 1.0 and self._blend_ends is not None:
+                old, m0, m1 = self._blend_ends   # old None: from the mix that was on screen, held
+                off = float(tree["field/malfunction"]) - float(tree.base("field/malfunction"))  # the mood's part
+                if old is not None:
+                    self._lut_from = palette_lut(old, min(1.0, max(0.0, m0 + off) * 1.2), key[2], key[3])
+                target = palette_lut(key[0], min(1.0, max(0.0, m1 + off) * 1.2), key[2], key[3])
             self._lut_target, self._lut_key = target, key
         elif self._lut_blend >= 1.0:
             return
