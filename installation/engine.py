@@ -210,6 +210,8 @@ class Engine:
         tree.clear_modulation()
         if self._fade is not None:
             self._fade.step(dt)
+            if not self._fade.done and not self._fade.holds("field/malfunction"):
+                self.renderer.follow_live_fever()   # someone took the malfunction over mid-fade
             weighted = self._fade.mappings()
             if self._fade.done:
                 self._mappings = self._fade.new_mood

@@ -538,6 +538,10 @@ class Crossfade:
             return 1.0
         return ease(min(self.elapsed / self.seconds, 1.0))
 
+    def holds(self, path: str) -> bool:
+        """Is this fade still moving ``path`` (not arrived, not taken over by someone else)?"""
+        return path in self._start and not self.done
+
     @property
     def done(self) -> bool:
         """True once every value has arrived."""

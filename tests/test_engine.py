@@ -104,6 +104,44 @@ def test_a_second_fade_during_a_palette_blend_changes_the_colours_without_a_jump
     assert step[-30:].max() < 1e-5                      # arrived, and still
 
 
+def _lut(eng):
+    return np.frombuffer(eng.renderer.lut.read(), np.float32).reshape(-1, 4)[:, :3].copy()
+
+
+def _live_lut(eng):
+    """The table the renderer shows once nothing moves: the live palette, fever, shift and saturation."""
+    from installation.field.renderer import palette_lut
+    t = eng.params
+    return palette_lut(t["render/palette"], min(1.0, t["field/malfunction"] * 1.2), t["render/hue_shift"],
+                       t["render/saturation"])[:, :3]
+
+
+@pytest.mark.parametrize("how", ["artist", "cut"])
+def test_taking_the_malfunction_over_mid_fade_moves_the_colours_to_it_without_a_jump(ctx, tmp_path, how):
+    """Harmony into breakdown, and 1 s in either an artist sets field/malfunction over OSC (the fade lets
+    go of it) or a cue cuts (fade 0) to another abyssal preset: the colours go to the fever that now
+    holds, smoothly, and stay there (they used to head for breakdown's fever and snap later)."""
+    eng = engine(ctx, tmp_path)
+    (tmp_path / "presets" / "embers.toml").write_text(
+        'description = "abyssal, mild"\n[params]\n"render/palette" = "abyssal"\n"field/malfunction" = 0.2\n')
+    frames(eng, 2)
+    eng.load_preset("breakdown", 4.0)
+    clock = FixedStepClock(30)
+    tables = []
+    for i in range(240):
+        if i == 30:
+            if how == "artist":
+                eng.params.set_base("field/malfunction", 0.1)
+            else:
+                eng.load_preset("embers", 0.0)
+        eng.frame(clock.next_frame())
+        tables.append(_lut(eng))
+    step = np.array([np.abs(b - a).mean() for a, b in zip(tables, tables[1:])])
+    after = step[32:]                          # from just after the change on (a cut may cut)
+    assert after.max() <= 3.0 * after[after > 1e-5].mean(), (after.argmax() + 32, after.max())
+    np.testing.assert_allclose(tables[-1], _live_lut(eng), atol=2e-3)
+
+
 def test_a_fade_that_did_not_change_the_palette_leaves_no_blend_length_behind(ctx):
     """Two preset loads in one frame (a double tap: tension over 10 s, then harmony over 3 s): the palette
     never changes, and a palette set directly later still blends over the usual 2 s, not 10."""

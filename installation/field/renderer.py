@@ -206,7 +206,20 @@ class TapestryRenderer:
             self._blend_ends = (None, 0.0, float(malfunction[1]))
             self._next_blend = None
             return
+        if seconds is None:   # a cut: whatever the blend under way aimed at no longer holds
+            self.follow_live_fever(PALETTE_BLEND_S)
         self._next_blend = None if seconds is None else (str(palette), max(float(seconds), 1e-3), malfunction)
+
+    def follow_live_fever(self, seconds: float | None = None) -> None:
+        """The fade's ``field/malfunction`` ends no longer hold (a cut, or an artist took the value over):
+        carry on from the colours on screen toward the live ones, over ``seconds`` (default: what was
+        left of the blend), so nothing jumps now or when the blend ends."""
+        if self._blend_ends is None or self._lut_blend >= 1.0 or self._lut_shown is None:
+            return
+        left = (1.0 - self._lut_blend) * self._blend_s if seconds is None else seconds
+        self._lut_from, self._lut_blend, self._blend_s = self._lut_shown, 0.0, max(float(left), 1e-3)
+        self._blend_ends = None
+        self._lut_key = None   # rebuild the target from the live values on the next frame
 
     def _update_lut(self, dt: float = 0.0) -> None:
         """Keep the colour table in step with the parameters.
@@ -217,11 +230,12 @@ class TapestryRenderer:
         Continuous changes (fever, hue shift, saturation) follow at once, as they are already smooth.
         """
         tree = self.tree
+        # (the base of field/malfunction too: the blend's ends follow it while the live value may sit still)
         key = (tree["render/palette"], round(tree["field/malfunction"], 3), round(tree["render/hue_shift"], 4),
-               round(tree["render/saturation"], 3))
+               round(tree["render/saturation"], 3), round(float(tree.base("field/malfunction")), 3))
         if key != self._lut_key:
             target = palette_lut(key[0], min(1.0, key[1] * 1.2), key[2], key[3])
-            if self._lut_key is not None and key[0] != self._lut_key[0] and self._lut_shown is not None:
+            if self._lut_key is not None and key[0] != self._lut_key[0] and self._lut_shown is not None:  # a new palette
                 nb = self._next_blend if self._next_blend is not None and self._next_blend[0] == key[0] else None
                 self._blend_ends = ((self._lut_key[0],) + tuple(nb[2])
                                     if nb is not None and nb[2] is not None and self._lut_blend >= 1.0 else None)
