@@ -78,30 +78,9 @@ def test_the_colours_change_at_an_even_speed_through_a_fade_that_also_heals_the_
     tables = []
     for _ in range(121):
         eng.frame(clock.next_frame())
-        tables.append(np.frombuffer(eng.renderer.lut.read(), np.float32).reshape(-1, 4)[:, :3].copy())
+        tables.append(_lut(eng))
     step = np.array([np.abs(b - a).mean() for a, b in zip(tables, tables[1:])])
     assert step.max() <= 1.5 * step.mean(), (step.max(), step.mean())
-
-
-def test_a_second_fade_during_a_palette_blend_changes_the_colours_without_a_jump(ctx, tmp_path):
-    """Harmony into breakdown (abyssal palette), and 2 s in a cue to another abyssal preset with a milder
-    malfunction: the colour table keeps moving smoothly to the new fever, with no step when a blend ends."""
-    eng = engine(ctx, tmp_path)
-    (tmp_path / "presets" / "embers.toml").write_text(
-        'description = "abyssal, mild"\n[params]\n"render/palette" = "abyssal"\n"field/malfunction" = 0.2\n')
-    frames(eng, 2)
-    eng.load_preset("breakdown", 4.0)
-    clock = FixedStepClock(30)
-    tables = []
-    for i in range(240):
-        if i == 60:
-            eng.load_preset("embers", 3.0)
-        eng.frame(clock.next_frame())
-        tables.append(np.frombuffer(eng.renderer.lut.read(), np.float32).reshape(-1, 4)[:, :3].copy())
-    step = np.array([np.abs(b - a).mean() for a, b in zip(tables, tables[1:])])
-    moving = step[step > 1e-5]
-    assert step.max() <= 3.0 * moving.mean(), (step.argmax(), step.max(), moving.mean())
-    assert step[-30:].max() < 1e-5                      # arrived, and still
 
 
 def _lut(eng):
@@ -116,11 +95,9 @@ def _live_lut(eng):
                        t["render/saturation"])[:, :3]
 
 
-@pytest.mark.parametrize("how", ["artist", "cut"])
-def test_taking_the_malfunction_over_mid_fade_moves_the_colours_to_it_without_a_jump(ctx, tmp_path, how):
-    """Harmony into breakdown, and 1 s in either an artist sets field/malfunction over OSC (the fade lets
-    go of it) or a cue cuts (fade 0) to another abyssal preset: the colours go to the fever that now
-    holds, smoothly, and stay there (they used to head for breakdown's fever and snap later)."""
+def _fade_to_breakdown(ctx, tmp_path, at, n=240):
+    """Harmony into breakdown over 4 s at 30 fps, ``at(eng, i)`` before frame i, with a preset "embers"
+    (abyssal like breakdown, malfunction 0.2) at hand: the colour table after each frame, and the engine."""
     eng = engine(ctx, tmp_path)
     (tmp_path / "presets" / "embers.toml").write_text(
         'description = "abyssal, mild"\n[params]\n"render/palette" = "abyssal"\n"field/malfunction" = 0.2\n')
@@ -128,15 +105,34 @@ def test_taking_the_malfunction_over_mid_fade_moves_the_colours_to_it_without_a_
     eng.load_preset("breakdown", 4.0)
     clock = FixedStepClock(30)
     tables = []
-    for i in range(240):
+    for i in range(n):
+        at(eng, i)
+        eng.frame(clock.next_frame())
+        tables.append(_lut(eng))
+    return np.array([np.abs(b - a).mean() for a, b in zip(tables, tables[1:])]), tables, eng
+
+
+def test_a_second_fade_during_a_palette_blend_changes_the_colours_without_a_jump(ctx, tmp_path):
+    """Harmony into breakdown (abyssal palette), and 2 s in a cue to another abyssal preset with a milder
+    malfunction: the colour table keeps moving smoothly to the new fever, with no step when a blend ends."""
+    step, _, _ = _fade_to_breakdown(ctx, tmp_path, lambda eng, i: i == 60 and eng.load_preset("embers", 3.0))
+    moving = step[step > 1e-5]
+    assert step.max() <= 3.0 * moving.mean(), (step.argmax(), step.max(), moving.mean())
+    assert step[-30:].max() < 1e-5                      # arrived, and still
+
+
+@pytest.mark.parametrize("how", ["artist", "cut"])
+def test_taking_the_malfunction_over_mid_fade_moves_the_colours_to_it_without_a_jump(ctx, tmp_path, how):
+    """Harmony into breakdown, and 1 s in either an artist sets field/malfunction over OSC (the fade lets
+    go of it) or a cue cuts (fade 0) to another abyssal preset: the colours go to the fever that now
+    holds, smoothly, and stay there (they used to head for breakdown's fever and snap later)."""
+    def at(eng, i):
         if i == 30:
             if how == "artist":
                 eng.params.set_base("field/malfunction", 0.1)
             else:
                 eng.load_preset("embers", 0.0)
-        eng.frame(clock.next_frame())
-        tables.append(_lut(eng))
-    step = np.array([np.abs(b - a).mean() for a, b in zip(tables, tables[1:])])
+    step, tables, eng = _fade_to_breakdown(ctx, tmp_path, at)
     after = step[32:]                          # from just after the change on (a cut may cut)
     assert after.max() <= 3.0 * after[after > 1e-5].mean(), (after.argmax() + 32, after.max())
     np.testing.assert_allclose(tables[-1], _live_lut(eng), atol=2e-3)
