@@ -202,8 +202,7 @@ class TapestryRenderer:
                 and self._lut_key is not None and str(palette) == self._lut_key[0]):
             # a new fade while a blend to this palette is under way: go on from the colours on screen,
             # toward this fade's end, over this fade's time (no jump now, none when it ends)
-            self._lut_from, self._lut_blend, self._blend_s = self._lut_shown, 0.0, max(float(seconds), 1e-3)
-            self._blend_ends = (None, 0.0, float(malfunction[1]))
+            self._restart_blend(seconds, (None, 0.0, float(malfunction[1])))
             self._next_blend = None
             return
         if seconds is None:   # a cut: whatever the blend under way aimed at no longer holds
@@ -216,10 +215,18 @@ class TapestryRenderer:
         left of the blend), so nothing jumps now or when the blend ends."""
         if self._blend_ends is None or self._lut_blend >= 1.0 or self._lut_shown is None:
             return
-        left = (1.0 - self._lut_blend) * self._blend_s if seconds is None else seconds
-        self._lut_from, self._lut_blend, self._blend_s = self._lut_shown, 0.0, max(float(left), 1e-3)
-        self._blend_ends = None
+        self._restart_blend((1.0 - self._lut_blend) * self._blend_s if seconds is None else seconds, None)
         self._lut_key = None   # rebuild the target from the live values on the next frame
+
+    def _restart_blend(self, seconds: float, ends: tuple | None) -> None:
+        """A blend from the table on screen, over ``seconds``, toward ``ends`` (None: the live values)."""
+        self._lut_from, self._lut_blend, self._blend_s = self._lut_shown, 0.0, max(float(seconds), 1e-3)
+        self._blend_ends = ends
+
+    @staticmethod
+    def _table(palette: str, malfunction: float, key: tuple) -> np.ndarray:
+        """``palette`` at the fever of ``malfunction``, with the hue shift and saturation in ``key``."""
+        return palette_lut(palette, min(1.0, max(0.0, malfunction) * 1.2), key[2], key[3])
 
     def _update_lut(self, dt: float = 0.0) -> None:
         """Keep the colour table in step with the parameters.
@@ -234,20 +241,20 @@ class TapestryRenderer:
         key = (tree["render/palette"], round(tree["field/malfunction"], 3), round(tree["render/hue_shift"], 4),
                round(tree["render/saturation"], 3), round(float(tree.base("field/malfunction")), 3))
         if key != self._lut_key:
-            target = palette_lut(key[0], min(1.0, key[1] * 1.2), key[2], key[3])
             if self._lut_key is not None and key[0] != self._lut_key[0] and self._lut_shown is not None:  # a new palette
                 nb = self._next_blend if self._next_blend is not None and self._next_blend[0] == key[0] else None
-                self._blend_ends = ((self._lut_key[0],) + tuple(nb[2])
-                                    if nb is not None and nb[2] is not None and self._lut_blend >= 1.0 else None)
-                self._lut_from, self._lut_blend = self._lut_shown, 0.0
-                self._blend_s = nb[1] if nb is not None else PALETTE_BLEND_S
+                ends = ((self._lut_key[0],) + tuple(nb[2])
+                        if nb is not None and nb[2] is not None and self._lut_blend >= 1.0 else None)
+                self._restart_blend(nb[1] if nb is not None else PALETTE_BLEND_S, ends)
                 self._next_blend = None
             if self._lut_blend < 1.0 and self._blend_ends is not None:
                 old, m0, m1 = self._blend_ends   # old None: from the mix that was on screen, held
                 off = float(tree["field/malfunction"]) - float(tree.base("field/malfunction"))  # the mood's part
                 if old is not None:
-                    self._lut_from = palette_lut(old, min(1.0, max(0.0, m0 + off) * 1.2), key[2], key[3])
-                target = palette_lut(key[0], min(1.0, max(0.0, m1 + off) * 1.2), key[2], key[3])
+                    self._lut_from = self._table(old, m0 + off, key)
+                target = self._table(key[0], m1 + off, key)
+            else:
+                target = self._table(key[0], key[1], key)
             self._lut_target, self._lut_key = target, key
         elif self._lut_blend >= 1.0:
             return
