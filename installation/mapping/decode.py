@@ -8,7 +8,10 @@ its inverse -- so pixels lit by two neighbouring LEDs, whose bits disagree,
 drop out instead of being read as a third LED.  The pixels of one index make
 that LED's spot -- around its brightest pixel, so a dimmer reflection with the same code elsewhere
 does not pull it -- and its position is their light-weighted centroid.  Spots that
-are too small, too faint or torn apart are not LEDs (reflections, noise): such
+are too small, too faint or torn apart are not LEDs (reflections, noise), nor is
+a dim spot inside a brighter one whose code differs from it in one bit (the rim
+of that LED, where room light that changed between a bit and its inverse -- people
+walking behind the LEDs -- outweighed the LED's light and flipped the bit): such
 an index is reported missing, never guessed.
 """
 
@@ -18,7 +21,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .patterns import bits_for, gray_to_binary
+from .patterns import bits_for, gray, gray_to_binary
+
+#: A spot with less than this share of the light of a spot beside it, one code bit away, is its echo.
+ECHO_SHARE = 0.7
 
 
 @dataclass
@@ -52,6 +58,32 @@ class Detections:
         p = np.full((self.n, 2), np.nan)
         p[self.index] = self.px
         return p
+
+
+def _echoes(found: np.ndarray, light: np.ndarray, x: np.ndarray, y: np.ndarray, reach: float) -> np.ndarray:
+    """Which of the ``found`` indices are another LED's light with one bit misread: less than
+    ``ECHO_SHARE`` of the light of a spot within ``reach`` pixels whose Gray code differs in one bit.
+
+    Room light that changes between a bit and its inverse (someone walking behind the LEDs) flips
+    that bit on the dim rim of a spot, where the LED adds less light than the room took away; the rim
+    then reads as the LED whose code differs in that bit.  ``light``, ``x``, ``y``: per LED index.
+    """
+    echo = np.zeros(found.size, bool)
+    if found.size < 2:
+        return echo
+    n = light.size
+    is_found = np.zeros(n, bool)
+    is_found[found] = True
+    code = gray(found)
+    for b in range(bits_for(n)):
+        other = gray_to_binary(code ^ (1 << b))
+        ok = other < n
+        k = np.where(ok, other, 0)
+        ok &= is_found[k]
+        ok &= np.hypot(x[k] - x[found], y[k] - y[found]) <= reach
+        ok &= light[found] < ECHO_SHARE * light[k]
+        echo |= ok
+    return echo
 
 
 def _grey(img: np.ndarray) -> np.ndarray:
@@ -122,6 +154,7 @@ def decode(frames: dict, n: int, min_contrast: float = 0.35, min_light: float | 
     if found.size:
         med = float(np.median(s[found]))
         found = found[(s[found] >= min_share * med) & (count[found] >= 2)]
+        found = found[~_echoes(found, s, cx, cy, 3.0 * max(typical, 1.0))]
     # colour response of each spot: sum over its pixels of (colour frame - dark), per camera channel
     rgb = np.zeros((found.size, 3, 3))
     if found.size:
