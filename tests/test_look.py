@@ -55,6 +55,20 @@ def test_no_preset_clips_more_than_one_percent_to_white(ctx, preset):
     assert max(frame_stats(f)["clipped"] for f in frames[30:]) <= 0.01
 
 
+def test_breakdown_tears_into_strands_with_dark_between_not_a_fog(ctx):
+    """Well after its first second, breakdown keeps structure: the brightest tenth of the picture stands
+    well above the darkest tenth, and some of it is black.  Old code: a flat magenta fog, luminance
+    p90 - p10 = 0.105 and no dark pixel at all (tension, the bar: 0.635)."""
+    run = LookRun(ctx, "breakdown", **SMALL)
+    try:
+        run.run(8.0)
+        stats = [frame_stats(f) for f in run.run(2.0, read=True)]
+    finally:
+        run.close()
+    assert np.mean([s["p90"] - s["p10"] for s in stats]) >= 0.3
+    assert np.mean([s["dark"] for s in stats]) >= 0.01
+
+
 @pytest.mark.parametrize("preset", ["breakdown", "harmony", "restoration", "symbiosis", "tension"])
 def test_every_fixture_of_the_demo_venue_lights_up(ctx, preset):
     # Every fixture's brightest LED reaches a quarter of full level within 20 s.
