@@ -5,14 +5,15 @@ Gray-code bit is read by comparing the bit's frame with its inverse (no
 threshold to tune, and room light cancels).  A pixel is kept only if every bit
 is clear -- at least ``min_contrast`` of its light differs between a bit and
 its inverse -- so pixels lit by two neighbouring LEDs, whose bits disagree,
-drop out instead of being read as a third LED.  The pixels of one index make
-that LED's spot -- around its brightest pixel, so a dimmer reflection with the same code elsewhere
-does not pull it -- and its position is their light-weighted centroid.  Spots that
-are too small, too faint or torn apart are not LEDs (reflections, noise), nor is
-a dim spot inside a brighter one whose code differs from it in one bit (the rim
-of that LED, where room light that changed between a bit and its inverse -- people
-walking behind the LEDs -- outweighed the LED's light and flipped the bit): such
-an index is reported missing, never guessed.
+drop out instead of being read as a third LED; and only if the room's light
+there held still while each bit was shown (a bit and its inverse add up to
+white + dark at an LED's pixel; people walking behind the LEDs change that sum,
+and could flip the bit on the dim rim of a spot, which would then read as
+another LED).  The pixels of one index make that LED's spot -- around its
+brightest pixel, so a dimmer reflection with the same code elsewhere does not
+pull it -- and its position is their light-weighted centroid.  Spots that are
+too small, too faint or torn apart are not LEDs (reflections, noise): such an
+index is reported missing, never guessed.
 """
 
 from __future__ import annotations
@@ -21,10 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .patterns import bits_for, gray, gray_to_binary
-
-#: A spot with less than this share of the light of a spot beside it, one code bit away, is its echo.
-ECHO_SHARE = 0.7
+from .patterns import bits_for, gray_to_binary
 
 
 @dataclass
@@ -60,43 +58,19 @@ class Detections:
         return p
 
 
-def _echoes(found: np.ndarray, light: np.ndarray, x: np.ndarray, y: np.ndarray, reach: float) -> np.ndarray:
-    """Which of the ``found`` indices are another LED's light with one bit misread: less than
-    ``ECHO_SHARE`` of the light of a spot within ``reach`` pixels whose Gray code differs in one bit.
-
-    Room light that changes between a bit and its inverse (someone walking behind the LEDs) flips
-    that bit on the dim rim of a spot, where the LED adds less light than the room took away; the rim
-    then reads as the LED whose code differs in that bit.  ``light``, ``x``, ``y``: per LED index.
-    """
-    echo = np.zeros(found.size, bool)
-    if found.size < 2:
-        return echo
-    n = light.size
-    is_found = np.zeros(n, bool)
-    is_found[found] = True
-    code = gray(found)
-    for b in range(bits_for(n)):
-        other = gray_to_binary(code ^ (1 << b))
-        ok = other < n
-        k = np.where(ok, other, 0)
-        ok &= is_found[k]
-        ok &= np.hypot(x[k] - x[found], y[k] - y[found]) <= reach
-        ok &= light[found] < ECHO_SHARE * light[k]
-        echo |= ok
-    return echo
-
-
 def _grey(img: np.ndarray) -> np.ndarray:
     return img.astype(np.float32).mean(axis=2) if img.ndim == 3 else img.astype(np.float32)
 
 
 def decode(frames: dict, n: int, min_contrast: float = 0.35, min_light: float | None = None,
-           min_share: float = 0.25) -> Detections:
+           min_share: float = 0.25, max_stray: float = 1.25) -> Detections:
     """Find LEDs 0..n-1 in ``frames``: {"dark", "white", "red", "green", "blue": image,
     ("bit", b, inverse): image} of float or uint8 BGR images of one size.
 
     ``min_light``: least white-minus-dark grey level a pixel needs (default: from the dark frame's
-    noise); ``min_share``: a spot with less light than this share of the median spot is not an LED.
+    noise); ``min_share``: a spot with less light than this share of the median spot is not an LED;
+    ``max_stray``: most room light, in units of the pixel's LED light, that may change between a bit
+    and its inverse (judged by their sum against white + dark) before the pixel is left out.
     """
     dark = frames["dark"].astype(np.float32)
     h, w = dark.shape[:2]
@@ -108,6 +82,11 @@ def decode(frames: dict, n: int, min_contrast: float = 0.35, min_light: float | 
         sigma = 1.4826 * float(np.median(np.abs(diff - np.median(diff)))) / np.sqrt(2.0)
         min_light = max(6.0 * sigma, 8.0)
     keep = amp > min_light
+    # A bit and its inverse light complementary halves of the LEDs, so at one LED's pixel they add up
+    # to white + dark.  Room light that changed in one of them (someone walking behind the LEDs) shows
+    # in that sum; to flip the bit it must outweigh the LED's light by 1 + min_contrast, so a stray
+    # above max_stray (< 1.35) times the LED's light is caught before it can be misread as a code.
+    both = _grey(frames["white"]) + d
     nbits = bits_for(n)
     code = np.zeros((h, w), np.int64)
     for b in range(nbits):
@@ -115,6 +94,7 @@ def decode(frames: dict, n: int, min_contrast: float = 0.35, min_light: float | 
         q = _grey(frames[("bit", b, True)])
         delta = p - q
         keep &= np.abs(delta) >= min_contrast * amp
+        keep &= np.abs(p + q - both) <= max_stray * amp + 0.5 * min_light
         code |= (delta > 0).astype(np.int64) << b
     ys, xs = np.nonzero(keep)
     idx = gray_to_binary(code[ys, xs])
@@ -154,7 +134,6 @@ def decode(frames: dict, n: int, min_contrast: float = 0.35, min_light: float | 
     if found.size:
         med = float(np.median(s[found]))
         found = found[(s[found] >= min_share * med) & (count[found] >= 2)]
-        found = found[~_echoes(found, s, cx, cy, 3.0 * max(typical, 1.0))]
     # colour response of each spot: sum over its pixels of (colour frame - dark), per camera channel
     rgb = np.zeros((found.size, 3, 3))
     if found.size:
