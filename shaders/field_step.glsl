@@ -36,8 +36,9 @@ uniform float u_attract;     // gain on attractors
 uniform float u_damp;        // velocity kept per step: exp(-dt * (0.6 + 1.4 * order)), folded on the CPU
 uniform float u_packets;     // 0..1 strength of the nutrient packets travelling along filaments
 uniform float u_packet_phase; // distance the packets have travelled (canvas h), modulo PACKET_SPACING
-// Torn loose under a heavy malfunction, a particle rides the flow as a tracer (dye in stirred water)
-const float TRACER_SPEED = 0.25;    // its speed: the flow times field/flow/curl times this (canvas h / s)
+// Loose under a heavy malfunction, a particle rides the flow as a tracer (dye in stirred water)
+const float TRACER_SPEED = 0.25;    // it heads for the flow times field/flow/curl times this (canvas h / s);
+                                    // u_damp bleeds some off, so it settles at about 0.8 of that
 const float TRACER_RATE = 3.0;      // how fast it takes up the flow's velocity (1 / s)
 const float TRACER_AGEING = 4.0;    // it ages 1 + this times faster, so strands keep tearing off the network
 const float PACKET_SPACING = 0.3;   // canvas heights between packets (simulation.PACKET_SPACING)
@@ -70,9 +71,10 @@ void main() {
 
     vec2 desired = tan * (u_speed * info.z) + (target - pos) * u_tension;
     // The flow pushes a particle (a force: it random-walks off its filament, the smoke of tension)
-    // or, torn loose under a heavy malfunction, carries it: a divergence-free flow then stretches
-    // the lines the particles were born on into folded, torn strands with dark between them, where
-    // pushed particles spread evenly into a fog.
+    // or, under a heavy malfunction, carries it as far as its route has lost its grip (low order, a
+    // torn filament, a visitor near): a divergence-free flow then stretches the lines the particles
+    // were born on into folded, torn strands with dark between them, where pushed particles spread
+    // evenly into a fog.
     float loose = smoothstep(0.15, 0.45, u_malfunction) * (1.0 - grip);
     vec2 force = flow.xy * (u_curl * (1.0 + 3.0 * u_malfunction) * (1.2 - grip));
     vec2 tracer = (flow.xy * (u_curl * TRACER_SPEED) - vel) * min(TRACER_RATE, 1.0 / max(u_dt, 1e-4));
