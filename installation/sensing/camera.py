@@ -82,10 +82,6 @@ PARAMS: tuple[ParamSpec, ...] = tuple(
          "this many times the background's there"),
         ("light_corr", 0.7, 0.0, 1.0, "", "a still blob whose inner gradients follow the background's this "
          "closely (normalised correlation) is a light change, not a person"),
-        ("light_spread", 0.05, 0.0, 1.0, "log ratio", "light changes a blob evenly: a blob whose gradients "
-         "follow the background's only loosely (below halfway from light_corr to 1) is light only if its "
-         "brightness ratio to the background varies by at most this (mean absolute deviation of the log); "
-         "a person in front of a door frame can follow its lines, but replaces the pixels"),
         ("edge_min", 3.0, 0.0, 100.0, "grey levels/px", "weakest mean outline edge a kept still blob may have"),
         ("min_blob", 0.002, 0.0, 0.2, "ratio", "smallest blob (share of the watched area) counted as a person"),
         ("person_floor", 0.08, 0.0, 1.0, "ratio", "presence is at least this much per person counted, so one "
@@ -323,15 +319,7 @@ class CameraAnalyzer:
             nc = np.bincount(lab, weights=(gc * gc).ravel(), minlength=n)
             nb = np.bincount(lab, weights=(gb * gb).ravel(), minlength=n)
             corr = dot / np.sqrt(np.maximum(nc * nb, 1e-6))
-            # ... and it scales the blob evenly, where a person replaces its pixels (legs in front of a door
-            # frame can follow its lines loosely; a lamp switched on beside a seated visitor joins them
-            # in one blob): loosely following structure is light only with one ratio over the blob.
-            lr = np.log((cur + 4.0) / (bg + 4.0)).ravel()
-            area = np.maximum(np.bincount(lab, minlength=n), 1)
-            mean = np.bincount(lab, weights=lr, minlength=n) / area
-            spread = np.bincount(lab, weights=np.abs(lr - mean[lab]), minlength=n) / area
-            lc = float(tr[f"{P}/light_corr"])
-            light = (corr >= lc) & ((spread <= float(tr[f"{P}/light_spread"])) | (corr >= 0.5 * (1.0 + lc)))
+            light = corr >= float(tr[f"{P}/light_corr"])
             own = (ec >= float(tr[f"{P}/edge_ratio"]) * eb) & (ec >= float(tr[f"{P}/edge_min"]))
             forget = (still & ~own) | light
             forget[0] = False

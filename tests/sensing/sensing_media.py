@@ -13,7 +13,6 @@ import pytest
 MEDIA = Path(__file__).parents[2] / "../shared/media"
 WALK = MEDIA / "people-walking-in.gif"
 CLASSROOM = MEDIA / "classroom-seated.gif"
-PAUSE = MEDIA / "face-demographics-walking-and-pause.gif"
 WALK_FPS = 12.5
 CLASSROOM_FPS = 50.0 / 3.0
 
