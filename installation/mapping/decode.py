@@ -6,9 +6,9 @@ threshold to tune, and room light cancels).  A pixel is kept only if every bit
 is clear -- at least ``min_contrast`` of its light differs between a bit and
 its inverse -- so pixels lit by two neighbouring LEDs, whose bits disagree,
 drop out instead of being read as a third LED; and only if the room's light
-there held still while each bit was shown (a bit and its inverse add up to
-white + dark at an LED's pixel; people walking behind the LEDs change that sum,
-and could flip the bit on the dim rim of a spot, which would then read as
+there did not change between a bit and its inverse (at an LED's pixel every
+pair adds up to the same sum; people walking behind the LEDs move one pair's
+sum, and could flip the bit on the dim rim of a spot, which would then read as
 another LED).  The pixels of one index make that LED's spot -- around its
 brightest pixel, so a dimmer reflection with the same code elsewhere does not
 pull it -- and its position is their light-weighted centroid.  Spots that are
@@ -70,7 +70,8 @@ def decode(frames: dict, n: int, min_contrast: float = 0.35, min_light: float | 
     ``min_light``: least white-minus-dark grey level a pixel needs (default: from the dark frame's
     noise); ``min_share``: a spot with less light than this share of the median spot is not an LED;
     ``max_stray``: most room light, in units of the pixel's LED light, that may change between a bit
-    and its inverse (judged by their sum against white + dark) before the pixel is left out.
+    and its inverse (judged by their sum against the median of all pairs' sums) before the pixel is
+    left out.
     """
     dark = frames["dark"].astype(np.float32)
     h, w = dark.shape[:2]
@@ -81,23 +82,31 @@ def decode(frames: dict, n: int, min_contrast: float = 0.35, min_light: float | 
         diff = np.diff(d, axis=1)
         sigma = 1.4826 * float(np.median(np.abs(diff - np.median(diff)))) / np.sqrt(2.0)
         min_light = max(6.0 * sigma, 8.0)
-    keep = amp > min_light
-    # A bit and its inverse light complementary halves of the LEDs, so at one LED's pixel they add up
-    # to white + dark.  Room light that changed in one of them (someone walking behind the LEDs) shows
-    # in that sum; to flip the bit it must outweigh the LED's light by 1 + min_contrast, so a stray
-    # above max_stray (< 1.35) times the LED's light is caught before it can be misread as a code.
-    both = _grey(frames["white"]) + d
+    # Only pixels with LED light are read (a few per cent of the picture): per pixel values from here on.
+    ys, xs = np.nonzero(amp > min_light)
+    a = amp[ys, xs]
     nbits = bits_for(n)
-    code = np.zeros((h, w), np.int64)
+    keep = np.ones(ys.size, bool)
+    code = np.zeros(ys.size, np.int64)
+    sums = np.empty((nbits + 1, ys.size), np.float32)
+    sums[nbits] = _grey(frames["white"])[ys, xs] + d[ys, xs]
     for b in range(nbits):
-        p = _grey(frames[("bit", b, False)])
-        q = _grey(frames[("bit", b, True)])
+        p = _grey(frames[("bit", b, False)])[ys, xs]
+        q = _grey(frames[("bit", b, True)])[ys, xs]
         delta = p - q
-        keep &= np.abs(delta) >= min_contrast * amp
-        keep &= np.abs(p + q - both) <= max_stray * amp + 0.5 * min_light
+        keep &= np.abs(delta) >= min_contrast * a
         code |= (delta > 0).astype(np.int64) << b
-    ys, xs = np.nonzero(keep)
-    idx = gray_to_binary(code[ys, xs])
+        sums[b] = p + q
+    # A bit and its inverse light complementary halves of the LEDs, so at an LED's pixel every pair adds
+    # up to the same sum (white + dark, while the room's light holds).  Room light that changed in one
+    # frame of a pair (someone walking behind the LEDs) moves that pair's sum away from the median of
+    # all; to flip the bit it must outweigh the LED's light by 1 + min_contrast, so a pair off by more
+    # than max_stray (< 1.35) times the LED's light (plus the noise) is not read.  Light that changed
+    # before the codes and stayed (a lamp switched on after the white frame) moves every pair alike.
+    ref = np.median(sums, axis=0)
+    keep &= (np.abs(sums[:nbits] - ref) <= max_stray * a + 0.5 * min_light).all(axis=0)
+    ys, xs, code = ys[keep], xs[keep], code[keep]
+    idx = gray_to_binary(code)
     ok = idx < n
     ys, xs, idx = ys[ok], xs[ok], idx[ok]
     wgt = amp[ys, xs].astype(np.float64)

@@ -93,3 +93,13 @@ def test_a_dense_strip_of_uneven_leds_is_found_whole():
     assert det.found_mask().all()
     err = np.abs(det.position_of() - pos).max(axis=1)
     assert err[1:-1].max() < 0.1 and err.max() < 1.0     # the two ends lean outward (no neighbour there)
+
+
+def test_a_light_switched_on_after_the_white_frame_loses_no_led():
+    """Room light 20 grey levels up from the first code frame to the last (a lamp switched on after the white
+    frame) shifts every bit and its inverse alike: it flips nothing, so dim LEDs (30 grey levels) are all
+    still found. A check against white + dark alone found none of the 32."""
+    n = 32
+    pos = np.array([(12.0 + 16 * (i % 8), 14.0 + 28 * (i // 8)) for i in range(n)])
+    det = decode(_frames(n, pos, np.ones(n, bool), room_change=lambda b, inv: 20.0, peaks=np.full(n, 30.0)), n)
+    assert det.found_mask().all()
