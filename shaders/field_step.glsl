@@ -35,13 +35,13 @@ uniform float u_life;        // mean particle life (s)
 uniform float u_attract;     // gain on attractors
 uniform float u_damp;        // velocity kept per step: exp(-dt * (0.6 + 1.4 * order)), folded on the CPU
 uniform float u_packets;     // 0..1 strength of the nutrient packets travelling along filaments
-uniform float u_packet_phase; // distance the packets have travelled (canvas h), modulo PACKET_SPACING
+uniform float u_packet_phase; // distance the packets have travelled (canvas h), modulo u_packet_spacing
+uniform float u_packet_spacing; // canvas heights between packets (simulation.PACKET_SPACING)
 // Loose under a heavy malfunction, a particle rides the flow as a tracer (dye in stirred water)
 const float TRACER_SPEED = 0.25;    // it heads for the flow times field/flow/curl times this (canvas h / s);
                                     // u_damp bleeds some off, so it settles at about 0.8 of that
 const float TRACER_RATE = 3.0;      // how fast it takes up the flow's velocity (1 / s)
 const float TRACER_AGEING = 4.0;    // it ages 1 + this times faster, so strands keep tearing off the network
-const float PACKET_SPACING = 0.3;   // canvas heights between packets (simulation.PACKET_SPACING)
 
 void main() {
     uint i = gl_GlobalInvocationID.x + u_first;
@@ -115,7 +115,7 @@ void main() {
     // torn filament loses them). The mean brightness is kept: w^4 of a raised cosine averages 35/128.
     // info.z / info.y is the route's length (the CPU folded speed / length into info.y).
     float along = sc * info.z / max(info.y, 1e-6) - u_packet_phase * info.z;
-    float wave = 0.5 + 0.5 * cos(6.2831853 * (along / PACKET_SPACING + ctrl.w));
+    float wave = 0.5 + 0.5 * cos(6.2831853 * (along / u_packet_spacing + ctrl.w));
     wave *= wave;
     float packet = mix(1.0, wave * wave * (128.0 / 35.0), u_packets * (1.0 - torn) * (1.0 - info.x));
     float light = particle_light(info.w * packet, lane, life, sc, vel, u_speed);

@@ -67,7 +67,7 @@ def packet_strength(packets: float, speed: float) -> float:
 
 
 HUE_STRIDE = 16  # one particle in 16 (a different one each frame) paints the colour grid
-PACKET_SPACING = 0.3  # canvas heights between nutrient packets on a filament (must match field_step.glsl)
+PACKET_SPACING = 0.3  # canvas heights between nutrient packets on a filament
 
 
 @dataclass(frozen=True)
@@ -196,7 +196,7 @@ class ParticleField:
              u_node_share=tree["field/nodes/share"], u_life=tree["field/life"],
              u_attract=tree["field/attractors/gain"], u_flow=0, u_size=splat.size, u_gain=splat.gain,
              u_packets=packet_strength(tree["field/filaments/packets"], tree["field/flow/speed"]),
-             u_packet_phase=self.packet_phase,
+             u_packet_phase=self.packet_phase, u_packet_spacing=PACKET_SPACING,
              u_damp=math.exp(-step_dt * (0.6 + 1.4 * tree["field/harmony"] * (1.0 - 0.85 * tree["field/malfunction"]))))
         self.flow.use(0)
         self.particles.bind_to_storage_buffer(0)
