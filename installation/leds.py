@@ -26,9 +26,10 @@ time): the frame loop pays for the GPU pass and a hand-off, never for the limite
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
-from typing import Sequence
+from typing import Callable, Sequence
 
 import moderngl
 import numpy as np
@@ -270,19 +271,32 @@ class QuantizeStage:
 class FlashStage:
     """The photosensitive flash limiter on the light the quantised bytes make, handed the frame's ``dt``.
 
-    LEDs it slows are quantised again from its output.  If the limiter itself fails, the last frame
-    sent (which passed it) is sent again until it works.
+    The ``dt`` it counts is never more than ``clock`` says passed since its last frame: frames reach
+    the wire at the clock's pace, so a caller that claims more time (a low ``fps``, a large ``dt``)
+    cannot spread a strobe over seconds that did not pass.  LEDs it slows are quantised again from
+    its output.  If the limiter itself fails, the last frame sent (which passed it) is sent again
+    until it works.
     """
 
     name = "flash"
 
-    def __init__(self, limiter: FlashLimiter, color: ColorPipeline):
-        self.limiter, self.color = limiter, color
+    def __init__(self, limiter: FlashLimiter, color: ColorPipeline, clock: Callable[[], float] = time.monotonic):
+        self.limiter, self.color, self.clock = limiter, color, clock
         self._failed = False
+        self._last: float | None = None
+
+    def _dt(self, dt: float | None) -> float:
+        if dt is None or not math.isfinite(dt) or dt < 0:
+            dt = 1.0 / self.limiter.fps
+        now = self.clock()
+        if self._last is not None:
+            dt = min(dt, max(0.0, now - self._last))
+        self._last = now
+        return dt
 
     def __call__(self, f: LedFrame) -> None:
         try:
-            out = self.limiter.limit(f.levels, f.dt)
+            out = self.limiter.limit(f.levels, self._dt(f.dt))
             if out is not f.levels:
                 rows = np.flatnonzero((out != f.levels).any(axis=1))
                 if rows.size:
@@ -331,6 +345,9 @@ class LedPipeline:
     * ``venue``: :func:`installation.venue.load_venue`'s result (layouts, outputs, power, ``[safety]``);
     * ``tree``: a ParamTree with :data:`PARAMS` declared (``ParamTree.from_specs(PARAMS)`` will do);
     * ``fps``: the nominal frame rate, the flash limiter's ``dt`` when a frame gives none;
+    * ``clock``: the flash limiter never counts more time between two frames than this clock saw
+      pass (the wall clock for anything on a wire); a simulation that makes frames faster than
+      real time and shows them to nobody live (``installation/field/look.py``) passes its own;
     * ``outputs``: tests and benchmarks may pass their own, one per ``venue.patch.controllers``;
     * ``shaders``: the engine's ShaderLibrary (hot reload, file:line errors), else one of its own;
     * ``worker``: run the CPU stages on a thread of their own (the live show): ``process`` then
@@ -340,7 +357,8 @@ class LedPipeline:
     """
 
     def __init__(self, ctx: moderngl.Context | None, venue: Venue, tree: ParamTree, fps: float = 60.0,
-                 outputs: Sequence | None = None, shaders=None, worker: bool = False):
+                 outputs: Sequence | None = None, shaders=None, worker: bool = False,
+                 clock: Callable[[], float] = time.monotonic):
         self.venue = venue
         self.layout = venue.layout
         self.tree = tree
@@ -369,7 +387,7 @@ class LedPipeline:
         self._pack = PackStage(self.color)
         #: the LED path, in order; built here and nowhere else
         self.stages: tuple = (CorrectStage(self.sampler, self.color), PowerStage(self.color),
-                              QuantizeStage(self.color), FlashStage(self.flash_limiter, self.color), self._pack,
+                              QuantizeStage(self.color), FlashStage(self.flash_limiter, self.color, clock), self._pack,
                               SendStage(self._send))
         self.timing = {f"{st.name}_ms": 0.0 for st in self.stages}
         self.timing["frame_thread_ms"] = 0.0
@@ -467,7 +485,7 @@ class LedPipeline:
         """Go dark through the CPU stages (power, quantize, flash, pack, send), frame by frame, until the
         flash limiter lets the blackout through: going dark is a transition too, and right after a
         burst of flashes it would be a fourth.  At most ``limit_s`` (the limiter's window frees by then)."""
-        if self.layout.count == 0:
+        if self.layout.count == 0 or not self.outputs:   # nothing on a wire to go dark
             return
         dt = 1.0 / self.flash_limiter.fps
         end = time.monotonic() + limit_s

@@ -660,6 +660,8 @@ class FlashLimiter:
         if not (target.min() >= 0.0 and target.max() <= 1.0):   # NaN fails both
             target = np.minimum(np.fmax(target, 0.0), 1.0)       # NaN -> 0, +inf -> 1
         lin = srgb_to_linear(target) if self.encoding == "srgb" else target
+        if self._prev is None:
+            self._commit(np.zeros_like(lin), now)   # dark before the first frame: lighting up is a transition
         k = self._plan(lin, now)
         if np.all(k >= 1.0):
             if self._commit(lin, now):
@@ -777,6 +779,10 @@ class FrameFlashLimiter:
             self._setup(h, w)
         core = self._core
         now = core._advance(dt)
+        if self._prev is None:   # dark before the first image: lighting up is a transition
+            self._prev = np.zeros_like(img)
+            self._prev[:, :, 3] = img[:, :, 3]
+            core._commit(self._cells(self._prev), now)
         cells = self._cells(img)
         k = core._plan(cells, now)
         if np.all(k >= 1.0):

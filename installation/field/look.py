@@ -67,7 +67,9 @@ class LookRun:
             from ..leds import LedPipeline
             from ..venue import load_venue
             v = load_venue(venue)
-            self.leds = LedPipeline(ctx, v, self.engine.params, outputs=[], shaders=self.engine.shaders)
+            # frames come faster than real time and reach no wire: the limiter counts the frames' own time
+            self.leds = LedPipeline(ctx, v, self.engine.params, outputs=[], shaders=self.engine.shaders,
+                                    clock=lambda: self.clock.time)
             self.engine.attach_leds(self.leds, fps)
         self.led_bytes: np.ndarray | None = None
 

@@ -20,10 +20,11 @@ import numpy as np
 LUMA = np.array([0.2126, 0.7152, 0.0722])
 
 
-def general_transitions(lum, times) -> list[float]:
-    """Times at which a general transition completes (a plain zig-zag walk over one signal)."""
+def general_transitions(lum, times, start: float | None = None) -> list[float]:
+    """Times at which a general transition completes (a plain zig-zag walk over one signal); ``start``:
+    the light before the first sample (0 for LEDs dark before the program ran), else the first sample."""
     found = []
-    peak = valley = float(lum[0])
+    peak = valley = float(lum[0]) if start is None else float(start)
     going = None
     for t, v in zip(times, lum):
         v = float(v)
@@ -38,8 +39,9 @@ def general_transitions(lum, times) -> list[float]:
     return found
 
 
-def red_transitions(rgb, times) -> list[float]:
-    """Times at which a red transition completes; ``rgb`` (T, 3) linear."""
+def red_transitions(rgb, times, start=None) -> list[float]:
+    """Times at which a red transition completes; ``rgb`` (T, 3) linear; ``start``: the colour before the
+    first sample (as for :func:`general_transitions`)."""
     found = []
 
     def sig(c):
@@ -49,7 +51,8 @@ def red_transitions(rgb, times) -> list[float]:
         s = float(c.sum())
         return s > 0 and float(c[0]) / s >= 0.8
 
-    peak = valley = (sig(rgb[0]), sat(rgb[0]))
+    first = rgb[0] if start is None else np.asarray(start, np.float64)
+    peak = valley = (sig(first), sat(first))
     going = None
     for t, c in zip(times, rgb):
         s, st = sig(c), sat(c)
@@ -99,10 +102,14 @@ def _over(events: list[float], times: np.ndarray) -> np.ndarray:
 
 
 def report(frames: np.ndarray, times, weights: np.ndarray, positions: np.ndarray,
-           region: tuple[float, float]) -> FlashReport:
-    """Count flashes in ``frames`` (T, N, 3) linear 0..1 at ``times`` (T,): see the module docstring."""
+           region: tuple[float, float], dark_start: bool = True) -> FlashReport:
+    """Count flashes in ``frames`` (T, N, 3) linear 0..1 at ``times`` (T,): see the module docstring.
+    ``dark_start``: the LEDs were dark before the first frame, so lighting up counts as a transition."""
     frames = np.asarray(frames, np.float64)
     times = np.asarray(times, np.float64)
+    if dark_start:
+        frames = np.concatenate([np.zeros_like(frames[:1]), frames])
+        times = np.concatenate([times[:1] - 1e-6, times])
     w = np.asarray(weights, np.float64)
     w = w / w.sum()
     lum = frames @ LUMA                                   # (T, N)
