@@ -33,6 +33,10 @@ class MapError(ValueError):
     """A mapping run that cannot go on; the message is for the installer."""
 
 
+class MapArgError(MapError):
+    """A bad argument (``--corners``, ``--anchor``): bad input, exit status 2, before any pattern is lit."""
+
+
 @dataclass
 class MapOptions:
     """How to map: anchors, lens, cadence, what to write."""
@@ -168,9 +172,9 @@ def _parse_corners(text: str, size: tuple[int, int]) -> np.ndarray:
     try:
         nums = [float(v) for v in text.replace(";", " ").replace(",", " ").split()]
     except ValueError:
-        raise MapError(f"--corners {text!r}: expected 8 numbers, the canvas corners TL, TR, BR, BL as x,y") from None
+        raise MapArgError(f"--corners {text!r}: expected 8 numbers, the canvas corners TL, TR, BR, BL as x,y") from None
     if len(nums) != 8 or not all(math.isfinite(v) for v in nums):
-        raise MapError(f"--corners {text!r}: expected 8 numbers (4 corners x,y), got {len(nums)}")
+        raise MapArgError(f"--corners {text!r}: expected 8 numbers (4 corners x,y), got {len(nums)}")
     pts = np.array(nums, np.float64).reshape(4, 2)
     if np.all(pts <= 2.0):   # 0..1 of the image, like sensing/camera/roi
         pts = pts * np.array(size, np.float64) - 0.5
@@ -186,11 +190,11 @@ def _parse_anchor(text: str, venue: Venue) -> tuple[int, np.ndarray | None]:
         fi = lay.fixture(name)
         k = int(idx)
     except (KeyError, ValueError):
-        raise MapError(f"--anchor {text!r}: expected FIXTURE:INDEX[=X,Y] with a fixture of the venue "
+        raise MapArgError(f"--anchor {text!r}: expected FIXTURE:INDEX[=X,Y] with a fixture of the venue "
                        f"({', '.join(f.name for f in lay.fixtures[:6])}...)") from None
     f = lay.fixtures[fi]
     if not 0 <= k < f.count:
-        raise MapError(f"--anchor {text!r}: {name} has LEDs 0..{f.count - 1}")
+        raise MapArgError(f"--anchor {text!r}: {name} has LEDs 0..{f.count - 1}")
     pos = None
     if at:
         try:
@@ -198,7 +202,7 @@ def _parse_anchor(text: str, venue: Venue) -> tuple[int, np.ndarray | None]:
         except ValueError:
             xy = np.zeros(0)
         if xy.shape != (2,) or not np.isfinite(xy).all():
-            raise MapError(f"--anchor {text!r}: the position after '=' must be X,Y in the layout's units")
+            raise MapArgError(f"--anchor {text!r}: the position after '=' must be X,Y in the layout's units")
         cs = lay.canvas_size if f.file is None else _canvas_units(f.file)
         pos = xy / np.asarray(cs, np.float64)
     return int(lay.first[fi]) + k, pos
@@ -226,13 +230,13 @@ def _anchors(opts: MapOptions, venue: Venue) -> list[tuple[int, np.ndarray | Non
             try:
                 fi = venue.layout.fixture(a)
             except KeyError:
-                raise MapError(f"--anchor {a!r}: no such fixture; give FIXTURE or FIXTURE:INDEX[=X,Y] "
-                               f"({', '.join(f.name for f in venue.layout.fixtures[:6])}...)") from None
+                raise MapArgError(f"--anchor {a!r}: no such fixture; give FIXTURE or FIXTURE:INDEX[=X,Y] "
+                                  f"({', '.join(f.name for f in venue.layout.fixtures[:6])}...)") from None
             out += [(i, None) for i in _corner_leds(venue, fi)]
         else:
             out.append(_parse_anchor(a, venue))
     if opts.anchors and len(out) < 4:
-        raise MapError(f"--anchor: give at least 4 anchor LEDs (got {len(out)})")
+        raise MapArgError(f"--anchor: give at least 4 anchor LEDs (got {len(out)})")
     return out
 
 
@@ -392,7 +396,7 @@ def map_venue(venue_path: Path | str, source, opts: MapOptions, outputs=None, fr
     n = venue.layout.count
     # bad marks are found before the LEDs run for a minute, not after
     if opts.corners == PICK:
-        raise MapError("--corners pick needs a camera or a clip to show")
+        raise MapArgError("--corners pick needs a camera or a clip to show")
     if opts.corners:
         _parse_corners(opts.corners, (100, 100))
     _anchors(opts, venue)
@@ -514,7 +518,7 @@ def run_map(venue: str, camera: str | None, dry: bool, opts: MapOptions, png_dir
     out = print
     try:
         if dry:
-            png = Path(png_dir or ".") / (Path(venue).stem + "-patterns.png")
+            png = Path(png_dir or Path(venue).parent) / (Path(venue).stem + "-patterns.png")
             for ln in dry_run(venue, opts, png):
                 out(ln)
             return 0
@@ -522,6 +526,9 @@ def run_map(venue: str, camera: str | None, dry: bool, opts: MapOptions, png_dir
             out("tapestry map: give --camera (a device index such as 0, or a recorded clip), or --dry-run")
             return 2
         v = load_venue(venue)
+        if opts.corners and opts.corners != PICK:   # bad arguments are found before the camera is opened
+            _parse_corners(opts.corners, (100, 100))
+        _anchors(opts, v)
         opts.camera_name = camera
         opts.png = Path(png_dir or v.path.parent) / (v.path.stem + "-camera-map.png")
         if is_clip(camera):
@@ -548,7 +555,7 @@ def run_map(venue: str, camera: str | None, dry: bool, opts: MapOptions, png_dir
                 src.close()
     except (VenueError, SourceError, MapError) as exc:
         out(f"tapestry map: {exc}")
-        return 2 if not isinstance(exc, MapError) else 1
+        return 1 if isinstance(exc, MapError) and not isinstance(exc, MapArgError) else 2
     except KeyboardInterrupt:
         out("tapestry map: stopped (Ctrl-C); nothing written")
         return 130

@@ -34,12 +34,13 @@ def small(tmp_path):
 
 
 def test_dry_run_shows_every_pattern_on_the_wire_and_draws_them(small, tmp_path):
-    r = _run("--venue", str(small.given_path), "--dry-run", "--hold", "0.02", "--png-dir", str(tmp_path), "--quiet")
+    r = _run("--venue", str(small.given_path), "--dry-run", "--hold", "0.02", "--quiet")   # run from the repo
     assert r.returncode == 0, r.stdout + r.stderr
     n = small.given.layout.count
     assert f"{5 + 2 * math.ceil(math.log2(n))} patterns" in r.stdout
     assert re.search(r"flash limiter: 0 of [1-9]\d* frames altered", r.stdout)
-    assert (tmp_path / "venue-patterns.png").exists()
+    # the PNG goes next to the venue, as --help says, not into the directory it was run from
+    assert (small.given_path.parent / "venue-patterns.png").exists() and not (ROOT / "venue-patterns.png").exists()
     assert small.receivers["wall"].total > 0 and small.receivers["net-wled"].total > 0
     # nothing written
     assert not list(small.given_path.parent.glob("*.bak"))
@@ -104,6 +105,9 @@ def test_a_second_view_adds_to_the_first(small):
     ([], "give --camera"),
     (["--camera", "0", "--hold", "-1"], "--hold"),
     (["--camera", "0", "--k1", "7"], "--k1"),
+    (["--camera", "0", "--corners", "1,2 3"], "--corners"),
+    (["--camera", "0", "--anchor", "nosuch"], "no such fixture"),
+    (["--camera", "0", "--anchor", "strip-1:999"], "--anchor"),
 ])
 def test_bad_input_is_one_clear_line_and_a_failing_status(args, message):
     r = _run(*args, timeout=60)
