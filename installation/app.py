@@ -328,14 +328,17 @@ def _run_live(args: LiveArgs, show, venue, stack: contextlib.ExitStack) -> int:
             engine.params.update_bases(load_venue_params(engine.venue_params, engine.params))
         except PresetError as exc:
             raise StartupError(f"venue params: {exc}") from None
-    roi = (show.sections.get("camera") or {}).get("roi") if show is not None else None
+    cam = (show.sections.get("camera") or {}) if show is not None else {}
+    roi = cam.get("roi")
     if roi:  # `run.py map --write-roi`: the presence camera and the LEDs share one calibrated canvas
         from .sensing.camera import set_roi
         try:
             set_roi(engine.params, [(roi[2 * i], roi[2 * i + 1]) for i in range(4)])
         except (ValueError, IndexError) as exc:
             raise StartupError(f"{args.venue}: camera.roi: {exc}") from None
-        log.info("camera ROI from the LED mapping: %s", ", ".join(f"{v:.3f}" for v in roi))
+        k1 = float(cam.get("lens_k1") or 0.0)   # the schema has checked its range
+        engine.params.update_bases({"sensing/camera/lens_k1": k1})
+        log.info("camera ROI from the LED mapping: %s, lens k1 %.4f", ", ".join(f"{v:.3f}" for v in roi), k1)
     if venue is not None:
         from .leds import LedPipeline
         try:

@@ -48,6 +48,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
+from installation.mapping.geometry import Lens
 from installation.params import MACHINE, VENUE, ParamSpec, ParamTree, floats
 
 from .frames import CameraFrame, Person
@@ -100,6 +101,8 @@ PARAMS: tuple[ParamSpec, ...] = tuple(
         ("roi/y2", 1.0, -1.0, 2.0, "image", "camera-image y of the canvas bottom-right corner"),
         ("roi/x3", 0.0, -1.0, 2.0, "image", "camera-image x of the canvas bottom-left corner"),
         ("roi/y3", 1.0, -1.0, 2.0, "image", "camera-image y of the canvas bottom-left corner"),
+        ("lens_k1", 0.0, -1.0, 1.0, "", "the camera's radial lens distortion (k1 as `run.py map` measures it; "
+         "negative for barrel): the ROI and people's canvas positions are corrected for it"),
     ], scope=VENUE)
     + [ParamSpec(f"{P}/cells", "int", 8, "exposure grid: cells across (rows follow the aspect ratio)", 2, 32,
                  live=False, scope=VENUE),
@@ -188,27 +191,46 @@ class CameraAnalyzer:
         self.reset()
 
     # -- geometry ------------------------------------------------------
+    def _undistort(self, uv: np.ndarray) -> np.ndarray:
+        """Normalised image points (M, 2) as a lens without distortion would show them."""
+        if self._lens is None:
+            return uv
+        w, h = self._lens.size
+        px = self._lens.undistort(uv * (w, h) - 0.5)
+        return (px + 0.5) / (w, h)
+
     def _update_roi(self, h: int, w: int) -> None:
         pts = roi_points(self.tree)
-        key = (pts, h, w)
+        k1 = float(self.tree[f"{P}/lens_k1"])
+        key = (pts, k1, h, w)
         if key == self._roi_key:
             return
+        self._lens = Lens(k1, (w, h)) if k1 != 0.0 else None
         try:
-            self._H = homography(pts)
+            self._H = homography(self._undistort(np.array(pts, np.float64)))
         except ValueError as e:
             log.warning("sensing/camera/roi: %s; using the whole image", e)
-            pts = CANVAS_CORNERS
+            pts, self._lens = CANVAS_CORNERS, None
             self._H = homography(pts)
-        poly = np.array([[x * w, y * h] for x, y in pts], dtype=np.float32)
-        mask = np.zeros((h, w), np.uint8)
-        cv2.fillConvexPoly(mask, np.round(poly).astype(np.int32), 1)
-        self._roi_mask = mask.astype(bool)
+        if self._lens is None:
+            poly = np.array([[x * w, y * h] for x, y in pts], dtype=np.float32)
+            mask = np.zeros((h, w), np.uint8)
+            cv2.fillConvexPoly(mask, np.round(poly).astype(np.int32), 1)
+            mask = mask.astype(bool)
+        else:   # the canvas's outline is curved in a distorted picture: test every pixel
+            uv = (np.stack(np.meshgrid(np.arange(w), np.arange(h)), -1).reshape(-1, 2) + 0.5) / (w, h)
+            q = np.c_[self._undistort(uv), np.ones(h * w)] @ self._H.T
+            c = q[:, :2] / q[:, 2:3]
+            mask = ((c >= 0.0) & (c <= 1.0)).all(axis=1).reshape(h, w)
+        self._roi_mask = mask
         self._roi_area = max(1, int(self._roi_mask.sum()))
         self._roi_key = key
         self.debug["roi"] = pts
 
     def to_canvas(self, u: float, v: float) -> tuple[float, float]:
-        """Map a normalised camera-image point to canvas coordinates through the ROI homography."""
+        """Map a normalised camera-image point to canvas coordinates (lens corrected, then the ROI homography)."""
+        if self._lens is not None:
+            u, v = self._undistort(np.array([[u, v]], np.float64))[0]
         p = self._H @ np.array([u, v, 1.0])
         return float(p[0] / p[2]), float(p[1] / p[2])
 
@@ -226,6 +248,7 @@ class CameraAnalyzer:
         self._roi_mask: np.ndarray | None = None
         self._roi_area = 1
         self._H = np.eye(3)
+        self._lens: Lens | None = None
         self.debug: dict = {}
 
     # -- per frame -----------------------------------------------------

@@ -1,0 +1,55 @@
+"""The presence camera and the LED mapping share one calibrated canvas, lens distortion included."""
+
+import numpy as np
+
+from installation.mapping.geometry import CameraModel, Lens
+from installation.params import ParamTree
+from installation.sensing.camera import PARAMS, CameraAnalyzer, set_roi
+
+
+def _analyzer(model: CameraModel, k1: float) -> CameraAnalyzer:
+    tree = ParamTree.from_specs(PARAMS)
+    roi = model.roi()
+    set_roi(tree, [(roi[2 * i], roi[2 * i + 1]) for i in range(4)])
+    tree.update_bases({"sensing/camera/lens_k1": k1})
+    a = CameraAnalyzer(tree)
+    w, h = model.lens.size
+    a.process(np.full((h, w, 3), 90, np.uint8), 0.0)   # the ROI is set up for the camera's picture
+    return a
+
+
+def test_a_point_on_the_canvas_is_where_the_mapping_put_it_with_a_barrel_lens():
+    """k1 = -0.1 (the issue's synthetic camera): every canvas point seen by the presence camera lands within
+    0.5 % of the canvas where the LED mapping's camera model put it; with the lens ignored it was ~3 % off."""
+    size = (1280, 720)
+    src = np.array([[210.0, 120.0], [1090.0, 95.0], [1120.0, 640.0], [170.0, 610.0]])
+    import cv2
+    H = cv2.getPerspectiveTransform(src.astype(np.float32),
+                                    np.array([[0, 0], [1, 0], [1, 1], [0, 1]], np.float32)).astype(np.float64)
+    model = CameraModel(Lens(-0.1, size), H)
+    canvas = np.stack(np.meshgrid(np.linspace(0.05, 0.95, 7), np.linspace(0.05, 0.95, 7)), -1).reshape(-1, 2)
+    uv = (model.to_image(canvas) + 0.5) / size
+
+    def worst(a):
+        got = np.array([a.to_canvas(u, v) for u, v in uv])
+        return float(np.abs(got - canvas).max())
+
+    assert worst(_analyzer(model, -0.1)) < 0.005
+    assert worst(_analyzer(model, 0.0)) > 0.01   # what the plain homography did
+
+
+def test_the_watched_area_follows_the_curved_canvas_outline():
+    """With the lens corrected, a pixel just outside the canvas's curved edge is not watched, one just inside is."""
+    size = (1280, 720)
+    src = np.array([[200.0, 100.0], [1080.0, 100.0], [1080.0, 620.0], [200.0, 620.0]])
+    import cv2
+    H = cv2.getPerspectiveTransform(src.astype(np.float32),
+                                    np.array([[0, 0], [1, 0], [1, 1], [0, 1]], np.float32)).astype(np.float64)
+    model = CameraModel(Lens(-0.1, size), H)
+    a = _analyzer(model, -0.1)
+    mask = a._roi_mask
+    h, w = mask.shape
+    for cx, cy, inside in ((0.5, 0.02, True), (0.5, -0.03, False), (0.02, 0.5, True), (-0.03, 0.5, False)):
+        px = model.to_image(np.array([[cx, cy]]))[0]
+        u, v = (px + 0.5) / size
+        assert mask[int(v * h), int(u * w)] == inside, (cx, cy)
