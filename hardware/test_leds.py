@@ -44,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from installation.color import PARAMS  # noqa: E402
 from installation.fixtures.layout import DMX_SIZE, Calibration, Layout  # noqa: E402
 from installation.leds import LedPipeline  # noqa: E402
+from installation.outputs.claim import ControllersBusy  # noqa: E402
 from installation.params import ParamTree  # noqa: E402
 from installation.venue import VenueError, load_venue  # noqa: E402
 
@@ -292,6 +293,9 @@ def run(argv: list[str] | None = None, out: Callable[[str], None] = print) -> in
     try:
         leds = LedPipeline(None, venue, tree, fps=max(a.fps, 1.0))
     except ValueError as exc:   # the venue's [safety] section
+        out(f"ERROR {venue.name}: {exc}")
+        return 2
+    except ControllersBusy as exc:   # the show, or another test, is driving these LEDs
         out(f"ERROR {venue.name}: {exc}")
         return 2
     pats = Patterns(leds, min(max(a.level, 0.0), 1.0))

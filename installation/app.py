@@ -341,11 +341,14 @@ def _run_live(args: LiveArgs, show, venue, stack: contextlib.ExitStack) -> int:
         log.info("camera ROI from the LED mapping: %s, lens k1 %.4f", ", ".join(f"{v:.3f}" for v in roi), k1)
     if venue is not None:
         from .leds import LedPipeline
+        from .outputs.claim import ControllersBusy
         try:
             leds = LedPipeline(ctx, venue, tree, fps=args.fps, shaders=engine.shaders, worker=True)
         except ShaderError as exc:
             raise StartupError(f"shader: {exc}") from None
         except ValueError as exc:  # the venue's [safety] section
+            raise StartupError(f"venue {venue.name}: {exc}") from None
+        except ControllersBusy as exc:
             raise StartupError(f"venue {venue.name}: {exc}") from None
         engine.attach_leds(leds, fps=args.fps)
     if preview is not None:

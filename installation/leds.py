@@ -37,6 +37,7 @@ import numpy as np
 from installation.color import PARAMS as COLOR_PARAMS
 from installation.color import ColorPipeline
 from installation.fixtures.sampler import LedSampler
+from installation.outputs.claim import ControllerClaim
 from installation.params import ParamSpec, ParamTree
 from installation.safety import FlashLimiter, venue_region
 from installation.venue import END_STATES, Venue
@@ -349,6 +350,8 @@ class LedPipeline:
       pass (the wall clock for anything on a wire); a simulation that makes frames faster than
       real time and shows them to nobody live (``installation/field/look.py``) passes its own;
     * ``outputs``: tests and benchmarks may pass their own, one per ``venue.patch.controllers``;
+      without them the pipeline claims the venue's controllers (:mod:`installation.outputs.claim`:
+      :class:`~installation.outputs.claim.ControllersBusy` if another program drives one) and builds them;
     * ``shaders``: the engine's ShaderLibrary (hot reload, file:line errors), else one of its own;
     * ``worker``: run the CPU stages on a thread of their own (the live show): ``process`` then
       returns None once the frame is sampled and handed over, and :attr:`last` has the bytes once sent.
@@ -363,6 +366,9 @@ class LedPipeline:
         self.layout = venue.layout
         self.tree = tree
         region = venue_region(venue)   # a bad [safety] section fails here, before any GL object exists
+        self._claim = None
+        if outputs is None:   # the venue's own controllers: no other program may drive them meanwhile
+            self._claim = ControllerClaim(venue.output(c.name) for c in venue.patch.controllers)
         self._own_ctx = None
         if ctx is None:
             from installation.gfx.context import headless_context
@@ -377,7 +383,11 @@ class LedPipeline:
         weights = areas if areas.size and np.isfinite(areas).all() and areas.sum() > 0 else np.ones(max(n, 1))
         self.flash_limiter = FlashLimiter(weights, fps, positions=self.layout.positions if n else None,
                                           region=region, snap=self.color.snap)
-        self.outputs = list(outputs) if outputs is not None else build_outputs(venue)
+        try:
+            self.outputs = list(outputs) if outputs is not None else build_outputs(venue)
+        except BaseException:
+            self._release_claim()
+            raise
         pm = venue.patch
         self._slices = [slice(b, b + c.size) for b, c in zip(pm.base, pm.controllers)]
         self.frames = 0
@@ -532,6 +542,12 @@ class LedPipeline:
                 out.close(final=final[sl])
             except Exception:
                 log.exception("output %s: close failed", getattr(out, "name", "?"))
+        self._release_claim()
+
+    def _release_claim(self) -> None:
+        if self._claim is not None:
+            self._claim.release()
+            self._claim = None
 
     def release(self) -> None:
         """Free the sampler's GL objects, and the context if the pipeline made it (after :meth:`close`)."""

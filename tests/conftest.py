@@ -28,6 +28,21 @@ SHOW_PORTS = (("udp", 9000), ("tcp", 9091), ("udp", 6454), ("udp", 5568), ("udp"
 
 
 @pytest.fixture(scope="session", autouse=True)
+def controller_claims_of_its_own(tmp_path_factory):
+    """The suite's programs claim controllers (installation/outputs/claim.py) among themselves, in a
+    directory of their own: a show running beside the suite neither blocks a test nor is blocked by one."""
+    import os
+
+    old = os.environ.get("TAPESTRY_CLAIMS_DIR")
+    os.environ["TAPESTRY_CLAIMS_DIR"] = str(tmp_path_factory.mktemp("claims"))
+    yield
+    if old is None:
+        os.environ.pop("TAPESTRY_CLAIMS_DIR", None)
+    else:
+        os.environ["TAPESTRY_CLAIMS_DIR"] = old
+
+
+@pytest.fixture(scope="session", autouse=True)
 def a_live_show_holds_its_ports():
     """The suite runs as if a show were running beside it: the show's ports are held for the whole
     session (those something else already holds stay with it).  A test that binds or starts the piece

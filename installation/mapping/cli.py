@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from installation.outputs.claim import ControllersBusy
 from installation.venue import Venue, VenueError, check_layout, load_venue
 
 from .decode import Detections, decode
@@ -553,7 +554,7 @@ def run_map(venue: str, camera: str | None, dry: bool, opts: MapOptions, png_dir
                 res = map_venue(venue, src, opts)
             finally:
                 src.close()
-    except (VenueError, SourceError, MapError) as exc:
+    except (VenueError, SourceError, MapError, ControllersBusy) as exc:
         out(f"tapestry map: {exc}")
         return 1 if isinstance(exc, MapError) and not isinstance(exc, MapArgError) else 2
     except KeyboardInterrupt:

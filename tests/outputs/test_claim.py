@@ -1,0 +1,89 @@
+"""One program at a time per LED controller (installation/outputs/claim.py), as an installer meets it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from installation.outputs.base import OutputConfig
+from installation.outputs.claim import ControllerClaim, ControllersBusy
+from tests.hardware.test_test_leds import LAYOUT, VENUE, Capture
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "hardware" / "test_leds.py"
+
+
+def test_a_controller_claimed_once_is_refused_with_who_holds_it(tmp_path):
+    art = OutputConfig("a", "artnet", "10.0.0.5", 6454)
+    first = ControllerClaim([art, OutputConfig("b", "ddp", "10.0.0.6")], directory=tmp_path)
+    with pytest.raises(ControllersBusy) as e:
+        ControllerClaim([OutputConfig("x", "artnet", "10.0.0.5")], directory=tmp_path)   # default port: same one
+    assert "artnet 10.0.0.5:6454 is already driven by pid" in str(e.value) and str(os.getpid()) in str(e.value)
+    # a different controller, or a disabled output, is nobody's business
+    ControllerClaim([OutputConfig("y", "artnet", "10.0.0.7")], directory=tmp_path).release()
+    ControllerClaim([OutputConfig("z", "artnet", "10.0.0.5", enabled=False)], directory=tmp_path).release()
+    first.release()
+    ControllerClaim([art], directory=tmp_path).release()   # given back
+
+
+def test_a_refused_claim_holds_nothing(tmp_path):
+    held = ControllerClaim([OutputConfig("b", "ddp", "10.0.0.6")], directory=tmp_path)
+    with pytest.raises(ControllersBusy):
+        ControllerClaim([OutputConfig("a", "artnet", "10.0.0.5"), OutputConfig("b", "ddp", "10.0.0.6")],
+                        directory=tmp_path)
+    ControllerClaim([OutputConfig("a", "artnet", "10.0.0.5")], directory=tmp_path).release()   # not left claimed
+    held.release()
+
+
+def test_a_program_killed_outright_leaves_nothing_claimed(tmp_path):
+    code = ("import sys, time; sys.path.insert(0, sys.argv[1]);"
+            "from installation.outputs.base import OutputConfig;"
+            "from installation.outputs.claim import ControllerClaim;"
+            "c = ControllerClaim([OutputConfig('a', 'artnet', '10.0.0.5')], directory=sys.argv[2]);"
+            "print('held', flush=True); time.sleep(60)")
+    p = subprocess.Popen([sys.executable, "-c", code, str(ROOT), str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline().strip() == "held"
+        with pytest.raises(ControllersBusy):
+            ControllerClaim([OutputConfig("a", "artnet", "10.0.0.5")], directory=tmp_path)
+    finally:
+        p.send_signal(signal.SIGKILL)
+        p.wait(10)
+    ControllerClaim([OutputConfig("a", "artnet", "10.0.0.5")], directory=tmp_path).release()
+
+
+def test_two_test_patterns_on_the_same_leds_cannot_run_at_once(tmp_path):
+    """The review's case: `test_leds.py white` and `test_leds.py off` together made every region flash 7 times a
+    second on the wire.  The second is refused with one clear line naming the first; once that has ended, it runs."""
+    cap = Capture()
+    try:
+        (tmp_path / "l.toml").write_text(LAYOUT)
+        (tmp_path / "v.toml").write_text(VENUE.format(port=cap.port))
+        cmd = [sys.executable, str(SCRIPT), "--venue", str(tmp_path / "v.toml")]
+        first = subprocess.Popen(cmd + ["white", "--seconds", "30"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                 stdin=subprocess.DEVNULL, text=True)
+        try:
+            deadline = time.monotonic() + 20
+            while not cap.packets and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert cap.packets, "the first program never lit the LEDs"
+            r = subprocess.run(cmd + ["off", "--seconds", "0.2"], capture_output=True, text=True, timeout=30,
+                               stdin=subprocess.DEVNULL)
+            lines = [ln for ln in r.stdout.splitlines() if ln.strip()]
+            assert r.returncode == 2 and len(lines) == 1, r.stdout + r.stderr
+            assert f"artnet 127.0.0.1:{cap.port} is already driven by pid {first.pid}" in lines[0]
+            assert "test_leds.py" in lines[0] and "Traceback" not in r.stderr
+        finally:
+            first.send_signal(signal.SIGINT)
+            first.wait(20)
+        r = subprocess.run(cmd + ["off", "--seconds", "0.2"], capture_output=True, text=True, timeout=30,
+                           stdin=subprocess.DEVNULL)
+        assert r.returncode == 0, r.stdout + r.stderr
+    finally:
+        cap.close()
