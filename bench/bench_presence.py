@@ -6,14 +6,15 @@ For every clip with a ``NAME.labels.txt`` beside it (../shared/media, plus
 each ``--media DIR``), runs the scenarios of installation/sensing/scenarios.py
 that the clip's footage allows (as shot; visits to its empty view; the same
 under daylight drift; under sudden light steps; a visitor in view at
-start-up) and prints per scenario, for ``ours`` (CameraAnalyzer, defaults)
-and ``mog2`` (MOG2 at 320x180, a 3x3 opening, connected components, nothing
+start-up) and prints per scenario, for ``ours`` (CameraAnalyzer, defaults:
+the person detector as second opinion where its runtime is installed) and ``mog2`` (MOG2 at 320x180, a 3x3 opening, connected components, nothing
 tuned):
 
     AUC of presence on the scored frames (1 s after each entry/exit left out),
     seconds to empty after each exit (presence <= 0.05 from then on),
     seconds to present after each entry (presence > 0.05),
-    false people per minute of labelled-empty room, ms per frame.
+    false people per minute of labelled-empty room, ms per frame (ours: detector included),
+    and for ours the detector's ms per call and per frame amortised.
 
 Frames are scaled to ``--size`` before timing (scaling is not timed).  For
 clips with no empty stretch the AUC is undefined (n/a) and the share of
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -39,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 from installation.sensing.camera import CameraAnalyzer  # noqa: E402
 from installation.sensing import scenarios as S  # noqa: E402
 
-MEDIA = ROOT / "../shared/media"
+MEDIA = Path(os.environ.get("TAPESTRY_MEDIA") or ROOT / "../shared/media")
 
 
 class Mog2Baseline:
@@ -68,6 +70,11 @@ class Ours:
         r = self.a.process(frame, t)
         return r.presence, len(r.people)
 
+    def detector(self) -> tuple[int, float]:
+        """(detector runs, seconds spent in them); (0, 0) without a detector."""
+        op = self.a.opinion
+        return (op.calls, op.seconds) if op is not None else (0, 0.0)
+
 
 def run(sc: S.Scenario, make, size) -> S.Score:
     """One analyser over one scenario."""
@@ -85,6 +92,8 @@ def run(sc: S.Scenario, make, size) -> S.Score:
         labs.append(lab)
     sco = S.score(pres, cnt, labs, sc.fps, 1000.0 * spent / max(1, len(pres)), sc.clear_s)
     sco.hit = float(np.mean(np.asarray(pres)[np.asarray(labs) == 1] > S.EMPTY_MAX)) if 1 in labs else math.nan
+    calls, secs = a.detector() if hasattr(a, "detector") else (0, 0.0)
+    sco.det = (1000.0 * secs / calls, 1000.0 * secs / max(1, len(pres))) if calls else None
     return sco
 
 
@@ -118,7 +127,7 @@ def main(argv=None) -> int:
     kinds = tuple(k.strip() for k in args.scenarios.split(","))
     print(f"presence vs hand labels; frames at {args.size}; 'empty' = presence <= {S.EMPTY_MAX}")
     print(f"{'clip':<36} {'scenario':<9} {'s':>5} {'who':<5} {'AUC':>6} {'hit':>5} {'to empty (s)':<22} "
-          f"{'to present (s)':<18} {'false/min':>9} {'ms/f':>6}")
+          f"{'to present (s)':<18} {'false/min':>9} {'ms/f':>6} {'det ms/call':>11} {'det ms/f':>8}")
     worst = {}
     for path in S.find_clips(*dirs):
         if args.only and args.only not in path.name:
@@ -139,7 +148,8 @@ def main(argv=None) -> int:
                       f"{'' if math.isnan(r.hit) else f'{r.hit:.2f}':>5} {fmt_list(r.to_empty):<22} "
                       f"{fmt_list(r.to_present):<18} "
                       f"{'n/a' if math.isnan(r.false_people_per_min) else f'{r.false_people_per_min:.1f}':>9} "
-                      f"{r.ms_per_frame:6.2f}", flush=True)
+                      f"{r.ms_per_frame:6.2f}"
+                      + (f" {r.det[0]:11.1f} {r.det[1]:8.2f}" if r.det else ""), flush=True)
                 w = worst.setdefault((who, sc.name), [1.0, 0.0, 0.0])
                 if not math.isnan(r.auc):
                     w[0] = min(w[0], r.auc)

@@ -33,6 +33,16 @@ model for a technician; in short (all on a small grey image,
   coordinates and matched greedily to the previous frame's tracks.
   ``presence`` is the occupied share of the ROI, but at least
   ``person_floor`` per person counted, so one distant visitor reads clearly.
+* **A second opinion** (second_opinion.py, detector.py): a single-frame
+  person detector runs ``detect_hz`` times a second.  Its detections live
+  ``detect_hold_s`` after last seen.  A still blob the tests above would
+  forget is kept while most of it lies inside a live detection's body box
+  (a still visitor through a lamp step); a live detection that no counted
+  blob covers is a person of its own, at its hip point (a visitor who was
+  in view, still, when the camera started).  A detection whose box shows no
+  motion and no foreground kept on its own merits for ``fixture_s`` is a
+  fixture (a picture, a statue) and ignored until motion appears there.
+  Without the detector runtime the analysis is background subtraction alone.
 """
 
 from __future__ import annotations
@@ -52,6 +62,7 @@ from installation.mapping.geometry import Lens
 from installation.params import MACHINE, VENUE, ParamSpec, ParamTree, floats
 
 from .frames import CameraFrame, Person
+from .second_opinion import DetectionTracks, make_opinion
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +72,9 @@ P = "sensing/camera"
 CANVAS_CORNERS = ((0.0, 0.0), (1.0, 0.0), (1.0, 1.0), (0.0, 1.0))
 
 PARAMS: tuple[ParamSpec, ...] = tuple(
-    [ParamSpec(f"{P}/width", "int", 160, "width of the grey image the analysis works on (height follows the "
+    [ParamSpec(f"{P}/detect_hz", "float", 2.0, "how often the person detector (the second opinion) runs; "
+               "0 turns it off (about 12 ms a run on one core)", 0.0, 30.0, "Hz", scope=MACHINE),
+     ParamSpec(f"{P}/width", "int", 160, "width of the grey image the analysis works on (height follows the "
                "aspect ratio); smaller is faster and less noisy", 48, 640, "px", live=False,
                scope=MACHINE)]
     + floats(P, [
@@ -89,6 +102,11 @@ PARAMS: tuple[ParamSpec, ...] = tuple(
          "distant visitor reads clearly above an empty room"),
         ("track_dist", 0.2, 0.01, 1.0, "canvas", "furthest a person may move between frames and keep their track"),
         ("velocity_s", 0.3, 0.0, 5.0, "s", "smoothing time constant of people's velocities"),
+        ("detect_score", 0.5, 0.05, 0.99, "", "person detector: lowest score that counts as a person"),
+        ("detect_hold_s", 1.0, 0.1, 30.0, "s", "a person detection lives this long after the detector last saw "
+         "it (covers a missed run)"),
+        ("fixture_s", 300.0, 1.0, 86400.0, "s", "a detected person whose place shows no motion for this long is "
+         "a picture or a statue: ignored until something moves there"),
         ("stale_s", 1.0, 0.1, 30.0, "s", "a camera frame older than this marks the camera stale"),
         ("calm_s", 3.0, 0.1, 120.0, "s", "time constant with which a stale camera's last measurement decays to "
          "calm"),
@@ -180,15 +198,45 @@ class _Track:
 class CameraAnalyzer:
     """Turns BGR (or grey) frames into :class:`CameraFrame` records.
 
-    Deterministic: the same frames with the same times give the same records.
-    Reads its settings from ``tree`` (``sensing/camera/*``) on every frame,
-    so ROI and thresholds can be tuned live.  ``debug`` holds the last
-    foreground mask and ROI polygon for previews.
+    Deterministic: the same frames with the same times give the same records
+    (with ``opinion="thread"`` the detector's answers arrive when its thread
+    finishes, so only the live capture uses that).  Reads its settings from
+    ``tree`` (``sensing/camera/*``) on every frame, so ROI and thresholds can
+    be tuned live.  ``debug`` holds the last foreground mask, ROI polygon and
+    live detections for previews.
+
+    ``opinion``: how the person detector is asked (second_opinion.py):
+    ``"inline"`` (default), ``"thread"``, ``None`` (never), or an object with
+    ``offer(frame, t, hz)`` and ``close()``.  The detector is loaded on the
+    first frame with ``detect_hz`` > 0; where it cannot run, one warning is
+    logged and the analysis goes on without it.
     """
 
-    def __init__(self, tree: ParamTree | None = None) -> None:
+    def __init__(self, tree: ParamTree | None = None, opinion="inline") -> None:
         self.tree = tree if tree is not None else ParamTree.from_specs(PARAMS)
+        self._opinion_kind = opinion if isinstance(opinion, str) else None
+        self.opinion = None if isinstance(opinion, str) else opinion
         self.reset()
+
+    def close(self) -> None:
+        """Stop the detector's thread, if any."""
+        if self.opinion is not None:
+            self.opinion.close()
+
+    def _ask(self, frame: np.ndarray, t: float):
+        """The detector's results ready at ``t`` (``[]`` when it is off, not due or unavailable)."""
+        hz = float(self.tree[f"{P}/detect_hz"])
+        if hz <= 0:
+            return []
+        if self.opinion is None and self._opinion_kind in ("inline", "thread"):
+            self.opinion = make_opinion(self._opinion_kind)
+            self._opinion_kind = None  # tried once: no warning per frame
+        if self.opinion is None:
+            return []
+        det = getattr(self.opinion, "det", None)
+        if det is not None:
+            det.min_score = float(self.tree[f"{P}/detect_score"])
+        return self.opinion.offer(frame, t, hz)
 
     # -- geometry ------------------------------------------------------
     def _undistort(self, uv: np.ndarray) -> np.ndarray:
@@ -249,6 +297,7 @@ class CameraAnalyzer:
         self._roi_area = 1
         self._H = np.eye(3)
         self._lens: Lens | None = None
+        self._dets = DetectionTracks()
         self.debug: dict = {}
 
     # -- per frame -----------------------------------------------------
@@ -350,6 +399,9 @@ class CameraAnalyzer:
                                     round(float(eb[i]), 1), round(float(corr[i]), 2))
                                    for i in np.nonzero(still)[0]]
             keep &= ~forget
+        live = self._second_opinion(frame, t, labels, n, keep & ~forget, forget, fg, moving, h, w)
+        keep = ~forget
+        keep[0] = False
         fg_kept = keep[labels] & fg.astype(bool)
         forgetting = forget[labels]
 
@@ -370,23 +422,58 @@ class CameraAnalyzer:
         roi = self._roi_mask
         share = float(np.count_nonzero(fg_kept & roi)) / self._roi_area
         motion = float(np.count_nonzero(moving & roi)) / self._roi_area
-        people = self._people(fg_kept & roi, h, w, dt)
+        people = self._people(fg_kept & roi, h, w, dt, live)
         presence = min(1.0, max(share, float(tr[f"{P}/person_floor"]) * len(people)))
         speed = float(np.mean([math.hypot(p.vx, p.vy) for p in people])) if people else 0.0
         self.debug.update(fg=fg_kept, raw=fg.astype(bool), moving=moving, forgetting=forgetting, gain=gain,
-                          threshold=thr, frame=frame)
+                          threshold=thr, frame=frame, detections=live)
         return CameraFrame(t, presence, motion, speed, people)
 
-    def _people(self, mask: np.ndarray, h: int, w: int, dt: float) -> tuple[Person, ...]:
+    def _second_opinion(self, frame, t, labels, n, own, forget, fg, moving, h, w) -> list:
+        """Fold in the detector's answers; keep still blobs inside live detections (edits ``keep``/``forget``
+        through ``forget``, which it clears for those blobs).  Returns the live detection tracks."""
+        tr = self.tree
+        self._dets.merge(self._ask(frame, t), t, float(tr[f"{P}/detect_hold_s"]))
+        if not self._dets.tracks:
+            return []
+        own_px = own[labels] & fg.astype(bool)
+
+        def px(box):
+            return (int(box[0] * w), int(box[1] * h), int(math.ceil(box[2] * w)), int(math.ceil(box[3] * h)))
+
+        def active_in(box) -> bool:
+            x0, y0, x1, y1 = px(box)
+            area = max(1, (x1 - x0) * (y1 - y0))
+            return (np.count_nonzero(moving[y0:y1, x0:x1]) > max(3, 0.002 * area)
+                    or np.count_nonzero(own_px[y0:y1, x0:x1]) > 0.02 * area)
+
+        self._dets.activity(t, active_in, float(tr[f"{P}/fixture_s"]))
+        live = self._dets.live()
+        if live and n > 1 and forget.any():
+            inside = np.zeros((h, w), bool)
+            for tk in live:
+                x0, y0, x1, y1 = px(tk.box)
+                inside[y0:y1, x0:x1] = True
+            share = np.bincount(labels[inside], minlength=n) / np.maximum(np.bincount(labels.ravel(), minlength=n), 1)
+            rescue = forget & (share >= 0.5)
+            rescue[0] = False
+            forget &= ~rescue  # kept: a person the detector sees, whatever the light test said
+        return live
+
+    def _people(self, mask: np.ndarray, h: int, w: int, dt: float, dets=()) -> tuple[Person, ...]:
         tr = self.tree
         n, _, stats, cents = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
         min_area = float(tr[f"{P}/min_blob"]) * self._roi_area
         feet = tr[f"{P}/anchor"] == "feet"
         blobs = []
+        counted = []  # image boxes and centroids of the blobs counted as people
         for i in range(1, n):
             area = int(stats[i, cv2.CC_STAT_AREA])
             if area < max(1.0, min_area):
                 continue
+            l, tp = stats[i, cv2.CC_STAT_LEFT], stats[i, cv2.CC_STAT_TOP]
+            counted.append(((l / w, tp / h, (l + stats[i, cv2.CC_STAT_WIDTH]) / w,
+                             (tp + stats[i, cv2.CC_STAT_HEIGHT]) / h), ((cents[i, 0] + 0.5) / w, (cents[i, 1] + 0.5) / h)))
             if feet:
                 u = (stats[i, cv2.CC_STAT_LEFT] + stats[i, cv2.CC_STAT_WIDTH] / 2) / w
                 v = (stats[i, cv2.CC_STAT_TOP] + stats[i, cv2.CC_STAT_HEIGHT]) / h
@@ -396,6 +483,17 @@ class CameraAnalyzer:
             if -0.05 <= x <= 1.05 and -0.05 <= y <= 1.05:
                 blobs.append((area, min(1.0, max(0.0, x)), min(1.0, max(0.0, y)),
                               math.sqrt(area / self._roi_area)))
+        # A live detection no counted blob covers is a person of its own, at its hip point.
+        for tk in dets:
+            (hx, hy), b = tk.hip, tk.box
+            if any((b[0] <= c[0] <= b[2] and b[1] <= c[1] <= b[3]) or (bb[0] <= hx <= bb[2] and bb[1] <= hy <= bb[3])
+                   for bb, c in counted):
+                continue
+            x, y = self.to_canvas(hx, hy)
+            if -0.05 <= x <= 1.05 and -0.05 <= y <= 1.05:
+                area = (b[2] - b[0]) * (b[3] - b[1]) * h * w
+                blobs.append((area, min(1.0, max(0.0, x)), min(1.0, max(0.0, y)),
+                              min(1.0, math.sqrt(area / self._roi_area))))
         blobs.sort(key=lambda b: -b[0])
         blobs = blobs[: int(tr[f"{P}/max_people"])]
 
@@ -550,11 +648,13 @@ class CameraCapture:
         self._thread.start()
 
     def stop(self, timeout: float = 1.0) -> bool:
-        """Ask the thread to stop and wait at most ``timeout``; True if it ended."""
+        """Ask the thread (and the analyzer's detector thread) to stop and wait at most ``timeout``; True if
+        the capture thread ended."""
         self._stop.set()
         th = self._thread
         if th is not None:
             th.join(timeout)
+            self.analyzer.close()
             if th.is_alive():
                 log.warning("camera %s: capture thread still blocked in the driver after %.1f s; left as daemon",
                             self.source.name, timeout)

@@ -104,7 +104,8 @@ class SensorHub:
         self._camera: CameraCapture | None = None
         if camera is not None or camera_source is not None:
             source = camera_source if camera_source is not None else CvSource(camera)
-            self._camera = CameraCapture(source, CameraAnalyzer(tree), self._publish, t0=self._t0)
+            # The person detector (~12 ms a run) gets its own thread: the capture thread never waits for it.
+            self._camera = CameraCapture(source, CameraAnalyzer(tree, opinion="thread"), self._publish, t0=self._t0)
         self._mic: MicCapture | None = MicCapture(audio, tree) if audio is not None else None
         self._recorder: Recorder | None = None
         self._last_audio: AudioFrame | None = None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import wave
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
-MEDIA = Path(__file__).parents[2] / "../shared/media"
+MEDIA = Path(os.environ.get("TAPESTRY_MEDIA") or Path(__file__).parents[2] / "../shared/media")
 WALK = MEDIA / "people-walking-in.gif"
 CLASSROOM = MEDIA / "classroom-seated.gif"
 WALK_FPS = 12.5

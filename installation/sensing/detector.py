@@ -1,0 +1,163 @@
+"""Person detector: MediaPipe's BlazePose person detector on one frame.
+
+The camera analysis (camera.py) learns a background and sees what differs
+from it; it cannot see a visitor who was already there, still, when it
+started.  This module answers a different question on a single frame —
+"is there a body here?" — and camera.py uses it as a second opinion
+(docs/sensing.md).
+
+The model (``models/pose_detection.tflite``, Google LLC, Apache-2.0, see
+``models/README.md``) takes a 224x224 RGB image scaled to [-1, 1] and gives
+per SSD anchor a score and a box plus four keypoints, all in input pixels
+relative to the anchor centre: keypoint 0 is the mid-hip point, keypoint 1
+with it gives the radius of a circle round the whole body, keypoint 2 is the
+mid-shoulder point.  The regressed box is the face's; we report the body's
+box (the circle's bounding square) and the hip point.  It runs with
+``ai-edge-litert``; where that package is missing (Python 3.14, other CPUs)
+:func:`load` raises :class:`DetectorUnavailable` and callers run without it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+MODEL = Path(__file__).resolve().parent / "models" / "pose_detection.tflite"
+INPUT = 224
+STRIDES = (8, 16, 32, 32, 32)
+
+
+class DetectorUnavailable(RuntimeError):
+    """The detector cannot run here (runtime not installed, model missing or unreadable)."""
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One person found on a frame, in normalised image coordinates (0..1 of width / height).
+
+    ``box`` (x0, y0, x1, y1) bounds the body circle (centre ``hip``, radius
+    ``radius`` in image widths), clipped to the image; ``face`` is the
+    model's own face box; ``score`` is 0..1.
+    """
+
+    score: float
+    box: tuple[float, float, float, float]
+    hip: tuple[float, float]
+    radius: float
+    face: tuple[float, float, float, float]
+
+
+def anchors(size: int = INPUT, strides=STRIDES) -> np.ndarray:
+    """SSD anchor centres (N, 2) in 0..1 of the square input, as MediaPipe's pose detector lays them out.
+
+    Consecutive equal strides share one grid; each layer adds two anchors per cell.
+    """
+    out = []
+    i = 0
+    while i < len(strides):
+        j = i
+        while j < len(strides) and strides[j] == strides[i]:
+            j += 1
+        g = int(math.ceil(size / strides[i]))
+        ys, xs = np.mgrid[0:g, 0:g]
+        cells = np.stack([(xs.ravel() + 0.5) / g, (ys.ravel() + 0.5) / g], axis=1)
+        out.append(np.repeat(cells, 2 * (j - i), axis=0))
+        i = j
+    return np.concatenate(out).astype(np.float32)
+
+
+def _iou(a, b) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def load(model_path: Path | str = MODEL, min_score: float = 0.5) -> "PersonDetector":
+    """A :class:`PersonDetector`, or :class:`DetectorUnavailable` saying why not."""
+    return PersonDetector(model_path, min_score)
+
+
+class PersonDetector:
+    """BlazePose person detector; ``detect(bgr)`` gives the people on one frame.
+
+    One interpreter thread: the detector runs beside the camera analysis on
+    small machines and must not take every core.  Not thread-safe: one
+    caller at a time (camera.py gives the threaded variant its own instance).
+    """
+
+    def __init__(self, model_path: Path | str = MODEL, min_score: float = 0.5, nms_iou: float = 0.3) -> None:
+        try:
+            from ai_edge_litert.interpreter import Interpreter
+        except ImportError as e:
+            raise DetectorUnavailable(f"person detector off: the ai-edge-litert runtime is not installed ({e})") \
+                from e
+        try:
+            self._it = Interpreter(model_path=str(model_path), num_threads=1)
+            self._it.allocate_tensors()
+        except (ValueError, RuntimeError, OSError) as e:
+            raise DetectorUnavailable(f"person detector off: cannot load {model_path}: {e}") from e
+        self._in = self._it.get_input_details()[0]["index"]
+        outs = self._it.get_output_details()
+        self._reg = next(o["index"] for o in outs if o["shape"][-1] > 1)
+        self._score = next(o["index"] for o in outs if o["shape"][-1] == 1)
+        self._anchors = anchors()
+        self.min_score = float(min_score)
+        self.nms_iou = float(nms_iou)
+
+    def scores(self, bgr: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int, int]]:
+        """Raw model output for a frame: sigmoid scores (N,), regressors (N, 12) and where the frame lies in
+        the square input (x, y, width, height in input pixels)."""
+        h, w = bgr.shape[:2]
+        # Scale first, then letterbox: the same picture as padding first, for a fraction of the pixels.
+        s = INPUT / max(h, w)
+        sw, sh = max(1, round(w * s)), max(1, round(h * s))
+        small = cv2.resize(bgr, (sw, sh), interpolation=cv2.INTER_AREA)
+        if small.ndim == 2:
+            small = cv2.cvtColor(small, cv2.COLOR_GRAY2BGR)
+        sq = np.zeros((INPUT, INPUT, 3), np.uint8)
+        oy, ox = (INPUT - sh) // 2, (INPUT - sw) // 2
+        sq[oy:oy + sh, ox:ox + sw] = small
+        x = cv2.cvtColor(sq, cv2.COLOR_BGR2RGB).astype(np.float32) * (1.0 / 127.5) - 1.0
+        self._it.set_tensor(self._in, x[None])
+        self._it.invoke()
+        reg = self._it.get_tensor(self._reg).reshape(len(self._anchors), -1)
+        raw = self._it.get_tensor(self._score).reshape(-1)
+        p = 1.0 / (1.0 + np.exp(-np.clip(raw, -80.0, 80.0)))
+        return p, reg, (ox, oy, sw, sh)
+
+    def detect(self, bgr: np.ndarray) -> tuple[Detection, ...]:
+        """People on one BGR frame, best first (score >= ``min_score``, overlapping faces suppressed)."""
+        h, w = bgr.shape[:2]
+        p, reg, (ox, oy, sw, sh) = self.scores(bgr)
+        idx = np.nonzero(p >= self.min_score)[0]
+        idx = idx[np.argsort(-p[idx], kind="stable")]
+        A = self._anchors
+
+        def img(ax, ay, dx, dy):  # input pixels relative to an anchor -> normalised image coordinates
+            return ((ax * INPUT + dx - ox) / sw, (ay * INPUT + dy - oy) / sh)
+
+        out: list[Detection] = []
+        for i in idx:
+            ax, ay = A[i]
+            r = reg[i]
+            cx, cy = img(ax, ay, r[0], r[1])
+            fw, fh = r[2] / sw, r[3] / sh
+            face = (cx - fw / 2, cy - fh / 2, cx + fw / 2, cy + fh / 2)
+            if any(_iou(face, d.face) > self.nms_iou for d in out):
+                continue
+            hx, hy = img(ax, ay, r[4], r[5])
+            kx, ky = img(ax, ay, r[6], r[7])
+            rad = math.hypot((kx - hx) * w, (ky - hy) * h)  # pixels
+            box = (max(0.0, hx - rad / w), max(0.0, hy - rad / h), min(1.0, hx + rad / w), min(1.0, hy + rad / h))
+            out.append(Detection(float(p[i]), tuple(float(v) for v in box), (float(hx), float(hy)), float(rad / w),
+                                 tuple(float(v) for v in face)))
+        return tuple(out)

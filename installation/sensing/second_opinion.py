@@ -1,0 +1,224 @@
+"""The camera's second opinion: when to run the person detector, and what it has seen lately.
+
+Background subtraction (camera.py) cannot see a visitor who was already in
+view, still, when the camera started, and may forget a still visitor when
+the room light steps.  A single-frame person detector (detector.py) does not
+depend on the background; :class:`CameraAnalyzer` asks it now and then and
+merges its answers into :class:`DetectionTracks`.
+
+Two ways to ask, one interface (``offer(frame, t, hz)`` returns the results
+that are ready, each ``(frame time, detections)``; ``close()``):
+
+* :class:`InlineOpinion` runs the detector inside the analysis call whenever
+  the frame time passes the next due time (every ``1/hz`` seconds).  The
+  analysis stays a pure function of the frames and their times: ``run.py
+  sense``, the benchmark and the tests use it.
+* :class:`ThreadedOpinion` hands the newest due frame to its own thread
+  through a one-slot queue (a stale frame waiting there is replaced) and
+  collects results from a second queue, so the live capture thread never
+  waits for the detector (SensorHub uses it).
+
+:func:`make_opinion` builds either, or returns ``None`` after one warning
+when the detector cannot run here (the show goes on without it).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import detector as D
+
+log = logging.getLogger(__name__)
+
+
+class InlineOpinion:
+    """Runs the detector in the caller's thread when due (deterministic in the frame times)."""
+
+    def __init__(self, det: D.PersonDetector) -> None:
+        self.det = det
+        self._due = -np.inf
+        self.calls = 0
+        self.seconds = 0.0  # time spent in the detector (for the benchmark)
+
+    def offer(self, frame: np.ndarray, t: float, hz: float) -> list[tuple[float, tuple[D.Detection, ...]]]:
+        """Detections on ``frame`` if a run is due at ``t``, else nothing."""
+        if hz <= 0 or t < self._due:
+            return []
+        self._due = t + 1.0 / hz
+        t0 = time.perf_counter()
+        dets = self.det.detect(frame)
+        self.seconds += time.perf_counter() - t0
+        self.calls += 1
+        return [(t, dets)]
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+class ThreadedOpinion:
+    """Runs the detector on its own thread, fed the newest due frame through a one-slot queue."""
+
+    def __init__(self, det: D.PersonDetector) -> None:
+        self.det = det
+        self._due = -np.inf
+        self._in: queue.Queue = queue.Queue(maxsize=1)
+        self._out: queue.Queue = queue.Queue()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.calls = 0
+        self.seconds = 0.0
+        self.dropped = 0
+
+    def offer(self, frame: np.ndarray, t: float, hz: float) -> list[tuple[float, tuple[D.Detection, ...]]]:
+        """Queue ``frame`` if due (never waits); return the results finished since the last call."""
+        if hz > 0 and t >= self._due:
+            self._due = t + 1.0 / hz
+            if self._thread is None:  # started on the first due frame, again after close()
+                self._stop = threading.Event()
+                self._thread = threading.Thread(target=self._run, args=(self._stop,), name="camera-detector",
+                                                daemon=True)
+                self._thread.start()
+            try:
+                self._in.put_nowait((frame, t))
+            except queue.Full:  # the detector is still busy: the newest frame replaces the waiting one
+                try:
+                    self._in.get_nowait()
+                    self.dropped += 1
+                except queue.Empty:
+                    pass
+                try:
+                    self._in.put_nowait((frame, t))
+                except queue.Full:
+                    self.dropped += 1
+        out = []
+        while True:
+            try:
+                out.append(self._out.get_nowait())
+            except queue.Empty:
+                return out
+
+    def _run(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                item = self._in.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if item is None:
+                break
+            frame, t = item
+            t0 = time.perf_counter()
+            try:
+                dets = self.det.detect(frame)
+            except Exception as e:  # a bad frame must not end the thread
+                log.warning("person detector failed on a frame: %s", e)
+                continue
+            self.seconds += time.perf_counter() - t0
+            self.calls += 1
+            self._out.put((t, dets))
+
+    def close(self, timeout: float = 1.0) -> None:
+        """Stop the thread (waits at most ``timeout`` for a detection in progress); a later offer starts
+        a new one."""
+        self._stop.set()
+        th = self._thread
+        if th is not None:
+            th.join(timeout)
+            self._thread = None
+
+
+def make_opinion(kind: str = "inline", min_score: float = 0.5):
+    """An :class:`InlineOpinion` or :class:`ThreadedOpinion` (``kind`` "thread"), or ``None``.
+
+    ``None`` (after one warning naming why) when the detector cannot run
+    here: the camera then works by background subtraction alone.
+    """
+    try:
+        det = D.load(min_score=min_score)
+    except D.DetectorUnavailable as e:
+        log.warning("%s; the camera works without its second opinion (docs/sensing.md)", e)
+        return None
+    return ThreadedOpinion(det) if kind == "thread" else InlineOpinion(det)
+
+
+@dataclass
+class DetTrack:
+    """A person the detector has seen: where, when last, and when last something moved there."""
+
+    box: tuple[float, float, float, float]
+    hip: tuple[float, float]
+    score: float
+    seen: float  # frame time of the last detection
+    born: float
+    active: float  # last time motion (or foreground kept on its own merits) was inside the box
+    fixture: bool = False
+
+
+def iou(a, b) -> float:
+    """Intersection over union of two (x0, y0, x1, y1) boxes."""
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+class DetectionTracks:
+    """The detector's recent findings, matched across runs by box overlap.
+
+    A track lives ``hold_s`` after it was last detected.  A track whose box
+    has shown no activity for ``fixture_s`` is a *fixture* (a picture, a
+    statue, a mannequin): its place is remembered, and tracks there stay
+    fixtures until motion appears inside that place.
+    """
+
+    MATCH_IOU = 0.3
+
+    def __init__(self) -> None:
+        self.tracks: list[DetTrack] = []
+        self.fixtures: list[tuple[float, float, float, float]] = []
+
+    def merge(self, results, t: float, hold_s: float) -> None:
+        """Fold detector results in (each ``(frame time, detections)``) and drop tracks unseen for ``hold_s``."""
+        for tf, dets in results:
+            used: set[int] = set()
+            for d in dets:
+                best, bi = self.MATCH_IOU, -1
+                for i, tk in enumerate(self.tracks):
+                    if i not in used:
+                        o = iou(d.box, tk.box)
+                        if o >= best:
+                            best, bi = o, i
+                if bi >= 0:
+                    tk = self.tracks[bi]
+                    tk.box, tk.hip, tk.score, tk.seen = d.box, d.hip, d.score, max(tk.seen, tf)
+                    used.add(bi)
+                else:
+                    fixture = any(iou(d.box, f) >= 0.5 for f in self.fixtures)
+                    self.tracks.append(DetTrack(d.box, d.hip, d.score, tf, tf, tf, fixture))
+                    used.add(len(self.tracks) - 1)
+        self.tracks = [tk for tk in self.tracks if t - tk.seen <= hold_s]
+
+    def activity(self, t: float, active_in, fixture_s: float, max_fixtures: int = 16) -> None:
+        """Update each track's last activity; ``active_in(box)`` says whether something moves in a box now.
+
+        Motion inside a remembered fixture's place frees it.
+        """
+        self.fixtures = [f for f in self.fixtures if not active_in(f)]
+        for tk in self.tracks:
+            if active_in(tk.box):
+                tk.active = t
+                tk.fixture = False
+            elif t - tk.active >= fixture_s and not tk.fixture:
+                tk.fixture = True
+                if not any(iou(tk.box, f) >= 0.5 for f in self.fixtures):
+                    self.fixtures = (self.fixtures + [tk.box])[-max_fixtures:]
+
+    def live(self) -> list[DetTrack]:
+        """Tracks that count as people now (fixtures left out)."""
+        return [tk for tk in self.tracks if not tk.fixture]
