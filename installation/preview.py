@@ -35,6 +35,8 @@ class PreviewWindow:
         self.closed = False
         self.show_leds = True
         self._engine = None
+        self._alone = None        # an LED pipeline shown without an engine (attach_leds)
+        self._shaders = None
         self._prog = None
         self._quad = None
         self._leds_vao = None
@@ -47,11 +49,20 @@ class PreviewWindow:
     def attach(self, engine) -> None:
         """Bind to the engine: compile the preview program and prepare the LED dots."""
         self._engine = engine
-        prog = self._prog = engine.shaders.program("preview.glsl")
+        self._bind(engine.shaders, engine.leds)
+
+    def attach_leds(self, leds, shaders) -> None:
+        """Bind to an LED pipeline alone, built on :attr:`ctx` (``run.py map --dry-run --preview``):
+        :meth:`draw_led_frame` then draws its LEDs as they were last sent, on black."""
+        self._alone = leds
+        self._bind(shaders, leds)
+
+    def _bind(self, shaders, leds) -> None:
+        self._shaders = shaders
+        prog = self._prog = shaders.program("preview.glsl")
         quad = np.array([-1, -1, 1, -1, -1, 1, 1, 1], np.float32)
         self._quad_vbo = self.ctx.buffer(quad.tobytes())
         self._quad = self.ctx.vertex_array(prog, [(self._quad_vbo, "2f", "in_pos")])
-        leds = engine.leds
         if leds is not None:
             pos = np.asarray(leds.layout.positions, np.float32)
             self._leds_n = len(pos)
@@ -104,18 +115,36 @@ class PreviewWindow:
             prog["u_dim"].value = 0.55 if (leds is not None and self._leds_n) else 1.0
         tapestry.use(0)
         self._quad.render(moderngl.TRIANGLE_STRIP)
-        if leds is not None and self._leds_vao is not None:
-            levels = leds.color.unpack(leds.last).astype(np.float32) / 255.0
-            rgb = levels[:, :3] + (levels[:, 3:4] if levels.shape[1] > 3 else 0.0)  # RGBW: white adds to all
-            np.clip(rgb, 0.0, 1.0, out=rgb)
-            self._leds_data[:, 2:] = np.power(rgb, 1 / 2.2)  # LED drive levels back to display light
-            self._leds_vbo.write(self._leds_data.tobytes())
-            prog["u_mode"].value = 1
-            if "u_dot" in prog:
-                prog["u_dot"].value = float(max(2.0, min(9.0, 0.9 * w / max(np.sqrt(self._leds_n) * 3, 1))))
-            self.ctx.enable(moderngl.PROGRAM_POINT_SIZE)
-            self._leds_vao.render(moderngl.POINTS)
+        if leds is not None:
+            self._draw_leds(prog, leds, w)
         self.window.flip()
+
+    def draw_led_frame(self) -> None:
+        """Draw the LEDs of the pipeline given to :meth:`attach_leds` as last sent, on black, and show them."""
+        if self.closed:
+            return
+        self.window.switch_to()
+        self.window.dispatch_events()
+        w, h = self.window.get_framebuffer_size()
+        self.ctx.screen.use()
+        self.ctx.viewport = (0, 0, w, h)
+        self.ctx.clear(0.0, 0.0, 0.0)
+        self._draw_leds(self._shaders.program("preview.glsl"), self._alone, w)
+        self.window.flip()
+
+    def _draw_leds(self, prog, leds, w: int) -> None:
+        if self._leds_vao is None:
+            return
+        levels = leds.color.unpack(leds.last).astype(np.float32) / 255.0
+        rgb = levels[:, :3] + (levels[:, 3:4] if levels.shape[1] > 3 else 0.0)  # RGBW: white adds to all
+        np.clip(rgb, 0.0, 1.0, out=rgb)
+        self._leds_data[:, 2:] = np.power(rgb, 1 / 2.2)  # LED drive levels back to display light
+        self._leds_vbo.write(self._leds_data.tobytes())
+        prog["u_mode"].value = 1
+        if "u_dot" in prog:
+            prog["u_dot"].value = float(max(2.0, min(9.0, 0.9 * w / max(np.sqrt(self._leds_n) * 3, 1))))
+        self.ctx.enable(moderngl.PROGRAM_POINT_SIZE)
+        self._leds_vao.render(moderngl.POINTS)
 
     def _flash_limited(self, engine, tapestry: moderngl.Texture) -> moderngl.Texture:
         """The tapestry as the public may see it: through the same flash limiter as the video."""

@@ -125,3 +125,65 @@ def test_preview_strobe_is_flash_limited(display, tmp_path):
             last = v                           # still moving the same way: extend the transition
     worst = max(sum(1 for t in turns if s <= t < s + 60) for s in range(len(lum)))
     assert worst <= 7, f"{worst} transitions in one second ({len(turns)} in all)"  # 3 flashes = 6 (+1 at the edge)
+
+
+MAP_PREVIEW = r"""
+import sys, numpy as np
+sys.path.insert(0, sys.argv[1])
+import installation.preview as P
+from installation.mapping.cli import MapOptions, dry_run
+shots = {}
+show = P.PreviewWindow.draw_led_frame
+
+
+def watched(self):
+    show(self)
+    w, h = self.window.get_framebuffer_size()
+    img = np.frombuffer(self.ctx.screen.read(components=3), np.uint8).reshape(h, w, 3)[::-1]
+    shots[watched.current[0]] = img.copy()
+
+
+watched.current = [""]
+P.PreviewWindow.draw_led_frame = watched
+import installation.mapping.drive as D
+played = D.PatternPlayer.show
+
+
+def named(self, levels, seconds, name="", tick=None):
+    watched.current[0] = name
+    return played(self, levels, seconds, name, tick)
+
+
+D.PatternPlayer.show = named
+lines = dry_run(sys.argv[2], MapOptions(hold_s=0.05, quiet=True), None, preview=True)
+print("\n".join(lines))
+np.savez(sys.argv[3], **{k.replace(" ", "_"): v for k, v in shots.items()})
+"""
+
+
+def test_map_dry_run_preview_shows_each_pattern_on_the_leds(display, tmp_path):
+    """`run.py map --dry-run --preview`: the patterns appear in a window, each LED at its layout position, as
+    they go out (dark: nothing; white: every LED; red: red), without a camera."""
+    from installation.venue import load_venue
+    from tests.hardware.test_test_leds import LAYOUT, VENUE, Capture
+    cap = Capture()
+    try:
+        (tmp_path / "l.toml").write_text(LAYOUT)
+        (tmp_path / "v.toml").write_text(VENUE.format(port=cap.port))
+        env = {**os.environ, "DISPLAY": display}
+        out = tmp_path / "shots.npz"
+        r = subprocess.run([sys.executable, "-c", MAP_PREVIEW, str(ROOT), str(tmp_path / "v.toml"), str(out)],
+                           env=env, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr[-2000:]
+        assert "flash limiter: 0 of" in r.stdout and cap.packets
+    finally:
+        cap.close()
+    shots = dict(np.load(out))
+    lay = load_venue(tmp_path / "v.toml").layout
+    h, w, _ = shots["dark"].shape
+    px = np.clip((lay.positions * [w, h]).astype(int), 0, [w - 1, h - 1])
+    at = {k: v[px[:, 1], px[:, 0]].astype(float) for k, v in shots.items()}
+    assert at["dark"].max() < 20
+    assert at["white"].min() > at["dark"].max() + 20
+    red = at["red"]
+    assert (red[:, 0] > red[:, 1] + 20).all() and (red[:, 0] > red[:, 2] + 20).all()   # RGB: red at every LED

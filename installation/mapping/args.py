@@ -10,6 +10,8 @@ def add_arguments(p) -> None:
                    "`map --dry-run`")
     p.add_argument("--dry-run", action="store_true", help="show the patterns on the LEDs, no camera, write nothing; "
                    "draws them into VENUE-patterns.png")
+    p.add_argument("--preview", action="store_true", help="with --dry-run: also show the patterns in a window, each "
+                   "LED at its layout position as it goes out (needs a screen; Esc stops)")
     p.add_argument("--corners", default=None, help="the canvas corners TL, TR, BR, BL in the camera image: "
                    "'x,y x,y x,y x,y' in pixels (or 0..1 of the image), or 'pick' to click them on the camera's "
                    "view in a browser")

@@ -8,6 +8,7 @@ the camera or clip, messages, exit status).
 from __future__ import annotations
 
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -444,18 +445,41 @@ def map_venue(venue_path: Path | str, source, opts: MapOptions, outputs=None, fr
     return res
 
 
-def dry_run(venue_path: Path | str, opts: MapOptions, png: Path | None = None, outputs=None) -> list[str]:
-    """Show the patterns on the venue's LEDs (no camera, nothing written) and draw them into ``png``."""
+def preview_window(title: str):
+    """The preview window for ``--dry-run --preview``; :class:`MapArgError` where there is no screen."""
+    try:
+        from installation.preview import PreviewWindow
+        return PreviewWindow((960, 540), title)
+    except Exception as exc:   # pyglet: no display, no GLX, a context too old
+        raise MapArgError(f"--preview needs a screen (DISPLAY={os.environ.get('DISPLAY', '')!r}): "
+                          f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+
+
+def dry_run(venue_path: Path | str, opts: MapOptions, png: Path | None = None, outputs=None,
+            preview: bool = False) -> list[str]:
+    """Show the patterns on the venue's LEDs (no camera, nothing written) and draw them into ``png``;
+    ``preview``: also in a window, each LED at its layout position as it goes out."""
     venue = load_venue(venue_path)
-    player = PatternPlayer(venue, fps=opts.fps, outputs=outputs)
+    win = preview_window(f"Tapestry map: {venue.name} patterns") if preview else None
+    player = PatternPlayer(venue, fps=opts.fps, outputs=outputs, ctx=win.ctx if win else None)
+    tick = None
+    if win is not None:
+        win.attach_leds(player.pipe, player.pipe.sampler.shaders)
+
+        def tick():
+            win.draw_led_frame()
+            if win.closed:
+                raise KeyboardInterrupt   # Esc or the window closed: stop as Ctrl-C does
     seq = sequence(venue.layout.count, safe_levels(*player.thresholds))
     bar = Progress(len(seq), opts.quiet)
     try:
         for p in seq:
-            player.show(p.levels, opts.hold_s, p.name)
+            player.show(p.levels, opts.hold_s, p.name, tick)
             bar.step(p.name)
     finally:
         player.close()
+        if win is not None:
+            win.close()
     lines = [f"{venue.name}: {venue.layout.count} LEDs, {len(seq)} patterns ({bits_for(venue.layout.count)} "
              f"Gray-code bits with inverses, dark, all-on, red, green, blue), {opts.hold_s:g} s each",
              f"flash limiter: {player.watch.altered} of {player.watch.frames} frames altered"]
@@ -511,7 +535,7 @@ def pick_corners(frame: np.ndarray, listen: str, out=print, timeout_s: float | N
 
 
 def run_map(venue: str, camera: str | None, dry: bool, opts: MapOptions, png_dir: str | None = None,
-            snapshot_to: str | None = None, pick_listen: str = "127.0.0.1:0") -> int:
+            snapshot_to: str | None = None, pick_listen: str = "127.0.0.1:0", preview: bool = False) -> int:
     """The command line: returns the exit status (0 done, 1 mapping failed, 2 bad input, 130 Ctrl-C).
 
     ``opts.corners == "pick"``: the camera's view is served on ``pick_listen`` and the corners are
@@ -520,7 +544,7 @@ def run_map(venue: str, camera: str | None, dry: bool, opts: MapOptions, png_dir
     try:
         if dry:
             png = Path(png_dir or Path(venue).parent) / (Path(venue).stem + "-patterns.png")
-            for ln in dry_run(venue, opts, png):
+            for ln in dry_run(venue, opts, png, preview=preview):
                 out(ln)
             return 0
         if camera is None:
@@ -589,5 +613,8 @@ def run_from_args(args) -> int:
         return 2
     opts = MapOptions(corners=args.corners, anchors=tuple(args.anchor), k1=args.k1, hold_s=args.hold,
                       average=args.average, write=not args.no_write, write_roi=args.write_roi, quiet=args.quiet)
+    if args.preview and not args.dry_run:
+        print("tapestry map: --preview goes with --dry-run (a mapping run looks through the camera)")
+        return 2
     return run_map(str(args.venue or DEFAULT_VENUE), args.camera, args.dry_run, opts, args.png_dir, args.snapshot,
-                   args.pick_listen)
+                   args.pick_listen, args.preview)

@@ -44,17 +44,18 @@ class LimiterWatch:
                 self.altered_names.append(self.current)
 
 
-def open_safe_pipeline(venue: Venue, tree: ParamTree, fps: float, outputs: Sequence | None = None):
+def open_safe_pipeline(venue: Venue, tree: ParamTree, fps: float, outputs: Sequence | None = None, ctx=None):
     """The venue's LED pipeline, flash and power limits included (they cannot be left out).
 
     Returns ``(pipeline, watch, thresholds)``: ``watch`` counts frames the limiter altered; ``thresholds``
     are the limiter's (general, red) transition sizes the patterns stay under.  The pipeline makes its own
-    headless GL context (patterns are colours, corrected on the GPU like any frame).
+    headless GL context (patterns are colours, corrected on the GPU like any frame) unless given ``ctx``
+    (a preview window's, to draw the LEDs in).
     """
     from installation.leds import LedPipeline
     from installation.safety import GENERAL_DELTA, RED_DELTA
 
-    pipe = LedPipeline(None, venue, tree, fps=fps, outputs=outputs)
+    pipe = LedPipeline(ctx, venue, tree, fps=fps, outputs=outputs)
     return pipe, LimiterWatch(pipe.flash_limiter), (GENERAL_DELTA, RED_DELTA)
 
 
@@ -67,12 +68,12 @@ class PatternPlayer:
     """Sends pattern frames (LED drive levels) through the safe pipeline at ``fps``, in real time."""
 
     def __init__(self, venue: Venue, tree: ParamTree | None = None, fps: float = 30.0,
-                 outputs: Sequence | None = None):
+                 outputs: Sequence | None = None, ctx=None):
         self.venue = venue
         self.tree = tree or default_tree()
         self.fps = float(fps)
         self._last = None
-        self.pipe, self.watch, self.thresholds = open_safe_pipeline(venue, self.tree, self.fps, outputs)
+        self.pipe, self.watch, self.thresholds = open_safe_pipeline(venue, self.tree, self.fps, outputs, ctx)
         self.sent = 0
 
     def _dt(self) -> float:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import subprocess
 import sys
@@ -99,6 +100,15 @@ def test_a_second_view_adds_to_the_first(small):
     assert two["views"][1]["id"] == 2 and two["views"][1]["homography"] != one["views"][0]["homography"]
 
 
+def test_preview_without_a_screen_is_one_clear_line(small):
+    env = {k: v for k, v in os.environ.items() if k != "DISPLAY"}
+    r = subprocess.run([sys.executable, str(ROOT / "run.py"), "map", "--venue", str(small.given_path), "--dry-run",
+                        "--preview", "--quiet"], capture_output=True, text=True, timeout=60, cwd=ROOT, env=env)
+    lines = [ln for ln in r.stdout.splitlines() if ln.strip()]
+    assert r.returncode == 2 and len(lines) == 1 and "--preview needs a screen" in lines[0], r.stdout + r.stderr
+    assert small.receivers["wall"].total == 0      # nothing was lit
+
+
 @pytest.mark.parametrize("args, message", [
     (["--venue", "no/such/venue.toml", "--camera", "0"], "cannot read"),
     (["--camera", "no-such-clip.mp4"], "not a camera index"),
@@ -108,6 +118,7 @@ def test_a_second_view_adds_to_the_first(small):
     (["--camera", "0", "--corners", "1,2 3"], "--corners"),
     (["--camera", "0", "--anchor", "nosuch"], "no such fixture"),
     (["--camera", "0", "--anchor", "strip-1:999"], "--anchor"),
+    (["--camera", "0", "--preview"], "--preview goes with --dry-run"),
 ])
 def test_bad_input_is_one_clear_line_and_a_failing_status(args, message):
     r = _run(*args, timeout=60)
