@@ -368,25 +368,28 @@ class LedPipeline:
         region = venue_region(venue)   # a bad [safety] section fails here, before any GL object exists
         self._claim = None
         if outputs is None:   # the venue's own controllers: no other program may drive them meanwhile
-            self._claim = ControllerClaim(venue.output(c.name) for c in venue.patch.controllers)
+            self._claim = ControllerClaim((venue.output(c.name), [a for a, _, _ in c.spans])
+                                          for c in venue.patch.controllers)
         self._own_ctx = None
-        if ctx is None:
-            from installation.gfx.context import headless_context
-            ctx = self._own_ctx = headless_context()
-        self.ctx = ctx
-        self.sampler = LedSampler(ctx, self.layout, shaders=shaders)
-        self.color = ColorPipeline(self.layout, venue.patch, tree, venue.supplies, venue.current,
-                                   venue.max_brightness)
-        n = self.layout.count
-        areas = np.asarray(self.layout.areas(), np.float64) if n else np.ones(1)
-        # each LED counts by the area it lights (equal shares if a layout cannot say)
-        weights = areas if areas.size and np.isfinite(areas).all() and areas.sum() > 0 else np.ones(max(n, 1))
-        self.flash_limiter = FlashLimiter(weights, fps, positions=self.layout.positions if n else None,
-                                          region=region, snap=self.color.snap)
+        self.sampler = None
         try:
+            if ctx is None:
+                from installation.gfx.context import headless_context
+                ctx = self._own_ctx = headless_context()
+            self.ctx = ctx
+            self.sampler = LedSampler(ctx, self.layout, shaders=shaders)
+            self.color = ColorPipeline(self.layout, venue.patch, tree, venue.supplies, venue.current,
+                                       venue.max_brightness)
+            n = self.layout.count
+            areas = np.asarray(self.layout.areas(), np.float64) if n else np.ones(1)
+            # each LED counts by the area it lights (equal shares if a layout cannot say)
+            weights = areas if areas.size and np.isfinite(areas).all() and areas.sum() > 0 else np.ones(max(n, 1))
+            self.flash_limiter = FlashLimiter(weights, fps, positions=self.layout.positions if n else None,
+                                              region=region, snap=self.color.snap)
             self.outputs = list(outputs) if outputs is not None else build_outputs(venue)
-        except BaseException:
+        except BaseException:   # nothing half-built stays held: the claim, the GL objects
             self._release_claim()
+            self.release()
             raise
         pm = venue.patch
         self._slices = [slice(b, b + c.size) for b, c in zip(pm.base, pm.controllers)]

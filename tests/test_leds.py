@@ -531,3 +531,24 @@ def test_scene_changes_over_osc_at_10_hz_flash_at_most_3_times_a_second_in_every
     r = report(np.stack(frames), [(i + 1) / 60 for i in range(180)], lay.areas(), lay.positions, venue_region(venue))
     assert max(np.ptp(np.stack(frames)[:, :, 0], axis=0)) > 0.1   # the cuts really changed the light
     assert r.ok(), r
+
+
+def test_a_pipeline_that_fails_to_build_leaves_its_controllers_free(rig, monkeypatch):
+    """A start that fails after claiming the venue's controllers (here the GPU sampler) gives them back:
+    the next try, or test_leds.py, is not refused by a claim nobody uses."""
+    venue, tree, ctx, rx = rig
+    import installation.leds as L
+
+    def broken(*a, **k):
+        raise RuntimeError("no sampler today")
+
+    monkeypatch.setattr(L, "LedSampler", broken)
+    with pytest.raises(RuntimeError, match="no sampler today"):
+        LedPipeline(ctx, venue, tree)
+    monkeypatch.undo()
+    leds = LedPipeline(ctx, venue, tree)
+    from installation.outputs.claim import ControllersBusy
+    with pytest.raises(ControllersBusy):
+        LedPipeline(ctx, venue, tree)           # while it runs, a second one is refused
+    leds.close()
+    leds.release()

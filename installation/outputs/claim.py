@@ -15,7 +15,6 @@ import fcntl
 import os
 import re
 import sys
-import tempfile
 from pathlib import Path
 from typing import Iterable
 
@@ -26,19 +25,30 @@ class ControllersBusy(RuntimeError):
     """A controller is already driven by another program; the message names it and that program."""
 
 
+#: Shared by every program whatever its ``TMPDIR`` or private /tmp (the systemd unit has ``PrivateTmp=yes``
+#: and lists this directory in ``ReadWritePaths``); /tmp only where a system has no /run/lock.
+SHARED_DIRS = (Path("/run/lock"), Path("/tmp"))
+
+
 def default_directory() -> Path:
-    """Where the claims live: one directory for every user of the machine (the show's service user and
-    the installer's login alike), overridable with ``TAPESTRY_CLAIMS_DIR``."""
-    return Path(os.environ.get("TAPESTRY_CLAIMS_DIR") or Path(tempfile.gettempdir()) / "tapestry-controllers")
+    """Where the claims live: one directory for every user of the machine and every program (the show's
+    service and the installer's login alike), overridable with ``TAPESTRY_CLAIMS_DIR``."""
+    if os.environ.get("TAPESTRY_CLAIMS_DIR"):
+        return Path(os.environ["TAPESTRY_CLAIMS_DIR"])
+    base = next((d for d in SHARED_DIRS if d.is_dir()), SHARED_DIRS[-1])
+    return base / "tapestry-controllers"
 
 
-def controller_key(cfg: OutputConfig) -> str:
-    """What two outputs must not share: the serial device of a DMX interface, else protocol, host and port."""
+def controller_keys(cfg: OutputConfig, universes: Iterable[int] = ()) -> list[str]:
+    """What two outputs must not share: the serial device of a DMX interface; for sACN multicast each
+    universe (its group is the universe's, whatever ``host`` says); else protocol, host and port."""
     if cfg.protocol == "enttec":
         dev = cfg.options.get("device") or cfg.host
-        return f"enttec {os.path.realpath(str(dev))}"
+        return [f"enttec {os.path.realpath(str(dev))}"]
+    if cfg.protocol == "sacn" and cfg.options.get("multicast"):
+        return [f"sacn multicast universe {int(u)}" for u in universes]
     port = cfg.port if cfg.port is not None else DEFAULT_PORTS.get(cfg.protocol)
-    return f"{cfg.protocol} {cfg.host}:{port}"
+    return [f"{cfg.protocol} {cfg.host}:{port}"]
 
 
 def _file_name(key: str) -> str:
@@ -46,14 +56,17 @@ def _file_name(key: str) -> str:
 
 
 class ControllerClaim:
-    """Exclusive claims on the controllers behind ``configs`` (enabled outputs only), held until :meth:`release`.
+    """Exclusive claims on the controllers behind ``outputs`` (enabled ones only), held until :meth:`release`.
 
-    Raises :class:`ControllersBusy` (claiming nothing) if another program holds any of them.
+    ``outputs``: output configs, or ``(config, universes)`` pairs (the universes matter for sACN multicast).
+    Raises :class:`ControllersBusy` (claiming nothing) if another program holds any of them, or the claim
+    cannot be made at all.
     """
 
-    def __init__(self, configs: Iterable[OutputConfig], directory: Path | None = None) -> None:
+    def __init__(self, outputs: Iterable, directory: Path | None = None) -> None:
         self.directory = Path(directory) if directory is not None else default_directory()
-        self.keys = sorted({controller_key(c) for c in configs if c.enabled})
+        pairs = [o if isinstance(o, tuple) else (o, ()) for o in outputs]
+        self.keys = sorted({k for c, u in pairs if c.enabled for k in controller_keys(c, u)})
         self._files: list[int] = []
         if not self.keys:
             return
@@ -73,9 +86,17 @@ class ControllerClaim:
     def _claim(self, key: str) -> None:
         path = self.directory / _file_name(key)
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                fd = os.open(path, os.O_RDWR)   # an existing file first: another user's may refuse O_CREAT
+            except FileNotFoundError:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
         except PermissionError:   # another user's file: locking needs no write access
-            fd = os.open(path, os.O_RDONLY)
+            try:
+                fd = os.open(path, os.O_RDONLY)
+            except OSError as exc:
+                raise ControllersBusy(f"cannot claim {key}: {path}: {exc.strerror}") from None
+        except OSError as exc:
+            raise ControllersBusy(f"cannot claim {key}: {path}: {exc.strerror}") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -87,3 +87,37 @@ def test_two_test_patterns_on_the_same_leds_cannot_run_at_once(tmp_path):
         assert r.returncode == 0, r.stdout + r.stderr
     finally:
         cap.close()
+
+
+def test_every_program_claims_in_the_same_place_whatever_its_tmp(monkeypatch):
+    """The service runs with a private /tmp (PrivateTmp=yes) and its own TMPDIR may differ from a login's:
+    the claims live in /run/lock, which the unit may write, so the show and test_leds.py see each other."""
+    from installation.outputs.claim import default_directory
+    monkeypatch.delenv("TAPESTRY_CLAIMS_DIR", raising=False)
+    monkeypatch.setenv("TMPDIR", "/nonexistent/elsewhere")
+    d = default_directory()
+    assert d == Path("/run/lock/tapestry-controllers") or not Path("/run/lock").is_dir()
+    unit = (ROOT / "hardware" / "tapestry.service").read_text()
+    writable = [w.lstrip("-") for line in unit.splitlines() if line.startswith("ReadWritePaths=")
+                for w in line.split("=", 1)[1].split()]
+    assert any(str(d).startswith(w.rstrip("/") + "/") for w in writable), writable
+
+
+def test_sacn_multicast_is_claimed_per_universe(tmp_path):
+    """Multicast sACN goes to each universe's group whatever `host` says: two venues on different universes
+    share nothing, the same universe is refused however the host is written."""
+    a = OutputConfig("a", "sacn", "127.0.0.1", options={"multicast": True})
+    b = OutputConfig("b", "sacn", "10.0.0.9", options={"multicast": True})
+    first = ControllerClaim([(a, [1, 2])], directory=tmp_path)
+    ControllerClaim([(b, [3])], directory=tmp_path).release()
+    with pytest.raises(ControllersBusy, match="sacn multicast universe 2"):
+        ControllerClaim([(b, [2])], directory=tmp_path)
+    first.release()
+
+
+def test_a_claim_that_cannot_be_made_is_one_clear_error(tmp_path):
+    """A lock file that cannot be opened (here a directory in its place; for another user a folder they may
+    not write) is refused with a line naming it, not a traceback."""
+    (tmp_path / "artnet_10.0.0.5_6454.lock").mkdir()
+    with pytest.raises(ControllersBusy, match="cannot claim artnet 10.0.0.5:6454"):
+        ControllerClaim([OutputConfig("a", "artnet", "10.0.0.5")], directory=tmp_path)
