@@ -240,12 +240,19 @@ class CameraAnalyzer:
 
     # -- geometry ------------------------------------------------------
     def _undistort(self, uv: np.ndarray) -> np.ndarray:
-        """Normalised image points (M, 2) as a lens without distortion would show them."""
+        """Normalised image points (M, 2) as a lens without distortion would show them; NaN beyond the fold
+        of a strong barrel lens (k1 < -0.148 folds the image corners back inwards: they have no place)."""
         if self._lens is None:
             return uv
-        w, h = self._lens.size
-        px = self._lens.undistort(uv * (w, h) - 0.5)
-        return (px + 0.5) / (w, h)
+        lens = self._lens
+        w, h = lens.size
+        px = uv * (w, h) - 0.5
+        out = (lens.undistort(px) + 0.5) / (w, h)
+        if lens.k1 < 0:   # r (1 + k1 r^2) is largest at r = 1 / sqrt(-3 k1), where it is 2/3 of that
+            r_max = 2.0 / 3.0 / math.sqrt(-3.0 * lens.k1)
+            r = np.hypot(*((px - lens.centre) / lens.scale).T)
+            out[r >= 0.995 * r_max] = np.nan
+        return out
 
     def _update_roi(self, h: int, w: int) -> None:
         pts = roi_points(self.tree)
@@ -266,10 +273,14 @@ class CameraAnalyzer:
             cv2.fillConvexPoly(mask, np.round(poly).astype(np.int32), 1)
             mask = mask.astype(bool)
         else:   # the canvas's outline is curved in a distorted picture: test every pixel
-            uv = (np.stack(np.meshgrid(np.arange(w), np.arange(h)), -1).reshape(-1, 2) + 0.5) / (w, h)
-            q = np.c_[self._undistort(uv), np.ones(h * w)] @ self._H.T
-            c = q[:, :2] / q[:, 2:3]
-            mask = ((c >= 0.0) & (c <= 1.0)).all(axis=1).reshape(h, w)
+            if self._grid_key != (k1, h, w):   # the lens and size change rarely, the ROI may move every frame
+                uv = (np.stack(np.meshgrid(np.arange(w), np.arange(h)), -1).reshape(-1, 2) + 0.5) / (w, h)
+                self._grid = np.c_[self._undistort(uv), np.ones(h * w)]
+                self._grid_key = (k1, h, w)
+            q = self._grid @ self._H.T
+            with np.errstate(invalid="ignore"):
+                c = q[:, :2] / q[:, 2:3]
+                mask = ((c >= 0.0) & (c <= 1.0)).all(axis=1).reshape(h, w)   # NaN (past the fold): outside
         self._roi_mask = mask
         self._roi_area = max(1, int(self._roi_mask.sum()))
         self._roi_key = key
@@ -297,6 +308,9 @@ class CameraAnalyzer:
         self._roi_area = 1
         self._H = np.eye(3)
         self._lens: Lens | None = None
+        self._grid_key = None
+        self._grid: np.ndarray | None = None   # every pixel, undistorted (homogeneous), for the ROI mask
+        self._gain: float | None = None
         self._dets = DetectionTracks()
         self.debug: dict = {}
 
@@ -346,6 +360,9 @@ class CameraAnalyzer:
         bg = self._bg
 
         field, gain = self._light(cur, bg)
+        # the light stepped since the last frame (a lamp, an exposure step): its "motion" is not people's
+        light_step = self._gain is not None and abs(gain / max(self._gain, 1e-6) - 1.0) > 0.02
+        self._gain = gain
         cur = (cur + 4.0) / field - 4.0  # the frame in the background's light
 
         diff = np.abs(cur - bg)
@@ -367,6 +384,7 @@ class CameraAnalyzer:
         keep = np.ones(n, bool)
         keep[0] = False
         forget = np.zeros(n, bool)
+        merit = np.zeros(n, bool)   # still blobs kept by their own outline (not by having moved lately)
         if n > 1:
             settle = float(tr[f"{P}/settle_s"])
             recent = (t - self._last_motion) < settle
@@ -394,12 +412,14 @@ class CameraAnalyzer:
             light = corr >= float(tr[f"{P}/light_corr"])
             own = (ec >= float(tr[f"{P}/edge_ratio"]) * eb) & (ec >= float(tr[f"{P}/edge_min"]))
             forget = (still & ~own) | light
+            merit = still & own & ~light
             forget[0] = False
             self.debug["blobs"] = [(int(i), int(stats[i, cv2.CC_STAT_AREA]), round(float(ec[i]), 1),
                                     round(float(eb[i]), 1), round(float(corr[i]), 2))
                                    for i in np.nonzero(still)[0]]
             keep &= ~forget
-        live = self._second_opinion(frame, t, labels, n, keep & ~forget, forget, fg, moving, h, w)
+        merit[0] = False
+        live = self._second_opinion(frame, t, labels, n, merit, forget, fg, moving, h, w, light_step)
         keep = ~forget
         keep[0] = False
         fg_kept = keep[labels] & fg.astype(bool)
@@ -429,14 +449,18 @@ class CameraAnalyzer:
                           threshold=thr, frame=frame, detections=live)
         return CameraFrame(t, presence, motion, speed, people)
 
-    def _second_opinion(self, frame, t, labels, n, own, forget, fg, moving, h, w) -> list:
-        """Fold in the detector's answers; keep still blobs inside live detections (edits ``keep``/``forget``
-        through ``forget``, which it clears for those blobs).  Returns the live detection tracks."""
+    def _second_opinion(self, frame, t, labels, n, merit, forget, fg, moving, h, w, light_step=False) -> list:
+        """Fold in the detector's answers; keep still blobs inside live detections (clears ``forget`` for
+        those blobs).  ``merit``: per blob, still and kept by its own outline; ``light_step``: the light
+        changed since the last frame, so nothing moving now says someone is there.  Returns the live tracks."""
         tr = self.tree
         self._dets.merge(self._ask(frame, t), t, float(tr[f"{P}/detect_hold_s"]))
         if not self._dets.tracks:
             return []
-        own_px = own[labels] & fg.astype(bool)
+        own_px = merit[labels] & fg.astype(bool)
+        # A light change moves pixels everywhere at once: only motion concentrated in a box (four times as
+        # dense as in the rest of the view) is someone there.
+        moved_all = int(np.count_nonzero(moving & self._roi_mask))
 
         def px(box):
             return (int(box[0] * w), int(box[1] * h), int(math.ceil(box[2] * w)), int(math.ceil(box[3] * h)))
@@ -444,7 +468,9 @@ class CameraAnalyzer:
         def active_in(box) -> bool:
             x0, y0, x1, y1 = px(box)
             area = max(1, (x1 - x0) * (y1 - y0))
-            return (np.count_nonzero(moving[y0:y1, x0:x1]) > max(3, 0.002 * area)
+            moved = 0 if light_step else np.count_nonzero(moving[y0:y1, x0:x1])
+            elsewhere = max(0, moved_all - moved) / max(1, self._roi_area - area)
+            return ((moved > max(3, 0.002 * area) and moved / area > 4.0 * elsewhere)
                     or np.count_nonzero(own_px[y0:y1, x0:x1]) > 0.02 * area)
 
         self._dets.activity(t, active_in, float(tr[f"{P}/fixture_s"]))

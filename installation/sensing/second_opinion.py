@@ -178,9 +178,13 @@ class DetectionTracks:
     """
 
     MATCH_IOU = 0.3
+    #: tracks that ended (unseen for ``hold_s``) are remembered this long, so a person or picture the detector
+    #: finds only now and then keeps the time it has shown no activity instead of starting afresh each time
+    REMEMBER_S = 3600.0
 
     def __init__(self) -> None:
         self.tracks: list[DetTrack] = []
+        self.ended: list[DetTrack] = []
         self.fixtures: list[tuple[float, float, float, float]] = []
 
     def merge(self, results, t: float, hold_s: float) -> None:
@@ -199,10 +203,18 @@ class DetectionTracks:
                     tk.box, tk.hip, tk.score, tk.seen = d.box, d.hip, d.score, max(tk.seen, tf)
                     used.add(bi)
                 else:
-                    fixture = any(iou(d.box, f) >= 0.5 for f in self.fixtures)
-                    self.tracks.append(DetTrack(d.box, d.hip, d.score, tf, tf, tf, fixture))
+                    old = max(((iou(d.box, e.box), k) for k, e in enumerate(self.ended)), default=(0.0, -1))
+                    if old[0] >= self.MATCH_IOU:   # seen here before: it keeps its history
+                        tk = self.ended.pop(old[1])
+                        tk.box, tk.hip, tk.score, tk.seen = d.box, d.hip, d.score, tf
+                    else:
+                        fixture = any(iou(d.box, f) >= 0.5 for f in self.fixtures)
+                        tk = DetTrack(d.box, d.hip, d.score, tf, tf, tf, fixture)
+                    self.tracks.append(tk)
                     used.add(len(self.tracks) - 1)
+        gone = [tk for tk in self.tracks if t - tk.seen > hold_s]
         self.tracks = [tk for tk in self.tracks if t - tk.seen <= hold_s]
+        self.ended = [e for e in self.ended + gone if t - e.seen <= self.REMEMBER_S][-32:]
 
     def activity(self, t: float, active_in, fixture_s: float, max_fixtures: int = 16) -> None:
         """Update each track's last activity; ``active_in(box)`` says whether something moves in a box now.
@@ -210,6 +222,7 @@ class DetectionTracks:
         Motion inside a remembered fixture's place frees it.
         """
         self.fixtures = [f for f in self.fixtures if not active_in(f)]
+        self.ended = [e for e in self.ended if not active_in(e.box)]   # something moved there: a fresh start
         for tk in self.tracks:
             if active_in(tk.box):
                 tk.active = t

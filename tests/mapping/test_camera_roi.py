@@ -53,3 +53,27 @@ def test_the_watched_area_follows_the_curved_canvas_outline():
         px = model.to_image(np.array([[cx, cy]]))[0]
         u, v = (px + 0.5) / size
         assert mask[int(v * h), int(u * w)] == inside, (cx, cy)
+
+
+def test_a_strong_barrel_lens_does_not_fold_the_picture_corners_onto_the_canvas():
+    """Past k1 = -0.148 the picture's corners have no undistorted place (the lens folds them back inwards):
+    they are not watched and nobody standing there is put on the canvas (review: at k1 = -0.3 they landed in
+    its middle, and 768 pixels outside the canvas were watched)."""
+    import cv2
+    size = (1280, 720)
+    src = np.array([[40.0, 30.0], [1240.0, 30.0], [1240.0, 690.0], [40.0, 690.0]])
+    H = cv2.getPerspectiveTransform(src.astype(np.float32),
+                                    np.array([[0, 0], [1, 0], [1, 1], [0, 1]], np.float32)).astype(np.float64)
+    model = CameraModel(Lens(-0.3, size), H)
+    a = _analyzer(model, -0.3)
+    mask = a._roi_mask
+    h, w = mask.shape
+    g = np.stack(np.meshgrid(np.linspace(0, 1, 600), np.linspace(0, 1, 600)), -1).reshape(-1, 2)
+    uv = (model.to_image(g) + 0.5) / size
+    ok = (uv >= 0).all(1) & (uv < 1).all(1)
+    truth = np.zeros((h, w), bool)
+    truth[(uv[ok, 1] * h).astype(int), (uv[ok, 0] * w).astype(int)] = True
+    assert not (mask & ~cv2.dilate(truth.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)).any()
+    for u, v in ((0.02, 0.02), (0.98, 0.02), (0.98, 0.98), (0.02, 0.98)):
+        x, y = a.to_canvas(u, v)
+        assert not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0), (u, v, x, y)
