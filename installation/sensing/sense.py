@@ -66,6 +66,11 @@ class PreviewWriter:
             img = red
             pts = np.array([[x * self.width, y * h] for x, y in roi_points(analyzer.tree)], np.int32)
             cv2.polylines(img, [pts], True, (0, 220, 255), 1, cv2.LINE_AA)
+            for tk in analyzer.debug.get("detections") or ():   # the person detector's live finds (magenta)
+                x0, y0, x1, y1 = (int(v * s) for v, s in zip(tk.box, (self.width, h, self.width, h)))
+                cv2.rectangle(img, (x0, y0), (x1, y1), (255, 0, 255), 1, cv2.LINE_AA)
+                cv2.putText(img, f"{tk.score:.2f}", (x0 + 2, max(y0 + 12, 12)), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
+                            (255, 0, 255), 1, cv2.LINE_AA)
             if cam is not None:
                 Hinv = np.linalg.inv(analyzer._H)
                 for p in cam.people:

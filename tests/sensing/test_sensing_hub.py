@@ -196,6 +196,22 @@ def test_sense_command_writes_rows_and_a_preview(tmp_path, capsys):
     assert n == len(frames(WALK))
 
 
+def test_sense_preview_shows_what_the_person_detector_sees(tmp_path):
+    """`sense --preview` on the seated classroom (in view from the first frame): the technician sees the
+    detector's boxes (magenta) over the audience the background alone would miss."""
+    from installation.sensing import detector
+    try:
+        detector.load()
+    except detector.DetectorUnavailable as e:
+        pytest.skip(str(e))
+    mp4 = tmp_path / "preview.mp4"
+    assert run_sense(str(need(CLASSROOM)), None, str(tmp_path / "s.csv"), str(mp4)) == 0
+    with av.open(str(mp4)) as c:
+        img = next(iter(c.decode(video=0))).to_ndarray(format="bgr24").astype(int)
+    magenta = (img[..., 0] > 200) & (img[..., 2] > 200) & (img[..., 1] < 80)
+    assert magenta.sum() > 100
+
+
 def test_sense_command_refuses_bad_arguments(tmp_path):
     out = tmp_path / "x.csv"
     assert run_sense(str(need(WALK)), None, str(out), roi="1,2,3") == 2
