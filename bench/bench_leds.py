@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 
 from installation.color import PARAMS  # noqa: E402
 from installation.gfx.context import headless_context  # noqa: E402
-from installation.leds import LedFrame, LedPipeline, build_outputs  # noqa: E402
+from installation.leds import LedFrame, LedPipeline, _build_outputs  # noqa: E402  (the pipeline's own outputs, to time them)
 from installation.params import ParamTree  # noqa: E402
 from installation.venue import load_venue  # noqa: E402
 
@@ -160,7 +160,7 @@ class Ours:
         outs_cfg = [dataclasses.replace(o, port=port[o.name], fps=float(fps) * 2) for o in venue.outputs]
         self.venue = dataclasses.replace(venue, outputs=tuple(outs_cfg))
         self.bare = BareAll(self.venue, sink) if bare else None
-        self.outputs = [self.bare] if bare else build_outputs(self.venue)
+        self.outputs = [self.bare] if bare else _build_outputs(self.venue)
         self.acc = []
         for o in ([] if bare else self.outputs):
             a = [0.0, 0.0]  # wall, thread CPU

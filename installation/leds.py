@@ -47,8 +47,12 @@ log = logging.getLogger(__name__)
 PARAMS: tuple[ParamSpec, ...] = COLOR_PARAMS
 
 
-def build_outputs(venue: Venue) -> list:
-    """One Output per controller that has fixtures, with its spans; in ``venue.patch.controllers`` order."""
+def _build_outputs(venue: Venue) -> list:
+    """One Output per controller that has fixtures, with its spans; in ``venue.patch.controllers`` order.
+
+    Private: a venue's outputs are built by :class:`LedPipeline`, after it has claimed the controllers, and
+    fed only by its stages (the flash and power limits); the benchmark of the bare path is the one other
+    caller."""
     from installation.outputs import create_output
     from installation.outputs.base import Span
 
@@ -386,7 +390,7 @@ class LedPipeline:
             weights = areas if areas.size and np.isfinite(areas).all() and areas.sum() > 0 else np.ones(max(n, 1))
             self.flash_limiter = FlashLimiter(weights, fps, positions=self.layout.positions if n else None,
                                               region=region, snap=self.color.snap)
-            self.outputs = list(outputs) if outputs is not None else build_outputs(venue)
+            self.outputs = list(outputs) if outputs is not None else _build_outputs(venue)
         except BaseException:   # nothing half-built stays held: the claim, the GL objects
             self._release_claim()
             self.release()
