@@ -97,15 +97,20 @@ class PreviewWindow:
                     log.error("%s", exc)
         return self._pyglet.event.EVENT_HANDLED if symbol == key.ESCAPE else None
 
-    def consume(self, engine, tapestry: moderngl.Texture) -> None:
-        """Frame sink: draw the tapestry and the LEDs, then show the frame."""
-        if self.closed:
-            return
+    def _begin(self) -> int:
+        """Make the window current, handle its events and target its whole framebuffer; returns its width."""
         self.window.switch_to()
         self.window.dispatch_events()
         w, h = self.window.get_framebuffer_size()
         self.ctx.screen.use()
         self.ctx.viewport = (0, 0, w, h)
+        return w
+
+    def consume(self, engine, tapestry: moderngl.Texture) -> None:
+        """Frame sink: draw the tapestry and the LEDs, then show the frame."""
+        if self.closed:
+            return
+        w = self._begin()
         prog = engine.shaders.program("preview.glsl")
         leds = engine.leds if self.show_leds else None
         tapestry = self._flash_limited(engine, tapestry)
@@ -123,11 +128,7 @@ class PreviewWindow:
         """Draw the LEDs of the pipeline given to :meth:`attach_leds` as last sent, on black, and show them."""
         if self.closed:
             return
-        self.window.switch_to()
-        self.window.dispatch_events()
-        w, h = self.window.get_framebuffer_size()
-        self.ctx.screen.use()
-        self.ctx.viewport = (0, 0, w, h)
+        w = self._begin()
         self.ctx.clear(0.0, 0.0, 0.0)
         self._draw_leds(self._shaders.program("preview.glsl"), self._alone, w)
         self.window.flip()

@@ -73,7 +73,8 @@ def anchors(size: int = INPUT, strides=STRIDES) -> np.ndarray:
     return np.concatenate(out).astype(np.float32)
 
 
-def _iou(a, b) -> float:
+def iou(a, b) -> float:
+    """Intersection over union of two (x0, y0, x1, y1) boxes."""
     ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
     iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
     inter = ix * iy
@@ -152,7 +153,7 @@ class PersonDetector:
             cx, cy = img(ax, ay, r[0], r[1])
             fw, fh = r[2] / sw, r[3] / sh
             face = (cx - fw / 2, cy - fh / 2, cx + fw / 2, cy + fh / 2)
-            if any(_iou(face, d.face) > self.nms_iou for d in out):
+            if any(iou(face, d.face) > self.nms_iou for d in out):
                 continue
             hx, hy = img(ax, ay, r[4], r[5])
             kx, ky = img(ax, ay, r[6], r[7])

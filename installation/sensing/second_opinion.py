@@ -159,15 +159,6 @@ class DetTrack:
     fixture: bool = False
 
 
-def iou(a, b) -> float:
-    """Intersection over union of two (x0, y0, x1, y1) boxes."""
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 class DetectionTracks:
     """The detector's recent findings, matched across runs by box overlap.
 
@@ -195,7 +186,7 @@ class DetectionTracks:
                 best, bi = self.MATCH_IOU, -1
                 for i, tk in enumerate(self.tracks):
                     if i not in used:
-                        o = iou(d.box, tk.box)
+                        o = D.iou(d.box, tk.box)
                         if o >= best:
                             best, bi = o, i
                 if bi >= 0:
@@ -203,12 +194,12 @@ class DetectionTracks:
                     tk.box, tk.hip, tk.score, tk.seen = d.box, d.hip, d.score, max(tk.seen, tf)
                     used.add(bi)
                 else:
-                    old = max(((iou(d.box, e.box), k) for k, e in enumerate(self.ended)), default=(0.0, -1))
+                    old = max(((D.iou(d.box, e.box), k) for k, e in enumerate(self.ended)), default=(0.0, -1))
                     if old[0] >= self.MATCH_IOU:   # seen here before: it keeps its history
                         tk = self.ended.pop(old[1])
                         tk.box, tk.hip, tk.score, tk.seen = d.box, d.hip, d.score, tf
                     else:
-                        fixture = any(iou(d.box, f) >= 0.5 for f in self.fixtures)
+                        fixture = any(D.iou(d.box, f) >= 0.5 for f in self.fixtures)
                         tk = DetTrack(d.box, d.hip, d.score, tf, tf, tf, fixture)
                     self.tracks.append(tk)
                     used.add(len(self.tracks) - 1)
@@ -229,7 +220,7 @@ class DetectionTracks:
                 tk.fixture = False
             elif t - tk.active >= fixture_s and not tk.fixture:
                 tk.fixture = True
-                if not any(iou(tk.box, f) >= 0.5 for f in self.fixtures):
+                if not any(D.iou(tk.box, f) >= 0.5 for f in self.fixtures):
                     self.fixtures = (self.fixtures + [tk.box])[-max_fixtures:]
 
     def live(self) -> list[DetTrack]:

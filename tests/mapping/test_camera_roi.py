@@ -1,10 +1,18 @@
 """The presence camera and the LED mapping share one calibrated canvas, lens distortion included."""
 
+import cv2
 import numpy as np
 
 from installation.mapping.geometry import CameraModel, Lens
 from installation.params import ParamTree
 from installation.sensing.camera import PARAMS, CameraAnalyzer, set_roi
+
+
+def _model(src, k1: float, size=(1280, 720)) -> CameraModel:
+    """A camera of ``size`` whose undistorted picture shows the canvas corners TL, TR, BR, BL at ``src`` (px)."""
+    H = cv2.getPerspectiveTransform(np.asarray(src, np.float32),
+                                    np.array([[0, 0], [1, 0], [1, 1], [0, 1]], np.float32)).astype(np.float64)
+    return CameraModel(Lens(k1, size), H)
 
 
 def _analyzer(model: CameraModel, k1: float) -> CameraAnalyzer:
@@ -22,11 +30,7 @@ def test_a_point_on_the_canvas_is_where_the_mapping_put_it_with_a_barrel_lens():
     """k1 = -0.1 (the issue's synthetic camera): every canvas point seen by the presence camera lands within
     0.5 % of the canvas where the LED mapping's camera model put it; with the lens ignored it was ~3 % off."""
     size = (1280, 720)
-    src = np.array([[210.0, 120.0], [1090.0, 95.0], [1120.0, 640.0], [170.0, 610.0]])
-    import cv2
-    H = cv2.getPerspectiveTransform(src.astype(np.float32),
-                                    np.array([[0, 0], [1, 0], [1, 1], [0, 1]], np.float32)).astype(np.float64)
-    model = CameraModel(Lens(-0.1, size), H)
+    model = _model([[210.0, 120.0], [1090.0, 95.0], [1120.0, 640.0], [170.0, 610.0]], -0.1, size)
     canvas = np.stack(np.meshgrid(np.linspace(0.05, 0.95, 7), np.linspace(0.05, 0.95, 7)), -1).reshape(-1, 2)
     uv = (model.to_image(canvas) + 0.5) / size
 
@@ -41,11 +45,7 @@ def test_a_point_on_the_canvas_is_where_the_mapping_put_it_with_a_barrel_lens():
 def test_the_watched_area_follows_the_curved_canvas_outline():
     """With the lens corrected, a pixel just outside the canvas's curved edge is not watched, one just inside is."""
     size = (1280, 720)
-    src = np.array([[200.0, 100.0], [1080.0, 100.0], [1080.0, 620.0], [200.0, 620.0]])
-    import cv2
-    H = cv2.getPerspectiveTransform(src.astype(np.float32),
-                                    np.array([[0, 0], [1, 0], [1, 1], [0, 1]], np.float32)).astype(np.float64)
-    model = CameraModel(Lens(-0.1, size), H)
+    model = _model([[200.0, 100.0], [1080.0, 100.0], [1080.0, 620.0], [200.0, 620.0]], -0.1, size)
     a = _analyzer(model, -0.1)
     mask = a._roi_mask
     h, w = mask.shape
@@ -59,12 +59,8 @@ def test_a_strong_barrel_lens_does_not_fold_the_picture_corners_onto_the_canvas(
     """Past k1 = -0.148 the picture's corners have no undistorted place (the lens folds them back inwards):
     they are not watched and nobody standing there is put on the canvas (review: at k1 = -0.3 they landed in
     its middle, and 768 pixels outside the canvas were watched)."""
-    import cv2
     size = (1280, 720)
-    src = np.array([[40.0, 30.0], [1240.0, 30.0], [1240.0, 690.0], [40.0, 690.0]])
-    H = cv2.getPerspectiveTransform(src.astype(np.float32),
-                                    np.array([[0, 0], [1, 0], [1, 1], [0, 1]], np.float32)).astype(np.float64)
-    model = CameraModel(Lens(-0.3, size), H)
+    model = _model([[40.0, 30.0], [1240.0, 30.0], [1240.0, 690.0], [40.0, 690.0]], -0.3, size)
     a = _analyzer(model, -0.3)
     mask = a._roi_mask
     h, w = mask.shape

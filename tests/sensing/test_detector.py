@@ -28,14 +28,6 @@ from sensing_media import CLASSROOM, CLASSROOM_FPS, WALK, WALK_FPS, frames
 EMPTY = S.EMPTY_MAX
 SIZE = (640, 360)
 
-@pytest.fixture(autouse=True)
-def one_opencv_thread():
-    n = cv2.getNumThreads()
-    cv2.setNumThreads(1)
-    yield
-    cv2.setNumThreads(n)
-
-
 @pytest.fixture(scope="module")
 def det():
     try:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 
-import cv2
 import numpy as np
 import pytest
 
@@ -22,15 +21,6 @@ from installation.sensing.camera import CameraAnalyzer
 from sensing_media import WALK, need
 
 EMPTY = S.EMPTY_MAX
-
-
-@pytest.fixture(autouse=True)
-def one_opencv_thread():
-    """On two busy cores OpenCV's thread pool only adds waiting for these small frames."""
-    n = cv2.getNumThreads()
-    cv2.setNumThreads(1)
-    yield
-    cv2.setNumThreads(n)
 
 
 @pytest.fixture(scope="module")

@@ -17,15 +17,6 @@ def quick_tree() -> ParamTree:
     return ParamTree.from_specs(PARAMS)
 
 
-@pytest.fixture(autouse=True)
-def one_opencv_thread():
-    """On two busy cores OpenCV's thread pool only adds waiting for these small frames."""
-    n = cv2.getNumThreads()
-    cv2.setNumThreads(1)
-    yield
-    cv2.setNumThreads(n)
-
-
 def _empty_room(a: CameraAnalyzer, seconds: float, gain=lambda t: 1.0) -> tuple[float, list]:
     """Feed the empty tail of the walk-in clip (it ends on an empty room) for ``seconds``; returns t and records.
 
