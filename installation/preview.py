@@ -128,7 +128,12 @@ class PreviewWindow:
         """Draw the LEDs of the pipeline given to :meth:`attach_leds` as last sent, on black, and show them."""
         if self.closed:
             return
-        w = self._begin()
+        try:
+            w = self._begin()
+        except Exception as exc:   # the window was taken away from outside (its display, the window manager)
+            log.warning("preview window gone (%s); closing it", exc)
+            self.closed = True
+            return
         self.ctx.clear(0.0, 0.0, 0.0)
         self._draw_leds(self._shaders.program("preview.glsl"), self._alone, w)
         self.window.flip()

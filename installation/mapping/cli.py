@@ -461,7 +461,12 @@ def dry_run(venue_path: Path | str, opts: MapOptions, png: Path | None = None, o
     ``preview``: also in a window, each LED at its layout position as it goes out."""
     venue = load_venue(venue_path)
     win = preview_window(f"Tapestry map: {venue.name} patterns") if preview else None
-    player = PatternPlayer(venue, fps=opts.fps, outputs=outputs, ctx=win.ctx if win else None)
+    try:
+        player = PatternPlayer(venue, fps=opts.fps, outputs=outputs, ctx=win.ctx if win else None)
+    except BaseException:
+        if win is not None:
+            win.close()
+        raise
     tick = None
     if win is not None:
         win.attach_leds(player.pipe, player.pipe.sampler.shaders)

@@ -14,7 +14,9 @@ from __future__ import annotations
 import fcntl
 import os
 import re
+import stat
 import sys
+import tempfile
 from pathlib import Path
 from typing import Iterable
 
@@ -70,12 +72,7 @@ class ControllerClaim:
         self._files: list[int] = []
         if not self.keys:
             return
-        try:
-            self.directory.mkdir(mode=0o777, parents=True, exist_ok=True)
-            if self.directory.stat().st_uid == os.getuid():
-                os.chmod(self.directory, 0o1777)   # shared like /tmp: anyone may add a claim, none remove another's
-        except OSError as exc:
-            raise ControllersBusy(f"cannot claim the LED controllers: {self.directory}: {exc.strerror}") from None
+        self._open_directory()
         try:
             for key in self.keys:
                 self._claim(key)
@@ -83,20 +80,51 @@ class ControllerClaim:
             self.release()
             raise
 
+    def _open_directory(self) -> None:
+        """Make the shared directory (atomically: a private one renamed into place, then sticky and open to
+        all, like /tmp) or check the one there: a real directory, not a link, that nobody can empty under
+        the claims it holds (sticky wherever others may write)."""
+        d = self.directory
+        try:
+            if not os.path.lexists(d):
+                d.parent.mkdir(parents=True, exist_ok=True)
+                tmp = tempfile.mkdtemp(prefix=".tapestry-", dir=d.parent)
+                os.chmod(tmp, 0o1777)
+                try:
+                    os.rename(tmp, d)   # fails if another program made it meanwhile: theirs is checked below
+                except OSError:
+                    os.rmdir(tmp)
+            st = os.lstat(d)
+        except OSError as exc:
+            raise ControllersBusy(f"cannot claim the LED controllers: {d}: {exc.strerror}") from None
+        if not stat.S_ISDIR(st.st_mode):
+            raise ControllersBusy(f"cannot claim the LED controllers: {d} is not a directory (a link?); remove it")
+        if st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX:
+            raise ControllersBusy(f"cannot claim the LED controllers: {d} may be emptied by others (writable, not "
+                                  f"sticky); remove it (it is made again)")
+
     def _claim(self, key: str) -> None:
         path = self.directory / _file_name(key)
+        flags = os.O_NOFOLLOW | os.O_CLOEXEC   # a link planted in the shared directory is never followed
         try:
             try:
-                fd = os.open(path, os.O_RDWR)   # an existing file first: another user's may refuse O_CREAT
+                fd = os.open(path, os.O_RDWR | flags)   # an existing file first: another user's refuses O_CREAT
             except FileNotFoundError:
-                fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+                try:
+                    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | flags, 0o666)
+                except FileExistsError:   # another program made it just now
+                    fd = os.open(path, os.O_RDWR | flags)
         except PermissionError:   # another user's file: locking needs no write access
             try:
-                fd = os.open(path, os.O_RDONLY)
+                fd = os.open(path, os.O_RDONLY | flags)
             except OSError as exc:
                 raise ControllersBusy(f"cannot claim {key}: {path}: {exc.strerror}") from None
         except OSError as exc:
             raise ControllersBusy(f"cannot claim {key}: {path}: {exc.strerror}") from None
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:   # a hard link to someone's file: hands off
+            os.close(fd)
+            raise ControllersBusy(f"cannot claim {key}: {path} is not a plain claim file; remove it")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -262,9 +262,12 @@ class CameraAnalyzer:
             return
         self._lens = Lens(k1, (w, h)) if k1 != 0.0 else None
         try:
-            self._H = homography(self._undistort(np.array(pts, np.float64)))
+            corners = self._undistort(np.array(pts, np.float64))
+            if not np.isfinite(corners).all():
+                raise ValueError(f"a corner lies past the fold of the lens (lens_k1 {k1:g}): no place on the canvas")
+            self._H = homography(corners)
         except ValueError as e:
-            log.warning("sensing/camera/roi: %s; using the whole image", e)
+            log.warning("sensing/camera/roi: %s; using the whole image, lens uncorrected", e)
             pts, self._lens = CANVAS_CORNERS, None
             self._H = homography(pts)
         if self._lens is None:
@@ -455,7 +458,7 @@ class CameraAnalyzer:
         changed since the last frame, so nothing moving now says someone is there.  Returns the live tracks."""
         tr = self.tree
         self._dets.merge(self._ask(frame, t), t, float(tr[f"{P}/detect_hold_s"]))
-        if not self._dets.tracks:
+        if not self._dets.remembers():
             return []
         own_px = merit[labels] & fg.astype(bool)
         # A light change moves pixels everywhere at once: only motion concentrated in a box (four times as

@@ -164,14 +164,19 @@ class DetectionTracks:
 
     A track lives ``hold_s`` after it was last detected.  A track whose box
     has shown no activity for ``fixture_s`` is a *fixture* (a picture, a
-    statue, a mannequin): its place is remembered, and tracks there stay
-    fixtures until motion appears inside that place.
+    statue, a mannequin): its place is remembered, tracks found there are
+    fixtures from the start, and one that activity (a visitor passing in
+    front) made count again is a fixture once more after ``REFIX_S`` quiet
+    seconds, not ``fixture_s`` (a portrait in a busy room would otherwise
+    read as a visitor for ``fixture_s`` after everyone who passed it).
     """
 
     MATCH_IOU = 0.3
     #: tracks that ended (unseen for ``hold_s``) are remembered this long, so a person or picture the detector
-    #: finds only now and then keeps the time it has shown no activity instead of starting afresh each time
-    REMEMBER_S = 3600.0
+    #: finds only now and then keeps the time it has shown no activity instead of starting afresh each time;
+    #: a find after a longer gap starts afresh (a new visitor where an old one stood)
+    REMEMBER_S = 60.0
+    REFIX_S = 2.0
 
     def __init__(self) -> None:
         self.tracks: list[DetTrack] = []
@@ -180,6 +185,7 @@ class DetectionTracks:
 
     def merge(self, results, t: float, hold_s: float) -> None:
         """Fold detector results in (each ``(frame time, detections)``) and drop tracks unseen for ``hold_s``."""
+        self.ended = [e for e in self.ended if t - e.seen <= self.REMEMBER_S]
         for tf, dets in results:
             used: set[int] = set()
             for d in dets:
@@ -210,18 +216,23 @@ class DetectionTracks:
     def activity(self, t: float, active_in, fixture_s: float, max_fixtures: int = 16) -> None:
         """Update each track's last activity; ``active_in(box)`` says whether something moves in a box now.
 
-        Motion inside a remembered fixture's place frees it.
+        Activity makes a track count (a fixture too, while something moves in front of it).
         """
-        self.fixtures = [f for f in self.fixtures if not active_in(f)]
         self.ended = [e for e in self.ended if not active_in(e.box)]   # something moved there: a fresh start
         for tk in self.tracks:
             if active_in(tk.box):
                 tk.active = t
                 tk.fixture = False
-            elif t - tk.active >= fixture_s and not tk.fixture:
-                tk.fixture = True
-                if not any(D.iou(tk.box, f) >= 0.5 for f in self.fixtures):
-                    self.fixtures = (self.fixtures + [tk.box])[-max_fixtures:]
+            elif not tk.fixture:
+                known = any(D.iou(tk.box, f) >= 0.5 for f in self.fixtures)
+                if t - tk.active >= (self.REFIX_S if known else fixture_s):
+                    tk.fixture = True
+                    if not known:
+                        self.fixtures = (self.fixtures + [tk.box])[-max_fixtures:]
+
+    def remembers(self) -> bool:
+        """Anything to keep up to date: live tracks, recently ended ones, or fixture places."""
+        return bool(self.tracks or self.ended or self.fixtures)
 
     def live(self) -> list[DetTrack]:
         """Tracks that count as people now (fixtures left out)."""

@@ -73,3 +73,21 @@ def test_a_strong_barrel_lens_does_not_fold_the_picture_corners_onto_the_canvas(
     for u, v in ((0.02, 0.02), (0.98, 0.02), (0.98, 0.98), (0.02, 0.98)):
         x, y = a.to_canvas(u, v)
         assert not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0), (u, v, x, y)
+
+
+def test_a_lens_too_strong_for_the_roi_leaves_the_camera_seeing(caplog):
+    """k1 = -0.2 with the default ROI (the whole picture): its corners lie past the lens's fold. The camera
+    says so and watches the whole picture uncorrected, instead of a NaN homography that saw nobody at all."""
+    import logging
+    tree = ParamTree.from_specs(PARAMS)
+    tree.update_bases({"sensing/camera/lens_k1": -0.2, "sensing/camera/detect_hz": 0.0})
+    a = CameraAnalyzer(tree, opinion=None)
+    room = np.full((360, 640, 3), 120, np.uint8)
+    with caplog.at_level(logging.WARNING):
+        for i in range(10):
+            a.process(room, i / 10)
+    visitor = room.copy()
+    visitor[150:300, 300:360] = 30
+    seen = max(a.process(visitor, 1.0 + i / 10).presence for i in range(5))
+    assert seen > 0.05
+    assert any("past the fold" in r.getMessage() for r in caplog.records)

@@ -121,3 +121,36 @@ def test_a_claim_that_cannot_be_made_is_one_clear_error(tmp_path):
     (tmp_path / "artnet_10.0.0.5_6454.lock").mkdir()
     with pytest.raises(ControllersBusy, match="cannot claim artnet 10.0.0.5:6454"):
         ControllerClaim([OutputConfig("a", "artnet", "10.0.0.5")], directory=tmp_path)
+
+
+def test_a_link_planted_in_the_shared_directory_is_never_followed(tmp_path):
+    """Anyone may write the shared directory: a symbolic or hard link named like a claim must not make a
+    program truncate, chmod or write a file it points at (review: it emptied a user's presets file)."""
+    shared = tmp_path / "claims"
+    victim = tmp_path / "presets.toml"
+    victim.write_text("precious = 1\n")
+    victim.chmod(0o600)
+    shared.mkdir(mode=0o1777)
+    shared.chmod(0o1777)
+    (shared / "artnet_10.0.0.5_6454.lock").symlink_to(victim)
+    with pytest.raises(ControllersBusy, match="cannot claim artnet 10.0.0.5:6454"):
+        ControllerClaim([OutputConfig("a", "artnet", "10.0.0.5")], directory=shared)
+    os.link(victim, shared / "ddp_10.0.0.6_4048.lock")
+    with pytest.raises(ControllersBusy, match="not a plain claim file"):
+        ControllerClaim([OutputConfig("b", "ddp", "10.0.0.6")], directory=shared)
+    assert victim.read_text() == "precious = 1\n" and (victim.stat().st_mode & 0o777) == 0o600
+
+
+def test_a_shared_directory_others_could_empty_or_a_linked_one_is_refused(tmp_path):
+    loose = tmp_path / "loose"
+    loose.mkdir()
+    loose.chmod(0o777)   # writable by all, not sticky: anyone could delete a held claim's file
+    with pytest.raises(ControllersBusy, match="may be emptied by others"):
+        ControllerClaim([OutputConfig("a", "artnet", "10.0.0.5")], directory=loose)
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "linked").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(ControllersBusy, match="not a directory"):
+        ControllerClaim([OutputConfig("a", "artnet", "10.0.0.5")], directory=tmp_path / "linked")
+    made = tmp_path / "fresh" / "claims"
+    ControllerClaim([OutputConfig("a", "artnet", "10.0.0.5")], directory=made).release()
+    assert (made.stat().st_mode & 0o7777) == 0o1777

@@ -160,6 +160,48 @@ def test_a_picture_of_a_person_stops_counting_through_lamp_steps(det, step):
     assert pres[t >= 4.0 + 3.0].max() <= EMPTY
 
 
+def test_a_picture_is_a_picture_again_soon_after_someone_passes_in_front_of_it(det):
+    """A portrait in a busy room: once it is known as a picture, a visitor passing in front of it counts while
+    they pass, and the room reads empty within 3 s after they have gone (not fixture_s after)."""
+    tree = ParamTree.from_specs(PARAMS)
+    tree.update_bases({"sensing/camera/fixture_s": 4.0})
+    poster = small(frames(CLASSROOM)[0])
+    rng = np.random.default_rng(3)
+    fps = 10.0
+    shots = [(S._noisy(poster, rng), i / fps) for i in range(int(8 * fps))]
+    for k in range(int(2 * fps)):   # a dark figure crosses in front of the picture, 8..10 s
+        f = poster.copy()
+        x = 40 + 28 * k
+        f[120:330, x:x + 70] = (40, 35, 30)
+        shots.append((S._noisy(f, rng), 8.0 + k / fps))
+    shots += [(S._noisy(poster, rng), 10.0 + i / fps) for i in range(int(8 * fps))]
+    t = np.array([s[1] for s in shots])
+    _, pres = run(shots, tree)
+    assert pres[(t >= 6.5) & (t < 8.0)].max() <= EMPTY      # known as a picture
+    assert pres[(t >= 8.2) & (t < 10.0)].min() > EMPTY       # the passer-by counts
+    assert pres[t >= 10.0 + 3.0].max() <= EMPTY              # empty again within 3 s of them leaving
+
+
+def test_a_later_visitor_where_an_earlier_one_stood_starts_afresh():
+    """Ended finds are remembered briefly (so a picture found now and then keeps its still time), but a
+    find at the same place minutes later is a new visitor, not an old track already past fixture_s."""
+    from installation.sensing.second_opinion import DetectionTracks
+    box = (0.4, 0.2, 0.6, 0.8)
+    d = Detection(0.9, box, (0.5, 0.5), 0.2, (0.45, 0.2, 0.55, 0.3))
+    tracks = DetectionTracks()
+    for t in np.arange(0.0, 60.0, 0.5):   # a still visitor, 60 s, then gone
+        tracks.merge([(t, (d,))], t, 1.0)
+        tracks.activity(t, lambda b: False, 300.0)
+    tracks.merge([], 62.0, 1.0)
+    assert not tracks.tracks
+    tracks.merge([(65.0, (d,))], 65.0, 1.0)   # found again 5 s later: the same one, 65 s still
+    assert tracks.tracks[0].active == 0.0
+    tracks.merge([], 70.0, 1.0)
+    tracks.merge([(400.0, (d,))], 400.0, 1.0)   # minutes later: someone new
+    tracks.activity(400.0, lambda b: False, 300.0)
+    assert tracks.tracks[0].active == 400.0 and not tracks.tracks[0].fixture
+
+
 def test_without_the_detector_runtime_the_camera_works_and_warns_once(monkeypatch, caplog):
     monkeypatch.setitem(sys.modules, "ai_edge_litert", None)  # `import ai_edge_litert...` raises ImportError
     monkeypatch.setitem(sys.modules, "ai_edge_litert.interpreter", None)
