@@ -130,13 +130,12 @@ class PreviewWindow:
             return
         try:
             w = self._begin()
+            self.ctx.clear(0.0, 0.0, 0.0)
+            self._draw_leds(self._shaders.program("preview.glsl"), self._alone, w)
+            self.window.flip()
         except Exception as exc:   # the window was taken away from outside (its display, the window manager)
             log.warning("preview window gone (%s); closing it", exc)
             self.closed = True
-            return
-        self.ctx.clear(0.0, 0.0, 0.0)
-        self._draw_leds(self._shaders.program("preview.glsl"), self._alone, w)
-        self.window.flip()
 
     def _draw_leds(self, prog, leds, w: int) -> None:
         if self._leds_vao is None:

@@ -469,7 +469,12 @@ def dry_run(venue_path: Path | str, opts: MapOptions, png: Path | None = None, o
         raise
     tick = None
     if win is not None:
-        win.attach_leds(player.pipe, player.pipe.sampler.shaders)
+        try:
+            win.attach_leds(player.pipe, player.pipe.sampler.shaders)
+        except BaseException:
+            player.close()
+            win.close()
+            raise
 
         def tick():
             win.draw_led_frame()

@@ -105,7 +105,8 @@ class ControllerClaim:
 
     def _claim(self, key: str) -> None:
         path = self.directory / _file_name(key)
-        flags = os.O_NOFOLLOW | os.O_CLOEXEC   # a link planted in the shared directory is never followed
+        # a link planted in the shared directory is never followed, a planted FIFO never waited on
+        flags = os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
         try:
             try:
                 fd = os.open(path, os.O_RDWR | flags)   # an existing file first: another user's refuses O_CREAT
@@ -114,9 +115,12 @@ class ControllerClaim:
                     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | flags, 0o666)
                 except FileExistsError:   # another program made it just now
                     fd = os.open(path, os.O_RDWR | flags)
-        except PermissionError:   # another user's file: locking needs no write access
+        except PermissionError as denied:   # another user's file: locking needs no write access
             try:
                 fd = os.open(path, os.O_RDONLY | flags)
+            except FileNotFoundError:   # no file, and no right to make one: the directory is the problem
+                raise ControllersBusy(f"cannot claim {key}: {self.directory}: {denied.strerror} (it must be "
+                                      f"writable by every user, sticky, like /tmp)") from None
             except OSError as exc:
                 raise ControllersBusy(f"cannot claim {key}: {path}: {exc.strerror}") from None
         except OSError as exc:

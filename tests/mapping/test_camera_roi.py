@@ -77,7 +77,8 @@ def test_a_strong_barrel_lens_does_not_fold_the_picture_corners_onto_the_canvas(
 
 def test_a_lens_too_strong_for_the_roi_leaves_the_camera_seeing(caplog):
     """k1 = -0.2 with the default ROI (the whole picture): its corners lie past the lens's fold. The camera
-    says so and watches the whole picture uncorrected, instead of a NaN homography that saw nobody at all."""
+    says so and pulls them just inside it, keeping the lens correction, instead of a NaN homography that saw
+    nobody at all."""
     import logging
     tree = ParamTree.from_specs(PARAMS)
     tree.update_bases({"sensing/camera/lens_k1": -0.2, "sensing/camera/detect_hz": 0.0})

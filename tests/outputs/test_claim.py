@@ -154,3 +154,15 @@ def test_a_shared_directory_others_could_empty_or_a_linked_one_is_refused(tmp_pa
     made = tmp_path / "fresh" / "claims"
     ControllerClaim([OutputConfig("a", "artnet", "10.0.0.5")], directory=made).release()
     assert (made.stat().st_mode & 0o7777) == 0o1777
+
+
+def test_a_fifo_planted_as_a_claim_is_refused_at_once(tmp_path):
+    """Opening a FIFO waits for a writer for ever: a planted one would hang the show at its start."""
+    shared = tmp_path / "claims"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    os.mkfifo(shared / "artnet_10.0.0.9_6454.lock", 0o644)
+    t0 = time.monotonic()
+    with pytest.raises(ControllersBusy, match="not a plain claim file"):
+        ControllerClaim([OutputConfig("a", "artnet", "10.0.0.9")], directory=shared)
+    assert time.monotonic() - t0 < 5
