@@ -62,7 +62,7 @@ from installation.mapping.geometry import Lens
 from installation.params import MACHINE, VENUE, ParamSpec, ParamTree, floats
 
 from .frames import CameraFrame, Person
-from .second_opinion import CROSSING, INSIDE, DetectionTracks, make_opinion
+from .second_opinion import DetectionTracks, make_opinion
 
 log = logging.getLogger(__name__)
 
@@ -279,6 +279,8 @@ class CameraAnalyzer:
         self._lens = Lens(k1, (w, h)) if k1 != 0.0 else None
         try:
             corners = self._undistort(self._inside_fold(np.array(pts, np.float64), k1))
+            if not np.isfinite(corners).all():
+                raise ValueError(f"a corner has no place without the lens (lens_k1 {k1:g})")
             self._H = homography(corners)
         except ValueError as e:
             log.warning("sensing/camera/roi: %s; using the whole image, lens uncorrected", e)
@@ -474,8 +476,7 @@ class CameraAnalyzer:
         self._dets.merge(self._ask(frame, t), t, float(tr[f"{P}/detect_hold_s"]))
         if not self._dets.remembers():
             return []
-        fg_b = fg.astype(bool)
-        own_px = merit[labels] & fg_b
+        own_px = merit[labels] & fg.astype(bool)
         # A light change moves pixels everywhere at once: only motion concentrated in a box (four times as
         # dense as in the rest of the view) is someone there.
         moved_all = int(np.count_nonzero(moving & self._roi_mask))
@@ -483,22 +484,13 @@ class CameraAnalyzer:
         def px(box):
             return (int(box[0] * w), int(box[1] * h), int(math.ceil(box[2] * w)), int(math.ceil(box[3] * h)))
 
-        def active_in(box) -> int:
-            """0: nothing there; INSIDE: what is there moved (or has an outline of its own); CROSSING: and
-            something stands out from the background in a ring round the box (5 % of it or more): someone
-            passing in front of it, not what is there swaying."""
+        def active_in(box) -> bool:
             x0, y0, x1, y1 = px(box)
             area = max(1, (x1 - x0) * (y1 - y0))
             moved = 0 if light_step else np.count_nonzero(moving[y0:y1, x0:x1])
             elsewhere = max(0, moved_all - moved) / max(1, self._roi_area - area)
-            own = np.count_nonzero(own_px[y0:y1, x0:x1]) > 0.02 * area
-            if not ((moved > max(3, 0.002 * area) and moved / area > 4.0 * elsewhere) or own):
-                return 0
-            mx, my = max(2, (x1 - x0) // 4), max(2, (y1 - y0) // 4)
-            X0, Y0, X1, Y1 = max(0, x0 - mx), max(0, y0 - my), min(w, x1 + mx), min(h, y1 + my)
-            ring = max(1, (X1 - X0) * (Y1 - Y0) - area)
-            around = np.count_nonzero(fg_b[Y0:Y1, X0:X1]) - np.count_nonzero(fg_b[y0:y1, x0:x1])
-            return CROSSING if around > 0.05 * ring else INSIDE
+            return bool((moved > max(3, 0.002 * area) and moved / area > 4.0 * elsewhere)
+                        or np.count_nonzero(own_px[y0:y1, x0:x1]) > 0.02 * area)
 
         self._dets.activity(t, active_in, float(tr[f"{P}/fixture_s"]))
         live = self._dets.live()

