@@ -109,6 +109,10 @@ def _start_cv2_pool() -> None:
     cv2.resize(np.zeros((360, 640), np.uint8), (1280, 720))
 
 
+#: how long closing a writer waits for the frames still queued (a few at most) to be written
+CLOSE_WAIT_S = 30.0
+
+
 class _WriterThread:
     """A frame sink whose work runs on its own thread, in order.
 
@@ -145,32 +149,52 @@ class _WriterThread:
         self._put(np.ascontiguousarray(rgb), dt)
 
     def _put(self, rgba: np.ndarray, dt: float | None = None) -> None:
-        if self._error is not None:
-            raise RecordingError(f"writing {self._target()} failed: {self._error}")
-        self._queue.put((rgba, dt))
+        while True:   # waits while the writer is behind, never for a writer that has gone
+            if self._error is not None:
+                raise RecordingError(f"writing {self._target()} failed: {self._error}")
+            if not self._thread.is_alive():
+                raise RecordingError(f"writing {self._target()} failed: the writer thread ended")
+            try:
+                self._queue.put((rgba, dt), timeout=0.5)
+                return
+            except queue.Full:
+                continue
 
     def _loop(self) -> None:
-        _below_engine_priority()
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            if self._error is not None:
-                continue  # drain: the writer already reports the failure
-            try:
-                rgba, dt = item
-                self._write_frame(self.safety.limit(rgba, dt))
-                self.frames += 1
-            except Exception as exc:  # a full disk, an encoder error: reported by the next write/close
-                self._error = exc
+        try:
+            _below_engine_priority()
+            while True:
+                item = self._queue.get()
+                if item is None:
+                    return
+                if self._error is not None:
+                    continue  # drain: the writer already reports the failure
+                try:
+                    rgba, dt = item
+                    self._write_frame(self.safety.limit(rgba, dt))
+                    self.frames += 1
+                except Exception as exc:  # a full disk, an encoder error: reported by the next write/close
+                    self._error = exc
+        except BaseException as exc:  # whatever ends the thread is reported by the next write/close, never waited on
+            self._error = self._error or exc
 
     def close(self) -> None:
         """Write what is queued, then finish the output (idempotent); raises if anything failed."""
         if self._closed:
             return
         self._closed = True
-        self._queue.put(None)
-        self._thread.join()
+        deadline = time.monotonic() + CLOSE_WAIT_S
+        while self._thread.is_alive():   # the end mark, once the writer has room for it
+            try:
+                self._queue.put(None, timeout=0.5)
+                break
+            except queue.Full:
+                if time.monotonic() > deadline:
+                    break
+        self._thread.join(max(0.0, deadline - time.monotonic()))
+        if self._thread.is_alive():   # stuck in the encoder or the disk: say so rather than hang the piece
+            self._error = self._error or TimeoutError(f"the writer did not finish within {CLOSE_WAIT_S:g} s")
+            raise RecordingError(f"writing {self._target()} failed: {self._error}")
         try:
             self._finish()
         except Exception as exc:  # flushing the encoder, closing the file

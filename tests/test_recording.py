@@ -274,3 +274,36 @@ def test_the_writers_priority_does_not_leak_into_opencvs_thread_pool(tmp_path):
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.strip() == f"[{os.getpriority(os.PRIO_PROCESS, 0)}]", r.stdout
+
+
+def test_a_writer_that_dies_or_sticks_is_an_error_not_a_hang(tmp_path, monkeypatch):
+    """Frames go to the writer thread through a short queue. If that thread ends, or sticks in the encoder,
+    the render (and its Ctrl-C) used to wait on the full queue for ever; now it fails with one error."""
+    import threading
+    import installation.recording as R
+
+    class Gone(BaseException):
+        pass
+
+    frame = np.zeros((90, 160, 3), np.uint8)
+    w = VideoWriter(tmp_path / "dead.mp4", (160, 90), 10)
+    monkeypatch.setattr(w, "_write_frame", lambda rgba: (_ for _ in ()).throw(Gone()))
+    t0 = time.monotonic()
+    with pytest.raises(RecordingError, match="writ"):
+        for _ in range(50):
+            w.write(frame)
+    with pytest.raises(RecordingError):
+        w.close()
+    assert time.monotonic() - t0 < 10
+
+    monkeypatch.setattr(R, "CLOSE_WAIT_S", 1.0)
+    stuck = threading.Event()
+    w = VideoWriter(tmp_path / "stuck.mp4", (160, 90), 10)
+    monkeypatch.setattr(w, "_write_frame", lambda rgba: stuck.wait(30))
+    for _ in range(4):   # the writer holds one, the queue three
+        w.write(frame)
+    t0 = time.monotonic()
+    with pytest.raises(RecordingError, match="did not finish"):
+        w.close()
+    assert time.monotonic() - t0 < 5
+    stuck.set()
