@@ -15,6 +15,7 @@ known.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import cv2
@@ -39,6 +40,13 @@ class Lens:
     def scale(self) -> float:
         """Half the image diagonal: the unit of the normalised radius."""
         return float(np.hypot(*self.size)) / 2.0
+
+    @property
+    def fold(self) -> float:
+        """Normalised radius past which a barrel lens (k1 < 0) folds the picture back inwards: r (1 + k1 r^2)
+        is largest at r = 1 / sqrt(-3 k1), where it is 2/3 of that; nothing there has an undistorted place
+        (inf for k1 >= 0)."""
+        return 2.0 / 3.0 / math.sqrt(-3.0 * self.k1) if self.k1 < 0 else math.inf
 
     def distort(self, px: np.ndarray) -> np.ndarray:
         """Undistorted pixel positions (M, 2) -> where the camera shows them."""

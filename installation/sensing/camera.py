@@ -41,7 +41,8 @@ model for a technician; in short (all on a small grey image,
   blob covers is a person of its own, at its hip point (a visitor who was
   in view, still, when the camera started).  A detection whose box shows no
   motion and no foreground kept on its own merits for ``fixture_s`` is a
-  fixture (a picture, a statue) and ignored until motion appears there.
+  fixture (a picture, a statue): its place is remembered, and a detection
+  there counts only while something moves in front of it (plus 2 s).
   Without the detector runtime the analysis is background subtraction alone.
 """
 
@@ -248,10 +249,9 @@ class CameraAnalyzer:
         w, h = lens.size
         px = uv * (w, h) - 0.5
         out = (lens.undistort(px) + 0.5) / (w, h)
-        if lens.k1 < 0:   # r (1 + k1 r^2) is largest at r = 1 / sqrt(-3 k1), where it is 2/3 of that
-            r_max = 2.0 / 3.0 / math.sqrt(-3.0 * lens.k1)
+        if lens.k1 < 0:
             r = np.hypot(*((px - lens.centre) / lens.scale).T)
-            out[r >= 0.995 * r_max] = np.nan
+            out[r >= 0.995 * lens.fold] = np.nan
         return out
 
     def _inside_fold(self, uv: np.ndarray, k1: float) -> np.ndarray:
@@ -263,7 +263,7 @@ class CameraAnalyzer:
         w, h = lens.size
         p = (uv * (w, h) - 0.5 - lens.centre) / lens.scale
         r = np.hypot(p[:, 0], p[:, 1])
-        r_in = 0.99 * 2.0 / 3.0 / math.sqrt(-3.0 * k1)
+        r_in = 0.99 * lens.fold
         if (r < r_in).all():
             return uv
         log.warning("sensing/camera/roi: a corner lies past the fold of the lens (lens_k1 %g): pulled inside it", k1)
@@ -400,8 +400,6 @@ class CameraAnalyzer:
 
         # Question every still blob: its own outline, or the background's (a ghost) / none (light)?
         n, labels, stats, _ = cv2.connectedComponentsWithStats(fg, connectivity=8)
-        keep = np.ones(n, bool)
-        keep[0] = False
         forget = np.zeros(n, bool)
         merit = np.zeros(n, bool)   # still blobs kept by their own outline (not by having moved lately)
         if n > 1:
@@ -436,8 +434,6 @@ class CameraAnalyzer:
             self.debug["blobs"] = [(int(i), int(stats[i, cv2.CC_STAT_AREA]), round(float(ec[i]), 1),
                                     round(float(eb[i]), 1), round(float(corr[i]), 2))
                                    for i in np.nonzero(still)[0]]
-            keep &= ~forget
-        merit[0] = False
         live = self._second_opinion(frame, t, labels, n, merit, forget, fg, moving, h, w, light_step)
         keep = ~forget
         keep[0] = False

@@ -26,11 +26,12 @@ from __future__ import annotations
 
 import logging
 import queue
-import threading
 import time
 from dataclasses import dataclass
 
 import numpy as np
+
+from installation.slot import NewestSlot
 
 from . import detector as D
 
@@ -61,41 +62,45 @@ class InlineOpinion:
         """Nothing to release."""
 
 
+class _DetectorSlot(NewestSlot):
+    """The detector's own thread: ``handle`` each newest frame handed over."""
+
+    thread_name = "camera-detector"
+
+    def __init__(self, handle) -> None:
+        super().__init__()
+        self._handle = handle
+
+
 class ThreadedOpinion:
-    """Runs the detector on its own thread, fed the newest due frame through a one-slot queue."""
+    """Runs the detector on its own thread, fed the newest due frame through a one-slot hand-off
+    (installation/slot.py): the camera thread never waits for it."""
 
     def __init__(self, det: D.PersonDetector) -> None:
         self.det = det
         self._due = -np.inf
-        self._in: queue.Queue = queue.Queue(maxsize=1)
         self._out: queue.Queue = queue.Queue()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._slot = _DetectorSlot(self._detect)
         self.calls = 0
         self.seconds = 0.0
-        self.dropped = 0
+
+    def _detect(self, item) -> None:   # on the detector's thread
+        frame, t = item
+        t0 = time.perf_counter()
+        try:
+            dets = self.det.detect(frame)
+        except Exception as e:  # a bad frame must not end the thread
+            log.warning("person detector failed on a frame: %s", e)
+            return
+        self.seconds += time.perf_counter() - t0
+        self.calls += 1
+        self._out.put((t, dets))
 
     def offer(self, frame: np.ndarray, t: float, hz: float) -> list[tuple[float, tuple[D.Detection, ...]]]:
-        """Queue ``frame`` if due (never waits); return the results finished since the last call."""
+        """Hand ``frame`` over if due (never waits); return the results finished since the last call."""
         if hz > 0 and t >= self._due:
             self._due = t + 1.0 / hz
-            if self._thread is None:  # started on the first due frame, again after close()
-                self._stop = threading.Event()
-                self._thread = threading.Thread(target=self._run, args=(self._stop,), name="camera-detector",
-                                                daemon=True)
-                self._thread.start()
-            try:
-                self._in.put_nowait((frame, t))
-            except queue.Full:  # the detector is still busy: the newest frame replaces the waiting one
-                try:
-                    self._in.get_nowait()
-                    self.dropped += 1
-                except queue.Empty:
-                    pass
-                try:
-                    self._in.put_nowait((frame, t))
-                except queue.Full:
-                    self.dropped += 1
+            self._slot.put((frame, t))
         out = []
         while True:
             try:
@@ -103,33 +108,11 @@ class ThreadedOpinion:
             except queue.Empty:
                 return out
 
-    def _run(self, stop: threading.Event) -> None:
-        while not stop.is_set():
-            try:
-                item = self._in.get(timeout=0.2)
-            except queue.Empty:
-                continue
-            if item is None:
-                break
-            frame, t = item
-            t0 = time.perf_counter()
-            try:
-                dets = self.det.detect(frame)
-            except Exception as e:  # a bad frame must not end the thread
-                log.warning("person detector failed on a frame: %s", e)
-                continue
-            self.seconds += time.perf_counter() - t0
-            self.calls += 1
-            self._out.put((t, dets))
-
     def close(self, timeout: float = 1.0) -> None:
         """Stop the thread (waits at most ``timeout`` for a detection in progress); a later offer starts
         a new one."""
-        self._stop.set()
-        th = self._thread
-        if th is not None:
-            th.join(timeout)
-            self._thread = None
+        self._slot.stop(timeout)
+        self._slot = _DetectorSlot(self._detect)
 
 
 def make_opinion(kind: str = "inline", min_score: float = 0.5):

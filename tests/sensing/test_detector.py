@@ -236,6 +236,7 @@ def test_live_capture_gets_detections_from_the_detector_thread(det):
             break
         time.sleep(0.01)
     assert pres > EMPTY
-    th = a.opinion._thread
+    import threading
+    th = [t for t in threading.enumerate() if t.name == "camera-detector"]
     a.close()
-    assert th is not None and not th.is_alive()
+    assert th and not any(t.is_alive() for t in th)
