@@ -13,7 +13,9 @@ model for a technician; in short (all on a small grey image,
   half the cells cannot move it); each cell may deviate from it by at most
   ``cell_dev`` (colour-temperature swings, a lamp on one side), smoothed
   across neighbouring cells, so a dark coat entering does not read as light
-  and an auto-exposure step does not read as people.
+  and an auto-exposure step does not read as people.  Each row's remaining
+  median ratio is taken out too (at most ``ROW_DEV``): mains flicker on a
+  rolling shutter draws bands across the rows, finer than the cells.
 * **Foreground** is where the compensated frame differs from the background
   by more than ``threshold`` or ``noise_k`` times the frame's own robust
   noise level, whichever is larger.
@@ -24,7 +26,10 @@ model for a technician; in short (all on a small grey image,
   them, the frame shows the floor) and a light change (soft, or the same
   edges as the background) do not, and sink into the background within
   ``forget_s``.  This is what keeps the model from latching: a wrong
-  background is undone within seconds, whatever made it wrong.
+  background is undone within seconds, whatever made it wrong.  A blob
+  whose gradients follow the background's is light and left out at once;
+  while it still moves it is sunk only after ``HASTY_FRAMES`` such frames
+  (a walking visitor can match a door frame's lines for one).
 * **Learning by state.** Empty pixels follow the frame over ``learn_s``;
   moving pixels never learn; kept still blobs are absorbed only over
   ``absorb_s`` (default one hour).
@@ -68,6 +73,8 @@ from .second_opinion import DetectionTracks, make_opinion
 log = logging.getLogger(__name__)
 
 P = "sensing/camera"
+HASTY_FRAMES = 3  # frames running a moving blob must look like light before it is sunk fast (see process)
+ROW_DEV = 0.15  # most a row's light may differ from its cells' (flicker bands; see _light)
 
 # Canvas corners in the order the ROI points are given: TL, TR, BR, BL.
 CANVAS_CORNERS = ((0.0, 0.0), (1.0, 0.0), (1.0, 1.0), (0.0, 1.0))
@@ -345,7 +352,8 @@ class CameraAnalyzer:
         return small.astype(np.float32)
 
     def _light(self, cur: np.ndarray, bg: np.ndarray) -> tuple[np.ndarray, float]:
-        """The light change frame/background as a smooth field, robust to people (see module doc)."""
+        """The light change frame/background as a smooth field, robust to people (see module doc), and the
+        global gain."""
         h, w = cur.shape
         gx = max(2, min(int(self.tree[f"{P}/cells"]), w // 4))
         gy = max(2, min(h // 4, round(gx * h / w)))
@@ -358,6 +366,13 @@ class CameraAnalyzer:
         if min(gx, gy) >= 3:
             cells = cv2.medianBlur(cells, 3)  # a cell a visitor fills follows its neighbours
         field = cv2.resize(cells, (w, h), interpolation=cv2.INTER_LINEAR)
+        # Mains flicker on a rolling shutter: bands across the rows, finer than the cells.  Each row's median
+        # residual ratio follows them, smoothed over 3 rows (no smoothing follows each row's noise, and tipped
+        # a still visitor's outline test; more blurs away bands a few rows apart); the clamp bounds what a
+        # visitor filling most of a row can pull.
+        rows = np.median((cur + 4.0) / (bg + 4.0) / field, axis=1).astype(np.float32)
+        rows = cv2.blur(np.clip(rows, 1.0 - ROW_DEV, 1.0 + ROW_DEV)[:, None], (1, 3))[:, 0]
+        field *= rows[:, None]
         return field, g
 
     def process(self, frame: np.ndarray, t: float) -> CameraFrame:
@@ -372,6 +387,7 @@ class CameraAnalyzer:
             self._prev = cur.copy()
             self._last_motion = np.full((h, w), -np.inf, np.float32)
             self._fg = np.zeros((h, w), bool)
+            self._hasty_run = np.zeros((h, w), np.int16)  # frames running a pixel was taken for moving light
             self._t_prev = t
         self._update_roi(h, w)
         dt = max(0.0, t - self._t_prev) if self._t_prev is not None else 0.0
@@ -402,6 +418,7 @@ class CameraAnalyzer:
         n, labels, stats, _ = cv2.connectedComponentsWithStats(fg, connectivity=8)
         forget = np.zeros(n, bool)
         merit = np.zeros(n, bool)   # still blobs kept by their own outline (not by having moved lately)
+        hasty = np.zeros(n, bool)   # blobs taken for light while they still move: not sunk fast (below)
         if n > 1:
             settle = float(tr[f"{P}/settle_s"])
             recent = (t - self._last_motion) < settle
@@ -429,6 +446,7 @@ class CameraAnalyzer:
             light = corr >= float(tr[f"{P}/light_corr"])
             own = (ec >= float(tr[f"{P}/edge_ratio"]) * eb) & (ec >= float(tr[f"{P}/edge_min"]))
             forget = (still & ~own) | light
+            hasty = light & ~still
             merit = still & own & ~light
             forget[0] = False
             self.debug["blobs"] = [(int(i), int(stats[i, cv2.CC_STAT_AREA]), round(float(ec[i]), 1),
@@ -449,6 +467,13 @@ class CameraAnalyzer:
         near = cv2.dilate(fg_kept.astype(np.uint8), _ellipse(3)).astype(bool)
         rate = np.where(near, a_absorb, a_learn).astype(np.float32)
         rate[forgetting] = a_forget
+        # A blob taken for light while it still moves is left out of presence but not sunk fast until it has
+        # been taken for light HASTY_FRAMES frames running: a walking visitor whose outline matched the
+        # room's lines for one frame (a door frame behind them) would otherwise be half the background by
+        # the next frame and stand there unseen.  Light matches frame after frame and is sunk then.
+        hasty_px = (hasty & forget)[labels]
+        self._hasty_run = np.where(hasty_px, np.minimum(self._hasty_run + 1, HASTY_FRAMES), 0).astype(np.int16)
+        rate[hasty_px & (self._hasty_run < HASTY_FRAMES)] = a_learn
         rate[moving & ~forgetting] = 0.0
         bg += rate * (cur - bg)
 

@@ -130,14 +130,19 @@ def empty_view(clip: Clip) -> tuple[list | None, str]:
 
 def cutouts(clip: Clip, view: list, min_share: float = 0.004) -> list[tuple[np.ndarray, np.ndarray]]:
     """People cut from the clip's present frames: (BGR pixels, feathered alpha 0..1) at full frame size."""
-    pg = np.median(np.stack([_grey(f) for f in view]), axis=0)
+    plate = np.median(np.stack(view), axis=0).astype(np.int16)
+    k = max(3, (clip.frames[0].shape[0] // 18) | 1)  # about 15 px at 270 rows: joins head, shirt and legs
     out = []
     for f, lab in zip(clip.frames, clip.labels):
         if lab != 1:
             continue
-        m = (np.abs(_grey(f) - pg) > 25).astype(np.uint8)
+        # Any colour channel, not grey alone: a blue shirt against a white wall can match it in grey and
+        # would leave a head and a skirt floating (a visitor who is half there).
+        m = (np.abs(f.astype(np.int16) - plate).max(axis=2) > 25).astype(np.uint8)
         m = cv2.morphologyEx(m, cv2.MORPH_OPEN, np.ones((3, 3), np.uint8))
-        m = cv2.morphologyEx(m, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (9, 9)))
+        m = cv2.morphologyEx(m, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k)))
+        contours, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        cv2.drawContours(m, contours, -1, 1, thickness=cv2.FILLED)  # a whole body, holes filled
         if m.mean() < min_share:
             continue
         alpha = cv2.GaussianBlur(m.astype(np.float32), (5, 5), 0)
@@ -223,6 +228,29 @@ def steps(every_s: float = 9.0, person_gain: float = 1.25):
             ramp = np.clip((np.arange(w, dtype=np.float32) / w - 0.3) / 0.4, 0, 1) * 0.35 + 1.0
             out = np.clip(out.astype(np.float32) * ramp[None, :, None], 0, 255).astype(np.uint8)
         return out
+    return light
+
+
+def flicker(amp: float = 0.06, bands: float = 3.0, drift_hz: float = 0.7):
+    """Mains flicker on a rolling shutter: ``bands`` soft horizontal bands of +-``amp`` drifting down the frame
+    (the lamps' 100/120 Hz beating with a frame rate that is not a divisor of it)."""
+    def light(f: np.ndarray, t: float, present: bool) -> np.ndarray:
+        y = np.arange(f.shape[0], dtype=np.float32) / f.shape[0]
+        rows = 1.0 + amp * np.sin(2 * np.pi * (bands * y - drift_hz * t))
+        return np.clip(f.astype(np.float32) * rows[:, None, None], 0, 255).astype(np.uint8)
+    return light
+
+
+def own_light(strength: float = 0.45):
+    """The piece's own light on the room: a coloured glow from the lower right (where the tapestry hangs),
+    pulsing and turning through the hues, up to +``strength`` at its centre."""
+    def light(f: np.ndarray, t: float, present: bool) -> np.ndarray:
+        h, w = f.shape[:2]
+        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+        reach = np.clip(1.0 - np.hypot((xx - 0.91 * w) / (0.65 * w), (yy - 0.97 * h) / (0.81 * h)), 0, 1)
+        hue = 0.5 + 0.5 * np.sin(0.9 * t + np.array([0.0, 2.1, 4.2], np.float32))
+        k = 1.0 + strength * reach[..., None] * (0.6 + 0.4 * math.sin(2.3 * t)) * hue[None, None, :]
+        return np.clip(f.astype(np.float32) * k, 0, 255).astype(np.uint8)
     return light
 
 
@@ -358,7 +386,10 @@ def score(presence, people_counts, labels, fps: float, ms: float, clear_s: float
 
 # -- the standard set ------------------------------------------------------------
 
-def standard(clip: Clip, kinds=("as shot", "visits", "drift", "steps", "start-up")) -> list[Scenario]:
+KINDS = ("as shot", "visits", "drift", "steps", "flicker", "own light", "start-up")
+
+
+def standard(clip: Clip, kinds=KINDS) -> list[Scenario]:
     """The scenarios the bench runs for one labelled clip (those its footage allows; notes say why not)."""
     out = []
     fps = clip.fps
@@ -395,6 +426,12 @@ def standard(clip: Clip, kinds=("as shot", "visits", "drift", "steps", "start-up
         out.append(Scenario("steps", fps, visits(), light=steps(), seed=2,
                             how=base + "; exposure x0.7 / x1.3 / a lamp at one side every 9 s, and x1.25 "
                             "auto-exposure while a visitor is in view"))
+    if "flicker" in kinds:
+        out.append(Scenario("flicker", fps, visits(), light=flicker(), seed=4,
+                            how=base + "; mains flicker: three +-6 % bands drifting down the frame"))
+    if "own light" in kinds:
+        out.append(Scenario("own light", fps, visits(), light=own_light(), seed=5,
+                            how=base + "; the piece's own glow from the lower right, pulsing and changing hue"))
     if "start-up" in kinds and cuts:
         out.append(Scenario("start-up", fps, [person_segment(view, cuts[len(cuts) // 2], 4.0),
                                               empty_segment(view, 10.0)] + visit() + [empty_segment(view, 10.0)],

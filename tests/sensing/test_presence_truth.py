@@ -62,9 +62,13 @@ def visits(walk, light=None, seed=0) -> S.Scenario:
     return S.Scenario("visits", clip.fps, segs, light=light, seed=seed)
 
 
-@pytest.mark.parametrize("light", ["as shot", "drift", "steps"])
+@pytest.mark.parametrize("light", ["as shot", "drift", "steps", "flicker", "fine flicker", "own light"])
 def test_room_reads_empty_within_3s_of_every_exit_and_present_within_1s_of_every_entry(walk, light):
-    lf = {"as shot": None, "drift": S.drift(period_s=70.0), "steps": S.steps()}[light]
+    """Flicker: mains banding on a rolling shutter (before the row correction the noise estimate took the
+    bands for noise, raised the threshold and lost the still visitor: AUC 0.74 for 3 bands of 6 %, 0.58
+    for 12 of 9 %)."""
+    lf = {"as shot": None, "drift": S.drift(period_s=70.0), "steps": S.steps(), "flicker": S.flicker(),
+          "fine flicker": S.flicker(amp=0.09, bands=12), "own light": S.own_light()}[light]
     sc = visits(walk, lf, seed=4)
     pres, cnt, labs = readings(sc)
     r = S.score(pres, cnt, labs, sc.fps, 0.0)
@@ -149,3 +153,41 @@ def test_scoring_counts_what_a_user_sees():
     assert 0.0 < r.auc < 1.0
     assert r.false_people_per_min == pytest.approx(10.0)  # one in 6 s of labelled-empty room
     assert math.isnan(S.auc([0.1, 0.2], [1, 1]))
+
+
+@pytest.mark.parametrize("fps", [1.0, 2.0])
+def test_a_slow_camera_keeps_a_visitor_whose_arrival_steps_the_exposure(walk, fps):
+    """A network camera at 1-2 frames a second: the visitor appears whole between two frames, the
+    auto-exposure steps with them (a dark coat), and they stand still.  They stay present: a rule tried for
+    spotlights ("appeared whole on one frame whose light changed, unmoved since" is light) lost them on
+    95 % of their frames, and is not in."""
+    clip, view, cuts = walk
+    sc = S.Scenario("slow", fps, [S.empty_segment(view, 6.0), S.person_segment(view, cuts[3], 20.0),
+                                  S.empty_segment(view, 6.0)],
+                    light=lambda f, t, present: S._scale(f, np.full(3, 1.25, np.float32)) if present else f, seed=9)
+    pres, _, labs = readings(sc)
+    assert np.mean(pres[labs == 1] > EMPTY) >= 0.95
+    assert pres[-int(3 * fps):].max() <= EMPTY
+
+
+def test_a_visitor_who_arrives_as_a_lamp_switches_stays_present(walk):
+    """The second visit of the *steps* scenario: the visitor walks in as a lamp switches on and stands.  For
+    a frame their outline matched the room's lines and they were taken for the light; sunk into the
+    background at once, they then stood unseen for their whole stay (without the person detector: every
+    held frame empty).  A blob taken for light while it still moves is now left out, not sunk."""
+    from installation.params import ParamTree
+    from installation.sensing import PARAMS
+    clip, _, _ = walk
+    tree = ParamTree.from_specs(PARAMS)
+    tree.update_bases({"sensing/camera/detect_hz": 0.0})
+    sc = S.standard(clip, ("steps",))[0]
+    a = CameraAnalyzer(tree)
+    pres, t = [], []
+    for f, ti, _ in S.play(sc):
+        if ti > 36.0:
+            break
+        pres.append(a.process(f, ti).presence)
+        t.append(ti)
+    pres, t = np.array(pres), np.array(t)
+    held = (t >= 28.5) & (t < 33.5)  # the second visitor, standing
+    assert np.mean(pres[held] > EMPTY) >= 0.95, np.round(pres[held], 3).tolist()
