@@ -28,8 +28,9 @@ model for a technician; in short (all on a small grey image,
   ``forget_s``.  This is what keeps the model from latching: a wrong
   background is undone within seconds, whatever made it wrong.  A blob
   whose gradients follow the background's is light and left out at once;
-  while it still moves it is sunk only after ``HASTY_FRAMES`` such frames
-  (a walking visitor can match a door frame's lines for one).
+  just after a light step, one that still moves is sunk only after
+  ``HASTY_FRAMES`` such frames (a visitor walking in as a lamp switches can
+  match a door frame's lines for one).
 * **Learning by state.** Empty pixels follow the frame over ``learn_s``;
   moving pixels never learn; kept still blobs are absorbed only over
   ``absorb_s`` (default one hour).
@@ -73,7 +74,7 @@ from .second_opinion import DetectionTracks, make_opinion
 log = logging.getLogger(__name__)
 
 P = "sensing/camera"
-HASTY_FRAMES = 3  # frames running a moving blob must look like light before it is sunk fast (see process)
+HASTY_FRAMES = 3  # just after a light step: frames running a moving blob must look like light to be sunk fast
 ROW_DEV = 0.15  # most a row's light may differ from its cells' (flicker bands; see _light)
 
 # Canvas corners in the order the ROI points are given: TL, TR, BR, BL.
@@ -337,6 +338,7 @@ class CameraAnalyzer:
         self._grid_key = None
         self._grid: np.ndarray | None = None   # every pixel, undistorted (homogeneous), for the ROI mask
         self._gain: float | None = None
+        self._t_step = -math.inf  # when the whole frame's light last stepped
         self._dets = DetectionTracks()
         self.debug: dict = {}
 
@@ -398,6 +400,8 @@ class CameraAnalyzer:
         # the light stepped since the last frame (a lamp, an exposure step): its "motion" is not people's
         light_step = self._gain is not None and abs(gain / max(self._gain, 1e-6) - 1.0) > 0.02
         self._gain = gain
+        if light_step:
+            self._t_step = t
         cur = (cur + 4.0) / field - 4.0  # the frame in the background's light
 
         diff = np.abs(cur - bg)
@@ -446,7 +450,8 @@ class CameraAnalyzer:
             light = corr >= float(tr[f"{P}/light_corr"])
             own = (ec >= float(tr[f"{P}/edge_ratio"]) * eb) & (ec >= float(tr[f"{P}/edge_min"]))
             forget = (still & ~own) | light
-            hasty = light & ~still
+            if t - self._t_step < settle:  # only just after a light step (see HASTY_FRAMES)
+                hasty = light & ~still
             merit = still & own & ~light
             forget[0] = False
             self.debug["blobs"] = [(int(i), int(stats[i, cv2.CC_STAT_AREA]), round(float(ec[i]), 1),
@@ -467,10 +472,12 @@ class CameraAnalyzer:
         near = cv2.dilate(fg_kept.astype(np.uint8), _ellipse(3)).astype(bool)
         rate = np.where(near, a_absorb, a_learn).astype(np.float32)
         rate[forgetting] = a_forget
-        # A blob taken for light while it still moves is left out of presence but not sunk fast until it has
-        # been taken for light HASTY_FRAMES frames running: a walking visitor whose outline matched the
-        # room's lines for one frame (a door frame behind them) would otherwise be half the background by
-        # the next frame and stand there unseen.  Light matches frame after frame and is sunk then.
+        # Just after a light step, a blob taken for light while it still moves is left out of presence but
+        # not sunk fast until it has been taken for light HASTY_FRAMES frames running: a visitor walking in
+        # as the lamp switched, whose outline matched the room's lines for one frame (a door frame behind
+        # them), would otherwise be half the background by the next frame and stand there unseen.  Light
+        # matches frame after frame and is sunk then.  Not under steady light: a spot sweeping the room,
+        # left unsunk, stops matching, is kept as something moving, and held as a person once it stops.
         hasty_px = (hasty & forget)[labels]
         self._hasty_run = np.where(hasty_px, np.minimum(self._hasty_run + 1, HASTY_FRAMES), 0).astype(np.int16)
         rate[hasty_px & (self._hasty_run < HASTY_FRAMES)] = a_learn

@@ -174,7 +174,8 @@ def test_a_visitor_who_arrives_as_a_lamp_switches_stays_present(walk):
     """The second visit of the *steps* scenario: the visitor walks in as a lamp switches on and stands.  For
     a frame their outline matched the room's lines and they were taken for the light; sunk into the
     background at once, they then stood unseen for their whole stay (without the person detector: every
-    held frame empty).  A blob taken for light while it still moves is now left out, not sunk."""
+    held frame empty).  Just after a light step, a blob taken for light while it still moves is now left
+    out, and sunk only once it has looked like light three frames running."""
     from installation.params import ParamTree
     from installation.sensing import PARAMS
     clip, _, _ = walk
