@@ -360,7 +360,8 @@ class CameraAnalyzer:
         gx = max(2, min(int(self.tree[f"{P}/cells"]), w // 4))
         gy = max(2, min(h // 4, round(gx * h / w)))
         ch, cw = h // gy, w // gx
-        ratio = (cur[: gy * ch, : gx * cw] + 4.0) / (bg[: gy * ch, : gx * cw] + 4.0)
+        full = (cur + 4.0) / (bg + 4.0)
+        ratio = full[: gy * ch, : gx * cw]
         cells = np.median(ratio.reshape(gy, ch, gx, cw).transpose(0, 2, 1, 3).reshape(gy, gx, ch * cw), axis=2)
         g = float(np.median(cells))
         dev = float(self.tree[f"{P}/cell_dev"])
@@ -372,7 +373,7 @@ class CameraAnalyzer:
         # residual ratio follows them, smoothed over 3 rows (no smoothing follows each row's noise, and tipped
         # a still visitor's outline test; more blurs away bands a few rows apart); the clamp bounds what a
         # visitor filling most of a row can pull.
-        rows = np.median((cur + 4.0) / (bg + 4.0) / field, axis=1).astype(np.float32)
+        rows = np.median(full / field, axis=1).astype(np.float32)
         rows = cv2.blur(np.clip(rows, 1.0 - ROW_DEV, 1.0 + ROW_DEV)[:, None], (1, 3))[:, 0]
         field *= rows[:, None]
         return field, g

@@ -244,10 +244,15 @@ def flicker(amp: float = 0.06, bands: float = 3.0, drift_hz: float = 0.7):
 def own_light(strength: float = 0.45):
     """The piece's own light on the room: a coloured glow from the lower right (where the tapestry hangs),
     pulsing and turning through the hues, up to +``strength`` at its centre."""
+    reaches: dict = {}  # per frame size: how far the glow reaches each pixel (the same every frame)
+
     def light(f: np.ndarray, t: float, present: bool) -> np.ndarray:
         h, w = f.shape[:2]
-        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-        reach = np.clip(1.0 - np.hypot((xx - 0.91 * w) / (0.65 * w), (yy - 0.97 * h) / (0.81 * h)), 0, 1)
+        reach = reaches.get((h, w))
+        if reach is None:
+            yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+            reach = reaches[(h, w)] = np.clip(
+                1.0 - np.hypot((xx - 0.91 * w) / (0.65 * w), (yy - 0.97 * h) / (0.81 * h)), 0, 1)
         hue = 0.5 + 0.5 * np.sin(0.9 * t + np.array([0.0, 2.1, 4.2], np.float32))
         k = 1.0 + strength * reach[..., None] * (0.6 + 0.4 * math.sin(2.3 * t)) * hue[None, None, :]
         return np.clip(f.astype(np.float32) * k, 0, 255).astype(np.uint8)
