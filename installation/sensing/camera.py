@@ -4,7 +4,7 @@ The analysis (:class:`CameraAnalyzer`) is a pure, deterministic function of
 the frames and their times fed to it; the capture thread
 (:class:`CameraCapture`) only pulls frames from a source, runs the analysis
 and publishes the latest :class:`CameraFrame`.  docs/sensing.md explains the
-model for a technician; in short (all on a small grey image,
+model for a technician; in short (all on a small image, grey and in colour,
 ``sensing/camera/width`` pixels wide):
 
 * **Exposure as a field of cell ratios.** The frame is divided into a grid
@@ -18,7 +18,11 @@ model for a technician; in short (all on a small grey image,
   rolling shutter draws bands across the rows, finer than the cells.
 * **Foreground** is where the compensated frame differs from the background
   by more than ``threshold`` or ``noise_k`` times the frame's own robust
-  noise level, whichever is larger.
+  noise level, whichever is larger, or in colour (blue-green, red-green) by
+  more than ``chroma_threshold`` or its own noise level: clothes as bright
+  as the wall behind them.  Each colour channel's own light change is
+  taken out per cell first (a colour-temperature swing is light), and
+  clipped pixels say nothing about colour.
 * **Every still blob is questioned.** A foreground blob with no motion for
   ``settle_s`` is kept only if the *current* frame has an edge along its
   outline that the background does not (``edge_ratio``): a person, seated
@@ -75,6 +79,10 @@ log = logging.getLogger(__name__)
 
 P = "sensing/camera"
 HASTY_FRAMES = 3  # just after a light step: frames running a moving blob must look like light to be sunk fast
+# Chroma's robust noise level: 1.4826 x the median difference, as for grey, and half as much again: the
+# larger of two channel differences, each carrying two channels' noise (and H.264's coarser colour).
+CHROMA_NOISE = 1.4826 * 1.5
+CLIP = 250.0  # a colour channel this bright (0..255) may be clipped: its chroma says nothing
 ROW_DEV = 0.15  # most a row's light may differ from its cells' (flicker bands; see _light)
 
 # Canvas corners in the order the ROI points are given: TL, TR, BR, BL.
@@ -83,12 +91,15 @@ CANVAS_CORNERS = ((0.0, 0.0), (1.0, 0.0), (1.0, 1.0), (0.0, 1.0))
 PARAMS: tuple[ParamSpec, ...] = tuple(
     [ParamSpec(f"{P}/detect_hz", "float", 2.0, "how often the person detector (the second opinion) runs; "
                "0 turns it off (about 12 ms a run on one core)", 0.0, 30.0, "Hz", scope=MACHINE),
-     ParamSpec(f"{P}/width", "int", 160, "width of the grey image the analysis works on (height follows the "
+     ParamSpec(f"{P}/width", "int", 160, "width of the image the analysis works on (height follows the "
                "aspect ratio); smaller is faster and less noisy", 48, 640, "px", live=False,
                scope=MACHINE)]
     + floats(P, [
         ("threshold", 16.0, 2.0, 120.0, "grey levels", "difference from the background (0..255 scale) that "
          "counts as a person (raised automatically where the picture is noisier)"),
+        ("chroma_threshold", 24.0, 0.0, 255.0, "levels", "difference in colour (blue minus green, red minus "
+         "green, 0..255 scale) that counts as a person: clothes as bright as the wall but not its colour; 0 "
+         "turns colour off (grey alone, as for a mono camera)"),
         ("noise_k", 4.0, 1.0, 20.0, "x", "a difference must also exceed this many times the frame's robust noise "
          "level"),
         ("motion_threshold", 10.0, 1.0, 80.0, "grey levels", "frame-to-frame difference that counts as motion"),
@@ -324,6 +335,7 @@ class CameraAnalyzer:
         """Forget the background, tracks and history (as on a fresh start)."""
         self._shape: tuple[int, int] | None = None
         self._bg: np.ndarray | None = None
+        self._bg3: np.ndarray | None = None  # the background in colour (BGR), for colour differences
         self._prev: np.ndarray | None = None
         self._last_motion: np.ndarray | None = None
         self._fg: np.ndarray | None = None
@@ -343,32 +355,49 @@ class CameraAnalyzer:
         self.debug: dict = {}
 
     # -- per frame -----------------------------------------------------
-    def _grey(self, frame: np.ndarray) -> np.ndarray:
+    def _small(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """The frame at the analysis width: grey, and BGR (None for a grey camera), as float32."""
         width = int(self.tree[f"{P}/width"])
         h0, w0 = frame.shape[:2]
         w = min(width, w0)
         h = max(1, round(h0 * w / w0))
         small = cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA) if (w, h) != (w0, h0) else frame
         if small.ndim == 3:
-            small = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
-        return small.astype(np.float32)
+            return cv2.cvtColor(small, cv2.COLOR_BGR2GRAY).astype(np.float32), small.astype(np.float32)
+        return small.astype(np.float32), None
+
+    def _cells_of(self, h: int, w: int) -> tuple[int, int, int, int]:
+        """The exposure grid: cells down and across, and each cell's height and width in pixels."""
+        gx = max(2, min(int(self.tree[f"{P}/cells"]), w // 4))
+        gy = max(2, min(h // 4, round(gx * h / w)))
+        return gy, gx, h // gy, w // gx
+
+    def _cell_field(self, ratio: np.ndarray, size: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """A ratio image, (h, w) or (h, w, 3), as a smooth field robust to people (``size`` (w, h) if given,
+        else the image's): each cell's median, held within ``cell_dev`` of the median over cells (returned
+        too, one per channel) and smoothed across neighbouring cells."""
+        h, w = ratio.shape[:2]
+        gy, gx, ch, cw = self._cells_of(*(ratio.shape[:2] if size is None else size[::-1]))
+        if size is not None:  # a subsampled image: its cells hold the same share of it
+            ch, cw = h // gy, w // gx
+        r = ratio[: gy * ch, : gx * cw].reshape(gy, ch, gx, cw, -1)
+        k = r.shape[4]
+        cells = np.median(r.transpose(0, 2, 4, 1, 3).reshape(gy, gx, k, ch * cw), axis=3)
+        g = np.median(cells.reshape(-1, k), axis=0)
+        dev = float(self.tree[f"{P}/cell_dev"])
+        cells = np.clip(cells, g * (1.0 - dev), g * (1.0 + dev)).astype(np.float32)
+        if ratio.ndim == 2:
+            cells = cells[..., 0]
+        if min(gx, gy) >= 3:
+            cells = cv2.medianBlur(cells, 3)  # a cell a visitor fills follows its neighbours
+        return cv2.resize(cells, size or (w, h), interpolation=cv2.INTER_LINEAR), g
 
     def _light(self, cur: np.ndarray, bg: np.ndarray) -> tuple[np.ndarray, float]:
         """The light change frame/background as a smooth field, robust to people (see module doc), and the
         global gain."""
-        h, w = cur.shape
-        gx = max(2, min(int(self.tree[f"{P}/cells"]), w // 4))
-        gy = max(2, min(h // 4, round(gx * h / w)))
-        ch, cw = h // gy, w // gx
         full = (cur + 4.0) / (bg + 4.0)
-        ratio = full[: gy * ch, : gx * cw]
-        cells = np.median(ratio.reshape(gy, ch, gx, cw).transpose(0, 2, 1, 3).reshape(gy, gx, ch * cw), axis=2)
-        g = float(np.median(cells))
-        dev = float(self.tree[f"{P}/cell_dev"])
-        cells = np.clip(cells, g * (1.0 - dev), g * (1.0 + dev)).astype(np.float32)
-        if min(gx, gy) >= 3:
-            cells = cv2.medianBlur(cells, 3)  # a cell a visitor fills follows its neighbours
-        field = cv2.resize(cells, (w, h), interpolation=cv2.INTER_LINEAR)
+        field, g = self._cell_field(full)
+        g = float(g[0])
         # Mains flicker on a rolling shutter: bands across the rows, finer than the cells.  Each row's median
         # residual ratio follows them, smoothed over 3 rows (no smoothing follows each row's noise, and tipped
         # a still visitor's outline test; more blurs away bands a few rows apart); the clamp bounds what a
@@ -378,10 +407,20 @@ class CameraAnalyzer:
         field *= rows[:, None]
         return field, g
 
+    def _tint(self, cur3: np.ndarray, bg3: np.ndarray, field: np.ndarray) -> np.ndarray:
+        """The BGR frame in the background's light and colour: the grey ``field`` taken out, then each
+        channel's own change, per cell like the light (a colour-temperature swing, a tinted cue)."""
+        h, w = field.shape
+        # Every other pixel each way: a colour cast is as smooth as the light, and a quarter of the pixels
+        # still give each cell's median over a hundred samples (at the default width), at a quarter of the cost.
+        q = (cur3[::2, ::2] + 4.0) / ((bg3[::2, ::2] + 4.0) * field[::2, ::2, None])
+        tint, _ = self._cell_field(q, (w, h))
+        return (cur3 + 4.0) / (field[..., None] * tint) - 4.0
+
     def process(self, frame: np.ndarray, t: float) -> CameraFrame:
         """Analyse one frame taken at time ``t`` (seconds, increasing)."""
         tr = self.tree
-        cur = self._grey(frame)
+        cur, cur3 = self._small(frame)
         h, w = cur.shape
         if self._shape != (h, w):
             self.reset()
@@ -392,10 +431,15 @@ class CameraAnalyzer:
             self._fg = np.zeros((h, w), bool)
             self._hasty_run = np.zeros((h, w), np.int16)  # frames running a pixel was taken for moving light
             self._t_prev = t
+        chroma = float(tr[f"{P}/chroma_threshold"])
+        if cur3 is None or chroma <= 0:
+            self._bg3 = None  # a mono camera, or colour turned off: grey alone
+        elif self._bg3 is None:
+            self._bg3 = cur3.copy()  # (turned back on: the colour background starts from this frame)
         self._update_roi(h, w)
         dt = max(0.0, t - self._t_prev) if self._t_prev is not None else 0.0
         self._t_prev = t
-        bg = self._bg
+        bg, bg3 = self._bg, self._bg3
 
         field, gain = self._light(cur, bg)
         # the light stepped since the last frame (a lamp, an exposure step): its "motion" is not people's
@@ -410,7 +454,22 @@ class CameraAnalyzer:
         # The threshold is meant in the brighter picture's grey levels: a background learnt in a dim hour
         # holds every contrast compressed by the dimming, so compare there with a threshold scaled alike.
         thr = max(float(tr[f"{P}/threshold"]) / math.sqrt(max(1.0, gain)), float(tr[f"{P}/noise_k"]) * noise)
-        raw = (diff > thr).astype(np.uint8)
+        raw = diff > thr
+        if bg3 is not None:
+            # Colour: clothes as bright as the wall behind them but not its colour.  Chroma (blue-green,
+            # red-green) differences, after each channel's light change is taken out, with their own
+            # robust noise level.  Not where a channel clips: a wall turned white by an exposure step has
+            # changed colour, and nobody is there.
+            clipped = cur3.max(axis=2) >= CLIP
+            cur3 = self._tint(cur3, bg3, field)
+            cu, cv_ = cur3[..., 0] - cur3[..., 1], cur3[..., 2] - cur3[..., 1]
+            bu, bv = bg3[..., 0] - bg3[..., 1], bg3[..., 2] - bg3[..., 1]
+            dc = np.maximum(np.abs(cu - bu), np.abs(cv_ - bv))
+            dc[clipped] = 0.0
+            thr_c = max(chroma / math.sqrt(max(1.0, gain)),
+                        float(tr[f"{P}/noise_k"]) * CHROMA_NOISE * float(np.median(dc)))
+            raw |= dc > thr_c
+        raw = raw.astype(np.uint8)
         raw = cv2.morphologyEx(raw, cv2.MORPH_OPEN, _K3)  # single-pixel speckle is noise, not people
         r = int(tr[f"{P}/close_px"])
         fg = cv2.morphologyEx(raw, cv2.MORPH_CLOSE, _ellipse(r)) if r > 0 else raw
@@ -434,6 +493,14 @@ class CameraAnalyzer:
             cx, cy = _sobel(cur)
             bx, by = _sobel(bg)
             gc, gb = cv2.magnitude(cx, cy), cv2.magnitude(bx, by)
+            dot_px = cx * bx + cy * by
+            if bg3 is not None:  # colour edges count too (half weight: each is the difference of two channels)
+                for c_img, b_img in ((cu, bu), (cv_, bv)):
+                    ux, uy = _sobel(c_img)
+                    vx, vy = _sobel(b_img)
+                    gc = np.sqrt(gc * gc + 0.25 * (ux * ux + uy * uy))
+                    gb = np.sqrt(gb * gb + 0.25 * (vx * vx + vy * vy))
+                    dot_px += 0.25 * (ux * vx + uy * vy)
             lab_e = labels[edge]
             # The outline ring belongs to the blob it touches (the inner half carries the label).
             dil = cv2.dilate(labels.astype(np.float32), _K3)[edge].astype(np.int64)
@@ -444,7 +511,7 @@ class CameraAnalyzer:
             # Light keeps the room's structure: gradients inside the blob point the same way as the
             # background's (a person's or a ghost's do not).
             lab = labels.ravel()
-            dot = np.bincount(lab, weights=(cx * bx + cy * by).ravel(), minlength=n)
+            dot = np.bincount(lab, weights=dot_px.ravel(), minlength=n)
             nc = np.bincount(lab, weights=(gc * gc).ravel(), minlength=n)
             nb = np.bincount(lab, weights=(gb * gb).ravel(), minlength=n)
             corr = dot / np.sqrt(np.maximum(nc * nb, 1e-6))
@@ -484,6 +551,8 @@ class CameraAnalyzer:
         rate[hasty_px & (self._hasty_run < HASTY_FRAMES)] = a_learn
         rate[moving & ~forgetting] = 0.0
         bg += rate * (cur - bg)
+        if bg3 is not None:
+            bg3 += rate[..., None] * (cur3 - bg3)
 
         self._prev = cur
         self._fg = fg_kept
