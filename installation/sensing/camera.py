@@ -199,6 +199,12 @@ def _ellipse(r: int) -> np.ndarray:
     return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
 
 
+def _channels(img: np.ndarray, dtype=np.float32) -> np.ndarray:
+    """The sum over an (h, w, 3) image's channels, as (h, w) (numpy's sum over a last axis of 3 is slow)."""
+    h, w = img.shape[:2]
+    return (img.reshape(h * w, 3).astype(dtype, copy=False) @ np.ones(3, dtype)).reshape(h, w)
+
+
 def _sobel(img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """x and y gradients (grey levels per pixel: Sobel 3x3 scaled to a plain difference)."""
     return (cv2.Sobel(img, cv2.CV_32F, 1, 0, ksize=3, scale=0.125),
@@ -460,14 +466,14 @@ class CameraAnalyzer:
             # red-green) differences, after each channel's light change is taken out, with their own
             # robust noise level.  Not where a channel clips: a wall turned white by an exposure step has
             # changed colour, and nobody is there.
-            clipped = cur3.max(axis=2) >= CLIP
+            clipped = _channels(cur3 >= CLIP, np.uint8) > 0
             cur3 = self._tint(cur3, bg3, field)
             cu, cv_ = cur3[..., 0] - cur3[..., 1], cur3[..., 2] - cur3[..., 1]
             bu, bv = bg3[..., 0] - bg3[..., 1], bg3[..., 2] - bg3[..., 1]
             dc = np.maximum(np.abs(cu - bu), np.abs(cv_ - bv))
             dc[clipped] = 0.0
             thr_c = max(chroma / math.sqrt(max(1.0, gain)),
-                        float(tr[f"{P}/noise_k"]) * CHROMA_NOISE * float(np.median(dc)))
+                        float(tr[f"{P}/noise_k"]) * CHROMA_NOISE * float(np.median(dc[::2, ::2])))
             raw |= dc > thr_c
         raw = raw.astype(np.uint8)
         raw = cv2.morphologyEx(raw, cv2.MORPH_OPEN, _K3)  # single-pixel speckle is noise, not people
@@ -490,17 +496,20 @@ class CameraAnalyzer:
             still = stirring <= np.maximum(2, 0.005 * stats[:, cv2.CC_STAT_AREA])
             still[0] = False
             edge = cv2.morphologyEx(fg, cv2.MORPH_GRADIENT, _K3).astype(bool)
-            cx, cy = _sobel(cur)
-            bx, by = _sobel(bg)
-            gc, gb = cv2.magnitude(cx, cy), cv2.magnitude(bx, by)
-            dot_px = cx * bx + cy * by
-            if bg3 is not None:  # colour edges count too (half weight: each is the difference of two channels)
-                for c_img, b_img in ((cu, bu), (cv_, bv)):
-                    ux, uy = _sobel(c_img)
-                    vx, vy = _sobel(b_img)
-                    gc = np.sqrt(gc * gc + 0.25 * (ux * ux + uy * uy))
-                    gb = np.sqrt(gb * gb + 0.25 * (vx * vx + vy * vy))
-                    dot_px += 0.25 * (ux * vx + uy * vy)
+            if bg3 is None:
+                cx, cy = _sobel(cur)
+                bx, by = _sobel(bg)
+                gc, gb = cv2.magnitude(cx, cy), cv2.magnitude(bx, by)
+                dot_px = cx * bx + cy * by
+            else:
+                # In colour, each channel's gradients (root mean square over the three: a grey level per pixel
+                # in a neutral room): coloured light scales each channel's by its own factor, so they still
+                # follow the background's, and clothes the wall's grey have edges of their own.
+                cx, cy = _sobel(cur3)
+                bx, by = _sobel(bg3)
+                gc = np.sqrt(_channels(cx * cx + cy * cy) * (1.0 / 3.0))
+                gb = np.sqrt(_channels(bx * bx + by * by) * (1.0 / 3.0))
+                dot_px = _channels(cx * bx + cy * by) * (1.0 / 3.0)
             lab_e = labels[edge]
             # The outline ring belongs to the blob it touches (the inner half carries the label).
             dil = cv2.dilate(labels.astype(np.float32), _K3)[edge].astype(np.int64)
