@@ -368,9 +368,11 @@ class CameraAnalyzer:
         w = min(width, w0)
         h = max(1, round(h0 * w / w0))
         small = cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA) if (w, h) != (w0, h0) else frame
-        if small.ndim == 3:
+        if small.ndim == 3 and small.shape[2] == 4:
+            small = cv2.cvtColor(small, cv2.COLOR_BGRA2BGR)
+        if small.ndim == 3 and small.shape[2] == 3:
             return cv2.cvtColor(small, cv2.COLOR_BGR2GRAY).astype(np.float32), small.astype(np.float32)
-        return small.astype(np.float32), None
+        return small.reshape(h, w).astype(np.float32), None
 
     def _cells_of(self, h: int, w: int) -> tuple[int, int, int, int]:
         """The exposure grid: cells down and across, and each cell's height and width in pixels."""

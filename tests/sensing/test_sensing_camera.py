@@ -151,3 +151,18 @@ def test_analysis_is_deterministic_and_frame_size_independent_of_input_scale():
     big = [a.process(cv2.resize(f, (1280, 720)), i / WALK_FPS) for i, f in enumerate(clip)]
     for r1, r2 in zip(runs[0], big):
         assert r2.presence == pytest.approx(r1.presence, abs=0.01)
+
+
+@pytest.mark.parametrize("channels", ["bgra", "one channel"])
+def test_frames_with_alpha_or_one_channel_are_read_like_colour_or_grey(channels):
+    """A capture backend delivering BGRA (or single-channel frames of shape (h, w, 1)): the same readings as
+    its BGR (or grey) frames, people walking in included, not a crash of the camera thread."""
+    conv = {"bgra": lambda f: cv2.cvtColor(f, cv2.COLOR_BGR2BGRA),
+            "one channel": lambda f: cv2.cvtColor(f, cv2.COLOR_BGR2GRAY)[..., None]}[channels]
+    plain = {"bgra": lambda f: f, "one channel": lambda f: cv2.cvtColor(f, cv2.COLOR_BGR2GRAY)}[channels]
+    shots = [(f, i / WALK_FPS) for i, f in enumerate(list(frames(WALK)[14:]) + list(reversed(frames(WALK))))]
+    a, b = CameraAnalyzer(opinion=None), CameraAnalyzer(opinion=None)
+    got = [a.process(conv(f), t).presence for f, t in shots]
+    want = [b.process(plain(f), t).presence for f, t in shots]
+    assert got == want
+    assert got[-1] > 0.05
