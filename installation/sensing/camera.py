@@ -362,7 +362,8 @@ class CameraAnalyzer:
 
     # -- per frame -----------------------------------------------------
     def _small(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """The frame at the analysis width: grey, and BGR (None for a grey camera), as float32."""
+        """The frame at the analysis width: grey, and BGR (None for a grey camera, or one whose three
+        channels are equal), as float32."""
         width = int(self.tree[f"{P}/width"])
         h0, w0 = frame.shape[:2]
         w = min(width, w0)
@@ -371,7 +372,12 @@ class CameraAnalyzer:
         if small.ndim == 3 and small.shape[2] == 4:
             small = cv2.cvtColor(small, cv2.COLOR_BGRA2BGR)
         if small.ndim == 3 and small.shape[2] == 3:
-            return cv2.cvtColor(small, cv2.COLOR_BGR2GRAY).astype(np.float32), small.astype(np.float32)
+            grey = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
+            # An infrared or mono camera delivered as three equal channels has no colour to compare.
+            if cv2.norm(small[..., 0], small[..., 1], cv2.NORM_INF) > 2 or \
+                    cv2.norm(small[..., 2], small[..., 1], cv2.NORM_INF) > 2:
+                return grey.astype(np.float32), small.astype(np.float32)
+            small = grey
         return small.reshape(h, w).astype(np.float32), None
 
     def _cells_of(self, h: int, w: int) -> tuple[int, int, int, int]:

@@ -153,13 +153,16 @@ def test_analysis_is_deterministic_and_frame_size_independent_of_input_scale():
         assert r2.presence == pytest.approx(r1.presence, abs=0.01)
 
 
-@pytest.mark.parametrize("channels", ["bgra", "one channel"])
+@pytest.mark.parametrize("channels", ["bgra", "one channel", "three equal channels"])
 def test_frames_with_alpha_or_one_channel_are_read_like_colour_or_grey(channels):
-    """A capture backend delivering BGRA (or single-channel frames of shape (h, w, 1)): the same readings as
-    its BGR (or grey) frames, people walking in included, not a crash of the camera thread."""
+    """A capture backend delivering BGRA (or single-channel frames of shape (h, w, 1), or an infrared camera's
+    three equal channels): the same readings as its BGR (or grey) frames, people walking in included, not a
+    crash of the camera thread (nor colour's cost paid for no colour)."""
     conv = {"bgra": lambda f: cv2.cvtColor(f, cv2.COLOR_BGR2BGRA),
-            "one channel": lambda f: cv2.cvtColor(f, cv2.COLOR_BGR2GRAY)[..., None]}[channels]
-    plain = {"bgra": lambda f: f, "one channel": lambda f: cv2.cvtColor(f, cv2.COLOR_BGR2GRAY)}[channels]
+            "one channel": lambda f: cv2.cvtColor(f, cv2.COLOR_BGR2GRAY)[..., None],
+            "three equal channels": lambda f: cv2.cvtColor(cv2.cvtColor(f, cv2.COLOR_BGR2GRAY),
+                                                           cv2.COLOR_GRAY2BGR)}[channels]
+    plain = {"bgra": lambda f: f}.get(channels, lambda f: cv2.cvtColor(f, cv2.COLOR_BGR2GRAY))
     shots = [(f, i / WALK_FPS) for i, f in enumerate(list(frames(WALK)[14:]) + list(reversed(frames(WALK))))]
     a, b = CameraAnalyzer(opinion=None), CameraAnalyzer(opinion=None)
     got = [a.process(conv(f), t).presence for f, t in shots]
