@@ -342,6 +342,8 @@ class CameraAnalyzer:
         self._shape: tuple[int, int] | None = None
         self._bg: np.ndarray | None = None
         self._bg3: np.ndarray | None = None  # the background in colour (BGR), for colour differences
+        self._c3ok: np.ndarray | None = None  # where the colour background shows the room (see process)
+        self._t_colour = -math.inf  # when the last colour frame was analysed in colour
         self._prev: np.ndarray | None = None
         self._last_motion: np.ndarray | None = None
         self._fg: np.ndarray | None = None
@@ -446,14 +448,23 @@ class CameraAnalyzer:
             self._hasty_run = np.zeros((h, w), np.int16)  # frames running a pixel was taken for moving light
             self._t_prev = t
         chroma = float(tr[f"{P}/chroma_threshold"])
-        if cur3 is None or chroma <= 0:
-            self._bg3 = None  # a mono camera, or colour turned off: grey alone
-        elif self._bg3 is None:
-            self._bg3 = cur3.copy()  # (turned back on: the colour background starts from this frame)
+        if chroma <= 0:
+            self._bg3 = None  # colour turned off: grey alone
+        elif cur3 is not None and (self._bg3 is None or t - self._t_colour > float(tr[f"{P}/learn_s"])):
+            # The colour background starts from this frame (the first, colour turned back on, or colour
+            # back after a long grey spell: a day/night camera).  Where someone is kept in view now, it shows
+            # them, not the room: there its colour and colour edges are not trusted (grey decides) until
+            # the place has been empty.
+            self._bg3 = cur3.copy()
+            self._c3ok = ~cv2.dilate(self._fg.astype(np.uint8), _ellipse(3)).astype(bool)
+        if cur3 is not None and self._bg3 is not None:
+            self._t_colour = t
         self._update_roi(h, w)
         dt = max(0.0, t - self._t_prev) if self._t_prev is not None else 0.0
         self._t_prev = t
-        bg, bg3 = self._bg, self._bg3
+        # A colour camera's grey-looking frame (black, or colour dropped for a moment) is analysed in grey,
+        # and the colour background is kept for the frames that follow.
+        bg, bg3 = self._bg, (self._bg3 if cur3 is not None else None)
 
         field, gain = self._light(cur, bg)
         # the light stepped since the last frame (a lamp, an exposure step): its "motion" is not people's
@@ -479,7 +490,7 @@ class CameraAnalyzer:
             cu, cv_ = cur3[..., 0] - cur3[..., 1], cur3[..., 2] - cur3[..., 1]
             bu, bv = bg3[..., 0] - bg3[..., 1], bg3[..., 2] - bg3[..., 1]
             dc = np.maximum(np.abs(cu - bu), np.abs(cv_ - bv))
-            dc[clipped] = 0.0
+            dc[clipped | ~self._c3ok] = 0.0
             thr_c = max(chroma / math.sqrt(max(1.0, gain)),
                         float(tr[f"{P}/noise_k"]) * CHROMA_NOISE * float(np.median(dc[::2, ::2])))
             raw |= dc > thr_c
@@ -518,6 +529,13 @@ class CameraAnalyzer:
                 gc = np.sqrt(_channels(cx * cx + cy * cy) * (1.0 / 3.0))
                 gb = np.sqrt(_channels(bx * bx + by * by) * (1.0 / 3.0))
                 dot_px = _channels(cx * bx + cy * by) * (1.0 / 3.0)
+                if not self._c3ok.all():  # grey where the colour background shows a visitor, not the room
+                    gx_, gy_ = _sobel(cur)
+                    hx_, hy_ = _sobel(bg)
+                    bad = ~self._c3ok
+                    gc[bad] = cv2.magnitude(gx_, gy_)[bad]
+                    gb[bad] = cv2.magnitude(hx_, hy_)[bad]
+                    dot_px[bad] = (gx_ * hx_ + gy_ * hy_)[bad]
             lab_e = labels[edge]
             # The outline ring belongs to the blob it touches (the inner half carries the label).
             dil = cv2.dilate(labels.astype(np.float32), _K3)[edge].astype(np.int64)
@@ -570,6 +588,7 @@ class CameraAnalyzer:
         bg += rate * (cur - bg)
         if bg3 is not None:
             bg3 += rate[..., None] * (cur3 - bg3)
+            self._c3ok |= ~near  # a place no longer near anyone kept: the colour background there follows the room
 
         self._prev = cur
         self._fg = fg_kept

@@ -169,3 +169,29 @@ def test_frames_with_alpha_or_one_channel_are_read_like_colour_or_grey(channels)
     want = [b.process(plain(f), t).presence for f, t in shots]
     assert got == want
     assert got[-1] > 0.05
+
+
+@pytest.mark.parametrize("event", ["black frames", "colour off and on"])
+def test_a_still_visitor_survives_black_frames_and_colour_toggled_live(event):
+    """People walk in and stand; then half a second of pure black frames (a blackout cue, a lens cap: they
+    have no colour), or an operator turns colour off and on again.  The colour background must not restart
+    from a frame showing the visitors and then take them for the room: before, they read empty for good."""
+    tree = quick_tree()
+    a = CameraAnalyzer(tree, opinion=None)
+    t, _ = _empty_room(a, 20.0)
+    walk = frames(WALK)
+    _walk_in(a, t)
+    t += len(walk) / WALK_FPS
+    still = walk[0]
+    pres = []
+    for i in range(int(13 * WALK_FPS)):
+        ti = t + i / WALK_FPS
+        f = still
+        if 5 * WALK_FPS <= i < 5.5 * WALK_FPS and event == "black frames":
+            f = np.zeros_like(still)
+        if event == "colour off and on":
+            tree.set_base("sensing/camera/chroma_threshold", 0.0 if 5 * WALK_FPS <= i < 6 * WALK_FPS else 24.0)
+        r = a.process(f, ti)
+        if i >= 7 * WALK_FPS:
+            pres.append(r.presence)
+    assert min(pres) > 0.05, np.round(pres, 3).tolist()
