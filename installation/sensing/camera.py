@@ -199,10 +199,11 @@ def _ellipse(r: int) -> np.ndarray:
     return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
 
 
-def _channels(img: np.ndarray, dtype=np.float32) -> np.ndarray:
-    """The sum over an (h, w, 3) image's channels, as (h, w) (numpy's sum over a last axis of 3 is slow)."""
+def _channels(img: np.ndarray) -> np.ndarray:
+    """The sum over an (h, w, 3) float32 image's channels, as (h, w) (numpy's sum over a last axis of 3 is
+    slow; a matrix product is not)."""
     h, w = img.shape[:2]
-    return (img.reshape(h * w, 3).astype(dtype, copy=False) @ np.ones(3, dtype)).reshape(h, w)
+    return (img.reshape(h * w, 3) @ np.ones(3, np.float32)).reshape(h, w)
 
 
 def _sobel(img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -485,7 +486,7 @@ class CameraAnalyzer:
             # red-green) differences, after each channel's light change is taken out, with their own
             # robust noise level.  Not where a channel clips: a wall turned white by an exposure step has
             # changed colour, and nobody is there.
-            clipped = _channels(cur3 >= CLIP, np.uint8) > 0
+            clipped = np.maximum(np.maximum(cur3[..., 0], cur3[..., 1]), cur3[..., 2]) >= CLIP
             cur3 = self._tint(cur3, bg3, field)
             cu, cv_ = cur3[..., 0] - cur3[..., 1], cur3[..., 2] - cur3[..., 1]
             bu, bv = bg3[..., 0] - bg3[..., 1], bg3[..., 2] - bg3[..., 1]
