@@ -31,7 +31,9 @@ model for a technician; in short (all on a small image, grey and in colour,
   edges as the background) do not, and sink into the background within
   ``forget_s``.  This is what keeps the model from latching: a wrong
   background is undone within seconds, whatever made it wrong.  A blob
-  whose gradients follow the background's is light and left out at once;
+  whose gradients follow the background's is light and left out at once
+  (a still blob also when its inside alone does: a hard-edged spot's rim
+  is an outline the background lacks);
   just after a light step, one that still moves is sunk only after
   ``HASTY_FRAMES`` such frames (a visitor walking in as a lamp switches can
   match a door frame's lines for one).
@@ -82,6 +84,12 @@ HASTY_FRAMES = 3  # just after a light step: frames running a moving blob must l
 # Chroma's robust noise level: 1.4826 x the median difference, as for grey, and half as much again: the
 # larger of two channel differences, each carrying two channels' noise (and H.264's coarser colour).
 CHROMA_NOISE = 1.4826 * 1.5
+# The inside test for light (CameraAnalyzer._inside_follows): tiles of TILE px at the analysis width; a tile
+# whose gradients correlate under TILE_CORR with the background's does not follow it, and such tiles may hold
+# at most TILE_OFF of the inside's gradient energy (0.15 lost a visitor standing in their own soft shadow).
+TILE = 6
+TILE_CORR = 0.5
+TILE_OFF = 0.05
 CLIP = 250.0  # a colour channel this bright (0..255) may be clipped: its chroma says nothing
 ROW_DEV = 0.15  # most a row's light may differ from its cells' (flicker bands; see _light)
 
@@ -361,6 +369,7 @@ class CameraAnalyzer:
         self._gain: float | None = None
         self._t_step = -math.inf  # when the whole frame's light last stepped
         self._dets = DetectionTracks()
+        self._tiles: np.ndarray | None = None
         self.debug: dict = {}
 
     # -- per frame -----------------------------------------------------
@@ -382,6 +391,45 @@ class CameraAnalyzer:
                 return grey.astype(np.float32), small.astype(np.float32)
             small = grey
         return small.reshape(h, w).astype(np.float32), None
+
+    def _inside_follows(self, fg, labels, n, stats, dot_px, g2c, g2b, lc: float) -> np.ndarray:
+        """Per blob: its inside (two pixels in from its outline) follows the background's gradients, closely
+        (correlation >= ``lc``) and evenly (tiles holding more than ``TILE_OFF`` of its gradient energy do
+        not fall under ``TILE_CORR``).
+
+        A hard-edged spot or projector cue has a rim that the background lacks, which pulls the whole
+        blob's correlation down (0.2-0.5), while its inside keeps the room's texture (0.85-0.95); a
+        person's inside has structure of its own.  Evenly: a visitor standing in a pool of light or in
+        their own shadow makes one blob with it, and the pool's inside follows the room while theirs
+        does not.  Only blobs whose inside is a quarter of their area or more (and 12 px): a small or
+        thin blob is mostly outline."""
+        inner = cv2.erode(fg, _K3, iterations=2).astype(bool)
+        lab_i = labels[inner]
+        h, w = fg.shape
+        tiles = self._tile_index(h, w)[inner]
+        nt = (h + TILE - 1) // TILE * ((w + TILE - 1) // TILE)
+        key = lab_i.astype(np.int64) * nt + tiles
+        size = n * nt
+        dot_t = np.bincount(key, weights=dot_px[inner], minlength=size)
+        c_t = np.bincount(key, weights=g2c[inner], minlength=size)
+        b_t = np.bincount(key, weights=g2b[inner], minlength=size)
+        cnt = np.bincount(lab_i, minlength=n)
+        dot, c, b = (x.reshape(n, nt).sum(axis=1) for x in (dot_t, c_t, b_t))
+        corr = dot / np.sqrt(np.maximum(c * b, 1e-6))
+        corr_t = dot_t / np.sqrt(np.maximum(c_t * b_t, 1e-6))
+        # each tile's share of the inside's gradient energy, the frame's and the background's alike
+        share_t = 0.5 * (c_t.reshape(n, nt) / np.maximum(c, 1e-6)[:, None]
+                         + b_t.reshape(n, nt) / np.maximum(b, 1e-6)[:, None])
+        off = np.where(corr_t.reshape(n, nt) < TILE_CORR, share_t, 0.0).sum(axis=1)
+        roomy = cnt >= np.maximum(12, 0.25 * stats[:, cv2.CC_STAT_AREA])
+        return roomy & (corr >= lc) & (off <= TILE_OFF)
+
+    def _tile_index(self, h: int, w: int) -> np.ndarray:
+        """Each pixel's tile (``TILE`` x ``TILE`` pixels, row-major), cached per frame size."""
+        if self._tiles is None or self._tiles.shape != (h, w):
+            yy, xx = np.mgrid[0:h, 0:w]
+            self._tiles = (yy // TILE) * ((w + TILE - 1) // TILE) + xx // TILE
+        return self._tiles
 
     def _cells_of(self, h: int, w: int) -> tuple[int, int, int, int]:
         """The exposure grid: cells down and across, and each cell's height and width in pixels."""
@@ -548,10 +596,14 @@ class CameraAnalyzer:
             # background's (a person's or a ghost's do not).
             lab = labels.ravel()
             dot = np.bincount(lab, weights=dot_px.ravel(), minlength=n)
-            nc = np.bincount(lab, weights=(gc * gc).ravel(), minlength=n)
-            nb = np.bincount(lab, weights=(gb * gb).ravel(), minlength=n)
+            g2c, g2b = gc * gc, gb * gb
+            nc = np.bincount(lab, weights=g2c.ravel(), minlength=n)
+            nb = np.bincount(lab, weights=g2b.ravel(), minlength=n)
             corr = dot / np.sqrt(np.maximum(nc * nb, 1e-6))
-            light = corr >= float(tr[f"{P}/light_corr"])
+            lc = float(tr[f"{P}/light_corr"])
+            light = corr >= lc
+            if still.any():
+                light |= still & self._inside_follows(fg, labels, n, stats, dot_px, g2c, g2b, lc)
             own = (ec >= float(tr[f"{P}/edge_ratio"]) * eb) & (ec >= float(tr[f"{P}/edge_min"]))
             forget = (still & ~own) | light
             if t - self._t_step < settle:  # only just after a light step (see HASTY_FRAMES)

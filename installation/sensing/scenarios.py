@@ -259,6 +259,26 @@ def own_light(strength: float = 0.45):
     return light
 
 
+def spot(cx: float, cy: float, r: float, bgr=(1.7, 1.7, 1.7), soft: float = 0.002, on_s: float = 2.0):
+    """A spot or projector cue switched on at ``on_s`` and left on: a disc at (``cx``, ``cy``), radius ``r``
+    (fractions of the frame's width / height / width), each channel scaled by ``bgr`` inside it, with a rim
+    ``soft`` (fraction of the width) wide: 0.002 is about 1 px at 480 px, a hard-edged spot or a gel."""
+    masks: dict = {}
+
+    def light(f: np.ndarray, t: float, present: bool) -> np.ndarray:
+        if t < on_s:
+            return f
+        h, w = f.shape[:2]
+        m = masks.get((h, w))
+        if m is None:
+            yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+            d = np.hypot(xx - cx * w, yy - cy * h) - r * w
+            m = masks[(h, w)] = np.clip(0.5 - d / max(soft * w, 1e-3), 0, 1)[..., None]
+        return np.clip(f.astype(np.float32) * (1.0 + m * (np.asarray(bgr, np.float32) - 1.0)), 0, 255) \
+            .astype(np.uint8)
+    return light
+
+
 def _scale(f: np.ndarray, bgr: np.ndarray) -> np.ndarray:
     return np.clip(f.astype(np.float32) * bgr, 0, 255).astype(np.uint8)
 

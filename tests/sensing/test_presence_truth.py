@@ -116,6 +116,30 @@ def test_light_change_leaves_an_empty_room_empty(walk, kind):
     assert cnt.sum() == 0
 
 
+# Hard-edged spots (positions and sizes as fractions of the 480x270 frame) that the analyser before the
+# inside-correlation rule held as a person for as long as they shone: white on the wall and the floor, a gel.
+SPOTS = {
+    "white spot on the wall": (285 / 480, 39 / 270, 21 / 480, (1.82, 1.82, 1.82)),
+    "white spot on the floor": (390 / 480, 169 / 270, 25 / 480, (1.83, 1.83, 1.83)),
+    "dim white pool on the floor": (291 / 480, 197 / 270, 41 / 480, (1.57, 1.57, 1.57)),
+    "magenta gel on the wall": (330 / 480, 78 / 270, 28 / 480, (1.29, 0.80, 1.13)),
+}
+
+
+@pytest.mark.parametrize("name", list(SPOTS))
+def test_a_hard_edged_spot_left_on_leaves_an_empty_room_empty(walk, name):
+    """A spot or projector cue switched on in the empty room and left on: at most a moment (settle_s and
+    the sinking) reads present, then the room is empty for as long as it shines."""
+    clip, view, _ = walk
+    cx, cy, r, bgr = SPOTS[name]
+    sc = S.Scenario(name, clip.fps, [S.empty_segment(view, 20.0)], light=S.spot(cx, cy, r, bgr, on_s=2.0), seed=3)
+    pres, _, _ = readings(sc)
+    t = np.arange(len(pres)) / sc.fps
+    assert pres[t < 2.0].max() <= EMPTY
+    late = t >= 2.0 + 2.0
+    assert pres[late].max() <= EMPTY, (name, float(np.mean(pres[late] > EMPTY)))
+
+
 def test_an_hour_of_crowd_then_the_room_empties_within_3s(walk):
     """Visitors (cut from real frames) at changing places for 40 minutes at 1 frame/s, then nobody."""
     clip, view, cuts = walk
