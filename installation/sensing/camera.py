@@ -36,9 +36,7 @@ model for a technician; in short (all on a small image, grey and in colour,
   is an outline the background lacks);
   just after a light step, one that still moves is sunk only after
   ``HASTY_FRAMES`` such frames (a visitor walking in as a lamp switches can
-  match a door frame's lines for one).  The room as last seen empty is kept
-  too (``ROOM_SLOW``): a still blob that shows it again where the
-  background took in something since is the place a sunk visitor left.
+  match a door frame's lines for one).
 * **Learning by state.** Empty pixels follow the frame over ``learn_s``;
   moving pixels never learn; kept still blobs are absorbed only over
   ``absorb_s`` (default one hour).
@@ -90,12 +88,6 @@ CHROMA_NOISE = 1.4826 * 1.5
 # whose gradients correlate under TILE_CORR with the background's does not follow it, and such tiles may hold
 # at most TILE_OFF of the inside's gradient energy (0.15 lost a visitor standing in their own soft shadow).
 TILE = 6
-# The room as last seen empty (CameraAnalyzer._room): it follows the picture ROOM_SLOW times slower than the
-# background (learn_s), only where no blob is, nothing moves and nobody is kept near.  A still blob whose
-# pixels show that room again (ROOM_MATCH of them) where the background had changed is the place a sunk
-# visitor left.
-ROOM_SLOW = 10.0
-ROOM_MATCH = 0.8
 TILE_CORR = 0.5
 TILE_OFF = 0.05
 CLIP = 250.0  # a colour channel this bright (0..255) may be clipped: its chroma says nothing
@@ -378,8 +370,6 @@ class CameraAnalyzer:
         self._t_step = -math.inf  # when the whole frame's light last stepped
         self._dets = DetectionTracks()
         self._tiles: np.ndarray | None = None
-        self._room: np.ndarray | None = None   # the room as last seen empty, grey (see ROOM_SLOW)
-        self._room3: np.ndarray | None = None  # the same in colour
         self.debug: dict = {}
 
     # -- per frame -----------------------------------------------------
@@ -433,34 +423,6 @@ class CameraAnalyzer:
         off = np.where(corr_t.reshape(n, nt) < TILE_CORR, share_t, 0.0).sum(axis=1)
         roomy = cnt >= np.maximum(12, 0.25 * stats[:, cv2.CC_STAT_AREA])
         return roomy & (corr >= lc) & (off <= TILE_OFF)
-
-    def _room_again(self, cur, bg, labels, n, stats, thr: float, colour) -> np.ndarray:
-        """Per blob: most of its pixels (``ROOM_MATCH``) show the room as last seen empty, its gradients
-        follow the room's (correlation >= ``light_corr``), and for at least half of its pixels the
-        background no longer shows the room (it took in something since).  ``colour``: (the frame's
-        blue-green and red-green, where they can be trusted, their threshold) or None."""
-        like = np.abs(cur - self._room) <= thr
-        if colour is not None and self._room3 is not None:
-            cu, cv_, ok, thr_c = colour
-            r3 = self._room3
-            dc = np.maximum(np.abs(cu - (r3[..., 0] - r3[..., 1])), np.abs(cv_ - (r3[..., 2] - r3[..., 1])))
-            like &= (dc <= thr_c) | ~ok
-        changed = np.abs(bg - self._room) > thr
-        area = np.maximum(stats[:, cv2.CC_STAT_AREA], 1)
-        again = ((np.bincount(labels[like], minlength=n) >= ROOM_MATCH * area)
-                 & (np.bincount(labels[changed], minlength=n) >= 0.5 * area))
-        again[0] = False
-        if again.any():
-            # ... and its structure is the room's: the frame's gradients follow the room's (a visitor whose
-            # clothes happen to match the room's grey where a light has since been sunk does not).
-            cx, cy = _sobel(cur)
-            rx, ry = _sobel(self._room)
-            lab = labels.ravel()
-            dot = np.bincount(lab, weights=(cx * rx + cy * ry).ravel(), minlength=n)
-            nc = np.bincount(lab, weights=(cx * cx + cy * cy).ravel(), minlength=n)
-            nr = np.bincount(lab, weights=(rx * rx + ry * ry).ravel(), minlength=n)
-            again &= dot >= float(self.tree[f"{P}/light_corr"]) * np.sqrt(np.maximum(nc * nr, 1e-6))
-        return again
 
     def _tile_index(self, h: int, w: int) -> np.ndarray:
         """Each pixel's tile (``TILE`` x ``TILE`` pixels, row-major), cached per frame size."""
@@ -529,7 +491,6 @@ class CameraAnalyzer:
             self.reset()
             self._shape = (h, w)
             self._bg = cur.copy()
-            self._room = cur.copy()
             self._prev = cur.copy()
             self._last_motion = np.full((h, w), -np.inf, np.float32)
             self._fg = np.zeros((h, w), bool)
@@ -544,7 +505,6 @@ class CameraAnalyzer:
             # them, not the room: there its colour and colour edges are not trusted (grey decides) until
             # the place has been empty.
             self._bg3 = cur3.copy()
-            self._room3 = cur3.copy()
             self._c3ok = ~cv2.dilate(self._fg.astype(np.uint8), _ellipse(3)).astype(bool)
         if cur3 is not None and self._bg3 is not None:
             self._t_colour = t
@@ -583,7 +543,6 @@ class CameraAnalyzer:
             thr_c = max(chroma / math.sqrt(max(1.0, gain)),
                         float(tr[f"{P}/noise_k"]) * CHROMA_NOISE * float(np.median(dc[::2, ::2])))
             raw |= dc > thr_c
-            chroma_ok = ~(clipped | ~self._c3ok)
         raw = raw.astype(np.uint8)
         raw = cv2.morphologyEx(raw, cv2.MORPH_OPEN, _K3)  # single-pixel speckle is noise, not people
         r = int(tr[f"{P}/close_px"])
@@ -646,15 +605,10 @@ class CameraAnalyzer:
             if still.any():
                 light |= still & self._inside_follows(fg, labels, n, stats, dot_px, g2c, g2b, lc)
             own = (ec >= float(tr[f"{P}/edge_ratio"]) * eb) & (ec >= float(tr[f"{P}/edge_min"]))
-            # The room again: where a visitor was sunk (taken for a ghost in front of a busy wall, absorbed
-            # over a long stay), the place they leave has the room's pattern for an outline, which the
-            # background (showing them) lacks, so the outline test would keep it.
-            gone = still & self._room_again(cur, bg, labels, n, stats, thr,
-                                            (cu, cv_, chroma_ok, thr_c) if bg3 is not None else None)
-            forget = (still & ~own) | light | gone
+            forget = (still & ~own) | light
             if t - self._t_step < settle:  # only just after a light step (see HASTY_FRAMES)
                 hasty = light & ~still
-            merit = still & own & ~light & ~gone
+            merit = still & own & ~light
             forget[0] = False
             self.debug["blobs"] = [(int(i), int(stats[i, cv2.CC_STAT_AREA]), round(float(ec[i]), 1),
                                     round(float(eb[i]), 1), round(float(corr[i]), 2))
@@ -685,12 +639,8 @@ class CameraAnalyzer:
         rate[hasty_px & (self._hasty_run < HASTY_FRAMES)] = a_learn
         rate[moving & ~forgetting] = 0.0
         bg += rate * (cur - bg)
-        a_room = 1.0 - math.exp(-dt / (ROOM_SLOW * float(tr[f"{P}/learn_s"])))
-        free = np.where(fg.astype(bool) | near | moving, 0.0, a_room).astype(np.float32)
-        self._room += free * (cur - self._room)
         if bg3 is not None:
             bg3 += rate[..., None] * (cur3 - bg3)
-            self._room3 += free[..., None] * (cur3 - self._room3)
             self._c3ok |= ~near  # a place no longer near anyone kept: the colour background there follows the room
 
         self._prev = cur
