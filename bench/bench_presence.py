@@ -305,7 +305,7 @@ def main(argv=None) -> int:
                     w[0] = min(w[0], r.auc)
                 w[1] = max([w[1]] + r.to_empty)
                 w[2] = max(w[2], r.ms_per_frame)
-                if getattr(r, "load_ms", 0.0) > 0:
+                if r.load_ms > 0:
                     loads.append(r.load_ms)
     print("\nworst over clips: scenario, who, min AUC, max s to empty, max cam ms/f")
     for (who, name), (a, e, ms) in sorted(worst.items(), key=lambda kv: (kv[0][1], kv[0][0])):
