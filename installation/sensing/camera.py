@@ -24,11 +24,12 @@ model for a technician; in short (all on a small image, grey and in colour,
   taken out per cell first (a colour-temperature swing is light), and
   clipped pixels say nothing about colour.
 * **Every still blob is questioned.** A foreground blob with no motion for
-  ``settle_s`` is kept only if the *current* frame has an edge along its
-  outline that the background does not (``edge_ratio``): a person, seated
+  ``settle_s`` is kept only if the *current* frame changes across its
+  outline more than the background does (``seam_ratio``; local means on
+  either side, so a busy wall's own edges do not count): a person, seated
   or standing, does; the place a visitor left (the background still shows
-  them, the frame shows the floor) and a light change (soft, or the same
-  edges as the background) do not, and sink into the background within
+  them, the frame shows the floor continuing) and a light change (soft, or
+  the same edges as the background) do not, and sink into the background within
   ``forget_s``.  This is what keeps the model from latching: a wrong
   background is undone within seconds, whatever made it wrong.  A blob
   whose gradients follow the background's is light and left out at once
@@ -90,6 +91,9 @@ CHROMA_NOISE = 1.4826 * 1.5
 TILE = 6
 TILE_CORR = 0.5
 TILE_OFF = 0.05
+SEAM_PX = (5, 9)  # windows of the ghost test's two scales, in pixels at the default analysis width (160)
+SEAM_FLOOR = 0.5  # ... changes across an outline under this share of the foreground threshold are noise
+SEAM_UNSURE = 0.85  # a seam ratio this close under seam_ratio is unsure: the outline's edges decide (edge_ratio)
 CLIP = 250.0  # a colour channel this bright (0..255) may be clipped: its chroma says nothing
 ROW_DEV = 0.15  # most a row's light may differ from its cells' (flicker bands; see _light)
 
@@ -120,8 +124,10 @@ PARAMS: tuple[ParamSpec, ...] = tuple(
          "it has its own outline, else forgotten"),
         ("forget_s", 0.15, 0.01, 30.0, "s", "time constant with which a questioned blob that fails (the place a "
          "visitor left, a light change) sinks into the background"),
-        ("edge_ratio", 1.05, 0.5, 10.0, "x", "a still blob is kept if the picture's edges along its outline are "
-         "this many times the background's there"),
+        ("seam_ratio", 1.05, 0.5, 10.0, "x", "a still blob is kept if the picture changes across its outline "
+         "(local means, inside against outside) this many times as much as the background does there"),
+        ("edge_ratio", 1.05, 0.5, 10.0, "x", "where the seam test is unsure, a still blob is kept if the "
+         "picture's edges along its outline are this many times the background's there"),
         ("light_corr", 0.7, 0.0, 1.0, "", "a still blob whose inner gradients follow the background's this "
          "closely (normalised correlation) is a light change, not a person"),
         ("edge_min", 3.0, 0.0, 100.0, "grey levels/px", "weakest mean outline edge a kept still blob may have"),
@@ -424,6 +430,64 @@ class CameraAnalyzer:
         roomy = cnt >= np.maximum(12, 0.25 * stats[:, cv2.CC_STAT_AREA])
         return roomy & (corr >= lc) & (off <= TILE_OFF)
 
+    def _seam_ratio(self, cur, bg, fg, edge, lab_e, n, which, floor: float) -> np.ndarray:
+        """Per blob: how much more the frame than the background changes across the blob's outline, the
+        smaller of two scales (``SEAM_PX`` at the default analysis width, scaled with it).
+
+        At each outline pixel the mean of the picture over the blob's side of a small window is compared
+        with its mean over the other side; outside the blob frame and background agree, so the picture
+        that changes more there is the one showing something else than the room.  A visitor's clothes
+        differ from the wall round them; the place a visitor left shows the wall, continuing its
+        surroundings, while the background still shows the visitor.  Local means, not edges: on a busy
+        wall (shelves, patterns) the room's own edges along the outline outweigh a still visitor's, and
+        an edge test takes the visitor for a ghost and the place they left for a person.  The smaller
+        ratio of the two scales: a pattern coarser than the small window averages out in the large one.
+        A change across the outline under ``floor`` (grey levels) is noise: a compressed or noisy frame
+        steps by a few levels where the learnt background is smooth, and that alone must not make a
+        leftover of the place someone left "its own".  Only for the blobs ``which`` marks (the others
+        get inf)."""
+        h, w = fg.shape
+        ys, xs = np.nonzero(edge)  # the order of ``edge``'s boolean index, as ``lab_e``
+        sel = which[lab_e]
+        ys, xs, lab_e = ys[sel], xs[sel], lab_e[sel]
+        ratio = np.full(n, np.inf)
+        if not len(ys):
+            return ratio
+        cnt = np.maximum(np.bincount(lab_e, minlength=n), 1)
+        # Window sums at those outline pixels only, from integral images over the box round them (windows
+        # clipped at the frame's border).
+        radii = [max(1, int(round(px * w / 160.0)) // 2) for px in SEAM_PX]
+        m = max(radii)
+        ty, tx = max(int(ys.min()) - m, 0), max(int(xs.min()) - m, 0)
+        by_, bx = min(int(ys.max()) + m + 1, h), min(int(xs.max()) + m + 1, w)
+        cur, bg = cur[ty:by_, tx:bx], bg[ty:by_, tx:bx]
+        ins = fg[ty:by_, tx:bx].astype(np.float32)
+        ys, xs, h, w = ys - ty, xs - tx, by_ - ty, bx - tx
+        i_in = cv2.integral(ins, sdepth=cv2.CV_64F)
+        ins_c = ins[..., None] if cur.ndim == 3 else ins
+        pics = [(cv2.integral(img, sdepth=cv2.CV_64F), cv2.integral(img * ins_c, sdepth=cv2.CV_64F))
+                for img in (cur, bg)]
+        for r in radii:
+            y0, y1 = np.maximum(ys - r, 0), np.minimum(ys + r + 1, h)
+            x0, x1 = np.maximum(xs - r, 0), np.minimum(xs + r + 1, w)
+
+            def box(integ):
+                return integ[y1, x1] - integ[y0, x1] - integ[y1, x0] + integ[y0, x0]
+
+            di = box(i_in)
+            do = (y1 - y0) * (x1 - x0) - di
+            if cur.ndim == 3:
+                di, do = di[:, None], do[:, None]
+            steps = []
+            for i_all, i_ins in pics:
+                s_in = box(i_ins)
+                d = np.abs(s_in / np.maximum(di, 1e-6) - (box(i_all) - s_in) / np.maximum(do, 1e-6))
+                if d.ndim == 2:
+                    d = d.mean(axis=1)
+                steps.append(np.bincount(lab_e, weights=d, minlength=n) / cnt)
+            ratio = np.minimum(ratio, np.maximum(steps[0], floor) / np.maximum(steps[1], floor))
+        return ratio
+
     def _tile_index(self, h: int, w: int) -> np.ndarray:
         """Each pixel's tile (``TILE`` x ``TILE`` pixels, row-major), cached per frame size."""
         if self._tiles is None or self._tiles.shape != (h, w):
@@ -591,7 +655,6 @@ class CameraAnalyzer:
             lab_e = np.where(lab_e > 0, lab_e, dil)
             cnt = np.bincount(lab_e, minlength=n).astype(np.float64)
             ec = np.bincount(lab_e, weights=gc[edge], minlength=n) / np.maximum(cnt, 1)
-            eb = np.bincount(lab_e, weights=gb[edge], minlength=n) / np.maximum(cnt, 1)
             # Light keeps the room's structure: gradients inside the blob point the same way as the
             # background's (a person's or a ghost's do not).
             lab = labels.ravel()
@@ -604,14 +667,25 @@ class CameraAnalyzer:
             light = corr >= lc
             if still.any():
                 light |= still & self._inside_follows(fg, labels, n, stats, dot_px, g2c, g2b, lc)
-            own = (ec >= float(tr[f"{P}/edge_ratio"]) * eb) & (ec >= float(tr[f"{P}/edge_min"]))
+            # The ghost test (still blobs only): which picture does the blob's inside continue across its
+            # outline?  Within SEAM_UNSURE of even the seam says little (clothes as bright as the wall, on
+            # a mono camera): there the outline's edges decide, the frame's against the background's.
+            seam = np.zeros(n)
+            own = np.zeros(n, bool)
+            if still.any():
+                seam = self._seam_ratio(*((cur, bg) if bg3 is None or not self._c3ok.all() else (cur3, bg3)),
+                                        fg, edge, lab_e, n, still, SEAM_FLOOR * thr)
+                sr = float(tr[f"{P}/seam_ratio"])
+                eb = np.bincount(lab_e, weights=gb[edge], minlength=n) / np.maximum(cnt, 1)
+                own = ((seam >= sr) | ((seam >= SEAM_UNSURE * sr) & (ec >= float(tr[f"{P}/edge_ratio"]) * eb))) \
+                    & (ec >= float(tr[f"{P}/edge_min"]))
             forget = (still & ~own) | light
             if t - self._t_step < settle:  # only just after a light step (see HASTY_FRAMES)
                 hasty = light & ~still
             merit = still & own & ~light
             forget[0] = False
             self.debug["blobs"] = [(int(i), int(stats[i, cv2.CC_STAT_AREA]), round(float(ec[i]), 1),
-                                    round(float(eb[i]), 1), round(float(corr[i]), 2))
+                                    round(float(seam[i]), 2), round(float(corr[i]), 2))
                                    for i in np.nonzero(still)[0]]
         live = self._second_opinion(frame, t, labels, n, merit, forget, fg, moving, h, w, light_step)
         keep = ~forget

@@ -261,3 +261,41 @@ def test_every_still_visitor_stays_present_under_flicker_and_daylight_drift(walk
         pres, _, labs = readings(sc, no_detector_tree())
         assert np.mean(pres[labs == 1] > EMPTY) >= 0.97, (i, np.mean(pres[labs == 1] > EMPTY))
         assert pres[-int(2 * clip.fps):].max() <= EMPTY, i
+
+
+def busy_wall(view, cut, source, size: int = 48):
+    """The empty room with a busy wall round a visitor's place: the ``size``-px patch of a real frame
+    (``source``) with the most edges, tiled over the visitor's box widened by their width on each side."""
+    import cv2
+    h, w = view[0].shape[:2]
+    f = cv2.resize(source, (w, h))
+    g = cv2.cvtColor(f, cv2.COLOR_BGR2GRAY).astype(np.float32)
+    e = cv2.boxFilter(np.abs(cv2.Sobel(g, cv2.CV_32F, 1, 0)) + np.abs(cv2.Sobel(g, cv2.CV_32F, 0, 1)), -1,
+                      (size, size))
+    half = size // 2
+    y, x = np.unravel_index(np.argmax(e[half:h - half, half:w - half]), (h - 2 * half, w - 2 * half))
+    tile = np.tile(f[y:y + size, x:x + size], (h // size + 1, w // size + 1, 1))[:h, :w]
+    ys, xs = np.nonzero(cut[1] > 0.5)
+    bw, bh = xs.max() - xs.min(), ys.max() - ys.min()
+    m = np.zeros((h, w, 1), np.float32)
+    m[max(0, ys.min() - bh // 2):ys.max() + bh // 3, max(0, xs.min() - bw):xs.max() + bw] = 1.0
+    return [np.clip(v * (1.0 - m) + tile * m, 0, 255).astype(np.uint8) for v in view]
+
+
+def test_the_place_a_visitor_left_in_front_of_a_busy_wall_empties(walk):
+    """Each person cut from the walk-in clip, in view at start-up in front of a busy wall (the busiest
+    patch of a real warehouse frame: racking), leaves after 3 s; detector off.  The outline-edge ghost
+    test took the wall's own edges for the outline of someone standing there and held the place they left
+    as a person for as long as the run lasted, for all eleven.  The seam test empties it within 3 s for
+    ten of them (the eleventh's seam is in the unsure band, where the edges decide)."""
+    clip, view, cuts = walk
+    source = S.load_clip(need(WALK.parent / "worker-zone-detection.gif")).frames[0]
+    emptied = []
+    for i, cut in enumerate(cuts):
+        wall = busy_wall(view, cut, source)
+        sc = S.Scenario("busy wall", clip.fps, [S.person_segment(wall, cut, 3.0), S.empty_segment(wall, 6.0)],
+                        seed=i)
+        pres, _, _ = readings(sc, no_detector_tree())
+        t = np.arange(len(pres)) / sc.fps
+        emptied.append(bool(pres[t >= 6.0].max() <= EMPTY))
+    assert sum(emptied) >= 9, emptied
