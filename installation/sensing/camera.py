@@ -486,6 +486,7 @@ class CameraAnalyzer:
                     d = d.mean(axis=1)
                 steps.append(np.bincount(lab_e, weights=d, minlength=n) / cnt)
             ratio = np.minimum(ratio, np.maximum(steps[0], floor) / np.maximum(steps[1], floor))
+        ratio[~which] = np.inf
         return ratio
 
     def _tile_index(self, h: int, w: int) -> np.ndarray:

@@ -265,7 +265,8 @@ def test_every_still_visitor_stays_present_under_flicker_and_daylight_drift(walk
 
 def busy_wall(view, cut, source, size: int = 48):
     """The empty room with a busy wall round a visitor's place: the ``size``-px patch of a real frame
-    (``source``) with the most edges, tiled over the visitor's box widened by their width on each side."""
+    (``source``) with the most edges, tiled over the visitor's box widened by their width on each side,
+    half their height above and a third below."""
     import cv2
     h, w = view[0].shape[:2]
     f = cv2.resize(source, (w, h))
@@ -287,7 +288,8 @@ def test_the_place_a_visitor_left_in_front_of_a_busy_wall_empties(walk):
     patch of a real warehouse frame: racking), leaves after 3 s; detector off.  The outline-edge ghost
     test took the wall's own edges for the outline of someone standing there and held the place they left
     as a person for as long as the run lasted, for all eleven.  The seam test empties it within 3 s for
-    ten of them (the eleventh's seam is in the unsure band, where the edges decide)."""
+    ten of them (the eleventh's seam is in the unsure band, where the edges decide).  A visitor who walks
+    in and stands there reads present: an analyser that saw nobody would pass the first part."""
     clip, view, cuts = walk
     source = S.load_clip(need(WALK.parent / "worker-zone-detection.gif")).frames[0]
     emptied = []
@@ -298,4 +300,9 @@ def test_the_place_a_visitor_left_in_front_of_a_busy_wall_empties(walk):
         pres, _, _ = readings(sc, no_detector_tree())
         t = np.arange(len(pres)) / sc.fps
         emptied.append(bool(pres[t >= 6.0].max() <= EMPTY))
-    assert sum(emptied) >= 9, emptied
+        if i % 4 == 0:
+            sc = S.Scenario("busy wall", clip.fps, [S.empty_segment(wall, 2.0), S.person_segment(wall, cut, 6.0),
+                                                    S.empty_segment(wall, 1.0)], seed=i)
+            pres, _, labs = readings(sc, no_detector_tree())
+            assert np.mean(pres[labs == 1] > EMPTY) >= 0.95, (i, np.mean(pres[labs == 1] > EMPTY))
+    assert sum(emptied) >= 10, emptied
