@@ -91,9 +91,13 @@ CHROMA_NOISE = 1.4826 * 1.5
 TILE = 6
 TILE_CORR = 0.5
 TILE_OFF = 0.05
-SEAM_PX = (5, 9)  # windows of the ghost test's two scales, in pixels at the default analysis width (160)
-SEAM_FLOOR = 0.5  # ... changes across an outline under this share of the foreground threshold are noise
-SEAM_UNSURE = 0.85  # a seam ratio this close under seam_ratio is unsure: the outline's edges decide (edge_ratio)
+# The ghost test (CameraAnalyzer._seam_ratio): window sizes of its two scales, in pixels at the default analysis
+# width (160); a change across an outline under SEAM_FLOOR times the foreground threshold counts as that much
+# (noise, not an outline); a ratio at or above SEAM_UNSURE * seam_ratio but under seam_ratio is unsure, and
+# there the outline's edges decide (edge_ratio).
+SEAM_PX = (5, 9)
+SEAM_FLOOR = 0.5
+SEAM_UNSURE = 0.85
 CLIP = 250.0  # a colour channel this bright (0..255) may be clipped: its chroma says nothing
 ROW_DEV = 0.15  # most a row's light may differ from its cells' (flicker bands; see _light)
 
