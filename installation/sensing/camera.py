@@ -34,7 +34,10 @@ model for a technician; in short (all on a small image, grey and in colour,
   background is undone within seconds, whatever made it wrong.  A blob
   whose gradients follow the background's is light and left out at once
   (a still blob also when its inside alone does: a hard-edged spot's rim
-  is an outline the background lacks);
+  is an outline the background lacks).  Someone kept on the previous frame
+  inside such a blob is judged by their own part of it: a spot switched on
+  over a still visitor sinks, the visitor stays, and the background under
+  them takes the light as the room round them does;
   just after a light step, one that still moves is sunk only after
   ``HASTY_FRAMES`` such frames (a visitor walking in as a lamp switches can
   match a door frame's lines for one).
@@ -98,6 +101,10 @@ TILE_OFF = 0.05
 SEAM_PX = (5, 9)
 SEAM_FLOOR = 0.5
 SEAM_UNSURE = 0.85
+# Someone kept on the previous frame, in a blob now taken for light (CameraAnalyzer._kept_in_light), is still
+# there if their part of the frame correlates at least STAY with the previous frame's gradients (a visitor under
+# a spot just switched on: 0.73-1.0; the place a visitor just left: 0.3-0.77).
+STAY = 0.6
 CLIP = 250.0  # a colour channel this bright (0..255) may be clipped: its chroma says nothing
 ROW_DEV = 0.15  # most a row's light may differ from its cells' (flicker bands; see _light)
 
@@ -434,6 +441,68 @@ class CameraAnalyzer:
         roomy = cnt >= np.maximum(12, 0.25 * stats[:, cv2.CC_STAT_AREA])
         return roomy & (corr >= lc) & (off <= TILE_OFF)
 
+    def _kept_in_light(self, cur, fg, labels, n, stats, cand, dot_px, g2c, g2b, lc: float) -> np.ndarray | None:
+        """Pixels kept as someone on the previous frame, inside a blob now taken for light (``cand``), whose own
+        gradients do not follow the background's (correlation under ``lc``).
+
+        A spot or lamp switched on over or beside a still visitor makes one blob with them whose gradients
+        are the light's, and would sink them with it.  The light is judged by the whole blob; who was there
+        before it by their own part.  In an empty room nobody was kept, so a light there is judged as
+        before.  None where there are none."""
+        if self._fg is None or not cand.any():
+            return None
+        prev = self._fg & fg.astype(bool) & cand[labels]
+        if not prev.any():
+            return None
+        lab = labels[prev]
+        m = np.bincount(lab, minlength=n)
+        dot = np.bincount(lab, weights=dot_px[prev], minlength=n)
+        nc = np.bincount(lab, weights=g2c[prev], minlength=n)
+        nb = np.bincount(lab, weights=g2b[prev], minlength=n)
+        corr = dot / np.sqrt(np.maximum(nc * nb, 1e-6))
+        # Still there: their part of the frame follows the previous frame's gradients (the light scales
+        # them); where they have just left, it shows the room instead.
+        cx, cy = _sobel(cur)
+        px, py = _sobel(self._prev)
+        sp = np.bincount(lab, weights=(cx * px + cy * py)[prev], minlength=n)
+        sc = np.bincount(lab, weights=(cx * cx + cy * cy)[prev], minlength=n)
+        sq = np.bincount(lab, weights=(px * px + py * py)[prev], minlength=n)
+        stay = sp / np.sqrt(np.maximum(sc * sq, 1e-6))
+        ok = cand & (m >= 12) & (corr < lc) & (stay >= STAY)
+        ok[0] = False
+        return prev & ok[labels] if ok.any() else None
+
+    def _gain_round(self, cur, bg, cur3, bg3, over, kept) -> tuple[np.ndarray, np.ndarray | None]:
+        """The light's gain (frame over background) at the pixels ``over``, taken from the room round them
+        (every pixel not ``kept``): a normalised Gaussian average of the room's gains, close first, wider
+        where the room is far.  Grey, and per colour channel where ``cur3`` is given."""
+        h, w = cur.shape
+        ys, xs = np.nonzero(over)
+        s = max(1.0, 2.0 * w / 160.0)
+        pad = int(6 * 4 * s)
+        y0, y1 = max(0, ys.min() - pad), min(h, ys.max() + pad + 1)
+        x0, x1 = max(0, xs.min() - pad), min(w, xs.max() + pad + 1)
+        room = (~kept[y0:y1, x0:x1]).astype(np.float32)
+        inner = over[y0:y1, x0:x1]
+
+        def spread(ratio):
+            out = np.ones(ratio.shape, np.float32)
+            out_set = np.zeros(ratio.shape, bool)
+            for sig in (s, 4 * s):
+                num = cv2.GaussianBlur(ratio * room, (0, 0), sig)
+                den = cv2.GaussianBlur(room, (0, 0), sig)
+                ok = (den > 0.05) & ~out_set
+                out[ok] = num[ok] / den[ok]
+                out_set |= ok
+            return out[inner]
+
+        g = spread(((cur[y0:y1, x0:x1] + 4.0) / (bg[y0:y1, x0:x1] + 4.0)).astype(np.float32))
+        g3 = None
+        if cur3 is not None:
+            r3 = ((cur3[y0:y1, x0:x1] + 4.0) / (bg3[y0:y1, x0:x1] + 4.0)).astype(np.float32)
+            g3 = np.stack([spread(np.ascontiguousarray(r3[..., c])) for c in range(3)], axis=-1)
+        return g, g3
+
     def _seam_ratio(self, cur, bg, fg, edge, lab_e, n, which, floor: float) -> np.ndarray:
         """Per blob: how much more the frame than the background changes across the blob's outline, the
         smaller of two scales (``SEAM_PX`` at the default analysis width, scaled with it).
@@ -625,6 +694,7 @@ class CameraAnalyzer:
         n, labels, stats, _ = cv2.connectedComponentsWithStats(fg, connectivity=8)
         forget = np.zeros(n, bool)
         merit = np.zeros(n, bool)   # still blobs kept by their own outline (not by having moved lately)
+        over = None  # someone kept last frame, inside a blob now taken for light (see _kept_in_light)
         hasty = np.zeros(n, bool)   # blobs taken for light while they still move: not sunk fast (below)
         if n > 1:
             settle = float(tr[f"{P}/settle_s"])
@@ -689,6 +759,7 @@ class CameraAnalyzer:
                 hasty = light & ~still
             merit = still & own & ~light
             forget[0] = False
+            over = self._kept_in_light(cur, fg, labels, n, stats, (corr >= lc) & forget, dot_px, g2c, g2b, lc)
             self.debug["blobs"] = [(int(i), int(stats[i, cv2.CC_STAT_AREA]), round(float(ec[i]), 1),
                                     round(float(seam[i]), 2), round(float(corr[i]), 2))
                                    for i in np.nonzero(still)[0]]
@@ -697,6 +768,13 @@ class CameraAnalyzer:
         keep[0] = False
         fg_kept = keep[labels] & fg.astype(bool)
         forgetting = forget[labels]
+        relight = None
+        if over is not None:
+            over &= forgetting  # blobs the detector kept whole need no rescue
+            if over.any():
+                fg_kept |= over
+                forgetting &= ~over
+                relight = self._gain_round(cur, bg, cur3 if bg3 is not None else None, bg3, over, fg_kept)
 
         # Learning by state.
         a_learn = 1.0 - math.exp(-dt / float(tr[f"{P}/learn_s"]))
@@ -714,6 +792,8 @@ class CameraAnalyzer:
         # matches frame after frame and is sunk then.  Not under steady light: a spot sweeping the room,
         # left unsunk, stops matching, is kept as something moving, and held as a person once it stops.
         hasty_px = (hasty & forget)[labels]
+        if relight is not None:
+            hasty_px &= ~over
         self._hasty_run = np.where(hasty_px, np.minimum(self._hasty_run + 1, HASTY_FRAMES), 0).astype(np.int16)
         rate[hasty_px & (self._hasty_run < HASTY_FRAMES)] = a_learn
         rate[moving & ~forgetting] = 0.0
@@ -721,6 +801,13 @@ class CameraAnalyzer:
         if bg3 is not None:
             bg3 += rate[..., None] * (cur3 - bg3)
             self._c3ok |= ~near  # a place no longer near anyone kept: the colour background there follows the room
+        if relight is not None:
+            # The background under them takes the light as the room round them does (at the same pace), so
+            # they stand out against the room as now lit, not as it was.
+            r, r3 = relight
+            bg[over] = (bg[over] + 4.0) * (1.0 + a_forget * (r - 1.0)) - 4.0
+            if r3 is not None:
+                bg3[over] = (bg3[over] + 4.0) * (1.0 + a_forget * (r3 - 1.0)) - 4.0
 
         self._prev = cur
         self._fg = fg_kept
