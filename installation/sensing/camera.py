@@ -46,7 +46,8 @@ model for a technician; in short (all on a small image, grey and in colour,
   ``absorb_s`` (default one hour).
 * **People** are the blobs left (at least ``min_blob`` of the view), with
   centroid or feet mapped through the ROI homography into canvas
-  coordinates and matched greedily to the previous frame's tracks.
+  coordinates and matched greedily to the previous frame's tracks; a
+  tracked person stays counted while their blob is half that size.
   ``presence`` is the occupied share of the ROI, but at least
   ``person_floor`` per person counted, so one distant visitor reads clearly.
 * **A second opinion** (second_opinion.py, detector.py): a single-frame
@@ -105,6 +106,10 @@ SEAM_UNSURE = 0.85
 # there if their part of the frame correlates at least STAY with the previous frame's gradients (a visitor under
 # a spot just switched on: 0.73-1.0; the place a visitor just left: 0.3-0.77).
 STAY = 0.6
+# A tracked person stays counted while their blob is at least KEEP_BLOB times min_blob (hysteresis): standing
+# still, a visitor in jeans the grey of the floor may show only their jacket ...
+KEEP_BLOB = 0.5
+KEEP_SHRINK = 0.55  # ... and while that is at least 0.55^2 = 0.3 of the area they had on the frame before
 CLIP = 250.0  # a colour channel this bright (0..255) may be clipped: its chroma says nothing
 ROW_DEV = 0.15  # most a row's light may differ from its cells' (flicker bands; see _light)
 
@@ -863,15 +868,18 @@ class CameraAnalyzer:
         n, _, stats, cents = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
         min_area = float(tr[f"{P}/min_blob"]) * self._roi_area
         feet = tr[f"{P}/anchor"] == "feet"
-        blobs = []
+        blobs = []  # (area, x, y, size, only continues a track)
         counted = []  # image boxes and centroids of the blobs counted as people
         for i in range(1, n):
             area = int(stats[i, cv2.CC_STAT_AREA])
-            if area < max(1.0, min_area):
+            if area < max(1.0, KEEP_BLOB * min_area):
                 continue
+            small = area < max(1.0, min_area)
             l, tp = stats[i, cv2.CC_STAT_LEFT], stats[i, cv2.CC_STAT_TOP]
-            counted.append(((l / w, tp / h, (l + stats[i, cv2.CC_STAT_WIDTH]) / w,
-                             (tp + stats[i, cv2.CC_STAT_HEIGHT]) / h), ((cents[i, 0] + 0.5) / w, (cents[i, 1] + 0.5) / h)))
+            if not small:
+                counted.append(((l / w, tp / h, (l + stats[i, cv2.CC_STAT_WIDTH]) / w,
+                                 (tp + stats[i, cv2.CC_STAT_HEIGHT]) / h),
+                                ((cents[i, 0] + 0.5) / w, (cents[i, 1] + 0.5) / h)))
             if feet:
                 u = (stats[i, cv2.CC_STAT_LEFT] + stats[i, cv2.CC_STAT_WIDTH] / 2) / w
                 v = (stats[i, cv2.CC_STAT_TOP] + stats[i, cv2.CC_STAT_HEIGHT]) / h
@@ -880,7 +888,7 @@ class CameraAnalyzer:
             x, y = self.to_canvas(u, v)
             if -0.05 <= x <= 1.05 and -0.05 <= y <= 1.05:
                 blobs.append((area, min(1.0, max(0.0, x)), min(1.0, max(0.0, y)),
-                              math.sqrt(area / self._roi_area)))
+                              math.sqrt(area / self._roi_area), small))
         # A live detection no counted blob covers is a person of its own, at its hip point.
         for tk in dets:
             (hx, hy), b = tk.hip, tk.box
@@ -891,31 +899,36 @@ class CameraAnalyzer:
             if -0.05 <= x <= 1.05 and -0.05 <= y <= 1.05:
                 area = (b[2] - b[0]) * (b[3] - b[1]) * h * w
                 blobs.append((area, min(1.0, max(0.0, x)), min(1.0, max(0.0, y)),
-                              min(1.0, math.sqrt(area / self._roi_area))))
+                              min(1.0, math.sqrt(area / self._roi_area)), False))
         blobs.sort(key=lambda b: -b[0])
         blobs = blobs[: int(tr[f"{P}/max_people"])]
 
-        # Greedy nearest-neighbour matching, closest pairs first.
+        # Greedy nearest-neighbour matching, closest pairs first; blobs under min_blob only continue a track
+        # no full-sized blob took (part of a visitor whose clothes match the floor, standing still), are
+        # matched after those, so a fragment beside a visitor cannot take their track, and must be at least
+        # KEEP_SHRINK of the track's size (linear: sizes are square roots of areas).
         max_d = float(tr[f"{P}/track_dist"])
-        pairs = sorted(((math.hypot(b[1] - tk.x, b[2] - tk.y), bi, ti)
+        pairs = sorted(((b[4], math.hypot(b[1] - tk.x, b[2] - tk.y), bi, ti)
                         for bi, b in enumerate(blobs) for ti, tk in enumerate(self._tracks)))
         used_b, used_t, new_tracks = set(), set(), []
         vs = float(tr[f"{P}/velocity_s"])
         a = 1.0 if vs <= 0 else 1.0 - math.exp(-dt / vs)
-        for d, bi, ti in pairs:
+        for small, d, bi, ti in pairs:
             if d > max_d or bi in used_b or ti in used_t:
                 continue
+            if small and blobs[bi][3] < KEEP_SHRINK * self._tracks[ti].size:
+                continue  # a remnant of something much larger (a ghost sunk round it), not that person
             used_b.add(bi)
             used_t.add(ti)
-            _, x, y, size = blobs[bi]
+            _, x, y, size, _ = blobs[bi]
             tk = self._tracks[ti]
             if dt > 0:
                 tk.vx += a * ((x - tk.x) / dt - tk.vx)
                 tk.vy += a * ((y - tk.y) / dt - tk.vy)
             tk.x, tk.y, tk.size = x, y, size
             new_tracks.append(tk)
-        for bi, (_, x, y, size) in enumerate(blobs):
-            if bi not in used_b:
+        for bi, (_, x, y, size, small) in enumerate(blobs):
+            if bi not in used_b and not small:
                 self._serial += 1
                 new_tracks.append(_Track(x, y, 0.0, 0.0, size, self._serial))
         new_tracks.sort(key=lambda tk: tk.born)
