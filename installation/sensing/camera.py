@@ -106,6 +106,7 @@ SEAM_UNSURE = 0.85
 # there if their part of the frame correlates at least STAY with the previous frame's gradients (a visitor under
 # a spot just switched on: 0.73-1.0; the place a visitor just left: 0.3-0.77).
 STAY = 0.6
+KEPT_S = 1.0  # ... and was kept unbroken for at least this long (s) before (a visitor; not a moving coloured spot)
 # A tracked person stays counted while their blob is at least KEEP_BLOB times min_blob (hysteresis): standing
 # still, a visitor in jeans the grey of the floor may show only their jacket ...
 KEEP_BLOB = 0.5
@@ -378,6 +379,7 @@ class CameraAnalyzer:
         self._prev: np.ndarray | None = None
         self._last_motion: np.ndarray | None = None
         self._fg: np.ndarray | None = None
+        self._kept_since: np.ndarray | None = None
         self._t_prev: float | None = None
         self._tracks: list[_Track] = []
         self._serial = 0
@@ -446,17 +448,20 @@ class CameraAnalyzer:
         roomy = cnt >= np.maximum(12, 0.25 * stats[:, cv2.CC_STAT_AREA])
         return roomy & (corr >= lc) & (off <= TILE_OFF)
 
-    def _kept_in_light(self, cur, fg, labels, n, stats, cand, dot_px, g2c, g2b, lc: float) -> np.ndarray | None:
-        """Pixels kept as someone on the previous frame, inside a blob now taken for light (``cand``), whose own
-        gradients do not follow the background's (correlation under ``lc``).
+    def _kept_in_light(self, cur, fg, labels, n, stats, cand, dot_px, g2c, g2b, lc: float, t: float) \
+            -> np.ndarray | None:
+        """Pixels kept as someone for ``KEPT_S`` up to the previous frame, inside a blob now taken for light
+        (``cand``), whose own gradients do not follow the background's (correlation under ``lc``) and do
+        follow the previous frame's (``STAY``).
 
         A spot or lamp switched on over or beside a still visitor makes one blob with them whose gradients
         are the light's, and would sink them with it.  The light is judged by the whole blob; who was there
         before it by their own part.  In an empty room nobody was kept, so a light there is judged as
-        before.  None where there are none."""
+        before; a coloured spot that moves or changes hue may be kept on one frame and taken for light on
+        the next, which is why only what was kept unbroken for a while counts.  None where there are none."""
         if self._fg is None or not cand.any():
             return None
-        prev = self._fg & fg.astype(bool) & cand[labels]
+        prev = (t - self._kept_since >= KEPT_S) & fg.astype(bool) & cand[labels]
         if not prev.any():
             return None
         lab = labels[prev]
@@ -638,6 +643,7 @@ class CameraAnalyzer:
             self._last_motion = np.full((h, w), -np.inf, np.float32)
             self._fg = np.zeros((h, w), bool)
             self._hasty_run = np.zeros((h, w), np.int16)  # frames running a pixel was taken for moving light
+            self._kept_since = np.full((h, w), np.inf, np.float32)  # since when a pixel has been kept unbroken
             self._t_prev = t
         chroma = float(tr[f"{P}/chroma_threshold"])
         if chroma <= 0:
@@ -764,7 +770,7 @@ class CameraAnalyzer:
                 hasty = light & ~still
             merit = still & own & ~light
             forget[0] = False
-            over = self._kept_in_light(cur, fg, labels, n, stats, (corr >= lc) & forget, dot_px, g2c, g2b, lc)
+            over = self._kept_in_light(cur, fg, labels, n, stats, (corr >= lc) & forget, dot_px, g2c, g2b, lc, t)
             self.debug["blobs"] = [(int(i), int(stats[i, cv2.CC_STAT_AREA]), round(float(ec[i]), 1),
                                     round(float(seam[i]), 2), round(float(corr[i]), 2))
                                    for i in np.nonzero(still)[0]]
@@ -815,6 +821,7 @@ class CameraAnalyzer:
                 bg3[over] = (bg3[over] + 4.0) * (1.0 + a_forget * (r3 - 1.0)) - 4.0
 
         self._prev = cur
+        self._kept_since = np.where(fg_kept, np.minimum(self._kept_since, t), np.inf).astype(np.float32)
         self._fg = fg_kept
         roi = self._roi_mask
         share = float(np.count_nonzero(fg_kept & roi)) / self._roi_area
