@@ -34,10 +34,11 @@ model for a technician; in short (all on a small image, grey and in colour,
   background is undone within seconds, whatever made it wrong.  A blob
   whose gradients follow the background's is light and left out at once
   (a still blob also when its inside alone does: a hard-edged spot's rim
-  is an outline the background lacks).  Someone kept on the previous frame
-  inside such a blob is judged by their own part of it: a spot switched on
-  over a still visitor sinks, the visitor stays, and the background under
-  them takes the light as the room round them does;
+  is an outline the background lacks).  Inside a blob taken for light as a
+  whole, someone kept unbroken for a second up to the previous frame is
+  judged by their own part of it: a spot switched on over a still visitor
+  sinks, the visitor stays, and the background under them takes the light
+  as the room round them does;
   just after a light step, one that still moves is sunk only after
   ``HASTY_FRAMES`` such frames (a visitor walking in as a lamp switches can
   match a door frame's lines for one).
@@ -47,7 +48,8 @@ model for a technician; in short (all on a small image, grey and in colour,
 * **People** are the blobs left (at least ``min_blob`` of the view), with
   centroid or feet mapped through the ROI homography into canvas
   coordinates and matched greedily to the previous frame's tracks; a
-  tracked person stays counted while their blob is half that size.
+  tracked person with no full-sized blob near stays counted while their
+  blob is at least half that size and 0.3 of its area a frame before.
   ``presence`` is the occupied share of the ROI, but at least
   ``person_floor`` per person counted, so one distant visitor reads clearly.
 * **A second opinion** (second_opinion.py, detector.py): a single-frame
@@ -102,9 +104,11 @@ TILE_OFF = 0.05
 SEAM_PX = (5, 9)
 SEAM_FLOOR = 0.5
 SEAM_UNSURE = 0.85
-# Someone kept on the previous frame, in a blob now taken for light (CameraAnalyzer._kept_in_light), is still
+# Someone kept up to the previous frame, in a blob now taken for light (CameraAnalyzer._kept_in_light), is still
 # there if their part of the frame correlates at least STAY with the previous frame's gradients (a visitor under
-# a spot just switched on: 0.73-1.0; the place a visitor just left: 0.3-0.77).
+# a spot just switched on: 0.73-1.0; the place a visitor left, on the frame they leave: 0.3-0.77; on later
+# frames an empty place follows the previous frame too, and what keeps it from being rescued is that its
+# gradients follow the background's).
 STAY = 0.6
 KEPT_S = 1.0  # ... and was kept unbroken for at least this long (s) before (a visitor; not a moving coloured spot)
 # A tracked person stays counted while their blob is at least KEEP_BLOB times min_blob (hysteresis): standing
@@ -643,7 +647,7 @@ class CameraAnalyzer:
             self._last_motion = np.full((h, w), -np.inf, np.float32)
             self._fg = np.zeros((h, w), bool)
             self._hasty_run = np.zeros((h, w), np.int16)  # frames running a pixel was taken for moving light
-            self._kept_since = np.full((h, w), np.inf, np.float32)  # since when a pixel has been kept unbroken
+            self._kept_since = np.full((h, w), np.inf)  # since when a pixel has been kept unbroken (s)
             self._t_prev = t
         chroma = float(tr[f"{P}/chroma_threshold"])
         if chroma <= 0:
@@ -821,7 +825,7 @@ class CameraAnalyzer:
                 bg3[over] = (bg3[over] + 4.0) * (1.0 + a_forget * (r3 - 1.0)) - 4.0
 
         self._prev = cur
-        self._kept_since = np.where(fg_kept, np.minimum(self._kept_since, t), np.inf).astype(np.float32)
+        self._kept_since = np.where(fg_kept, np.minimum(self._kept_since, t), np.inf)
         self._fg = fg_kept
         roi = self._roi_mask
         share = float(np.count_nonzero(fg_kept & roi)) / self._roi_area
@@ -910,21 +914,23 @@ class CameraAnalyzer:
         blobs.sort(key=lambda b: -b[0])
         blobs = blobs[: int(tr[f"{P}/max_people"])]
 
-        # Greedy nearest-neighbour matching, closest pairs first; blobs under min_blob only continue a track
-        # no full-sized blob took (part of a visitor whose clothes match the floor, standing still), are
-        # matched after those, so a fragment beside a visitor cannot take their track, and must be at least
-        # KEEP_SHRINK of the track's size (linear: sizes are square roots of areas).
+        # Greedy nearest-neighbour matching, closest pairs first.  A blob under min_blob only continues a
+        # track (part of a visitor whose clothes match the floor, standing still): one with no full-sized blob
+        # within track_dist (else it is a fragment of that blob's person: a head split from its body would
+        # be a second person), and at least KEEP_SHRINK of the track's size (linear: sizes are square roots
+        # of areas; else it is the remnant of something much larger, a ghost sunk round it).
         max_d = float(tr[f"{P}/track_dist"])
-        pairs = sorted(((b[4], math.hypot(b[1] - tk.x, b[2] - tk.y), bi, ti)
-                        for bi, b in enumerate(blobs) for ti, tk in enumerate(self._tracks)))
+        crowded = [any(not b[4] and math.hypot(b[1] - tk.x, b[2] - tk.y) <= max_d for b in blobs)
+                   for tk in self._tracks]
+        pairs = sorted((math.hypot(b[1] - tk.x, b[2] - tk.y), bi, ti)
+                       for bi, b in enumerate(blobs) for ti, tk in enumerate(self._tracks)
+                       if not b[4] or (not crowded[ti] and b[3] >= KEEP_SHRINK * tk.size))
         used_b, used_t, new_tracks = set(), set(), []
         vs = float(tr[f"{P}/velocity_s"])
         a = 1.0 if vs <= 0 else 1.0 - math.exp(-dt / vs)
-        for small, d, bi, ti in pairs:
+        for d, bi, ti in pairs:
             if d > max_d or bi in used_b or ti in used_t:
                 continue
-            if small and blobs[bi][3] < KEEP_SHRINK * self._tracks[ti].size:
-                continue  # a remnant of something much larger (a ghost sunk round it), not that person
             used_b.add(bi)
             used_t.add(ti)
             _, x, y, size, _ = blobs[bi]
