@@ -49,7 +49,7 @@ model for a technician; in short (all on a small image, grey and in colour,
   centroid or feet mapped through the ROI homography into canvas
   coordinates and matched greedily to the previous frame's tracks; a
   tracked person with no full-sized blob near stays counted while their
-  blob is at least half that size and 0.3 of its area a frame before.
+  blob is at least half that size and 0.3 of its largest area lately.
   ``presence`` is the occupied share of the ROI, but at least
   ``person_floor`` per person counted, so one distant visitor reads clearly.
 * **A second opinion** (second_opinion.py, detector.py): a single-frame
@@ -114,7 +114,8 @@ KEPT_S = 1.0  # ... and was kept unbroken for at least this long (s) before (a v
 # A tracked person stays counted while their blob is at least KEEP_BLOB times min_blob (hysteresis): standing
 # still, a visitor in jeans the grey of the floor may show only their jacket ...
 KEEP_BLOB = 0.5
-KEEP_SHRINK = 0.55  # ... and while that is at least 0.55^2 = 0.3 of the area they had on the frame before
+KEEP_SHRINK = 0.55  # ... and while that is at least 0.55^2 = 0.3 of the largest area they had lately,
+PEAK_S = 5.0  # ... that largest area forgotten over this time constant (s)
 CLIP = 250.0  # a colour channel this bright (0..255) may be clipped: its chroma says nothing
 ROW_DEV = 0.15  # most a row's light may differ from its cells' (flicker bands; see _light)
 
@@ -255,6 +256,7 @@ class _Track:
     vy: float
     size: float
     born: int
+    peak: float = 0.0  # the largest size lately (decays over PEAK_S): what a fragment is measured against
 
 
 class CameraAnalyzer:
@@ -917,14 +919,15 @@ class CameraAnalyzer:
         # Greedy nearest-neighbour matching, closest pairs first.  A blob under min_blob only continues a
         # track (part of a visitor whose clothes match the floor, standing still): one with no full-sized blob
         # within track_dist (else it is a fragment of that blob's person: a head split from its body would
-        # be a second person), and at least KEEP_SHRINK of the track's size (linear: sizes are square roots
-        # of areas; else it is the remnant of something much larger, a ghost sunk round it).
+        # be a second person), and at least KEEP_SHRINK of the track's largest size lately (linear: sizes are
+        # square roots of areas; else it is the remnant of something much larger, a ghost sinking round it
+        # over a few frames).
         max_d = float(tr[f"{P}/track_dist"])
         crowded = [any(not b[4] and math.hypot(b[1] - tk.x, b[2] - tk.y) <= max_d for b in blobs)
                    for tk in self._tracks]
         pairs = sorted((math.hypot(b[1] - tk.x, b[2] - tk.y), bi, ti)
                        for bi, b in enumerate(blobs) for ti, tk in enumerate(self._tracks)
-                       if not b[4] or (not crowded[ti] and b[3] >= KEEP_SHRINK * tk.size))
+                       if not b[4] or (not crowded[ti] and b[3] >= KEEP_SHRINK * tk.peak * math.exp(-dt / PEAK_S)))
         used_b, used_t, new_tracks = set(), set(), []
         vs = float(tr[f"{P}/velocity_s"])
         a = 1.0 if vs <= 0 else 1.0 - math.exp(-dt / vs)
@@ -939,11 +942,12 @@ class CameraAnalyzer:
                 tk.vx += a * ((x - tk.x) / dt - tk.vx)
                 tk.vy += a * ((y - tk.y) / dt - tk.vy)
             tk.x, tk.y, tk.size = x, y, size
+            tk.peak = max(size, tk.peak * math.exp(-dt / PEAK_S))
             new_tracks.append(tk)
         for bi, (_, x, y, size, small) in enumerate(blobs):
             if bi not in used_b and not small:
                 self._serial += 1
-                new_tracks.append(_Track(x, y, 0.0, 0.0, size, self._serial))
+                new_tracks.append(_Track(x, y, 0.0, 0.0, size, self._serial, size))
         new_tracks.sort(key=lambda tk: tk.born)
         self._tracks = new_tracks
         return tuple(Person(tk.x, tk.y, tk.size, tk.vx, tk.vy) for tk in new_tracks)

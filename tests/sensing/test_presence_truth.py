@@ -341,7 +341,7 @@ def test_a_small_visitor_of_whom_less_shows_once_still_stays_counted(walk):
     they stood.  Here the top of the largest real cut-out, cut so that its outline is 1.6 times
     ``min_blob`` for 2 s, then 1.0 times for 10 s (of which the foreground finds about 0.7); detector off.
     A tracked person with no full-sized blob near now stays counted while at least half ``min_blob`` and
-    0.3 of what they were a frame before shows; the smaller part alone, never seen larger, is still no
+    0.3 of the most they showed lately shows; the smaller part alone, never seen larger, is still no
     person (so it is the track that keeps them)."""
     clip, view, cuts = walk
     pix, alpha = max(cuts, key=lambda c: float(c[1].sum()))
