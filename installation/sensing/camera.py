@@ -242,6 +242,15 @@ def _channels(img: np.ndarray) -> np.ndarray:
     return (img.reshape(h * w, 3) @ np.ones(3, np.float32)).reshape(h, w)
 
 
+def _blob_corr(lab: np.ndarray, n: int, ab: np.ndarray, aa: np.ndarray, bb: np.ndarray) -> np.ndarray:
+    """Per blob (labels ``lab``, 0..n-1, one per pixel): the normalised correlation of two gradient fields
+    from their per-pixel products (``ab`` = a.b, ``aa`` = |a|^2, ``bb`` = |b|^2)."""
+    dot = np.bincount(lab, weights=ab, minlength=n)
+    na = np.bincount(lab, weights=aa, minlength=n)
+    nb = np.bincount(lab, weights=bb, minlength=n)
+    return dot / np.sqrt(np.maximum(na * nb, 1e-6))
+
+
 def _sobel(img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """x and y gradients (grey levels per pixel: Sobel 3x3 scaled to a plain difference)."""
     return (cv2.Sobel(img, cv2.CV_32F, 1, 0, ksize=3, scale=0.125),
@@ -472,18 +481,12 @@ class CameraAnalyzer:
             return None
         lab = labels[prev]
         m = np.bincount(lab, minlength=n)
-        dot = np.bincount(lab, weights=dot_px[prev], minlength=n)
-        nc = np.bincount(lab, weights=g2c[prev], minlength=n)
-        nb = np.bincount(lab, weights=g2b[prev], minlength=n)
-        corr = dot / np.sqrt(np.maximum(nc * nb, 1e-6))
+        corr = _blob_corr(lab, n, dot_px[prev], g2c[prev], g2b[prev])
         # Still there: their part of the frame follows the previous frame's gradients (the light scales
         # them); where they have just left, it shows the room instead.
         cx, cy = _sobel(cur)
         px, py = _sobel(self._prev)
-        sp = np.bincount(lab, weights=(cx * px + cy * py)[prev], minlength=n)
-        sc = np.bincount(lab, weights=(cx * cx + cy * cy)[prev], minlength=n)
-        sq = np.bincount(lab, weights=(px * px + py * py)[prev], minlength=n)
-        stay = sp / np.sqrt(np.maximum(sc * sq, 1e-6))
+        stay = _blob_corr(lab, n, (cx * px + cy * py)[prev], (cx * cx + cy * cy)[prev], (px * px + py * py)[prev])
         ok = cand & (m >= 12) & (corr < lc) & (stay >= STAY)
         ok[0] = False
         return prev & ok[labels] if ok.any() else None
@@ -749,12 +752,8 @@ class CameraAnalyzer:
             ec = np.bincount(lab_e, weights=gc[edge], minlength=n) / np.maximum(cnt, 1)
             # Light keeps the room's structure: gradients inside the blob point the same way as the
             # background's (a person's or a ghost's do not).
-            lab = labels.ravel()
-            dot = np.bincount(lab, weights=dot_px.ravel(), minlength=n)
             g2c, g2b = gc * gc, gb * gb
-            nc = np.bincount(lab, weights=g2c.ravel(), minlength=n)
-            nb = np.bincount(lab, weights=g2b.ravel(), minlength=n)
-            corr = dot / np.sqrt(np.maximum(nc * nb, 1e-6))
+            corr = _blob_corr(labels.ravel(), n, dot_px.ravel(), g2c.ravel(), g2b.ravel())
             lc = float(tr[f"{P}/light_corr"])
             light = corr >= lc
             if still.any():
