@@ -62,6 +62,14 @@ model for a technician; in short (all on a small image, grey and in colour,
   motion and no foreground kept on its own merits for ``fixture_s`` is a
   fixture (a picture, a statue): its place is remembered, and a detection
   there counts only while something moves in front of it (plus 2 s).
+  Each run also looks close up (squares ``detect_close_up`` of the
+  frame's height, score ``detect_close_score``) where motion that nothing
+  explains gathered over the last seconds (a visitor in view at start-up
+  sways, and the background already holds them), and again where a small
+  live detection was: a person a fifth of the frame tall is too small for
+  the whole frame's 224x224 input.  A close-up's find is someone new only
+  where that motion lies inside its body box, and counts while something
+  moves there, plus ``CLOSE_QUIET_S`` (3 s).
   Without the detector runtime the analysis is background subtraction alone.
 """
 
@@ -118,6 +126,17 @@ KEEP_SHRINK = 0.55  # ... and while that is at least 0.55^2 = 0.3 of the largest
 PEAK_S = 5.0  # ... that largest area forgotten over this time constant (s)
 CLIP = 250.0  # a colour channel this bright (0..255) may be clipped: its chroma says nothing
 ROW_DEV = 0.15  # most a row's light may differ from its cells' (flicker bands; see _light)
+# Close-ups for the detector (see _close_ups): motion that neither a blob of a person's size nor a live
+# detection explains is remembered, in pixel-seconds, with time constant STIR_S (s); a place is looked at
+# once it gathered STIR_MIN (s) times min_blob's area (a quarter of it moving for a tenth of a second), four
+# times as dense as elsewhere (a light change moves pixels everywhere at once); at most STIR_LOOKS such
+# places a run, a place looked at not again for LOOK_AGAIN_S (a blinking screen must not take every turn),
+# and at most MAX_CLOSE_UPS close-ups a run in all (small live detections are looked at again first).
+STIR_S = 2.0
+STIR_MIN = 0.025
+STIR_LOOKS = 2
+LOOK_AGAIN_S = 2.0
+MAX_CLOSE_UPS = 3
 
 # Canvas corners in the order the ROI points are given: TL, TR, BR, BL.
 CANVAS_CORNERS = ((0.0, 0.0), (1.0, 0.0), (1.0, 1.0), (0.0, 1.0))
@@ -159,6 +178,11 @@ PARAMS: tuple[ParamSpec, ...] = tuple(
         ("track_dist", 0.2, 0.01, 1.0, "canvas", "furthest a person may move between frames and keep their track"),
         ("velocity_s", 0.3, 0.0, 5.0, "s", "smoothing time constant of people's velocities"),
         ("detect_score", 0.5, 0.05, 0.99, "", "person detector: lowest score that counts as a person"),
+        ("detect_close_up", 0.4, 0.0, 1.0, "frame heights", "side of the square close-up the person detector "
+         "also looks at where something stirs that no counted blob explains, and where a small detection was "
+         "(a still visitor in view at start-up, too small for the whole frame); 0 turns close-ups off"),
+        ("detect_close_score", 0.8, 0.05, 0.99, "", "person detector in a close-up: lowest score that counts "
+         "(above detect_score: close-ups of empty rooms and things score up to about 0.8)"),
         ("detect_hold_s", 1.0, 0.1, 30.0, "s", "a person detection lives this long after the detector last saw "
          "it (covers a missed run)"),
         ("fixture_s", 300.0, 1.0, 86400.0, "s", "a detected person whose place shows no motion for this long is "
@@ -309,7 +333,46 @@ class CameraAnalyzer:
         det = getattr(self.opinion, "det", None)
         if det is not None:
             det.min_score = float(self.tree[f"{P}/detect_score"])
-        return self.opinion.offer(frame, t, hz)
+        return self.opinion.offer(frame, t, hz, lambda: self._close_ups(*frame.shape[:2], t))
+
+    def _close_ups(self, fh: int, fw: int, t: float) -> list[tuple[tuple[int, int, int, int], float]]:
+        """Where the detector should also look close up this run, as ``(region in frame pixels, min score)``:
+        again at live detections too small to be sure of in the whole frame, then at the places where most
+        motion that nothing explains gathered lately (someone the background already holds, swaying)."""
+        tr = self.tree
+        side_r = float(tr[f"{P}/detect_close_up"])
+        if side_r <= 0 or self._stir is None:
+            return []
+        side = int(min(fh, fw, max(16, round(side_r * fh))))
+
+        def region(cx: float, cy: float) -> tuple[int, int, int, int]:
+            x0 = int(round(min(max(cx * fw - side / 2, 0), fw - side)))
+            y0 = int(round(min(max(cy * fh - side / 2, 0), fh - side)))
+            return (x0, y0, x0 + side, y0 + side)
+
+        out = [region((tk.box[0] + tk.box[2]) / 2, (tk.box[1] + tk.box[3]) / 2) for tk in self._dets.live()
+               if (tk.box[3] - tk.box[1]) * fh < side][: MAX_CLOSE_UPS - 1]
+        h, w = self._stir.shape
+        k = max(3, int(round(side * h / fh)))
+        sums = cv2.boxFilter(self._stir, -1, (k, k), normalize=False, borderType=cv2.BORDER_CONSTANT)
+        sums[t - self._looked < LOOK_AGAIN_S] = 0.0
+        total = float(self._stir.sum())
+        need = STIR_MIN * float(tr[f"{P}/min_blob"]) * self._roi_area
+        for _ in range(min(STIR_LOOKS, MAX_CLOSE_UPS - len(out))):
+            i = int(np.argmax(sums))
+            val = float(sums.flat[i])
+            elsewhere = max(0.0, total - val) / max(1, self._roi_area - k * k)
+            if val < need or val <= 4.0 * elsewhere * k * k:
+                break
+            cy, cx = divmod(i, w)
+            win = (slice(max(0, cy - k), cy + k + 1), slice(max(0, cx - k), cx + k + 1))
+            sums[win] = 0.0   # the next place must not overlap this one
+            u, v = (cx + 0.5) / w, (cy + 0.5) / h
+            if not any(r[0] <= u * fw < r[2] and r[1] <= v * fh < r[3] for r in out):
+                out.append(region(u, v))
+                self._looked[max(0, cy - k // 2): cy + k // 2 + 1, max(0, cx - k // 2): cx + k // 2 + 1] = t
+        score = float(tr[f"{P}/detect_close_score"])
+        return [(r, score) for r in out]
 
     # -- geometry ------------------------------------------------------
     def _undistort(self, uv: np.ndarray) -> np.ndarray:
@@ -408,6 +471,8 @@ class CameraAnalyzer:
         self._gain: float | None = None
         self._t_step = -math.inf  # when the whole frame's light last stepped
         self._dets = DetectionTracks()
+        self._stir: np.ndarray | None = None  # motion nothing explains, pixel-seconds, decaying (see _close_ups)
+        self._looked: np.ndarray | None = None  # when a close-up was last centred near each pixel
         self._tiles: np.ndarray | None = None
         self.debug: dict = {}
 
@@ -653,6 +718,8 @@ class CameraAnalyzer:
             self._fg = np.zeros((h, w), bool)
             self._hasty_run = np.zeros((h, w), np.int16)  # frames running a pixel was taken for moving light
             self._kept_since = np.full((h, w), np.inf)  # since when a pixel has been kept unbroken (s)
+            self._stir = np.zeros((h, w), np.float32)
+            self._looked = np.full((h, w), -np.inf)
             self._t_prev = t
         chroma = float(tr[f"{P}/chroma_threshold"])
         if chroma <= 0:
@@ -712,6 +779,17 @@ class CameraAnalyzer:
 
         # Question every still blob: its own outline, or the background's (a ghost) / none (light)?
         n, labels, stats, _ = cv2.connectedComponentsWithStats(fg, connectivity=8)
+        # Motion that neither a blob of a person's size nor a live detection explains (someone the background
+        # already holds, swaying), remembered for the detector's close-ups.
+        self._stir *= math.exp(-dt / STIR_S)
+        if not light_step and dt > 0:
+            big = stats[:, cv2.CC_STAT_AREA] >= max(1.0, float(tr[f"{P}/min_blob"]) * self._roi_area)
+            big[0] = False
+            explained = cv2.dilate(big[labels].astype(np.uint8), _K3).astype(bool)
+            for tk in self._dets.live():
+                x0, y0, x1, y1 = tk.box
+                explained[int(y0 * h):int(math.ceil(y1 * h)), int(x0 * w):int(math.ceil(x1 * w))] = True
+            self._stir[moving & ~explained & self._roi_mask] += min(dt, 1.0)
         forget = np.zeros(n, bool)
         merit = np.zeros(n, bool)   # still blobs kept by their own outline (not by having moved lately)
         over = None  # someone kept last frame, inside a blob now taken for light (see _kept_in_light)
@@ -843,7 +921,14 @@ class CameraAnalyzer:
         those blobs).  ``merit``: per blob, still and kept by its own outline; ``light_step``: the light
         changed since the last frame, so nothing moving now says someone is there.  Returns the live tracks."""
         tr = self.tree
-        self._dets.merge(self._ask(frame, t), t, float(tr[f"{P}/detect_hold_s"]))
+        results = self._ask(frame, t)
+        if results:
+            # A close-up's find of someone a track stands for keeps it alive; it is someone new only where
+            # motion nothing explains gathered inside its body box (the close-up may take in a pole or a sign
+            # beside the motion that called for it).
+            results = [(tf, tuple(d for d in dets if not d.close or self._dets.knows(d)
+                                  or self._stirred(d.box, h, w))) for tf, dets in results]
+        self._dets.merge(results, t, float(tr[f"{P}/detect_hold_s"]))
         if not self._dets.remembers():
             return []
         own_px = merit[labels] & fg.astype(bool)
@@ -874,6 +959,12 @@ class CameraAnalyzer:
             rescue[0] = False
             forget &= ~rescue  # kept: a person the detector sees, whatever the light test said
         return live
+
+    def _stirred(self, box, h: int, w: int) -> bool:
+        """Whether motion nothing explains gathered inside ``box`` (normalised) lately (see _close_ups)."""
+        x0, y0 = int(box[0] * w), int(box[1] * h)
+        x1, y1 = int(math.ceil(box[2] * w)), int(math.ceil(box[3] * h))
+        return float(self._stir[y0:y1, x0:x1].sum()) >= STIR_MIN * float(self.tree[f"{P}/min_blob"]) * self._roi_area
 
     def _people(self, mask: np.ndarray, h: int, w: int, dt: float, dets=()) -> tuple[Person, ...]:
         tr = self.tree

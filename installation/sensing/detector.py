@@ -44,7 +44,8 @@ class Detection:
 
     ``box`` (x0, y0, x1, y1) bounds the body circle (centre ``hip``, radius
     ``radius`` in image widths), clipped to the image; ``face`` is the
-    model's own face box; ``score`` is 0..1.
+    model's own face box; ``score`` is 0..1; ``close``: found in a
+    close-up (:meth:`PersonDetector.detect_in`), not the whole frame.
     """
 
     score: float
@@ -52,6 +53,7 @@ class Detection:
     hip: tuple[float, float]
     radius: float
     face: tuple[float, float, float, float]
+    close: bool = False
 
 
 def anchors(size: int = INPUT, strides=STRIDES) -> np.ndarray:
@@ -135,11 +137,12 @@ class PersonDetector:
         p = 1.0 / (1.0 + np.exp(-np.clip(raw, -80.0, 80.0)))
         return p, reg, (ox, oy, sw, sh)
 
-    def detect(self, bgr: np.ndarray) -> tuple[Detection, ...]:
-        """People on one BGR frame, best first (score >= ``min_score``, overlapping faces suppressed)."""
+    def detect(self, bgr: np.ndarray, min_score: float | None = None) -> tuple[Detection, ...]:
+        """People on one BGR frame, best first (score >= ``min_score``, default the detector's own,
+        overlapping faces suppressed)."""
         h, w = bgr.shape[:2]
         p, reg, (ox, oy, sw, sh) = self.scores(bgr)
-        idx = np.nonzero(p >= self.min_score)[0]
+        idx = np.nonzero(p >= (self.min_score if min_score is None else min_score))[0]
         idx = idx[np.argsort(-p[idx], kind="stable")]
         A = self._anchors
 
@@ -162,3 +165,27 @@ class PersonDetector:
             out.append(Detection(float(p[i]), tuple(float(v) for v in box), (float(hx), float(hy)), float(rad / w),
                                  tuple(float(v) for v in face)))
         return tuple(out)
+
+    def detect_in(self, bgr: np.ndarray, region: tuple[int, int, int, int], min_score: float) \
+            -> tuple[Detection, ...]:
+        """People in one region (x0, y0, x1, y1 in pixels) of a frame, looked at close up, in the whole
+        frame's normalised coordinates.  A person a few tenths of the frame's height tall is a few pixels
+        in the whole frame's 224x224 input and is not found there; in a close-up they fill it."""
+        h, w = bgr.shape[:2]
+        x0, y0, x1, y1 = (int(v) for v in region)
+        x0, y0, x1, y1 = max(0, x0), max(0, y0), min(w, x1), min(h, y1)
+        if x1 - x0 < 8 or y1 - y0 < 8:
+            return ()
+        cw, ch = x1 - x0, y1 - y0
+
+        def fx(u: float) -> float:
+            return (x0 + u * cw) / w
+
+        def fy(v: float) -> float:
+            return (y0 + v * ch) / h
+
+        # A body circle wider than the close-up is part of someone larger, cut by its edge.
+        return tuple(Detection(d.score, (fx(d.box[0]), fy(d.box[1]), fx(d.box[2]), fy(d.box[3])),
+                               (fx(d.hip[0]), fy(d.hip[1])), d.radius * cw / w,
+                               (fx(d.face[0]), fy(d.face[1]), fx(d.face[2]), fy(d.face[3])), True)
+                     for d in self.detect(bgr[y0:y1, x0:x1], min_score) if 2.0 * d.radius < 1.0)

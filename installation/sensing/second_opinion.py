@@ -6,8 +6,10 @@ the room light steps.  A single-frame person detector (detector.py) does not
 depend on the background; :class:`CameraAnalyzer` asks it now and then and
 merges its answers into :class:`DetectionTracks`.
 
-Two ways to ask, one interface (``offer(frame, t, hz)`` returns the results
-that are ready, each ``(frame time, detections)``; ``close()``):
+Each run looks at the whole frame and then at the close-ups the analyzer
+asks for (:func:`look`).  Two ways to ask, one interface (``offer(frame, t,
+hz, close_ups)`` returns the results that are ready, each ``(frame time,
+detections)``; ``close()``):
 
 * :class:`InlineOpinion` runs the detector inside the analysis call whenever
   the frame time passes the next due time (every ``1/hz`` seconds).  The
@@ -38,6 +40,36 @@ from . import detector as D
 log = logging.getLogger(__name__)
 
 
+#: a close-up's find whose body box overlaps one already made this much is the same person
+SAME_IOU = 0.3
+
+
+def same_person(a: D.Detection, box, hip) -> bool:
+    """Whether find ``a`` and a find with body ``box`` and ``hip`` are one person: overlapping boxes, one
+    box mostly inside the other (a close-up that cut someone tall in half finds a part of them), or one's
+    hip inside the other's box."""
+    ix = max(0.0, min(a.box[2], box[2]) - max(a.box[0], box[0]))
+    iy = max(0.0, min(a.box[3], box[3]) - max(a.box[1], box[1]))
+    smaller = min((a.box[2] - a.box[0]) * (a.box[3] - a.box[1]), (box[2] - box[0]) * (box[3] - box[1]))
+    inside = smaller > 0 and ix * iy > 0.5 * smaller
+
+    def within(p, b):
+        return b[0] <= p[0] <= b[2] and b[1] <= p[1] <= b[3]
+
+    return D.iou(a.box, box) > SAME_IOU or inside or within(a.hip, box) or within(hip, a.box)
+
+
+def look(det: D.PersonDetector, frame: np.ndarray, close_ups=()) -> tuple[D.Detection, ...]:
+    """The people on ``frame``: the whole frame, then each close-up ``(region, min_score)`` (region x0, y0,
+    x1, y1 in pixels); a close-up's find of someone already found is left out."""
+    dets = list(det.detect(frame))
+    for region, score in close_ups:
+        for d in det.detect_in(frame, region, score):
+            if not any(same_person(d, o.box, o.hip) for o in dets):
+                dets.append(d)
+    return tuple(dets)
+
+
 class InlineOpinion:
     """Runs the detector in the caller's thread when due (deterministic in the frame times)."""
 
@@ -48,13 +80,16 @@ class InlineOpinion:
         self.seconds = 0.0  # time spent in the detector (for the benchmark)
         self.load_seconds = 0.0  # time make_opinion spent loading it
 
-    def offer(self, frame: np.ndarray, t: float, hz: float) -> list[tuple[float, tuple[D.Detection, ...]]]:
-        """Detections on ``frame`` if a run is due at ``t``, else nothing."""
+    def offer(self, frame: np.ndarray, t: float, hz: float, close_ups=None) \
+            -> list[tuple[float, tuple[D.Detection, ...]]]:
+        """Detections on ``frame`` if a run is due at ``t``, else nothing.  ``close_ups``: called when a run
+        is due, gives the close-ups to look at as well (see :func:`look`)."""
         if hz <= 0 or t < self._due:
             return []
         self._due = t + 1.0 / hz
+        regions = close_ups() if close_ups is not None else ()
         t0 = time.perf_counter()
-        dets = self.det.detect(frame)
+        dets = look(self.det, frame, regions)
         self.seconds += time.perf_counter() - t0
         self.calls += 1
         return [(t, dets)]
@@ -87,10 +122,10 @@ class ThreadedOpinion:
         self.load_seconds = 0.0
 
     def _detect(self, item) -> None:   # on the detector's thread
-        frame, t = item
+        frame, t, regions = item
         t0 = time.perf_counter()
         try:
-            dets = self.det.detect(frame)
+            dets = look(self.det, frame, regions)
         except Exception as e:  # a bad frame must not end the thread
             log.warning("person detector failed on a frame: %s", e)
             return
@@ -98,11 +133,13 @@ class ThreadedOpinion:
         self.calls += 1
         self._out.put((t, dets))
 
-    def offer(self, frame: np.ndarray, t: float, hz: float) -> list[tuple[float, tuple[D.Detection, ...]]]:
-        """Hand ``frame`` over if due (never waits); return the results finished since the last call."""
+    def offer(self, frame: np.ndarray, t: float, hz: float, close_ups=None) \
+            -> list[tuple[float, tuple[D.Detection, ...]]]:
+        """Hand ``frame`` (and the close-ups ``close_ups()`` gives, as for :class:`InlineOpinion`) over if
+        due (never waits); return the results finished since the last call."""
         if hz > 0 and t >= self._due:
             self._due = t + 1.0 / hz
-            self._slot.put((frame, t))
+            self._slot.put((frame, t, close_ups() if close_ups is not None else ()))
         out = []
         while True:
             try:
@@ -145,6 +182,7 @@ class DetTrack:
     born: float
     active: float  # last time motion (or foreground kept on its own merits) was inside the box
     fixture: bool = False
+    close: bool = False  # seen in close-ups only, never in the whole frame
 
 
 class DetectionTracks:
@@ -156,7 +194,11 @@ class DetectionTracks:
     fixtures from the start, and one that activity (a visitor passing in
     front) made count again is a fixture once more after ``REFIX_S`` quiet
     seconds, not ``fixture_s`` (a portrait in a busy room would otherwise
-    read as a visitor for ``fixture_s`` after everyone who passed it).
+    read as a visitor for ``fixture_s`` after everyone who passed it).  A
+    track seen only in close-ups is a fixture after ``CLOSE_QUIET_S`` quiet
+    seconds: the detector is less sure there (a pole with a sign on it
+    scores as high as a distant visitor), and a visitor in view at start-up
+    sways.
     """
 
     MATCH_IOU = 0.3
@@ -165,6 +207,7 @@ class DetectionTracks:
     #: a find after a longer gap starts afresh (a new visitor where an old one stood)
     REMEMBER_S = 60.0
     REFIX_S = 2.0
+    CLOSE_QUIET_S = 3.0
 
     def __init__(self) -> None:
         self.tracks: list[DetTrack] = []
@@ -183,18 +226,27 @@ class DetectionTracks:
                         o = D.iou(d.box, tk.box)
                         if o >= best:
                             best, bi = o, i
+                if bi < 0:   # the same person found whole and close up (a part of them, or them within a part)
+                    bi = next((i for i, tk in enumerate(self.tracks)
+                               if i not in used and same_person(d, tk.box, tk.hip)), -1)
+                    if bi >= 0 and d.close and not self.tracks[bi].close:
+                        self.tracks[bi].seen = max(self.tracks[bi].seen, tf)   # keep the whole frame's box
+                        used.add(bi)
+                        continue
                 if bi >= 0:
                     tk = self.tracks[bi]
                     tk.box, tk.hip, tk.score, tk.seen = d.box, d.hip, d.score, max(tk.seen, tf)
+                    tk.close = tk.close and d.close
                     used.add(bi)
                 else:
                     old = max(((D.iou(d.box, e.box), k) for k, e in enumerate(self.ended)), default=(0.0, -1))
                     if old[0] >= self.MATCH_IOU:   # seen here before: it keeps its history
                         tk = self.ended.pop(old[1])
                         tk.box, tk.hip, tk.score, tk.seen = d.box, d.hip, d.score, tf
+                        tk.close = tk.close and d.close
                     else:
                         fixture = any(D.iou(d.box, f) >= 0.5 for f in self.fixtures)
-                        tk = DetTrack(d.box, d.hip, d.score, tf, tf, tf, fixture)
+                        tk = DetTrack(d.box, d.hip, d.score, tf, tf, tf, fixture, d.close)
                     self.tracks.append(tk)
                     used.add(len(self.tracks) - 1)
         gone = [tk for tk in self.tracks if t - tk.seen > hold_s]
@@ -214,10 +266,15 @@ class DetectionTracks:
                 tk.fixture = False
             elif not tk.fixture:
                 known = any(D.iou(tk.box, f) >= 0.5 for f in self.fixtures)
-                if t - tk.active >= (self.REFIX_S if known else fixture_s):
+                quiet = self.REFIX_S if known else (min(fixture_s, self.CLOSE_QUIET_S) if tk.close else fixture_s)
+                if t - tk.active >= quiet:
                     tk.fixture = True
-                    if not known:
+                    if not known and not tk.close:   # a close-up's quiet find is not remembered as a picture
                         self.fixtures = (self.fixtures + [tk.box])[-max_fixtures:]
+
+    def knows(self, d: D.Detection) -> bool:
+        """Whether find ``d`` is someone a current track already stands for (see :meth:`merge`)."""
+        return any(D.iou(d.box, tk.box) >= self.MATCH_IOU or same_person(d, tk.box, tk.hip) for tk in self.tracks)
 
     def remembers(self) -> bool:
         """Anything to keep up to date: live tracks, recently ended ones, or fixture places."""

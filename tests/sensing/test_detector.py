@@ -10,6 +10,7 @@ detector runtime the camera still works, with one warning.
 from __future__ import annotations
 
 import logging
+import math
 import sys
 import time
 
@@ -178,6 +179,109 @@ def test_a_picture_is_a_picture_again_soon_after_someone_passes_in_front_of_it(d
     assert pres[(t >= 6.5) & (t < 8.0)].max() <= EMPTY      # known as a picture
     assert np.mean(pres[(t >= 8.2) & (t < 10.0)] > EMPTY) > 0.8   # the passer-by counts (not when half out)
     assert pres[t >= 10.0 + 3.0].max() <= EMPTY              # empty again within 3 s of them leaving
+
+
+WORKER = MEDIA / "worker-zone-detection.gif"
+
+
+def far_hall(k: float = 0.35):
+    """The worker-zone hall seen from further away: ``view(frame)`` puts a frame of the clip at ``k`` of the size
+    in the middle of a 640x360 picture, the empty hall mirrored round it, so the worker is a fifth of the frame
+    tall, as a visitor across a large room is.  Returns ``view``, the empty hall, and the worker standing
+    still near the end of the clip as a cut-out (see scenarios.cutouts)."""
+    fr = frames(WORKER)
+    h, w = fr[0].shape[:2]
+    plate = fr[0].copy()   # the hall with nobody: the worker's place at the start from the last frame
+    y0, x0, x1 = int(h * 0.42), int(w * 0.45), int(w * 0.78)
+    plate[y0:, x0:x1] = fr[-1][y0:, x0:x1]
+    W, H = SIZE
+    sw, sh = int(W * k), int(H * k)
+    top, left = (H - sh) // 2, (W - sw) // 2
+    around = cv2.copyMakeBorder(cv2.resize(plate, (sw, sh), interpolation=cv2.INTER_AREA), top, H - sh - top,
+                                left, W - sw - left, cv2.BORDER_REFLECT)
+
+    def view(f):
+        out = around.copy()
+        out[top:top + sh, left:left + sw] = cv2.resize(f, (sw, sh), interpolation=cv2.INTER_AREA)
+        return out
+
+    clip = S.Clip("worker", list(fr), 50.0 / 3.0, np.ones(len(fr), int))
+    cut = S.cutouts(clip, [plate])[56]
+    return view, plate, cut
+
+
+def blink(f, i, x, y, size):
+    """``f`` with a small screen at (x, y) that blinks white every other pair of frames."""
+    if i % 4 < 2:
+        f = f.copy()
+        f[y:y + size, x:x + size] = 230
+    return f
+
+
+@pytest.mark.parametrize("screen", [None, (40, 60, 20)])
+def test_a_small_still_visitor_in_view_at_start_up_reads_present_within_3_s(det, screen):
+    """A worker standing still across a large hall when the camera starts (a fifth of the frame tall,
+    swaying a pixel or so), then gone.  The background holds them from the first frame, and the whole frame
+    is too coarse for the detector to be sure of them (about 0.45): without close-ups they read empty while
+    they stand (the bug).  A close-up where their sway stirs finds them (about 0.95): present within 3 s
+    (a sub-pixel sway shows on a few frames a second: 1 to 2.5 s with the eight noise seeds tried), and
+    empty within 3 s of them leaving.  A screen blinking in a corner, which stirs more than they do, must
+    not take every close-up (review: it did, and they read empty)."""
+    view, plate, cut = far_hall()
+    rng = np.random.default_rng(4)
+    fps = 10.0
+    shots = []
+    for i in range(int(12 * fps)):
+        f = view(S.paste(plate, cut, dx=int(round(3 * math.sin(i * 0.37))))) if i < 6 * fps else view(plate)
+        shots.append((S._noisy(blink(f, i, *screen) if screen else f, rng), i / fps))
+    t = np.array([s[1] for s in shots])
+    tree = ParamTree.from_specs(PARAMS)
+    tree.update_bases({"sensing/camera/detect_close_up": 0.0})
+    _, before = run(shots, tree)
+    assert np.mean(before[t < 6.0] > EMPTY) < 0.2, before.round(3).tolist()
+    _, pres = run(shots)
+    assert pres[(t >= 3.0) & (t < 6.0)].min() > EMPTY, pres.round(3).tolist()
+    assert pres[t >= 9.0].max() <= EMPTY, pres.round(3).tolist()
+
+
+@pytest.mark.parametrize("motion", ["beside", "once"])
+def test_a_small_picture_of_a_person_found_close_up_does_not_read_as_a_visitor(det, motion):
+    """The same worker as a life-size cut-out (a statue, a poster) across the hall.  Something flickering
+    beside it (a screen) calls for close-ups that find the figure, but nothing moves inside its body box: it
+    never counts.  Knocked once (swaying for 3 s, then still), it counts while it sways and stops counting
+    within CLOSE_QUIET_S (3 s) and a missed run of it being still (a pole with a sign, found close up, was
+    otherwise a visitor for fixture_s, five minutes)."""
+    view, plate, cut = far_hall()
+    rng = np.random.default_rng(5)
+    fps = 10.0
+    shots = []
+    for i in range(int(10 * fps)):
+        dx = int(round(3 * math.sin(i * 0.37))) if motion == "once" and i < 3 * fps else 0
+        f = view(S.paste(plate, cut, dx=dx))
+        if motion == "beside":   # a small screen blinking to the figure's right
+            f = blink(f, i, 316, 190, 12)
+        shots.append((S._noisy(f, rng), i / fps))
+    t = np.array([s[1] for s in shots])
+    _, pres = run(shots)
+    if motion == "beside":
+        assert pres.max() <= EMPTY, pres.round(3).tolist()
+    else:
+        assert pres[t < 3.0].max() > EMPTY, pres.round(3).tolist()
+        assert pres[t >= 3.0 + 3.0 + 1.5].max() <= EMPTY, pres.round(3).tolist()
+
+
+def test_a_still_visitor_taller_than_a_close_up_is_one_person(det):
+    """The hall nearer (the worker 0.55 of the frame tall, swaying): the whole frame finds them, and a close-up
+    would cut them in half and find a part (review: counted as a second person on 34 of 80 frames).  One
+    person on every frame, present throughout."""
+    view, plate, cut = far_hall(0.6)
+    rng = np.random.default_rng(4)
+    fps = 10.0
+    a = CameraAnalyzer()
+    frames_ = [a.process(S._noisy(view(S.paste(plate, cut, dx=int(round(3 * math.sin(i * 0.37))))), rng), i / fps)
+               for i in range(int(8 * fps))]
+    assert max(len(f.people) for f in frames_) == 1, [len(f.people) for f in frames_]
+    assert min(f.presence for f in frames_[10:]) > EMPTY
 
 
 def test_a_later_visitor_where_an_earlier_one_stood_starts_afresh():
