@@ -128,14 +128,14 @@ CLIP = 250.0  # a colour channel this bright (0..255) may be clipped: its chroma
 ROW_DEV = 0.15  # most a row's light may differ from its cells' (flicker bands; see _light)
 # Close-ups for the detector (see _close_ups): motion that neither a blob of a person's size nor a live
 # detection explains is remembered, in pixel-seconds, with time constant STIR_S (s); a place is looked at
-# once it gathered STIR_MIN (s) times min_blob's area (a quarter of it moving for a tenth of a second), four
+# once it gathered STIR_MIN (s) times min_blob's area (an eighth of it moving for a tenth of a second), four
 # times as dense as elsewhere (a light change moves pixels everywhere at once); at most STIR_LOOKS such
 # places a run, a place looked at not again for LOOK_AGAIN_S (a blinking screen must not take every turn),
 # and at most MAX_CLOSE_UPS close-ups a run in all (small live detections are looked at again first).
 STIR_S = 2.0
-STIR_MIN = 0.025
+STIR_MIN = 0.012
 STIR_LOOKS = 2
-LOOK_AGAIN_S = 2.0
+LOOK_AGAIN_S = 5.0
 MAX_CLOSE_UPS = 3
 
 # Canvas corners in the order the ROI points are given: TL, TR, BR, BL.
@@ -992,10 +992,13 @@ class CameraAnalyzer:
             if -0.05 <= x <= 1.05 and -0.05 <= y <= 1.05:
                 blobs.append((area, min(1.0, max(0.0, x)), min(1.0, max(0.0, y)),
                               math.sqrt(area / self._roi_area), small))
-        # A live detection no counted blob covers is a person of its own, at its hip point.
+        # A live detection no counted blob covers is a person of its own, at its hip point.  One found only close
+        # up is someone the background cannot see: any counted blob overlapping its box stands for them (a
+        # close-up's body circle can be placed beside the visitor it found).
         for tk in dets:
             (hx, hy), b = tk.hip, tk.box
             if any((b[0] <= c[0] <= b[2] and b[1] <= c[1] <= b[3]) or (bb[0] <= hx <= bb[2] and bb[1] <= hy <= bb[3])
+                   or (tk.close and bb[0] < b[2] and b[0] < bb[2] and bb[1] < b[3] and b[1] < bb[3])
                    for bb, c in counted):
                 continue
             x, y = self.to_canvas(hx, hy)

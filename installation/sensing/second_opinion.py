@@ -229,8 +229,8 @@ class DetectionTracks:
                 if bi < 0:   # the same person found whole and close up (a part of them, or them within a part)
                     bi = next((i for i, tk in enumerate(self.tracks)
                                if i not in used and same_person(d, tk.box, tk.hip)), -1)
-                    if bi >= 0 and d.close and not self.tracks[bi].close:
-                        self.tracks[bi].seen = max(self.tracks[bi].seen, tf)   # keep the whole frame's box
+                    if bi >= 0 and d.close and not self.tracks[bi].close and d.score <= self.tracks[bi].score:
+                        self.tracks[bi].seen = max(self.tracks[bi].seen, tf)   # the whole frame's find is better
                         used.add(bi)
                         continue
                 if bi >= 0:
