@@ -179,7 +179,7 @@ PARAMS: tuple[ParamSpec, ...] = tuple(
         ("velocity_s", 0.3, 0.0, 5.0, "s", "smoothing time constant of people's velocities"),
         ("detect_score", 0.5, 0.05, 0.99, "", "person detector: lowest score that counts as a person"),
         ("detect_close_up", 0.4, 0.0, 1.0, "frame heights", "side of the square close-up the person detector "
-         "also looks at where something stirs that no counted blob explains, and where a small detection was "
+         "also looks at where something stirs that nothing explains, and where a small detection was "
          "(a still visitor in view at start-up, too small for the whole frame); 0 turns close-ups off"),
         ("detect_close_score", 0.8, 0.05, 0.99, "", "person detector in a close-up: lowest score that counts "
          "(above detect_score: close-ups of empty rooms and things score up to about 0.8)"),
@@ -921,14 +921,10 @@ class CameraAnalyzer:
         those blobs).  ``merit``: per blob, still and kept by its own outline; ``light_step``: the light
         changed since the last frame, so nothing moving now says someone is there.  Returns the live tracks."""
         tr = self.tree
-        results = self._ask(frame, t)
-        if results:
-            # A close-up's find of someone a track stands for keeps it alive; it is someone new only where
-            # motion nothing explains gathered inside its body box (the close-up may take in a pole or a sign
-            # beside the motion that called for it).
-            results = [(tf, tuple(d for d in dets if not d.close or self._dets.knows(d)
-                                  or self._stirred(d.box, h, w))) for tf, dets in results]
-        self._dets.merge(results, t, float(tr[f"{P}/detect_hold_s"]))
+        # A close-up's find is someone new only where motion nothing explains gathered inside its body box
+        # (the close-up may take in a pole or a sign beside the motion that called for it).
+        self._dets.merge(self._ask(frame, t), t, float(tr[f"{P}/detect_hold_s"]),
+                         admit=lambda d: self._stirred(d.box, h, w))
         if not self._dets.remembers():
             return []
         own_px = merit[labels] & fg.astype(bool)

@@ -40,7 +40,7 @@ from . import detector as D
 log = logging.getLogger(__name__)
 
 
-#: a close-up's find whose body box overlaps one already made this much is the same person
+#: finds whose body boxes overlap this much are the same person (see same_person)
 SAME_IOU = 0.3
 
 
@@ -214,8 +214,12 @@ class DetectionTracks:
         self.ended: list[DetTrack] = []
         self.fixtures: list[tuple[float, float, float, float]] = []
 
-    def merge(self, results, t: float, hold_s: float) -> None:
-        """Fold detector results in (each ``(frame time, detections)``) and drop tracks unseen for ``hold_s``."""
+    def merge(self, results, t: float, hold_s: float, admit=None) -> None:
+        """Fold detector results in (each ``(frame time, detections)``) and drop tracks unseen for ``hold_s``.
+
+        A close-up's find that would start a track (or bring back an ended one) does so only if
+        ``admit(find)`` says so (camera.py: motion nothing explains lies inside its body box); one that is
+        part of someone the whole frame found better only keeps that track alive."""
         self.ended = [e for e in self.ended if t - e.seen <= self.REMEMBER_S]
         for tf, dets in results:
             used: set[int] = set()
@@ -227,28 +231,31 @@ class DetectionTracks:
                         if o >= best:
                             best, bi = o, i
                 if bi < 0:   # the same person found whole and close up (a part of them, or them within a part)
-                    bi = next((i for i, tk in enumerate(self.tracks)
-                               if i not in used and same_person(d, tk.box, tk.hip)), -1)
-                    if bi >= 0 and d.close and not self.tracks[bi].close and d.score <= self.tracks[bi].score:
-                        self.tracks[bi].seen = max(self.tracks[bi].seen, tf)   # the whole frame's find is better
-                        used.add(bi)
-                        continue
+                    bi = max(((D.iou(d.box, tk.box), i) for i, tk in enumerate(self.tracks)
+                              if i not in used and (d.close or tk.close) and not (tk.fixture and not d.close)
+                              and same_person(d, tk.box, tk.hip)), default=(0.0, -1))[1]
                 if bi >= 0:
                     tk = self.tracks[bi]
+                    used.add(bi)
+                    if d.close and not tk.close and d.score <= tk.score:
+                        tk.seen = max(tk.seen, tf)   # the whole frame's find is better: keep its box
+                        continue
                     tk.box, tk.hip, tk.score, tk.seen = d.box, d.hip, d.score, max(tk.seen, tf)
                     tk.close = tk.close and d.close
-                    used.add(bi)
+                    continue
+                if d.close and admit is not None and not admit(d):
+                    continue
+                old = max(((D.iou(d.box, e.box), k) for k, e in enumerate(self.ended)
+                           if e.close or not d.close), default=(0.0, -1))
+                if old[0] >= self.MATCH_IOU:   # seen here before: it keeps its history
+                    tk = self.ended.pop(old[1])
+                    tk.box, tk.hip, tk.score, tk.seen = d.box, d.hip, d.score, tf
+                    tk.close = tk.close and d.close
                 else:
-                    old = max(((D.iou(d.box, e.box), k) for k, e in enumerate(self.ended)), default=(0.0, -1))
-                    if old[0] >= self.MATCH_IOU:   # seen here before: it keeps its history
-                        tk = self.ended.pop(old[1])
-                        tk.box, tk.hip, tk.score, tk.seen = d.box, d.hip, d.score, tf
-                        tk.close = tk.close and d.close
-                    else:
-                        fixture = any(D.iou(d.box, f) >= 0.5 for f in self.fixtures)
-                        tk = DetTrack(d.box, d.hip, d.score, tf, tf, tf, fixture, d.close)
-                    self.tracks.append(tk)
-                    used.add(len(self.tracks) - 1)
+                    fixture = any(D.iou(d.box, f) >= 0.5 for f in self.fixtures)
+                    tk = DetTrack(d.box, d.hip, d.score, tf, tf, tf, fixture, d.close)
+                self.tracks.append(tk)
+                used.add(len(self.tracks) - 1)
         gone = [tk for tk in self.tracks if t - tk.seen > hold_s]
         self.tracks = [tk for tk in self.tracks if t - tk.seen <= hold_s]
         self.ended = [e for e in self.ended + gone if t - e.seen <= self.REMEMBER_S][-32:]
@@ -271,10 +278,6 @@ class DetectionTracks:
                     tk.fixture = True
                     if not known and not tk.close:   # a close-up's quiet find is not remembered as a picture
                         self.fixtures = (self.fixtures + [tk.box])[-max_fixtures:]
-
-    def knows(self, d: D.Detection) -> bool:
-        """Whether find ``d`` is someone a current track already stands for (see :meth:`merge`)."""
-        return any(D.iou(d.box, tk.box) >= self.MATCH_IOU or same_person(d, tk.box, tk.hip) for tk in self.tracks)
 
     def remembers(self) -> bool:
         """Anything to keep up to date: live tracks, recently ended ones, or fixture places."""

@@ -284,6 +284,39 @@ def test_a_still_visitor_taller_than_a_close_up_is_one_person(det):
     assert min(f.presence for f in frames_[10:]) > EMPTY
 
 
+def test_close_up_finds_do_not_take_over_whole_frame_tracks_or_pictures():
+    """Review cases on the detection tracks themselves.  A pole found close up where a passer-by's whole-frame
+    track ended does not inherit it (it would count for fixture_s; close up it is a picture after 3 s
+    quiet); a close-up's find with no unexplained motion in its box starts nothing; a visitor found whole
+    beside a known picture is not merged into the picture's track."""
+    from installation.sensing.second_opinion import DetectionTracks
+    box = (0.4, 0.2, 0.6, 0.8)
+    passer = Detection(0.9, box, (0.5, 0.5), 0.2, (0.45, 0.2, 0.55, 0.3))
+    pole = Detection(0.83, box, (0.5, 0.5), 0.2, (0.45, 0.2, 0.55, 0.3), True)
+    tracks = DetectionTracks()
+    tracks.merge([(0.0, (passer,))], 0.0, 1.0)
+    tracks.merge([], 2.0, 1.0)   # the passer-by has gone
+    tracks.merge([(2.5, (pole,))], 2.5, 1.0, admit=lambda d: False)
+    assert not tracks.tracks    # no motion in its box: nothing starts
+    for t in np.arange(3.0, 10.0, 0.5):
+        tracks.merge([(t, (pole,))], t, 1.0, admit=lambda d: True)
+        tracks.activity(t, lambda b: t < 3.2, 300.0)
+    assert len(tracks.tracks) == 1 and tracks.tracks[0].close and tracks.tracks[0].fixture
+    assert not tracks.live() and not tracks.fixtures   # and not remembered as a picture
+
+    poster = Detection(0.9, (0.1, 0.2, 0.4, 0.8), (0.25, 0.5), 0.15, (0.2, 0.2, 0.3, 0.3))
+    tracks = DetectionTracks()
+    tracks.merge([(0.0, (poster,))], 0.0, 1.0)
+    tracks.activity(0.0, lambda b: False, 4.0)
+    tracks.activity(5.0, lambda b: False, 4.0)
+    tracks.merge([(5.0, (poster,))], 5.0, 10.0)
+    assert tracks.tracks[0].fixture
+    near = Detection(0.9, (0.35, 0.2, 0.7, 0.8), (0.38, 0.5), 0.15, (0.45, 0.2, 0.6, 0.3))  # hip in the poster's box
+    tracks.merge([(5.5, (near,))], 5.5, 10.0)   # the poster missed this run, a visitor beside it found
+    tracks.activity(5.5, lambda b: b[0] > 0.3, 4.0)   # motion in the visitor's box only
+    assert len(tracks.tracks) == 2 and len(tracks.live()) >= 1 and tracks.tracks[0].fixture
+
+
 def test_a_later_visitor_where_an_earlier_one_stood_starts_afresh():
     """Ended finds are remembered briefly (so a picture found now and then keeps its still time), but a
     find at the same place minutes later is a new visitor, not an old track already past fixture_s."""
