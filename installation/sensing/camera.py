@@ -275,6 +275,11 @@ def _blob_corr(lab: np.ndarray, n: int, ab: np.ndarray, aa: np.ndarray, bb: np.n
     return dot / np.sqrt(np.maximum(na * nb, 1e-6))
 
 
+def _box_px(box, h: int, w: int) -> tuple[int, int, int, int]:
+    """A normalised (x0, y0, x1, y1) box in pixels of an h x w image, rounded outwards."""
+    return (int(box[0] * w), int(box[1] * h), int(math.ceil(box[2] * w)), int(math.ceil(box[3] * h)))
+
+
 def _sobel(img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """x and y gradients (grey levels per pixel: Sobel 3x3 scaled to a plain difference)."""
     return (cv2.Sobel(img, cv2.CV_32F, 1, 0, ksize=3, scale=0.125),
@@ -357,7 +362,7 @@ class CameraAnalyzer:
         sums = cv2.boxFilter(self._stir, -1, (k, k), normalize=False, borderType=cv2.BORDER_CONSTANT)
         sums[t - self._looked < LOOK_AGAIN_S] = 0.0
         total = float(self._stir.sum())
-        need = STIR_MIN * float(tr[f"{P}/min_blob"]) * self._roi_area
+        need = self._stir_need()
         for _ in range(min(STIR_LOOKS, MAX_CLOSE_UPS - len(out))):
             i = int(np.argmax(sums))
             val = float(sums.flat[i])
@@ -787,8 +792,8 @@ class CameraAnalyzer:
             big[0] = False
             explained = cv2.dilate(big[labels].astype(np.uint8), _K3).astype(bool)
             for tk in self._dets.live():
-                x0, y0, x1, y1 = tk.box
-                explained[int(y0 * h):int(math.ceil(y1 * h)), int(x0 * w):int(math.ceil(x1 * w))] = True
+                x0, y0, x1, y1 = _box_px(tk.box, h, w)
+                explained[y0:y1, x0:x1] = True
             self._stir[moving & ~explained & self._roi_mask] += min(dt, 1.0)
         forget = np.zeros(n, bool)
         merit = np.zeros(n, bool)   # still blobs kept by their own outline (not by having moved lately)
@@ -932,11 +937,8 @@ class CameraAnalyzer:
         # dense as in the rest of the view) is someone there.
         moved_all = int(np.count_nonzero(moving & self._roi_mask))
 
-        def px(box):
-            return (int(box[0] * w), int(box[1] * h), int(math.ceil(box[2] * w)), int(math.ceil(box[3] * h)))
-
         def active_in(box) -> bool:
-            x0, y0, x1, y1 = px(box)
+            x0, y0, x1, y1 = _box_px(box, h, w)
             area = max(1, (x1 - x0) * (y1 - y0))
             moved = 0 if light_step else np.count_nonzero(moving[y0:y1, x0:x1])
             elsewhere = max(0, moved_all - moved) / max(1, self._roi_area - area)
@@ -948,7 +950,7 @@ class CameraAnalyzer:
         if live and n > 1 and forget.any():
             inside = np.zeros((h, w), bool)
             for tk in live:
-                x0, y0, x1, y1 = px(tk.box)
+                x0, y0, x1, y1 = _box_px(tk.box, h, w)
                 inside[y0:y1, x0:x1] = True
             share = np.bincount(labels[inside], minlength=n) / np.maximum(np.bincount(labels.ravel(), minlength=n), 1)
             rescue = forget & (share >= 0.5)
@@ -958,9 +960,12 @@ class CameraAnalyzer:
 
     def _stirred(self, box, h: int, w: int) -> bool:
         """Whether motion nothing explains gathered inside ``box`` (normalised) lately (see _close_ups)."""
-        x0, y0 = int(box[0] * w), int(box[1] * h)
-        x1, y1 = int(math.ceil(box[2] * w)), int(math.ceil(box[3] * h))
-        return float(self._stir[y0:y1, x0:x1].sum()) >= STIR_MIN * float(self.tree[f"{P}/min_blob"]) * self._roi_area
+        x0, y0, x1, y1 = _box_px(box, h, w)
+        return float(self._stir[y0:y1, x0:x1].sum()) >= self._stir_need()
+
+    def _stir_need(self) -> float:
+        """Pixel-seconds of unexplained motion that call for a close-up (see STIR_MIN)."""
+        return STIR_MIN * float(self.tree[f"{P}/min_blob"]) * self._roi_area
 
     def _people(self, mask: np.ndarray, h: int, w: int, dt: float, dets=()) -> tuple[Person, ...]:
         tr = self.tree
