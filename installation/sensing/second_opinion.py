@@ -16,7 +16,8 @@ detections)``; ``close()``):
   analysis stays a pure function of the frames and their times: ``run.py
   sense``, the benchmark and the tests use it.
 * :class:`ThreadedOpinion` hands the newest due frame to its own thread
-  through a one-slot queue (a stale frame waiting there is replaced) and
+  through a one-slot queue (a stale frame waiting there is replaced, its
+  close-ups passed on to the newer one) and
   collects results from a second queue, so the live capture thread never
   waits for the detector (SensorHub uses it).
 
@@ -99,13 +100,31 @@ class InlineOpinion:
 
 
 class _DetectorSlot(NewestSlot):
-    """The detector's own thread: ``handle`` each newest frame handed over."""
+    """The detector's own thread: ``handle`` each newest frame ``(frame, t, close-ups)`` handed over.
+
+    A newer frame replaces one the thread has not taken, but keeps the replaced one's close-ups (at most
+    ``CARRY`` more, none the newer one already asks for): the analyzer marked those places looked at
+    and would not ask again for seconds (camera.py, LOOK_AGAIN_S).
+    """
 
     thread_name = "camera-detector"
+    CARRY = 2   # the places a run asks for on motion's account (camera.py, STIR_LOOKS)
 
     def __init__(self, handle) -> None:
         super().__init__()
         self._handle = handle
+
+    def _merge(self, older, newer):
+        frame, t, regions = newer
+        if older[0].shape != frame.shape:
+            return newer   # another camera mode: the old pixels mean other places
+        kept = list(regions)
+        for r in older[2]:
+            if len(kept) >= len(regions) + self.CARRY:
+                break
+            if not any(D.iou(r[0], k[0]) > 0.5 for k in kept):
+                kept.append(r)
+        return frame, t, tuple(kept)
 
 
 class ThreadedOpinion:

@@ -368,3 +368,36 @@ def test_live_capture_gets_detections_from_the_detector_thread(det):
     th = [t for t in threading.enumerate() if t.name == "camera-detector"]
     a.close()
     assert th and not any(t.is_alive() for t in th)
+
+
+def test_close_ups_asked_for_on_a_frame_the_detector_thread_never_took_are_still_looked_at():
+    """Live, the detector's thread may still be busy when the next frame is due; the newer frame replaces the
+    waiting one.  The analyzer marked the waiting frame's close-ups as looked at (no new look there for 5 s),
+    so dropping them would leave a still visitor at start-up unseen for seconds more (review): the newer
+    frame carries them, with its own first and none twice."""
+    import threading
+    from installation.sensing.second_opinion import _DetectorSlot
+    gate, taken = threading.Event(), []
+
+    def busy(item):
+        taken.append(item)
+        gate.wait(5)
+
+    slot = _DetectorSlot(busy)
+    f = np.zeros((360, 640, 3), np.uint8)
+    here, there = ((0, 100, 144, 244), 0.8), ((400, 50, 544, 194), 0.8)
+    slot.put((f, 0.0, ()))
+    for _ in range(500):   # the thread takes the first frame and stays busy with it
+        if taken:
+            break
+        time.sleep(0.01)
+    slot.put((f, 0.5, (here, ((398, 50, 542, 194), 0.8))))   # the second: nearly where `there` is
+    slot.put((f, 1.0, (there,)))
+    gate.set()
+    for _ in range(500):
+        if len(taken) == 2:
+            break
+        time.sleep(0.01)
+    slot.stop()
+    assert [it[1] for it in taken] == [0.0, 1.0]
+    assert taken[1][2] == (there, here)
