@@ -69,7 +69,7 @@ model for a technician; in short (all on a small image, grey and in colour,
   live detection was: a person a fifth of the frame tall is too small for
   the whole frame's 224x224 input.  A close-up's find is someone new only
   where that motion lies inside its body box, and counts while something
-  moves there, plus ``CLOSE_QUIET_S`` (3 s).
+  moves there, plus ``CLOSE_QUIET_S`` (10 s).
   Without the detector runtime the analysis is background subtraction alone.
 """
 
@@ -360,15 +360,21 @@ class CameraAnalyzer:
         h, w = self._stir.shape
         k = max(3, int(round(side * h / fh)))
         sums = cv2.boxFilter(self._stir, -1, (k, k), normalize=False, borderType=cv2.BORDER_CONSTANT)
-        sums[t - self._looked < LOOK_AGAIN_S] = 0.0
-        total = float(self._stir.sum())
+        recent = t - self._looked < LOOK_AGAIN_S
+        sums[recent] = 0.0
+        # "Elsewhere" is the view's diffuse motion (a light change): not the places just looked at or chosen
+        # this run, which gather motion of their own (a screen, a passer-by's legs at the edge, would
+        # otherwise raise the bar for a still visitor's sway across the room).
+        rest = float(self._stir.sum()) - float(self._stir[recent].sum())
+        rest_px = self._roi_area - int(np.count_nonzero(recent & self._roi_mask))
         need = self._stir_need()
         for _ in range(min(STIR_LOOKS, MAX_CLOSE_UPS - len(out))):
             i = int(np.argmax(sums))
             val = float(sums.flat[i])
-            elsewhere = max(0.0, total - val) / max(1, self._roi_area - k * k)
+            elsewhere = max(0.0, rest - val) / max(1, rest_px - k * k)
             if val < need or val <= 4.0 * elsewhere * k * k:
                 break
+            rest, rest_px = rest - val, rest_px - k * k
             cy, cx = divmod(i, w)
             win = (slice(max(0, cy - k), cy + k + 1), slice(max(0, cx - k), cx + k + 1))
             sums[win] = 0.0   # the next place must not overlap this one
