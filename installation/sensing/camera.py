@@ -69,7 +69,7 @@ model for a technician; in short (all on a small image, grey and in colour,
   live detection was: a person a fifth of the frame tall is too small for
   the whole frame's 224x224 input.  A close-up's find is someone new only
   where that motion lies inside its body box, and counts while something
-  moves there, plus ``CLOSE_QUIET_S`` (10 s).
+  moves there, plus ``CLOSE_QUIET_S`` (10 s; 3 s for a find under 0.9).
   Without the detector runtime the analysis is background subtraction alone.
 """
 

@@ -215,10 +215,14 @@ class DetectionTracks:
     seconds, not ``fixture_s`` (a portrait in a busy room would otherwise
     read as a visitor for ``fixture_s`` after everyone who passed it).  A
     track seen only in close-ups is a fixture after ``CLOSE_QUIET_S`` quiet
-    seconds: the detector is less sure there (a pole with a sign on it
-    scores as high as a distant visitor), and a visitor in view at start-up
-    sways now and then (a real pedestrian standing across a plaza showed
-    no motion the analysis could see for 3 s at a time: 10 s, not 3).
+    seconds when its last find scored at least ``CLOSE_SURE``, else after
+    ``CLOSE_UNSURE_S``: close up the detector is less sure (a pole with a
+    sign on it scores 0.83-0.86, as high as some distant visitors), and a
+    visitor in view at start-up sways only now and then (a real pedestrian
+    standing across a plaza, 0.94-0.98, showed no motion the analysis could
+    see for 3 s at a time).  The pole beside a start-up visitor who walks
+    away can take over their track: it then counts 3 s after the last
+    motion in its box, not 10.
     """
 
     MATCH_IOU = 0.3
@@ -228,6 +232,8 @@ class DetectionTracks:
     REMEMBER_S = 60.0
     REFIX_S = 2.0
     CLOSE_QUIET_S = 10.0
+    CLOSE_SURE = 0.9    # of 15,120 close-ups of people-free pictures, one scored above (a circuit board, 0.92)
+    CLOSE_UNSURE_S = 3.0
 
     def __init__(self) -> None:
         self.tracks: list[DetTrack] = []
@@ -293,7 +299,8 @@ class DetectionTracks:
                 tk.fixture = False
             elif not tk.fixture:
                 known = any(D.iou(tk.box, f) >= 0.5 for f in self.fixtures)
-                quiet = self.REFIX_S if known else (min(fixture_s, self.CLOSE_QUIET_S) if tk.close else fixture_s)
+                close_s = self.CLOSE_QUIET_S if tk.score >= self.CLOSE_SURE else self.CLOSE_UNSURE_S
+                quiet = self.REFIX_S if known else (min(fixture_s, close_s) if tk.close else fixture_s)
                 if t - tk.active >= quiet:
                     tk.fixture = True
                     if not known and not tk.close:   # a close-up's quiet find is not remembered as a picture
