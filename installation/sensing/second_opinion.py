@@ -28,6 +28,7 @@ when the detector cannot run here (the show goes on without it).
 from __future__ import annotations
 
 import logging
+import math
 import queue
 import time
 from dataclasses import dataclass
@@ -205,7 +206,8 @@ class DetTrack:
 
 
 class DetectionTracks:
-    """The detector's recent findings, matched across runs by box overlap.
+    """The detector's recent findings, matched across runs by box overlap (or, for a whole-frame find
+    that overlaps none, by being within ``STEP`` body widths of a track its run did not see: a walker).
 
     A track lives ``hold_s`` after it was last detected.  A track whose box
     has shown no activity for ``fixture_s`` is a *fixture* (a picture, a
@@ -234,6 +236,7 @@ class DetectionTracks:
     CLOSE_QUIET_S = 10.0
     CLOSE_SURE = 0.9    # of 15,120 close-ups of people-free pictures, one scored above (a circuit board, 0.92)
     CLOSE_UNSURE_S = 3.0
+    STEP = 1.0   # a whole-frame find this many body widths from a track not seen in its run is that track moved
 
     def __init__(self) -> None:
         self.tracks: list[DetTrack] = []
@@ -260,6 +263,11 @@ class DetectionTracks:
                     bi = max(((D.iou(d.box, tk.box), i) for i, tk in enumerate(self.tracks)
                               if i not in used and (d.close or tk.close) and not (tk.fixture and not d.close)
                               and same_person(d, tk.box, tk.hip)), default=(0.0, -1))[1]
+                if bi < 0 and not d.close:   # a walker found a step on: the track seen on an earlier run moves
+                    bi = min(((math.dist(d.hip, tk.hip), i) for i, tk in enumerate(self.tracks)
+                              if i not in used and not tk.close and not tk.fixture and tk.seen < tf
+                              and math.dist(d.hip, tk.hip) <= self.STEP * max(d.box[2] - d.box[0], tk.box[2] - tk.box[0])),
+                             default=(0.0, -1))[1]
                 if bi >= 0:
                     tk = self.tracks[bi]
                     used.add(bi)
