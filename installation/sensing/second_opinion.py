@@ -263,7 +263,11 @@ class DetectionTracks:
                     bi = max(((D.iou(d.box, tk.box), i) for i, tk in enumerate(self.tracks)
                               if i not in used and (d.close or tk.close) and not (tk.fixture and not d.close)
                               and same_person(d, tk.box, tk.hip)), default=(0.0, -1))[1]
-                if bi < 0 and not d.close:   # a walker found a step on: the track seen on an earlier run moves
+                # A walker found a step on: the track seen on an earlier run moves.  Not onto a place that has a
+                # history of its own (a remembered picture, a track that ended there): a passer-by's track taking
+                # over a poster would count for fixture_s.
+                if bi < 0 and not d.close and not any(D.iou(d.box, f) >= 0.5 for f in self.fixtures) \
+                        and not any(D.iou(d.box, e.box) >= self.MATCH_IOU for e in self.ended):
                     bi = min(((math.dist(d.hip, tk.hip), i) for i, tk in enumerate(self.tracks)
                               if i not in used and not tk.close and not tk.fixture and tk.seen < tf
                               and math.dist(d.hip, tk.hip) <= self.STEP * max(d.box[2] - d.box[0], tk.box[2] - tk.box[0])),

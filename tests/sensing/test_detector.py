@@ -465,3 +465,19 @@ def test_a_walker_found_a_step_on_each_run_is_one_detection_not_a_trail():
         tracks.merge([(t, (find(0.3), find(0.42)))], t, 1.0)
         tracks.activity(t, lambda b: True, 300.0)
     assert len(tracks.live()) == 2
+
+    # A passer-by walks past a poster the tracks remember as a picture; one run misses the passer-by and finds
+    # the poster a step on from them: the poster is a picture again, not the passer-by moved (which would
+    # count it as a visitor for fixture_s).
+    poster = find(0.6)
+    tracks = DetectionTracks()
+    tracks.merge([(0.0, (poster,))], 0.0, 1.0)
+    tracks.activity(0.0, lambda b: False, 4.0)
+    tracks.activity(5.0, lambda b: False, 4.0)     # quiet for fixture_s: a picture
+    assert tracks.fixtures
+    tracks.merge([], 7.0, 1.0)                     # and not found for a while (the light, a missed run)
+    tracks.merge([(7.5, (find(0.5),))], 7.5, 1.0)    # the passer-by, a step from the poster
+    tracks.activity(7.5, lambda b: True, 4.0)
+    tracks.merge([(8.0, (find(0.6),))], 8.0, 1.0)    # the passer-by missed, the poster found
+    tracks.activity(8.0, lambda b: b[0] < 0.5, 4.0)  # the passer-by moves on, out of the poster's box
+    assert [tk.box for tk in tracks.live()] == [find(0.5).box], tracks.tracks
