@@ -62,6 +62,9 @@ model for a technician; in short (all on a small image, grey and in colour,
   motion and no foreground kept on its own merits for ``fixture_s`` is a
   fixture (a picture, a statue): its place is remembered, and a detection
   there counts only while something moves in front of it (plus 2 s).
+  A whole-frame find where the room shows itself as the background has
+  long known it (see ``_settled``: a table the detector scores 0.5, seen
+  again as a visitor in front of it leaves) is a fixture from the start.
   Each run also looks close up (squares ``detect_close_up`` of the
   frame's height, score ``detect_close_score``) where motion that nothing
   explains gathered over the last seconds (a visitor in view at start-up
@@ -137,6 +140,13 @@ STIR_MIN = 0.012
 STIR_LOOKS = 2
 LOOK_AGAIN_S = 5.0
 MAX_CLOSE_UPS = 3
+# A whole-frame find is the room itself, not a visitor (see _settled), where at most SETTLED_FG of its box is
+# foreground, nothing moves there, and the background under at least SETTLED_HELD of it has held what it shows
+# (nothing sunk into it fast) since SETTLED_S before the find's track began: a table that a dim light makes
+# the detector score 0.5, found again as a visitor in front of it walks away.
+SETTLED_FG = 0.05
+SETTLED_HELD = 0.9
+SETTLED_S = 10.0
 
 # Canvas corners in the order the ROI points are given: TL, TR, BR, BL.
 CANVAS_CORNERS = ((0.0, 0.0), (1.0, 0.0), (1.0, 1.0), (0.0, 1.0))
@@ -484,6 +494,7 @@ class CameraAnalyzer:
         self._dets = DetectionTracks()
         self._stir: np.ndarray | None = None  # motion nothing explains, pixel-seconds, decaying (see _close_ups)
         self._looked: np.ndarray | None = None  # when a close-up was last centred near each pixel
+        self._bg_since: np.ndarray | None = None  # since when the background has held what it shows (see _settled)
         self._tiles: np.ndarray | None = None
         self.debug: dict = {}
 
@@ -731,6 +742,7 @@ class CameraAnalyzer:
             self._kept_since = np.full((h, w), np.inf)  # since when a pixel has been kept unbroken (s)
             self._stir = np.zeros((h, w), np.float32)
             self._looked = np.full((h, w), -np.inf)
+            self._bg_since = np.full((h, w), t)
             self._t_prev = t
         chroma = float(tr[f"{P}/chroma_threshold"])
         if chroma <= 0:
@@ -890,6 +902,7 @@ class CameraAnalyzer:
         near = cv2.dilate(fg_kept.astype(np.uint8), _ellipse(3)).astype(bool)
         rate = np.where(near, a_absorb, a_learn).astype(np.float32)
         rate[forgetting] = a_forget
+        self._bg_since[forgetting] = t   # a blob sunk into the background: it may now hold a visitor
         # Just after a light step, a blob taken for light while it still moves is left out of presence but
         # not sunk fast until it has been taken for light HASTY_FRAMES frames running: a visitor walking in
         # as the lamp switched, whose outline matched the room's lines for one frame (a door frame behind
@@ -935,7 +948,8 @@ class CameraAnalyzer:
         # A close-up's find is someone new only where motion nothing explains gathered inside its body box
         # (the close-up may take in a pole or a sign beside the motion that called for it).
         self._dets.merge(self._ask(frame, t), t, float(tr[f"{P}/detect_hold_s"]),
-                         admit=lambda d: self._stirred(d.box, h, w))
+                         admit=lambda d: self._stirred(d.box, h, w),
+                         settled=lambda box, since: self._settled(box, since, fg, moving, h, w))
         if not self._dets.remembers():
             return []
         own_px = merit[labels] & fg.astype(bool)
@@ -963,6 +977,19 @@ class CameraAnalyzer:
             rescue[0] = False
             forget &= ~rescue  # kept: a person the detector sees, whatever the light test said
         return live
+
+    def _settled(self, box, since: float, fg, moving, h: int, w: int) -> bool:
+        """Whether ``box`` (normalised) shows the room as the background has long known it: next to no
+        foreground or motion in it now, and a background there that has held what it shows since ``SETTLED_S``
+        before ``since``.  A visitor the detector finds is foreground, or moving, or was sunk into the
+        background lately (a lamp step, a start-up visitor's first frames); a table or a coat stand the
+        detector scores as a person, seen again when a visitor in front of it leaves, is none of these."""
+        x0, y0, x1, y1 = _box_px(box, h, w)
+        area = max(1, (x1 - x0) * (y1 - y0))
+        if np.count_nonzero(fg[y0:y1, x0:x1]) > SETTLED_FG * area \
+                or np.count_nonzero(moving[y0:y1, x0:x1]) > max(3, 0.002 * area):
+            return False
+        return np.count_nonzero(self._bg_since[y0:y1, x0:x1] <= since - SETTLED_S) >= SETTLED_HELD * area
 
     def _stirred(self, box, h: int, w: int) -> bool:
         """Whether motion nothing explains gathered inside ``box`` (normalised) lately (see _close_ups)."""

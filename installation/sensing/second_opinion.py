@@ -224,7 +224,10 @@ class DetectionTracks:
     standing across a plaza, 0.94-0.98, showed no motion the analysis could
     see for 3 s at a time).  The pole beside a start-up visitor who walks
     away can take over their track: it then counts 3 s after the last
-    motion in its box, not 10.
+    motion in its box, not 10.  A whole-frame track under ``CLOSE_SURE`` that
+    has shown no activity at all since it was found is a fixture after
+    ``CLOSE_QUIET_S``: a table that a dim light makes the detector score
+    0.5 in an empty room at start-up, where a visitor in view sways.
     """
 
     MATCH_IOU = 0.3
@@ -236,6 +239,7 @@ class DetectionTracks:
     CLOSE_QUIET_S = 10.0
     CLOSE_SURE = 0.9    # of 15,120 close-ups of people-free pictures, one scored above (a circuit board, 0.92)
     CLOSE_UNSURE_S = 3.0
+    MAX_FIXTURES = 16   # places of fixtures remembered (the oldest forgotten first)
     STEP = 1.0   # a whole-frame find this many body widths from a track not seen in its run is that track moved
 
     def __init__(self) -> None:
@@ -243,12 +247,25 @@ class DetectionTracks:
         self.ended: list[DetTrack] = []
         self.fixtures: list[tuple[float, float, float, float]] = []
 
-    def merge(self, results, t: float, hold_s: float, admit=None) -> None:
+    def merge(self, results, t: float, hold_s: float, admit=None, settled=None) -> None:
         """Fold detector results in (each ``(frame time, detections)``) and drop tracks unseen for ``hold_s``.
 
         A close-up's find that would start a track (or bring back an ended one) does so only if
         ``admit(find)`` says so (camera.py: motion nothing explains lies inside its body box); one that is
-        part of someone the whole frame found better only keeps that track alive."""
+        part of someone the whole frame found better only keeps that track alive.
+
+        A whole-frame find where ``settled(box, since)`` says the room shows itself as it has since before
+        the track began (camera.py: no foreground, no motion, a background that has long held what it
+        shows) is a thing of the room: its track is a fixture and its place remembered.  The detector
+        alone, where the background has long known what is there, is not a visitor."""
+        def room(d, since) -> bool:
+            return settled is not None and not d.close and settled(d.box, since)
+
+        def fix(tk) -> None:
+            tk.fixture = True
+            if not any(D.iou(tk.box, f) >= 0.5 for f in self.fixtures):
+                self.fixtures = (self.fixtures + [tk.box])[-self.MAX_FIXTURES:]
+
         self.ended = [e for e in self.ended if t - e.seen <= self.REMEMBER_S]
         for tf, dets in results:
             used: set[int] = set()
@@ -267,7 +284,7 @@ class DetectionTracks:
                 # history of its own (a remembered picture, a track that ended there): a passer-by's track taking
                 # over a poster would count for fixture_s.
                 if bi < 0 and not d.close and not any(D.iou(d.box, f) >= 0.5 for f in self.fixtures) \
-                        and not any(D.iou(d.box, e.box) >= self.MATCH_IOU for e in self.ended):
+                        and not any(D.iou(d.box, e.box) >= self.MATCH_IOU for e in self.ended) and not room(d, tf):
                     bi = min(((math.dist(d.hip, tk.hip), i) for i, tk in enumerate(self.tracks)
                               if i not in used and not tk.close and not tk.fixture and tk.seen < tf
                               and math.dist(d.hip, tk.hip) <= self.STEP * max(d.box[2] - d.box[0], tk.box[2] - tk.box[0])),
@@ -280,6 +297,8 @@ class DetectionTracks:
                         continue
                     tk.box, tk.hip, tk.score, tk.seen = d.box, d.hip, d.score, max(tk.seen, tf)
                     tk.close = tk.close and d.close
+                    if not tk.fixture and room(d, tk.born):   # a leaving visitor's track onto the table
+                        fix(tk)
                     continue
                 if d.close and admit is not None and not admit(d):
                     continue
@@ -292,13 +311,15 @@ class DetectionTracks:
                 else:
                     fixture = any(D.iou(d.box, f) >= 0.5 for f in self.fixtures)
                     tk = DetTrack(d.box, d.hip, d.score, tf, tf, tf, fixture, d.close)
+                if not tk.fixture and room(d, tk.born):
+                    fix(tk)
                 self.tracks.append(tk)
                 used.add(len(self.tracks) - 1)
         gone = [tk for tk in self.tracks if t - tk.seen > hold_s]
         self.tracks = [tk for tk in self.tracks if t - tk.seen <= hold_s]
         self.ended = [e for e in self.ended + gone if t - e.seen <= self.REMEMBER_S][-32:]
 
-    def activity(self, t: float, active_in, fixture_s: float, max_fixtures: int = 16) -> None:
+    def activity(self, t: float, active_in, fixture_s: float) -> None:
         """Update each track's last activity; ``active_in(box)`` says whether something moves in a box now.
 
         Activity makes a track count, at a known picture's place too (someone passing in front of it);
@@ -311,12 +332,18 @@ class DetectionTracks:
                 tk.fixture = False
             elif not tk.fixture:
                 known = any(D.iou(tk.box, f) >= 0.5 for f in self.fixtures)
-                close_s = self.CLOSE_QUIET_S if tk.score >= self.CLOSE_SURE else self.CLOSE_UNSURE_S
-                quiet = self.REFIX_S if known else (min(fixture_s, close_s) if tk.close else fixture_s)
+                if known:
+                    quiet = self.REFIX_S
+                elif tk.close:
+                    quiet = min(fixture_s, self.CLOSE_QUIET_S if tk.score >= self.CLOSE_SURE else self.CLOSE_UNSURE_S)
+                elif tk.active <= tk.born and tk.score < self.CLOSE_SURE:
+                    quiet = min(fixture_s, self.CLOSE_QUIET_S)   # never moved since found, and unsure
+                else:
+                    quiet = fixture_s
                 if t - tk.active >= quiet:
                     tk.fixture = True
                     if not known and not tk.close:   # a close-up's quiet find is not remembered as a picture
-                        self.fixtures = (self.fixtures + [tk.box])[-max_fixtures:]
+                        self.fixtures = (self.fixtures + [tk.box])[-self.MAX_FIXTURES:]
 
     def remembers(self) -> bool:
         """Anything to keep up to date: live tracks, recently ended ones, or fixture places."""
