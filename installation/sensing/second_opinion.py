@@ -264,7 +264,7 @@ class DetectionTracks:
         def fix(tk) -> None:
             tk.fixture = True
             if not any(D.iou(tk.box, f) >= 0.5 for f in self.fixtures):
-                self.fixtures = (self.fixtures + [tk.box])[-self.MAX_FIXTURES:]
+                self._remember(tk.box)
 
         self.ended = [e for e in self.ended if t - e.seen <= self.REMEMBER_S]
         for tf, dets in results:
@@ -343,7 +343,11 @@ class DetectionTracks:
                 if t - tk.active >= quiet:
                     tk.fixture = True
                     if not known and not tk.close:   # a close-up's quiet find is not remembered as a picture
-                        self.fixtures = (self.fixtures + [tk.box])[-self.MAX_FIXTURES:]
+                        self._remember(tk.box)
+
+    def _remember(self, box) -> None:
+        """Remember a fixture's place (the oldest forgotten beyond ``MAX_FIXTURES``)."""
+        self.fixtures = (self.fixtures + [box])[-self.MAX_FIXTURES:]
 
     def remembers(self) -> bool:
         """Anything to keep up to date: live tracks, recently ended ones, or fixture places."""
