@@ -128,6 +128,10 @@ KEEP_BLOB = 0.5
 KEEP_SHRINK = 0.55  # ... and while that is at least 0.55^2 = 0.3 of the largest area they had lately,
 PEAK_S = 5.0  # ... that largest area forgotten over this time constant (s)
 CLIP = 250.0  # a colour channel this bright (0..255) may be clipped: its chroma says nothing
+# A clipped pixel only says the light there is at least this bright: a white wall that the auto-exposure
+# drives into clipping keeps its own brightness, not the light's.  It enters the light field as the unclipped
+# pixels' median ratio (or its own, if higher) where at least CLIP_FREE of the frame is unclipped.
+CLIP_FREE = 0.1
 ROW_DEV = 0.15  # most a row's light may differ from its cells' (flicker bands; see _light)
 # Close-ups for the detector (see _close_ups): motion that neither a blob of a person's size nor a live
 # detection explains is remembered, in pixel-seconds, with time constant STIR_S (s); a place is looked at
@@ -701,10 +705,17 @@ class CameraAnalyzer:
             cells = cv2.medianBlur(cells, 3)  # a cell a visitor fills follows its neighbours
         return cv2.resize(cells, size or (w, h), interpolation=cv2.INTER_LINEAR), g
 
-    def _light(self, cur: np.ndarray, bg: np.ndarray) -> tuple[np.ndarray, float]:
+    def _light(self, cur: np.ndarray, bg: np.ndarray, clip_px: np.ndarray | None = None) -> tuple[np.ndarray, float]:
         """The light change frame/background as a smooth field, robust to people (see module doc), and the
-        global gain."""
+        global gain.  ``clip_px``: pixels clipped on the camera, whose ratio is only a lower bound."""
         full = (cur + 4.0) / (bg + 4.0)
+        if clip_px is not None and clip_px.any():
+            free = full[~clip_px]
+            if free.size >= CLIP_FREE * full.size:
+                # An exposure step that clips a white wall: the wall's ratio (255 over its old level) would
+                # pull the cells it fills below the step, and the rest of those cells (a window, the floor)
+                # would read as brightened, as foreground.
+                full = np.where(clip_px, np.maximum(full, float(np.median(free))), full)
         field, g = self._cell_field(full)
         g = float(g[0])
         # Mains flicker on a rolling shutter: bands across the rows, finer than the cells.  Each row's median
@@ -763,7 +774,13 @@ class CameraAnalyzer:
         # and the colour background is kept for the frames that follow.
         bg, bg3 = self._bg, (self._bg3 if cur3 is not None else None)
 
-        field, gain = self._light(cur, bg)
+        # Clipped on the camera (any channel at CLIP): the room there is at least this bright, no more said.
+        # With its neighbours: a pixel at the analysis width that straddles a clipped wall and a pillar's edge
+        # is partly clipped, darker than the step made it, though under CLIP.
+        clipped = (np.maximum(np.maximum(cur3[..., 0], cur3[..., 1]), cur3[..., 2]) if cur3 is not None
+                   else cur) >= CLIP
+        clip_px = cv2.dilate(clipped.view(np.uint8), _K3).view(bool) if clipped.any() else clipped
+        field, gain = self._light(cur, bg, clip_px)
         # the light stepped since the last frame (a lamp, an exposure step): its "motion" is not people's
         light_step = self._gain is not None and abs(gain / max(self._gain, 1e-6) - 1.0) > 0.02
         self._gain = gain
@@ -772,6 +789,10 @@ class CameraAnalyzer:
         cur = (cur + 4.0) / field - 4.0  # the frame in the background's light
 
         diff = np.abs(cur - bg)
+        # A clipped pixel darker than the background (in its light) is the room clipped, not something there:
+        # it is left out of the foreground, and the background there learns nothing from it (below).
+        clip_dark = clip_px & (cur < bg)
+        diff[clip_dark] = 0.0
         noise = 1.4826 * float(np.median(diff))  # robust: people cover less than half the view
         # The threshold is meant in the brighter picture's grey levels: a background learnt in a dim hour
         # holds every contrast compressed by the dimming, so compare there with a threshold scaled alike.
@@ -782,7 +803,6 @@ class CameraAnalyzer:
             # red-green) differences, after each channel's light change is taken out, with their own
             # robust noise level.  Not where a channel clips: a wall turned white by an exposure step has
             # changed colour, and nobody is there.
-            clipped = np.maximum(np.maximum(cur3[..., 0], cur3[..., 1]), cur3[..., 2]) >= CLIP
             cur3 = self._tint(cur3, bg3, field)
             cu, cv_ = cur3[..., 0] - cur3[..., 1], cur3[..., 2] - cur3[..., 1]
             bu, bv = bg3[..., 0] - bg3[..., 1], bg3[..., 2] - bg3[..., 1]
@@ -915,6 +935,7 @@ class CameraAnalyzer:
         self._hasty_run = np.where(hasty_px, np.minimum(self._hasty_run + 1, HASTY_FRAMES), 0).astype(np.int16)
         rate[hasty_px & (self._hasty_run < HASTY_FRAMES)] = a_learn
         rate[moving & ~forgetting] = 0.0
+        rate[clip_dark] = 0.0
         bg += rate * (cur - bg)
         if bg3 is not None:
             bg3 += rate[..., None] * (cur3 - bg3)

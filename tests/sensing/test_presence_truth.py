@@ -79,6 +79,22 @@ def test_room_reads_empty_within_3s_of_every_exit_and_present_within_1s_of_every
     assert r.false_people_per_min <= 2.0
 
 
+@pytest.mark.parametrize("light", ["auto-exposure x2.5", "steps and auto-exposure x2"])
+def test_a_white_room_the_auto_exposure_clips_reads_empty_after_the_visitor_leaves(walk, light):
+    """A dark coat in view makes the camera brighten the frame until the pale room clips (x2.5: 87 % of the
+    walk-in room at 255).  A clipped wall keeps its brightness, not the light's: before clipped pixels were
+    taken as lower bounds, the cells they filled read a smaller step than the rest, and the wall's edges
+    (a window, a pillar) stayed foreground after the visitor left: never empty again, AUC 0.59-0.66."""
+    lf = {"auto-exposure x2.5": S.steps(every_s=1e9, person_gain=2.5),
+          "steps and auto-exposure x2": S.steps(person_gain=2.0)}[light]
+    sc = visits(walk, lf, seed=4)
+    pres, cnt, labs = readings(sc)
+    r = S.score(pres, cnt, labs, sc.fps, 0.0)
+    assert max(r.to_empty) <= 3.0, r.to_empty
+    assert max(r.to_present) <= 1.0, r.to_present
+    assert r.auc >= 0.95, r.auc
+
+
 def test_visitor_in_view_at_start_up_leaves_an_empty_room(walk):
     clip, view, cuts = walk
     sc = S.Scenario("start-up", clip.fps, [S.person_segment(view, cuts[len(cuts) // 2], 4.0),
