@@ -42,6 +42,10 @@ model for a technician; in short (all on a small image, grey and in colour,
   just after a light step, one that still moves is sunk only after
   ``HASTY_FRAMES`` such frames (a visitor walking in as a lamp switches can
   match a door frame's lines for one).
+* **A knocked camera** (``_register``): when the frame is the background
+  slid by a pixel or more (phase correlation, checked against the frame's
+  difference from it, on three frames running), the background moves with
+  the view instead of reading every edge of the room as people.
 * **Learning by state.** Empty pixels follow the frame over ``learn_s``;
   moving pixels never learn; kept still blobs are absorbed only over
   ``absorb_s`` (default one hour).
@@ -151,6 +155,22 @@ MAX_CLOSE_UPS = 3
 SETTLED_FG = 0.05
 SETTLED_HELD = 0.9
 SETTLED_S = 10.0
+# A camera knocked, or its mount settling (CameraAnalyzer._register): where at least SHIFT_FG of the last frame
+# was foreground, the frame is phase-correlated with the background; a shift of at least SHIFT_MIN pixels (at
+# the default analysis width, scaled with it), with a peak of at least SHIFT_RESP, is the view's if moving the
+# background by it makes at least SHIFT_FIXED of the frame agree with it that did not, and SHIFT_EXPLAINS times
+# as much as it makes disagree that agreed; found on SHIFT_FRAMES frames running within SHIFT_AGREE pixels of
+# each other, the background moves with the view.  A visitor in view (not in the background) counts on neither
+# side, so a knock while someone stands close to the camera (a weak peak, 0.25) still passes; people moving
+# never pass (moving the background only breaks the room's agreement: at most 0.7 times as much fixed as
+# broken where two and three people fill the frame).
+SHIFT_FG = 0.02
+SHIFT_MIN = 0.75
+SHIFT_RESP = 0.1
+SHIFT_FIXED = 0.01
+SHIFT_EXPLAINS = 3.0
+SHIFT_FRAMES = 3
+SHIFT_AGREE = 0.5
 
 # Canvas corners in the order the ROI points are given: TL, TR, BR, BL.
 CANVAS_CORNERS = ((0.0, 0.0), (1.0, 0.0), (1.0, 1.0), (0.0, 1.0))
@@ -500,6 +520,11 @@ class CameraAnalyzer:
         self._looked: np.ndarray | None = None  # when a close-up was last centred near each pixel
         self._bg_since: np.ndarray | None = None  # since when the background has held what it shows (see _settled)
         self._tiles: np.ndarray | None = None
+        self._hann: np.ndarray | None = None  # the phase correlation's window (see _register)
+        self._raw_share = 0.0  # share of the last frame that was foreground before any test
+        self._shifts: list[tuple[float, float]] = []  # the view's shift against the background, frames running
+        self._moves = 0  # moves of the background with the view since the last log line
+        self._t_move_log = -math.inf
         self.debug: dict = {}
 
     # -- per frame -----------------------------------------------------
@@ -710,8 +735,8 @@ class CameraAnalyzer:
         global gain.  ``clip_px``: pixels clipped on the camera, whose ratio is only a lower bound."""
         full = (cur + 4.0) / (bg + 4.0)
         if clip_px is not None and clip_px.any():
-            free = full[~clip_px]
-            if free.size >= CLIP_FREE * full.size:
+            free = full[::2, ::2][~clip_px[::2, ::2]]  # every other pixel each way: the median is as good
+            if free.size >= CLIP_FREE * full[::2, ::2].size:
                 # An exposure step that clips a white wall: the wall's ratio (255 over its old level) would
                 # pull the cells it fills below the step, and the rest of those cells (a window, the floor)
                 # would read as brightened, as foreground.
@@ -755,6 +780,8 @@ class CameraAnalyzer:
             self._looked = np.full((h, w), -np.inf)
             self._bg_since = np.full((h, w), t)
             self._t_prev = t
+        elif self._raw_share >= SHIFT_FG:
+            self._register(cur, cur3, t)
         chroma = float(tr[f"{P}/chroma_threshold"])
         if chroma <= 0:
             self._bg3 = None  # colour turned off: grey alone
@@ -949,6 +976,7 @@ class CameraAnalyzer:
                 bg3[over] = (bg3[over] + 4.0) * (1.0 + a_forget * (r3 - 1.0)) - 4.0
 
         self._prev = cur
+        self._raw_share = float(np.count_nonzero(fg)) / fg.size
         self._kept_since = np.where(fg_kept, np.minimum(self._kept_since, t), np.inf)
         self._fg = fg_kept
         roi = self._roi_mask
@@ -960,6 +988,58 @@ class CameraAnalyzer:
         self.debug.update(fg=fg_kept, raw=fg.astype(bool), moving=moving, forgetting=forgetting, gain=gain,
                           threshold=thr, frame=frame, detections=live)
         return CameraFrame(t, presence, motion, speed, people)
+
+    def _register(self, cur: np.ndarray, cur3: np.ndarray | None, t: float) -> None:
+        """Move the background with the view when the camera was knocked (see SHIFT_*).
+
+        A bump of a couple of pixels puts every edge of the room in the foreground, still, with outlines of
+        its own: without this the empty room read as people until the background absorbed it (a 2.7-pixel
+        bump at the analysis width: 0.16-0.88 presence for as long as it was watched).  The shifted
+        background keeps what it knew (a still visitor stays seen); the strips the view newly shows are
+        taken from the frame."""
+        h, w = cur.shape
+        if self._hann is None or self._hann.shape != (h, w):
+            self._hann = cv2.createHanningWindow((w, h), cv2.CV_32F)
+        (dx, dy), resp = cv2.phaseCorrelate(self._bg, cur, self._hann)
+        if resp < SHIFT_RESP or math.hypot(dx, dy) < SHIFT_MIN * w / 160.0:
+            self._shifts = []
+            return
+        m = np.float32([[1, 0, dx], [0, 1, dy]])
+        moved = cv2.warpAffine(self._bg, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        gain = float(np.mean(cur)) / max(float(np.mean(self._bg)), 1.0)  # the light may have changed too
+        thr = float(self.tree[f"{P}/threshold"])
+        before = np.abs(cur - gain * self._bg) > thr
+        after = np.abs(cur - gain * moved) > thr
+        fixed = np.count_nonzero(before & ~after) / before.size
+        broken = np.count_nonzero(after & ~before) / before.size
+        if fixed < SHIFT_FIXED or fixed < SHIFT_EXPLAINS * broken:
+            self._shifts = []
+            return
+        if self._shifts and math.hypot(dx - self._shifts[-1][0], dy - self._shifts[-1][1]) > SHIFT_AGREE:
+            self._shifts = [(dx, dy)]
+            return
+        self._shifts.append((dx, dy))
+        if len(self._shifts) < SHIFT_FRAMES:
+            return
+        self._shifts = []
+        # The strips the view newly shows (and their edge pixels, interpolated with the border) come from
+        # the frame: nothing is known of them.
+        seen = cv2.warpAffine(np.ones((h, w), np.float32), m, (w, h), flags=cv2.INTER_LINEAR,
+                              borderMode=cv2.BORDER_CONSTANT, borderValue=0.0) >= 0.999
+        self._bg = np.where(seen, moved, cur).astype(np.float32)
+        if self._bg3 is not None:
+            bg3 = cv2.warpAffine(self._bg3, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            self._bg3 = np.where(seen[..., None], bg3, cur3 if cur3 is not None else bg3).astype(np.float32)
+            c3ok = cv2.warpAffine(self._c3ok.view(np.uint8), m, (w, h), flags=cv2.INTER_NEAREST,
+                                  borderMode=cv2.BORDER_CONSTANT, borderValue=1)
+            self._c3ok = c3ok.view(bool) | ~seen
+        since = cv2.warpAffine(self._bg_since, m, (w, h), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_REPLICATE)
+        self._bg_since = np.where(seen, since, t)
+        self._moves += 1
+        if t - self._t_move_log >= 60.0:  # a camera shaken all day logs once a minute, not every move
+            log.info("camera view moved by %.1f, %.1f px at the analysis width: background moved with it "
+                     "(%d such moves since the last line)", dx, dy, self._moves)
+            self._moves, self._t_move_log = 0, t
 
     def _second_opinion(self, frame, t, labels, n, merit, forget, fg, moving, h, w, light_step=False) -> list:
         """Fold in the detector's answers; keep still blobs inside live detections (clears ``forget`` for

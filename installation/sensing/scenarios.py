@@ -22,6 +22,8 @@ clips' real frames (docs/sensing.md says how each is made):
   and blue channels), sudden steps (the whole frame; one side of the
   room, as a lamp), and auto-exposure tied to a visitor (a dark coat makes
   the camera brighten the frame while they are in view).
+* **knock**: the camera knocked on its mount (the view moves by a few
+  pixels, real pixels coming in at the edges) while a visitor is in view.
 
 A scenario is a list of segments; :func:`play` yields ``(frame, t, label)``
 lazily (label 1 present, 0 empty, -1 not scored), so minutes of footage never
@@ -279,6 +281,26 @@ def spot(cx: float, cy: float, r: float, bgr=(1.7, 1.7, 1.7), soft: float = 0.00
     return light
 
 
+def knock(times, shifts, margin: float = 0.04):
+    """A camera knocked on its mount: the view is the frame less ``margin`` (a fraction of its width and
+    height) on every side, moved by ``shifts[i]`` (fractions of width, height, from the centre) from
+    ``times[i]`` (s) on.  Real pixels come into view at the edges, as on a real camera; every frame is the
+    same size (smaller than the clip's by the margins)."""
+    marks = sorted(zip(times, shifts))
+
+    def light(f: np.ndarray, t: float, present: bool) -> np.ndarray:
+        h, w = f.shape[:2]
+        mx, my = int(round(margin * w)), int(round(margin * h))
+        sx, sy = 0.0, 0.0
+        for at, shift in marks:
+            if t >= at:
+                sx, sy = shift
+        ox = min(2 * mx, max(0, mx + int(round(sx * w))))
+        oy = min(2 * my, max(0, my + int(round(sy * h))))
+        return np.ascontiguousarray(f[oy:oy + h - 2 * my, ox:ox + w - 2 * mx])
+    return light
+
+
 def _scale(f: np.ndarray, bgr: np.ndarray) -> np.ndarray:
     return np.clip(f.astype(np.float32) * bgr, 0, 255).astype(np.uint8)
 
@@ -411,7 +433,7 @@ def score(presence, people_counts, labels, fps: float, ms: float, clear_s: float
 
 # -- the standard set ------------------------------------------------------------
 
-KINDS = ("as shot", "visits", "drift", "steps", "flicker", "own light", "start-up")
+KINDS = ("as shot", "visits", "drift", "steps", "flicker", "own light", "knock", "start-up")
 
 
 def standard(clip: Clip, kinds=KINDS) -> list[Scenario]:
@@ -457,6 +479,18 @@ def standard(clip: Clip, kinds=KINDS) -> list[Scenario]:
     if "own light" in kinds:
         out.append(Scenario("own light", fps, visits(), light=own_light(), seed=5,
                             how=base + "; the piece's own glow from the lower right, pulsing and changing hue"))
+    if "knock" in kinds:
+        segs = visits()
+        t, held, shown = 0.0, [], []
+        for sg in segs:
+            (held if sg.name == "person" else shown if sg.name == "clip" else []).append(t + sg.seconds / 2)
+            t += sg.seconds
+        mids = held if len(held) >= 3 else shown[-2:]
+        # Both knocks swing the view left, so a visitor at the frame's left edge (the walk-in room's door)
+        # stays in view: a knock that pushes the visitor out of the picture is no test of the analysis.
+        out.append(Scenario("knock", fps, segs, light=knock(mids[-2:], [(-0.025, 0.012), (-0.01, -0.008)]),
+                            seed=6, how=base + "; the camera knocked by 2.5 % / 1.2 % of the frame during the second "
+                            "visit and by 1.5 % / 2 % back during the third, a visitor in view each time"))
     if "start-up" in kinds and cuts:
         out.append(Scenario("start-up", fps, [person_segment(view, cuts[len(cuts) // 2], 4.0),
                                               empty_segment(view, 10.0)] + visit() + [empty_segment(view, 10.0)],
