@@ -276,14 +276,16 @@ def main(argv=None) -> int:
     print(f"presence vs hand labels; frames at {args.size}{via}; 'empty' = presence <= {S.EMPTY_MAX}")
     print(f"{'clip':<36} {'scenario':<9} {'s':>5} {'who':<5} {'AUC':>6} {'hit':>5} {'to empty (s)':<22} "
           f"{'to present (s)':<18} {'false/min':>9} {'cam ms/f':>8} {'det ms/call':>11} {'det ms/f':>8}")
+    clips = S.find_clips(*dirs)
     for d in dirs:
         for lab in sorted(d.glob("*.labels.txt")):
             stem = lab.name[: -len(".labels.txt")]
-            if not any(lab.with_name(stem + ext).exists() for ext in S.VIDEO_EXT):
+            if (not args.only or args.only in lab.name) and not any(
+                    p.parent == d and p.name.rsplit(".", 1)[0] == stem for p in clips):
                 print(f"{lab.name}: no clip beside it, skipped (bench/footage/README.md says where such clips come from)")
     worst = {}
     loads = []  # ms the detector took to load, once per analyser started
-    for path in S.find_clips(*dirs):
+    for path in clips:
         if args.only and args.only not in path.name:
             continue
         try:

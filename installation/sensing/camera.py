@@ -43,9 +43,10 @@ model for a technician; in short (all on a small image, grey and in colour,
   ``HASTY_FRAMES`` such frames (a visitor walking in as a lamp switches can
   match a door frame's lines for one).
 * **A knocked camera** (``_register``): when the frame is the background
-  slid by a pixel or more (phase correlation, checked against the frame's
-  difference from it, on three frames running), the background moves with
-  the view instead of reading every edge of the room as people.
+  slid by 0.75 pixel or more (phase correlation, checked by the pixels the
+  move fixes against those it breaks, on three frames running), the
+  background moves with the view instead of reading every edge of the room
+  as people.
 * **Learning by state.** Empty pixels follow the frame over ``learn_s``;
   moving pixels never learn; kept still blobs are absorbed only over
   ``absorb_s`` (default one hour).
@@ -132,9 +133,11 @@ KEEP_BLOB = 0.5
 KEEP_SHRINK = 0.55  # ... and while that is at least 0.55^2 = 0.3 of the largest area they had lately,
 PEAK_S = 5.0  # ... that largest area forgotten over this time constant (s)
 CLIP = 250.0  # a colour channel this bright (0..255) may be clipped: its chroma says nothing
-# A clipped pixel only says the light there is at least this bright: a white wall that the auto-exposure
-# drives into clipping keeps its own brightness, not the light's.  It enters the light field as the unclipped
+# A pale surface clipped (a channel at CLIP and grey at least CLIP_GREY: a white wall the auto-exposure drives
+# into clipping, not a saturated red coat whose red channel clips at grey 100) only says the light there is at
+# least this bright; it keeps its own brightness, not the light's.  It enters the light field as the unclipped
 # pixels' median ratio (or its own, if higher) where at least CLIP_FREE of the frame is unclipped.
+CLIP_GREY = 225.0
 CLIP_FREE = 0.1
 ROW_DEV = 0.15  # most a row's light may differ from its cells' (flicker bands; see _light)
 # Close-ups for the detector (see _close_ups): motion that neither a blob of a person's size nor a live
@@ -159,8 +162,9 @@ SETTLED_S = 10.0
 # was foreground, the frame is phase-correlated with the background; a shift of at least SHIFT_MIN pixels (at
 # the default analysis width, scaled with it), with a peak of at least SHIFT_RESP, is the view's if moving the
 # background by it makes at least SHIFT_FIXED of the frame agree with it that did not, and SHIFT_EXPLAINS times
-# as much as it makes disagree that agreed; found on SHIFT_FRAMES frames running within SHIFT_AGREE pixels of
-# each other, the background moves with the view.  A visitor in view (not in the background) counts on neither
+# as much as it makes disagree that agreed; found on SHIFT_FRAMES frames running, each within SHIFT_AGREE pixels
+# (at any analysis width: the estimate is that good) of the frame's before, the background moves with the view
+# by the last.  A visitor in view (not in the background) counts on neither
 # side, so a knock while someone stands close to the camera (a weak peak, 0.25) still passes; people moving
 # never pass (moving the background only breaks the room's agreement: at most 0.7 times as much fixed as
 # broken where two and three people fill the frame).
@@ -782,6 +786,8 @@ class CameraAnalyzer:
             self._t_prev = t
         elif self._raw_share >= SHIFT_FG:
             self._register(cur, cur3, t)
+        else:
+            self._shifts = []  # "frames running": a quiet frame ends a run
         chroma = float(tr[f"{P}/chroma_threshold"])
         if chroma <= 0:
             self._bg3 = None  # colour turned off: grey alone
@@ -801,12 +807,14 @@ class CameraAnalyzer:
         # and the colour background is kept for the frames that follow.
         bg, bg3 = self._bg, (self._bg3 if cur3 is not None else None)
 
-        # Clipped on the camera (any channel at CLIP): the room there is at least this bright, no more said.
-        # With its neighbours: a pixel at the analysis width that straddles a clipped wall and a pillar's edge
-        # is partly clipped, darker than the step made it, though under CLIP.
+        # Clipped on the camera (any channel at CLIP): no colour said there.  Pale and clipped (see CLIP_GREY):
+        # the room there is at least this bright, no more said.  With its neighbours: a pixel at the analysis
+        # width that straddles a clipped wall and a pillar's edge is partly clipped, darker than the step made
+        # it, though under CLIP.
         clipped = (np.maximum(np.maximum(cur3[..., 0], cur3[..., 1]), cur3[..., 2]) if cur3 is not None
                    else cur) >= CLIP
-        clip_px = cv2.dilate(clipped.view(np.uint8), _K3).view(bool) if clipped.any() else clipped
+        pale = clipped & (cur >= CLIP_GREY) if cur3 is not None else clipped
+        clip_px = cv2.dilate(pale.view(np.uint8), _K3).view(bool) if pale.any() else pale
         field, gain = self._light(cur, bg, clip_px)
         # the light stepped since the last frame (a lamp, an exposure step): its "motion" is not people's
         light_step = self._gain is not None and abs(gain / max(self._gain, 1e-6) - 1.0) > 0.02
@@ -1023,18 +1031,24 @@ class CameraAnalyzer:
             return
         self._shifts = []
         # The strips the view newly shows (and their edge pixels, interpolated with the border) come from
-        # the frame: nothing is known of them.
+        # the frame, in the background's light: nothing is known of them.
         seen = cv2.warpAffine(np.ones((h, w), np.float32), m, (w, h), flags=cv2.INTER_LINEAR,
                               borderMode=cv2.BORDER_CONSTANT, borderValue=0.0) >= 0.999
-        self._bg = np.where(seen, moved, cur).astype(np.float32)
+        self._bg = np.where(seen, moved, (cur + 4.0) / max(gain, 1e-3) - 4.0).astype(np.float32)
         if self._bg3 is not None:
             bg3 = cv2.warpAffine(self._bg3, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-            self._bg3 = np.where(seen[..., None], bg3, cur3 if cur3 is not None else bg3).astype(np.float32)
+            if cur3 is not None:
+                gain3 = cur3.mean(axis=(0, 1)) / np.maximum(self._bg3.mean(axis=(0, 1)), 1.0)
+                new3 = (cur3 + 4.0) / np.maximum(gain3, 1e-3) - 4.0
+            else:
+                new3 = bg3
+            self._bg3 = np.where(seen[..., None], bg3, new3).astype(np.float32)
             c3ok = cv2.warpAffine(self._c3ok.view(np.uint8), m, (w, h), flags=cv2.INTER_NEAREST,
                                   borderMode=cv2.BORDER_CONSTANT, borderValue=1)
             self._c3ok = c3ok.view(bool) | ~seen
         since = cv2.warpAffine(self._bg_since, m, (w, h), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_REPLICATE)
         self._bg_since = np.where(seen, since, t)
+        self._dets.shift(dx / w, dy / h)
         self._moves += 1
         if t - self._t_move_log >= 60.0:  # a camera shaken all day logs once a minute, not every move
             log.info("camera view moved by %.1f, %.1f px at the analysis width: background moved with it "

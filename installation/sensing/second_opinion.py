@@ -345,6 +345,18 @@ class DetectionTracks:
                     if not known and not tk.close:   # a close-up's quiet find is not remembered as a picture
                         self._remember(tk.box)
 
+    def shift(self, du: float, dv: float) -> None:
+        """Move every track, ended track and remembered fixture place by (``du``, ``dv``) (fractions of the
+        frame's width and height): the camera's view moved (camera.py ``_register``), so a table found again
+        is still the fixture remembered, not a visitor for ``fixture_s``."""
+        def moved(b):
+            return (b[0] + du, b[1] + dv, b[2] + du, b[3] + dv)
+
+        for tk in self.tracks + self.ended:
+            tk.box = moved(tk.box)
+            tk.hip = (tk.hip[0] + du, tk.hip[1] + dv)
+        self.fixtures = [moved(b) for b in self.fixtures]
+
     def _remember(self, box) -> None:
         """Remember a fixture's place (the oldest forgotten beyond ``MAX_FIXTURES``)."""
         self.fixtures = (self.fixtures + [box])[-self.MAX_FIXTURES:]
