@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import math
 
+import cv2
 import numpy as np
 import pytest
 
@@ -78,6 +79,38 @@ def test_room_reads_empty_within_3s_of_every_exit_and_present_within_1s_of_every
     assert max(r.to_present) <= 1.0, r.to_present
     assert r.auc >= (0.99 if light == "as shot" else 0.95), r.auc
     assert r.false_people_per_min <= 2.0
+
+
+@pytest.mark.parametrize("bgr", [(30, 40, 255), (90, 90, 250)])
+def test_a_saturated_coat_whose_red_clips_is_not_taken_for_a_clipped_wall(walk, bgr):
+    """A red coat's red channel at 255 (grey about 100) on the palest wall of the walk-in room: the clipped-wall
+    rule once took any pixel with a channel at 250 for the wall and dropped the whole coat (0 % foreground)."""
+    clip, view, _ = walk
+    f0 = view[0]
+    h, w = f0.shape[:2]
+    grey = cv2.cvtColor(f0, cv2.COLOR_BGR2GRAY).astype(np.float32)
+    bw, bh = int(0.12 * w), int(0.45 * h)
+    sums = cv2.blur(grey, (bw, bh))[bh // 2:h - bh // 2, bw // 2:w - bw // 2]
+    y0, x0 = np.unravel_index(int(np.argmax(sums)), sums.shape)
+    rng = np.random.default_rng(1)
+    a = CameraAnalyzer()
+    shares, pres = [], []
+    for i in range(60):
+        t = i / clip.fps
+        f = view[i % len(view)].copy()
+        if t >= 2.0:
+            block = np.clip(np.array(bgr, np.float32) + rng.normal(0, 6, (bh, bw, 1)), 0, 255)
+            block[..., 2] = np.maximum(block[..., 2], bgr[2])  # the clipped channel stays clipped
+            f[y0:y0 + bh, x0:x0 + bw] = block.astype(np.uint8)
+        r = a.process(f, t)
+        if t >= 2.0:
+            fg = a.debug["fg"]
+            sy = slice(int(y0 * fg.shape[0] / h) + 1, int((y0 + bh) * fg.shape[0] / h) - 1)
+            sx = slice(int(x0 * fg.shape[1] / w) + 1, int((x0 + bw) * fg.shape[1] / w) - 1)
+            shares.append(float(fg[sy, sx].mean()))
+            pres.append(r.presence)
+    assert min(shares) > 0.9, min(shares)
+    assert min(pres) > EMPTY
 
 
 @pytest.mark.parametrize("light", ["auto-exposure x2.5", "steps and auto-exposure x2"])
