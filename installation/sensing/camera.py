@@ -44,9 +44,10 @@ model for a technician; in short (all on a small image, grey and in colour,
   match a door frame's lines for one).
 * **A knocked camera** (``_register``): when the frame is the background
   slid by 0.75 pixel or more (phase correlation, checked by the pixels the
-  move fixes against those it breaks, on three frames running), the
-  background moves with the view instead of reading every edge of the room
-  as people.
+  move fixes against those it breaks, on three frames running), or turned
+  0.75 degrees or more about the lens (an ECC fit, twice a second at most,
+  judged the same way), the background moves with the view instead of
+  reading every edge of the room as people.
 * **Learning by state.** Empty pixels follow the frame over ``learn_s``;
   moving pixels never learn; kept still blobs are absorbed only over
   ``absorb_s`` (default one hour).
@@ -175,6 +176,17 @@ SHIFT_FIXED = 0.01
 SHIFT_EXPLAINS = 3.0
 SHIFT_FRAMES = 3
 SHIFT_AGREE = 0.5
+# A camera rolled about its lens (phase correlation sees no slide): where at least ROLL_FG of the last frame was
+# foreground, an ECC fit of a turn and a slide (1.3-2.5 ms at 160x90), at most once every ROLL_EVERY_S; a fit
+# that turns the view at least ROLL_MIN_DEG (a 1.5-degree roll settles by itself within a second; the one false
+# fit seen, on the worker-zone clip, turned 0.17), judged as a shift is, found ROLL_TIMES tries running with the
+# frame's corners placed within ROLL_AGREE pixels (at the default analysis width) of the try before, moves the
+# background.
+ROLL_MIN_DEG = 0.75
+ROLL_FG = 0.05
+ROLL_EVERY_S = 0.5
+ROLL_TIMES = 2
+ROLL_AGREE = 1.0
 
 # Canvas corners in the order the ROI points are given: TL, TR, BR, BL.
 CANVAS_CORNERS = ((0.0, 0.0), (1.0, 0.0), (1.0, 1.0), (0.0, 1.0))
@@ -527,6 +539,8 @@ class CameraAnalyzer:
         self._hann: np.ndarray | None = None  # the phase correlation's window (see _register)
         self._raw_share = 0.0  # share of the last frame that was foreground before any test
         self._shifts: list[tuple[float, float]] = []  # the view's shift against the background, frames running
+        self._rolls: list[np.ndarray] = []  # turns of the view found by ECC, tries running (see _register)
+        self._t_roll = -math.inf
         self._moves = 0  # moves of the background with the view since the last log line
         self._t_move_log = -math.inf
         self.debug: dict = {}
@@ -787,7 +801,7 @@ class CameraAnalyzer:
         elif self._raw_share >= SHIFT_FG:
             self._register(cur, cur3, t)
         else:
-            self._shifts = []  # "frames running": a quiet frame ends a run
+            self._shifts, self._rolls = [], []  # "frames running": a quiet frame ends a run
         chroma = float(tr[f"{P}/chroma_threshold"])
         if chroma <= 0:
             self._bg3 = None  # colour turned off: grey alone
@@ -998,42 +1012,75 @@ class CameraAnalyzer:
         return CameraFrame(t, presence, motion, speed, people)
 
     def _register(self, cur: np.ndarray, cur3: np.ndarray | None, t: float) -> None:
-        """Move the background with the view when the camera was knocked (see SHIFT_*).
+        """Move the background with the view when the camera was knocked (see SHIFT_*, ROLL_*).
 
         A bump of a couple of pixels puts every edge of the room in the foreground, still, with outlines of
         its own: without this the empty room read as people until the background absorbed it (a 2.7-pixel
-        bump at the analysis width: 0.16-0.88 presence for as long as it was watched).  The shifted
+        bump at the analysis width: 0.16-0.88 presence for as long as it was watched).  The moved
         background keeps what it knew (a still visitor stays seen); the strips the view newly shows are
         taken from the frame."""
         h, w = cur.shape
         if self._hann is None or self._hann.shape != (h, w):
             self._hann = cv2.createHanningWindow((w, h), cv2.CV_32F)
-        (dx, dy), resp = cv2.phaseCorrelate(self._bg, cur, self._hann)
-        if resp < SHIFT_RESP or math.hypot(dx, dy) < SHIFT_MIN * w / 160.0:
-            self._shifts = []
-            return
-        m = np.float32([[1, 0, dx], [0, 1, dy]])
-        moved = cv2.warpAffine(self._bg, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         gain = float(np.mean(cur)) / max(float(np.mean(self._bg)), 1.0)  # the light may have changed too
+        (dx, dy), resp = cv2.phaseCorrelate(self._bg, cur, self._hann)
+        if resp >= SHIFT_RESP and math.hypot(dx, dy) >= SHIFT_MIN * w / 160.0:
+            m = np.float32([[1, 0, dx], [0, 1, dy]])
+            if self._explains(m, cur, gain):
+                if self._shifts and math.hypot(dx - self._shifts[-1][0], dy - self._shifts[-1][1]) > SHIFT_AGREE:
+                    self._shifts = []
+                self._shifts.append((dx, dy))
+                if len(self._shifts) >= SHIFT_FRAMES:
+                    self._shifts = []
+                    self._move_background(m, cur, cur3, gain, t)
+                return
+        self._shifts = []
+        # A roll about the lens slides nothing: phase correlation finds no shift.  An ECC fit of a turn and
+        # a slide, at most once every ROLL_EVERY_S where much of the frame stands out.
+        if self._raw_share < ROLL_FG or t - self._t_roll < ROLL_EVERY_S:
+            return
+        self._t_roll = t
+        try:
+            _, inv = cv2.findTransformECC(cur, self._bg, np.eye(2, 3, dtype=np.float32), cv2.MOTION_EUCLIDEAN,
+                                          (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 50, 1e-4), None, 5)
+        except cv2.error:  # did not converge: a frame that is not the room slid
+            self._rolls = []
+            return
+        m = cv2.invertAffineTransform(inv).astype(np.float32)
+        corners = np.float32([[0, 0, 1], [w, 0, 1], [0, h, 1], [w, h, 1]])
+        # A slide is the phase correlation's to find; this path is for turns only.
+        if abs(math.degrees(math.atan2(float(m[1, 0]), float(m[0, 0])))) < ROLL_MIN_DEG \
+                or not self._explains(m, cur, gain):
+            self._rolls = []
+            return
+        if self._rolls and float(np.max(np.hypot(*(corners @ (m - self._rolls[-1]).T).T))) > ROLL_AGREE * w / 160.0:
+            self._rolls = []
+        self._rolls.append(m)
+        if len(self._rolls) >= ROLL_TIMES:
+            self._rolls = []
+            self._move_background(m, cur, cur3, gain, t)
+
+    def _explains(self, m: np.ndarray, cur: np.ndarray, gain: float) -> bool:
+        """Whether moving the background by the affine ``m`` (background to frame) makes at least SHIFT_FIXED of
+        the frame agree with it that did not, and SHIFT_EXPLAINS times what it makes disagree."""
+        h, w = cur.shape
+        moved = cv2.warpAffine(self._bg, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         thr = float(self.tree[f"{P}/threshold"])
         before = np.abs(cur - gain * self._bg) > thr
         after = np.abs(cur - gain * moved) > thr
         fixed = np.count_nonzero(before & ~after) / before.size
         broken = np.count_nonzero(after & ~before) / before.size
-        if fixed < SHIFT_FIXED or fixed < SHIFT_EXPLAINS * broken:
-            self._shifts = []
-            return
-        if self._shifts and math.hypot(dx - self._shifts[-1][0], dy - self._shifts[-1][1]) > SHIFT_AGREE:
-            self._shifts = [(dx, dy)]
-            return
-        self._shifts.append((dx, dy))
-        if len(self._shifts) < SHIFT_FRAMES:
-            return
-        self._shifts = []
+        return fixed >= SHIFT_FIXED and fixed >= SHIFT_EXPLAINS * broken
+
+    def _move_background(self, m: np.ndarray, cur: np.ndarray, cur3: np.ndarray | None, gain: float,
+                         t: float) -> None:
+        """Warp the background and what is kept per place of it by the affine ``m`` (background to frame)."""
+        h, w = cur.shape
         # The strips the view newly shows (and their edge pixels, interpolated with the border) come from
         # the frame, in the background's light: nothing is known of them.
         seen = cv2.warpAffine(np.ones((h, w), np.float32), m, (w, h), flags=cv2.INTER_LINEAR,
                               borderMode=cv2.BORDER_CONSTANT, borderValue=0.0) >= 0.999
+        moved = cv2.warpAffine(self._bg, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         self._bg = np.where(seen, moved, (cur + 4.0) / max(gain, 1e-3) - 4.0).astype(np.float32)
         if self._bg3 is not None:
             bg3 = cv2.warpAffine(self._bg3, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
@@ -1048,11 +1095,16 @@ class CameraAnalyzer:
             self._c3ok = c3ok.view(bool) | ~seen
         since = cv2.warpAffine(self._bg_since, m, (w, h), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_REPLICATE)
         self._bg_since = np.where(seen, since, t)
+        # Boxes follow the view's slide at the frame's centre (a turn of a few degrees moves a box's corners
+        # less than the matching tolerates).
+        cx, cy = m @ np.float32([w / 2.0, h / 2.0, 1.0])
+        dx, dy = float(cx - w / 2.0), float(cy - h / 2.0)
         self._dets.shift(dx / w, dy / h)
+        turn = math.degrees(math.atan2(float(m[1, 0]), float(m[0, 0])))
         self._moves += 1
         if t - self._t_move_log >= 60.0:  # a camera shaken all day logs once a minute, not every move
-            log.info("camera view moved by %.1f, %.1f px at the analysis width: background moved with it "
-                     "(%d such moves since the last line)", dx, dy, self._moves)
+            log.info("camera view moved by %.1f, %.1f px at the analysis width, turned %.1f deg: background moved "
+                     "with it (%d such moves since the last line)", dx, dy, turn, self._moves)
             self._moves, self._t_move_log = 0, t
 
     def _second_opinion(self, frame, t, labels, n, merit, forget, fg, moving, h, w, light_step=False) -> list:

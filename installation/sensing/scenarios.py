@@ -281,20 +281,24 @@ def spot(cx: float, cy: float, r: float, bgr=(1.7, 1.7, 1.7), soft: float = 0.00
     return light
 
 
-def knock(times, shifts, margin: float = 0.04):
+def knock(times, shifts, margin: float = 0.04, turns=None):
     """A camera knocked on its mount: the view is the frame less ``margin`` (a fraction of its width and
-    height) on every side, moved by ``shifts[i]`` (fractions of width, height, from the centre) from
-    ``times[i]`` (s) on.  Real pixels come into view at the edges, as on a real camera; every frame is the
-    same size (smaller than the clip's by the margins)."""
-    marks = sorted(zip(times, shifts))
+    height) on every side, moved by ``shifts[i]`` (fractions of width, height, from the centre) and rolled by
+    ``turns[i]`` degrees (about the frame's centre; none if not given) from ``times[i]`` (s) on.  Real pixels
+    come into view at the edges, as on a real camera (a roll wants a margin wide enough for its corners);
+    every frame is the same size (smaller than the clip's by the margins)."""
+    marks = sorted(zip(times, shifts, turns if turns is not None else [0.0] * len(times)))
 
     def light(f: np.ndarray, t: float, present: bool) -> np.ndarray:
         h, w = f.shape[:2]
         mx, my = int(round(margin * w)), int(round(margin * h))
-        sx, sy = 0.0, 0.0
-        for at, shift in marks:
+        sx, sy, turn = 0.0, 0.0, 0.0
+        for at, shift, tu in marks:
             if t >= at:
-                sx, sy = shift
+                (sx, sy), turn = shift, tu
+        if turn:
+            f = cv2.warpAffine(f, cv2.getRotationMatrix2D((w / 2.0, h / 2.0), turn, 1.0), (w, h),
+                               flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101)
         ox = min(2 * mx, max(0, mx + int(round(sx * w))))
         oy = min(2 * my, max(0, my + int(round(sy * h))))
         return np.ascontiguousarray(f[oy:oy + h - 2 * my, ox:ox + w - 2 * mx])
