@@ -177,13 +177,15 @@ SHIFT_EXPLAINS = 3.0
 SHIFT_FRAMES = 3
 SHIFT_AGREE = 0.5
 # A camera rolled about its lens (phase correlation sees no slide): where at least ROLL_FG of the last frame was
-# foreground, an ECC fit of a turn and a slide (1.3-2.5 ms at 160x90), at most once every ROLL_EVERY_S; a fit
+# foreground, an ECC fit of a turn and a slide (at 80x45), at most once every ROLL_EVERY_S; a fit
 # that turns the view at least ROLL_MIN_DEG (a 1.5-degree roll settles by itself within a second; the one false
 # fit seen, on the worker-zone clip, turned 0.17), judged as a shift is, found ROLL_TIMES tries running with the
 # frame's corners placed within ROLL_AGREE pixels (at the default analysis width) of the try before, moves the
 # background.
 ROLL_MIN_DEG = 0.75
 ROLL_FG = 0.05
+ROLL_SPREAD = 0.4  # ... and that foreground in at least this share of a 4x4 grid (a roll stirs every edge; a
+# visitor stands in a few cells, and the fit would run twice a second whenever someone is in view)
 ROLL_EVERY_S = 0.5
 ROLL_TIMES = 2
 ROLL_AGREE = 1.0
@@ -538,6 +540,7 @@ class CameraAnalyzer:
         self._tiles: np.ndarray | None = None
         self._hann: np.ndarray | None = None  # the phase correlation's window (see _register)
         self._raw_share = 0.0  # share of the last frame that was foreground before any test
+        self._raw_spread = 0.0  # share of a 4x4 grid of the last frame with foreground in it
         self._shifts: list[tuple[float, float]] = []  # the view's shift against the background, frames running
         self._rolls: list[np.ndarray] = []  # turns of the view found by ECC, tries running (see _register)
         self._t_roll = -math.inf
@@ -999,6 +1002,8 @@ class CameraAnalyzer:
 
         self._prev = cur
         self._raw_share = float(np.count_nonzero(fg)) / fg.size
+        cells = cv2.resize(fg.astype(np.float32), (4, 4), interpolation=cv2.INTER_AREA)
+        self._raw_spread = float(np.mean(cells > 0.01))
         self._kept_since = np.where(fg_kept, np.minimum(self._kept_since, t), np.inf)
         self._fg = fg_kept
         roi = self._roi_mask
@@ -1037,15 +1042,21 @@ class CameraAnalyzer:
         self._shifts = []
         # A roll about the lens slides nothing: phase correlation finds no shift.  An ECC fit of a turn and
         # a slide, at most once every ROLL_EVERY_S where much of the frame stands out.
-        if self._raw_share < ROLL_FG or t - self._t_roll < ROLL_EVERY_S:
+        if self._raw_share < ROLL_FG or self._raw_spread < ROLL_SPREAD or t - self._t_roll < ROLL_EVERY_S:
             return
         self._t_roll = t
+        # At half the analysis width: a quarter of the cost, and a turn is as well measured.
+        half = (max(8, w // 2), max(8, h // 2))
         try:
-            _, inv = cv2.findTransformECC(cur, self._bg, np.eye(2, 3, dtype=np.float32), cv2.MOTION_EUCLIDEAN,
+            _, inv = cv2.findTransformECC(cv2.resize(cur, half, interpolation=cv2.INTER_AREA),
+                                          cv2.resize(self._bg, half, interpolation=cv2.INTER_AREA),
+                                          np.eye(2, 3, dtype=np.float32), cv2.MOTION_EUCLIDEAN,
                                           (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 50, 1e-4), None, 5)
         except cv2.error:  # did not converge: a frame that is not the room slid
             self._rolls = []
             return
+        inv[0, 2] *= w / half[0]
+        inv[1, 2] *= h / half[1]
         m = cv2.invertAffineTransform(inv).astype(np.float32)
         corners = np.float32([[0, 0, 1], [w, 0, 1], [0, h, 1], [w, h, 1]])
         # A slide is the phase correlation's to find; this path is for turns only.
