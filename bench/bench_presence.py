@@ -282,7 +282,8 @@ def main(argv=None) -> int:
             stem = lab.name[: -len(".labels.txt")]
             if (not args.only or args.only in lab.name) and not any(
                     p.parent == d and p.name.rsplit(".", 1)[0] == stem for p in clips):
-                print(f"{lab.name}: no clip beside it, skipped (bench/footage/README.md says where such clips come from)")
+                print(f"{lab.name}: no clip beside it, skipped "
+                      "(bench/footage/README.md says where such clips come from)")
     worst = {}
     loads = []  # ms the detector took to load, once per analyser started
     for path in clips:
