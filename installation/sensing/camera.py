@@ -332,6 +332,11 @@ def _box_px(box, h: int, w: int) -> tuple[int, int, int, int]:
     return (int(box[0] * w), int(box[1] * h), int(math.ceil(box[2] * w)), int(math.ceil(box[3] * h)))
 
 
+def _turn_deg(m: np.ndarray) -> float:
+    """The turn (degrees) of a 2x3 rigid transform."""
+    return math.degrees(math.atan2(float(m[1, 0]), float(m[0, 0])))
+
+
 def _sobel(img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """x and y gradients (grey levels per pixel: Sobel 3x3 scaled to a plain difference)."""
     return (cv2.Sobel(img, cv2.CV_32F, 1, 0, ksize=3, scale=0.125),
@@ -1060,8 +1065,7 @@ class CameraAnalyzer:
         m = cv2.invertAffineTransform(inv).astype(np.float32)
         corners = np.float32([[0, 0, 1], [w, 0, 1], [0, h, 1], [w, h, 1]])
         # A slide is the phase correlation's to find; this path is for turns only.
-        if abs(math.degrees(math.atan2(float(m[1, 0]), float(m[0, 0])))) < ROLL_MIN_DEG \
-                or not self._explains(m, cur, gain):
+        if abs(_turn_deg(m)) < ROLL_MIN_DEG or not self._explains(m, cur, gain):
             self._rolls = []
             return
         if self._rolls and float(np.max(np.hypot(*(corners @ (m - self._rolls[-1]).T).T))) > ROLL_AGREE * w / 160.0:
@@ -1111,11 +1115,10 @@ class CameraAnalyzer:
         cx, cy = m @ np.float32([w / 2.0, h / 2.0, 1.0])
         dx, dy = float(cx - w / 2.0), float(cy - h / 2.0)
         self._dets.shift(dx / w, dy / h)
-        turn = math.degrees(math.atan2(float(m[1, 0]), float(m[0, 0])))
         self._moves += 1
         if t - self._t_move_log >= 60.0:  # a camera shaken all day logs once a minute, not every move
             log.info("camera view moved by %.1f, %.1f px at the analysis width, turned %.1f deg: background moved "
-                     "with it (%d such moves since the last line)", dx, dy, turn, self._moves)
+                     "with it (%d such moves since the last line)", dx, dy, _turn_deg(m), self._moves)
             self._moves, self._t_move_log = 0, t
 
     def _second_opinion(self, frame, t, labels, n, merit, forget, fg, moving, h, w, light_step=False) -> list:
