@@ -58,8 +58,11 @@ model for a technician; in short (all on a small image, grey and in colour,
   blob is at least half that size and 0.3 of its largest area lately.
   ``presence`` is the occupied share of the ROI, but at least
   ``person_floor`` per person counted, so one distant visitor reads clearly.
-* **A second opinion** (second_opinion.py, detector.py): a single-frame
-  person detector runs ``detect_hz`` times a second.  Its detections live
+* **A second opinion** (second_opinion.py, detector.py, body_detector.py):
+  single-frame person detectors run ``detect_hz`` times a second: a pose
+  detector anchored on faces, and a body detector that finds people from
+  any side (visitors seen from behind) in the whole frame, at
+  ``body_score``.  Its detections live
   ``detect_hold_s`` after last seen.  A still blob the tests above would
   forget is kept while most of it lies inside a live detection's body box
   (a still visitor through a lamp step); a live detection that no counted
@@ -79,6 +82,10 @@ model for a technician; in short (all on a small image, grey and in colour,
   the whole frame's 224x224 input.  A close-up's find is someone new only
   where that motion lies inside its body box, and counts while something
   moves there, plus ``CLOSE_QUIET_S`` (10 s; 3 s for a find under 0.9).
+  People found on the frame the background started from are in the
+  background: once a later run finds nobody there, foreground in their box
+  that has stopped moving is the place they left, sunk at once (see
+  ``_heal_ghosts``), not after ``settle_s``.
   Without the detector runtime the analysis is background subtraction alone.
 """
 
@@ -99,7 +106,7 @@ from installation.mapping.geometry import Lens
 from installation.params import MACHINE, VENUE, ParamSpec, ParamTree, floats
 
 from .frames import CameraFrame, Person
-from .second_opinion import DetectionTracks, make_opinion
+from .second_opinion import DetectionTracks, make_opinion, same_person
 
 log = logging.getLogger(__name__)
 
@@ -159,6 +166,12 @@ MAX_CLOSE_UPS = 3
 SETTLED_FG = 0.05
 SETTLED_HELD = 0.9
 SETTLED_S = 10.0
+# A person the detector found on the frame the background started from is in the background (see _heal_ghosts):
+# once a later run finds nobody there, foreground in their box that has not moved for GHOST_STILL_S is the place
+# they left and is sunk at once, not after settle_s (the rest of their ghost: moving pixels, a passer-by, wait
+# for the usual tests).  The box is watched for GHOST_WATCH_S after the start.
+GHOST_STILL_S = 0.2
+GHOST_WATCH_S = 30.0
 # A camera knocked, or its mount settling (CameraAnalyzer._register): where at least SHIFT_FG of the last frame
 # was foreground, the frame is phase-correlated with the background; a shift of at least SHIFT_MIN pixels (at
 # the default analysis width, scaled with it), with a peak of at least SHIFT_RESP, is the view's if moving the
@@ -195,7 +208,8 @@ CANVAS_CORNERS = ((0.0, 0.0), (1.0, 0.0), (1.0, 1.0), (0.0, 1.0))
 
 PARAMS: tuple[ParamSpec, ...] = tuple(
     [ParamSpec(f"{P}/detect_hz", "float", 2.0, "how often the person detector (the second opinion) runs; "
-               "0 turns it off (about 12 ms a run on one core)", 0.0, 30.0, "Hz", scope=MACHINE),
+               "0 turns it off (about 50 ms a run on one core: 12 for the pose detector, 35 for the body detector's "
+               "two squares, 12 a close-up)", 0.0, 30.0, "Hz", scope=MACHINE),
      ParamSpec(f"{P}/width", "int", 160, "width of the image the analysis works on (height follows the "
                "aspect ratio); smaller is faster and less noisy", 48, 640, "px", live=False,
                scope=MACHINE)]
@@ -235,6 +249,9 @@ PARAMS: tuple[ParamSpec, ...] = tuple(
          "(a still visitor in view at start-up, too small for the whole frame); 0 turns close-ups off"),
         ("detect_close_score", 0.8, 0.05, 0.99, "", "person detector in a close-up: lowest score that counts "
          "(above detect_score: close-ups of empty rooms and things score up to about 0.8)"),
+        ("body_score", 0.45, 0.05, 0.99, "", "body detector (finds people from any side, backs too, in the "
+         "whole frame): lowest score that counts as a person (people score 0.4-0.7, empty rooms 0.1-0.25, a car "
+         "seen from above 0.39)"),
         ("detect_hold_s", 1.0, 0.1, 30.0, "s", "a person detection lives this long after the detector last saw "
          "it (covers a missed run)"),
         ("fixture_s", 300.0, 1.0, 86400.0, "s", "a detected person whose place shows no motion for this long is "
@@ -395,6 +412,7 @@ class CameraAnalyzer:
         det = getattr(self.opinion, "det", None)
         if det is not None:
             det.min_score = float(self.tree[f"{P}/detect_score"])
+            det.body_score = float(self.tree[f"{P}/body_score"])
         return self.opinion.offer(frame, t, hz, lambda: self._close_ups(*frame.shape[:2], t))
 
     def _close_ups(self, fh: int, fw: int, t: float) -> list[tuple[tuple[int, int, int, int], float]]:
@@ -542,6 +560,8 @@ class CameraAnalyzer:
         self._stir: np.ndarray | None = None  # motion nothing explains, pixel-seconds, decaying (see _close_ups)
         self._looked: np.ndarray | None = None  # when a close-up was last centred near each pixel
         self._bg_since: np.ndarray | None = None  # since when the background has held what it shows (see _settled)
+        self._t_bg0 = -math.inf  # time of the frame the background started from
+        self._bg_people: list[list] = []  # [box, gone] of people found on that frame (see _heal_ghosts)
         self._tiles: np.ndarray | None = None
         self._hann: np.ndarray | None = None  # the phase correlation's window (see _register)
         self._raw_share = 0.0  # share of the last frame that was foreground before any test
@@ -805,6 +825,7 @@ class CameraAnalyzer:
             self._stir = np.zeros((h, w), np.float32)
             self._looked = np.full((h, w), -np.inf)
             self._bg_since = np.full((h, w), t)
+            self._t_bg0 = t
             self._t_prev = t
         elif self._raw_share >= SHIFT_FG:
             self._register(cur, cur3, t)
@@ -962,6 +983,9 @@ class CameraAnalyzer:
         keep[0] = False
         fg_kept = keep[labels] & fg.astype(bool)
         forgetting = forget[labels]
+        heal = self._heal_ghosts(fg_kept, t, h, w)
+        if heal is not None:
+            fg_kept &= ~heal
         relight = None
         if over is not None:
             over &= forgetting  # blobs the detector kept whole need no rescue
@@ -993,6 +1017,9 @@ class CameraAnalyzer:
         rate[hasty_px & (self._hasty_run < HASTY_FRAMES)] = a_learn
         rate[moving & ~forgetting] = 0.0
         rate[clip_dark] = 0.0
+        if heal is not None:
+            rate[heal] = 1.0
+            self._bg_since[heal] = t
         bg += rate * (cur - bg)
         if bg3 is not None:
             bg3 += rate[..., None] * (cur3 - bg3)
@@ -1128,7 +1155,9 @@ class CameraAnalyzer:
         tr = self.tree
         # A close-up's find is someone new only where motion nothing explains gathered inside its body box
         # (the close-up may take in a pole or a sign beside the motion that called for it).
-        self._dets.merge(self._ask(frame, t), t, float(tr[f"{P}/detect_hold_s"]),
+        results = self._ask(frame, t)
+        self._note_bg_people(results, t)
+        self._dets.merge(results, t, float(tr[f"{P}/detect_hold_s"]),
                          admit=lambda d: self._stirred(d.box, h, w),
                          settled=lambda box, since: self._settled(box, since, fg, moving, h, w))
         if not self._dets.remembers():
@@ -1158,6 +1187,35 @@ class CameraAnalyzer:
             rescue[0] = False
             forget &= ~rescue  # kept: a person the detector sees, whatever the light test said
         return live
+
+    def _note_bg_people(self, results, t: float) -> None:
+        """Remember the whole-frame finds of the run on the frame the background started from (they are in
+        the background), and mark each gone when a later run finds nobody overlapping its box."""
+        if t - self._t_bg0 > GHOST_WATCH_S:
+            self._bg_people = []
+            return
+        for tf, dets in results:
+            if tf == self._t_bg0:
+                self._bg_people += [[d.box, False] for d in dets if not d.close]
+                continue
+            for entry in self._bg_people:
+                box = entry[0]
+                hip = ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)
+                entry[1] = not any(same_person(d, box, hip) for d in dets)
+
+    def _heal_ghosts(self, fg_kept: np.ndarray, t: float, h: int, w: int) -> np.ndarray | None:
+        """Pixels of the places start-up people left: kept foreground inside the box of someone found on the
+        frame the background started from whom the detector no longer finds there, not moving for
+        ``GHOST_STILL_S``.  ``None`` when there are none."""
+        gone = [b for b, g in self._bg_people if g]
+        if not gone:
+            return None
+        inside = np.zeros((h, w), bool)
+        for box in gone:
+            x0, y0, x1, y1 = _box_px(box, h, w)
+            inside[y0:y1, x0:x1] = True
+        heal = inside & fg_kept & ((t - self._last_motion) >= GHOST_STILL_S)
+        return heal if heal.any() else None
 
     def _settled(self, box, since: float, fg, moving, h: int, w: int) -> bool:
         """Whether ``box`` (normalised) shows the room as the background has long known it: next to no

@@ -84,18 +84,34 @@ def iou(a, b) -> float:
     return inter / union if union > 0 else 0.0
 
 
-def load(model_path: Path | str = MODEL, min_score: float = 0.5) -> "PersonDetector":
-    """A :class:`PersonDetector`, or :class:`DetectorUnavailable` saying why not."""
-    return PersonDetector(model_path, min_score)
+def load(model_path: Path | str = MODEL, min_score: float = 0.5, body: bool = True) -> "PersonDetector":
+    """A :class:`PersonDetector` with the body detector beside it (``body``; body_detector.py), or
+    :class:`DetectorUnavailable` saying why not.  Without its body model it still runs, after a warning."""
+    det = PersonDetector(model_path, min_score)
+    if body:
+        from .body_detector import BodyDetector
+        try:
+            det.body = BodyDetector()
+        except DetectorUnavailable as e:
+            log.warning("%s; people seen from behind are found by background subtraction alone", e)
+    return det
 
 
 class PersonDetector:
     """BlazePose person detector; ``detect(bgr)`` gives the people on one frame.
 
+    With ``body`` set (a :class:`body_detector.BodyDetector`, as :func:`load`
+    gives it), its whole-frame finds (score >= ``body_score``) of people the
+    pose detector did not find are added.  Close-ups use the pose detector
+    alone: the body detector costs about 35 ms a whole frame (two squares).
+
     One interpreter thread: the detector runs beside the camera analysis on
     small machines and must not take every core.  Not thread-safe: one
     caller at a time (camera.py gives the threaded variant its own instance).
     """
+
+    body = None
+    body_score = 0.45
 
     def __init__(self, model_path: Path | str = MODEL, min_score: float = 0.5, nms_iou: float = 0.3) -> None:
         try:
@@ -138,8 +154,12 @@ class PersonDetector:
         return p, reg, (ox, oy, sw, sh)
 
     def detect(self, bgr: np.ndarray, min_score: float | None = None) -> tuple[Detection, ...]:
-        """People on one BGR frame, best first (score >= ``min_score``, default the detector's own,
-        overlapping faces suppressed)."""
+        """People on one BGR frame: the pose detector's, best first (score >= ``min_score``, default the
+        detector's own, overlapping faces suppressed), then the body detector's that are not one of them."""
+        return _add(self.pose(bgr, min_score), self.body.detect(bgr, self.body_score) if self.body else ())
+
+    def pose(self, bgr: np.ndarray, min_score: float | None = None) -> tuple[Detection, ...]:
+        """The pose detector's people alone (see :meth:`detect`)."""
         h, w = bgr.shape[:2]
         p, reg, (ox, oy, sw, sh) = self.scores(bgr)
         idx = np.nonzero(p >= (self.min_score if min_score is None else min_score))[0]
@@ -185,7 +205,26 @@ class PersonDetector:
             return (y0 + v * ch) / h
 
         # A body circle wider than the close-up is part of someone larger, cut by its edge.
-        return tuple(Detection(d.score, (fx(d.box[0]), fy(d.box[1]), fx(d.box[2]), fy(d.box[3])),
+        pose = tuple(Detection(d.score, (fx(d.box[0]), fy(d.box[1]), fx(d.box[2]), fy(d.box[3])),
                                (fx(d.hip[0]), fy(d.hip[1])), d.radius * cw / w,
                                (fx(d.face[0]), fy(d.face[1]), fx(d.face[2]), fy(d.face[3])), True)
-                     for d in self.detect(bgr[y0:y1, x0:x1], min_score) if 2.0 * d.radius < 1.0)
+                     for d in self.pose(bgr[y0:y1, x0:x1], min_score) if 2.0 * d.radius < 1.0)
+        return pose
+
+
+def _add(first, more) -> tuple[Detection, ...]:
+    """``first`` and those of ``more`` that are not one of them (boxes overlapping by a third, or one
+    mostly inside the other: the two detectors box the same person differently)."""
+    out = list(first)
+    for d in more:
+        if not any(iou(d.box, o.box) > 0.3 or _inside(d.box, o.box) for o in out):
+            out.append(d)
+    return tuple(out)
+
+
+def _inside(a, b) -> bool:
+    """Whether the smaller of boxes ``a`` and ``b`` lies more than half inside the other."""
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    smaller = min((a[2] - a[0]) * (a[3] - a[1]), (b[2] - b[0]) * (b[3] - b[1]))
+    return smaller > 0 and ix * iy > 0.5 * smaller
