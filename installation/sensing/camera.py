@@ -167,10 +167,12 @@ SETTLED_FG = 0.05
 SETTLED_HELD = 0.9
 SETTLED_S = 10.0
 # A person the detector found on the frame the background started from is in the background (see _heal_ghosts):
-# once a later run finds nobody there, foreground in their box that has not moved for GHOST_STILL_S is the place
-# they left and is sunk at once, not after settle_s (the rest of their ghost: moving pixels, a passer-by, wait
-# for the usual tests).  The box is watched for GHOST_WATCH_S after the start.
+# from the first later run that finds nobody there, for GHOST_HEAL_S, foreground in their box that has not moved
+# for GHOST_STILL_S is the place they left and is sunk at once, not after settle_s (moving pixels, a passer-by,
+# wait for the usual tests).  The window is short so that a visitor who comes to stand in that place later, and
+# whom the detectors miss, is judged by the usual tests.  Boxes are watched for GHOST_WATCH_S after the start.
 GHOST_STILL_S = 0.2
+GHOST_HEAL_S = 2.0
 GHOST_WATCH_S = 30.0
 # A camera knocked, or its mount settling (CameraAnalyzer._register): where at least SHIFT_FG of the last frame
 # was foreground, the frame is phase-correlated with the background; a shift of at least SHIFT_MIN pixels (at
@@ -561,7 +563,7 @@ class CameraAnalyzer:
         self._looked: np.ndarray | None = None  # when a close-up was last centred near each pixel
         self._bg_since: np.ndarray | None = None  # since when the background has held what it shows (see _settled)
         self._t_bg0 = -math.inf  # time of the frame the background started from
-        self._bg_people: list[list] = []  # [box, gone] of people found on that frame (see _heal_ghosts)
+        self._bg_people: list[list] = []  # [box, gone since] of people found on that frame (see _heal_ghosts)
         self._tiles: np.ndarray | None = None
         self._hann: np.ndarray | None = None  # the phase correlation's window (see _register)
         self._raw_share = 0.0  # share of the last frame that was foreground before any test
@@ -1190,24 +1192,29 @@ class CameraAnalyzer:
 
     def _note_bg_people(self, results, t: float) -> None:
         """Remember the whole-frame finds of the run on the frame the background started from (they are in
-        the background), and mark each gone when a later run finds nobody overlapping its box."""
+        the background); note when a later run first finds nobody overlapping one's box (back to ``None``
+        when a run finds someone there again)."""
         if t - self._t_bg0 > GHOST_WATCH_S:
             self._bg_people = []
             return
         for tf, dets in results:
             if tf == self._t_bg0:
-                self._bg_people += [[d.box, False] for d in dets if not d.close]
+                self._bg_people += [[d.box, None] for d in dets if not d.close]
                 continue
             for entry in self._bg_people:
                 box = entry[0]
                 hip = ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)
-                entry[1] = not any(same_person(d, box, hip) for d in dets)
+                if any(same_person(d, box, hip) for d in dets):
+                    entry[1] = None
+                elif entry[1] is None:
+                    entry[1] = tf
+        self._bg_people = [e for e in self._bg_people if e[1] is None or t - e[1] <= GHOST_HEAL_S]
 
     def _heal_ghosts(self, fg_kept: np.ndarray, t: float, h: int, w: int) -> np.ndarray | None:
         """Pixels of the places start-up people left: kept foreground inside the box of someone found on the
-        frame the background started from whom the detector no longer finds there, not moving for
-        ``GHOST_STILL_S``.  ``None`` when there are none."""
-        gone = [b for b, g in self._bg_people if g]
+        frame the background started from whom the detector has not found there since a run up to
+        ``GHOST_HEAL_S`` ago, not moving for ``GHOST_STILL_S``.  ``None`` when there are none."""
+        gone = [b for b, since in self._bg_people if since is not None]
         if not gone:
             return None
         inside = np.zeros((h, w), bool)
