@@ -239,6 +239,36 @@ def fmt_list(xs) -> str:
     return ",".join("inf" if not math.isfinite(x) else f"{x:.1f}" for x in xs)
 
 
+def detector_cost(clips, size, rounds: int = 3) -> tuple[float, float] | None:
+    """Median ms of one whole-frame detector run on the clips' first frames: the pose detector alone (the
+    baseline) and with the body detector beside it, alternated in this process; ``None`` without a detector."""
+    from installation.sensing import detector as D
+    try:
+        det = D.load()
+    except D.DetectorUnavailable:
+        return None
+    if det.body is None:
+        return None
+    frames = []
+    for path in clips:
+        cap = cv2.VideoCapture(str(path))
+        ok, f = cap.read()
+        cap.release()
+        if ok:
+            frames.append(cv2.resize(f, size) if size else f)
+    pose, both = [], []
+    for _ in range(rounds):
+        for f in frames:
+            t0 = time.perf_counter()
+            det.pose(f)
+            t1 = time.perf_counter()
+            det.detect(f)
+            t2 = time.perf_counter()
+            pose.append(t1 - t0)
+            both.append(t2 - t1)
+    return (1000.0 * float(np.median(pose)), 1000.0 * float(np.median(both))) if frames else None
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--media", action="append", default=[], help="another folder of clips with labels files")
@@ -321,6 +351,10 @@ def main(argv=None) -> int:
     if loads:
         print(f"the person detector's load, once per start (left out of cam ms/f): "
               f"median {np.median(loads):.0f} ms, max {max(loads):.0f} ms")
+    cost = detector_cost([p for p in clips if not args.only or args.only in p.name], size)
+    if cost:
+        print(f"a whole-frame detector run (median over the clips' first frames, one core): pose detector alone "
+              f"{cost[0]:.1f} ms, with the body detector {cost[1]:.1f} ms ({cost[1] / cost[0]:.1f}x)")
     print("goals: AUC >= 0.99 as shot / visits, >= 0.95 under drift; empty within 3 s of every exit; "
           "<= 5 ms per 640x360 frame on the camera thread (the detector runs on its own thread)")
     return 0
