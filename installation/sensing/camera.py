@@ -103,7 +103,7 @@ import cv2
 import numpy as np
 
 from installation.mapping.geometry import Lens
-from installation.params import MACHINE, VENUE, ParamSpec, ParamTree, floats
+from installation.params import BOOL, MACHINE, VENUE, ParamSpec, ParamTree, floats
 
 from .frames import CameraFrame, Person
 from .second_opinion import DetectionTracks, make_opinion, same_person
@@ -212,6 +212,9 @@ PARAMS: tuple[ParamSpec, ...] = tuple(
     [ParamSpec(f"{P}/detect_hz", "float", 2.0, "how often the person detector (the second opinion) runs; "
                "0 turns it off (about 50 ms a run on one core: 12 for the pose detector, 35 for the body detector's "
                "two squares, 12 a close-up)", 0.0, 30.0, "Hz", scope=MACHINE),
+     ParamSpec(f"{P}/detect_body", BOOL, True, "run the body detector beside the pose detector in the whole "
+               "frame: it finds people seen from behind (about 35 ms a run on one core); off where the machine is "
+               "short of CPU", scope=MACHINE),
      ParamSpec(f"{P}/width", "int", 160, "width of the image the analysis works on (height follows the "
                "aspect ratio); smaller is faster and less noisy", 48, 640, "px", live=False,
                scope=MACHINE)]
@@ -415,6 +418,7 @@ class CameraAnalyzer:
         if det is not None:
             det.min_score = float(self.tree[f"{P}/detect_score"])
             det.body_score = float(self.tree[f"{P}/body_score"])
+            det.body_on = bool(self.tree[f"{P}/detect_body"])
         return self.opinion.offer(frame, t, hz, lambda: self._close_ups(*frame.shape[:2], t))
 
     def _close_ups(self, fh: int, fw: int, t: float) -> list[tuple[tuple[int, int, int, int], float]]:

@@ -101,8 +101,8 @@ class PersonDetector:
     """BlazePose person detector; ``detect(bgr)`` gives the people on one frame.
 
     With ``body`` set (a :class:`body_detector.BodyDetector`, as :func:`load`
-    gives it), its whole-frame finds (score >= ``body_score``) of people the
-    pose detector did not find are added.  Close-ups use the pose detector
+    gives it) and ``body_on``, its whole-frame finds (score >= ``body_score``)
+    of people the pose detector did not find are added.  Close-ups use the pose detector
     alone: the body detector costs about 35 ms a whole frame (two squares).
 
     One interpreter thread: the detector runs beside the camera analysis on
@@ -111,6 +111,7 @@ class PersonDetector:
     """
 
     body = None
+    body_on = True
     body_score = 0.45
 
     def __init__(self, model_path: Path | str = MODEL, min_score: float = 0.5, nms_iou: float = 0.3) -> None:
@@ -156,7 +157,8 @@ class PersonDetector:
     def detect(self, bgr: np.ndarray, min_score: float | None = None) -> tuple[Detection, ...]:
         """People on one BGR frame: the pose detector's, best first (score >= ``min_score``, default the
         detector's own, overlapping faces suppressed), then the body detector's that are not one of them."""
-        return _add(self.pose(bgr, min_score), self.body.detect(bgr, self.body_score) if self.body else ())
+        more = self.body.detect(bgr, self.body_score) if self.body is not None and self.body_on else ()
+        return _add(self.pose(bgr, min_score), more)
 
     def pose(self, bgr: np.ndarray, min_score: float | None = None) -> tuple[Detection, ...]:
         """The pose detector's people alone (see :meth:`detect`)."""

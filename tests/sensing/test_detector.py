@@ -85,6 +85,11 @@ def test_the_body_detector_finds_visitors_seen_from_behind_that_the_pose_detecto
     assert det.pose(f) == ()   # face-anchored: no face, no find
     found = det.detect(f)
     assert found and all(d.box[2] < 0.25 and d.hip[0] < 0.15 for d in found), found
+    det.body_on = False   # sensing/camera/detect_body off: the pose detector alone
+    try:
+        assert det.detect(f) == ()
+    finally:
+        det.body_on = True
 
 
 class Scripted:
