@@ -104,6 +104,7 @@ class PersonDetector:
     gives it) and ``body_on``, its whole-frame finds (score >= ``body_score``)
     of people the pose detector did not find are added.  Close-ups use the pose detector
     alone: the body detector costs about 35 ms a whole frame (two squares).
+    camera.py turns it on at start-up only (``body_on``).
 
     One interpreter thread: the detector runs beside the camera analysis on
     small machines and must not take every core.  Not thread-safe: one

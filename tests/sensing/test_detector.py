@@ -92,6 +92,25 @@ def test_the_body_detector_finds_visitors_seen_from_behind_that_the_pose_detecto
         det.body_on = True
 
 
+def test_the_body_detector_runs_at_start_up_only(det):
+    """It costs about 35 ms a run and a find of it alone is no visitor once the background knows the room: it runs in
+    the first second, and on while someone it found then may still be there."""
+    if det.body is None:
+        pytest.skip("body detector model not loaded")
+    walk = frames(WALK)
+    a = CameraAnalyzer()
+    for i in range(int(3 * WALK_FPS)):   # the empty room from the start
+        a.process(small(walk[13 + i % 10]), i / WALK_FPS)
+        if i == 0:
+            assert a.opinion.det.body_on
+    assert not a.opinion.det.body_on
+    a = CameraAnalyzer()
+    for i, f in enumerate(walk[:19]):   # two people leaving at the start: watched until a run finds them gone
+        a.process(small(f), i / WALK_FPS)
+        if i == 15:
+            assert a.opinion.det.body_on
+
+
 class Scripted:
     """An opinion whose runs (every 1/hz s) report ``finds(t)``: a detector that sees what the test says."""
 
