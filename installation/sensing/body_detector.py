@@ -13,7 +13,7 @@ scales 10, 10, 5, 5) and per-class logits.  A frame wider than it is tall is
 looked at as overlapping squares (squeezing 16:9 into a square makes people
 too thin to score).  Its scores are lower than the pose detector's: people
 score 0.4-0.7, people-free rooms, tables, shelves and products 0.1-0.25
-(docs/sensing.md).
+(docs/sensing.md); a car seen from above 0.40, a motion-blurred bottle 0.52.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .detector import Detection, DetectorUnavailable, iou
+from .detector import Detection, DetectorUnavailable, inside, iou
 
 MODEL = Path(__file__).resolve().parent / "models" / "object_detection_ssd_mobilenetv2_oidv4_fp16.tflite"
 LABELS = MODEL.parent / "object_detection_oidv4_labelmap.txt"
@@ -123,7 +123,10 @@ class BodyDetector:
         cands.sort(key=lambda c: -c[0])
         out: list[Detection] = []
         for s, box in cands:
-            if box[2] - box[0] <= 0 or box[3] - box[1] <= 0 or any(iou(box, d.box) > self.nms_iou for d in out):
+            # A person across the squares' seam is found whole in one square and cut in the other: the cut
+            # box lies mostly inside the whole one (on the one-by-one clip 44 of 1003 frames had both).
+            if box[2] - box[0] <= 0 or box[3] - box[1] <= 0 or any(
+                    iou(box, d.box) > self.nms_iou or inside(box, d.box) for d in out):
                 continue
             hip = ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)
             rad = 0.5 * max((box[2] - box[0]) * w, (box[3] - box[1]) * h) / w

@@ -105,6 +105,7 @@ import numpy as np
 from installation.mapping.geometry import Lens
 from installation.params import BOOL, MACHINE, VENUE, ParamSpec, ParamTree, floats
 
+from .detector import iou
 from .frames import CameraFrame, Person
 from .second_opinion import DetectionTracks, make_opinion, same_person
 
@@ -576,7 +577,7 @@ class CameraAnalyzer:
         self._looked: np.ndarray | None = None  # when a close-up was last centred near each pixel
         self._bg_since: np.ndarray | None = None  # since when the background has held what it shows (see _settled)
         self._t_bg0 = -math.inf  # time of the frame the background started from
-        self._bg_people: list[list] = []  # [box, gone since] of people found on that frame (see _heal_ghosts)
+        self._bg_people: list[list] = []  # [box, gone since, last seen] of people found then (see _note_bg_people)
         self._tiles: np.ndarray | None = None
         self._hann: np.ndarray | None = None  # the phase correlation's window (see _register)
         self._raw_share = 0.0  # share of the last frame that was foreground before any test
@@ -830,6 +831,8 @@ class CameraAnalyzer:
         h, w = cur.shape
         if self._shape != (h, w):
             self.reset()
+            if self.opinion is not None and hasattr(self.opinion, "rearm"):
+                self.opinion.rearm()   # a run on the frame the background starts from (see _note_bg_people)
             self._shape = (h, w)
             self._bg = cur.copy()
             self._prev = cur.copy()
@@ -1157,6 +1160,8 @@ class CameraAnalyzer:
         cx, cy = m @ np.float32([w / 2.0, h / 2.0, 1.0])
         dx, dy = float(cx - w / 2.0), float(cy - h / 2.0)
         self._dets.shift(dx / w, dy / h)
+        self._bg_people = [[(b[0] + dx / w, b[1] + dy / h, b[2] + dx / w, b[3] + dy / h), g, s]
+                           for b, g, s in self._bg_people]
         self._moves += 1
         if t - self._t_move_log >= 60.0:  # a camera shaken all day logs once a minute, not every move
             log.info("camera view moved by %.1f, %.1f px at the analysis width, turned %.1f deg: background moved "
@@ -1205,20 +1210,23 @@ class CameraAnalyzer:
 
     def _note_bg_people(self, results, t: float) -> None:
         """Remember the whole-frame finds of the run on the frame the background started from (they are in
-        the background); note when a later run first finds nobody overlapping one's box (back to ``None``
-        when a run finds someone there again)."""
+        the background), each as ``[box, gone since, last seen]``: when a run last found someone in that place
+        (overlap at least 0.5), and when a run first found nobody overlapping it (back to ``None`` when a run
+        finds someone there again)."""
         if t - self._t_bg0 > GHOST_WATCH_S:
             self._bg_people = []
             return
         for tf, dets in results:
             if tf == self._t_bg0:
-                self._bg_people += [[d.box, None] for d in dets if not d.close]
+                self._bg_people += [[d.box, None, tf] for d in dets if not d.close]
                 continue
             for entry in self._bg_people:
                 box = entry[0]
                 hip = ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)
                 if any(same_person(d, box, hip) for d in dets):
                     entry[1] = None
+                    if any(iou(d.box, box) >= 0.5 for d in dets):
+                        entry[2] = tf
                 elif entry[1] is None:
                     entry[1] = tf
         self._bg_people = [e for e in self._bg_people if e[1] is None or t - e[1] <= GHOST_HEAL_S]
@@ -1226,16 +1234,22 @@ class CameraAnalyzer:
     def _heal_ghosts(self, fg_kept: np.ndarray, t: float, h: int, w: int) -> np.ndarray | None:
         """Pixels of the places start-up people left: kept foreground inside the box of someone found on the
         frame the background started from whom the detector has not found there since a run up to
-        ``GHOST_HEAL_S`` ago, not moving for ``GHOST_STILL_S``.  ``None`` when there are none."""
-        gone = [b for b, since in self._bg_people if since is not None]
-        if not gone:
-            return None
-        inside = np.zeros((h, w), bool)
-        for box in gone:
+        ``GHOST_HEAL_S`` ago, not moving for ``GHOST_STILL_S``, and kept since a time between when they were
+        last seen in that place and that run (the place they left shows from when they left; someone who
+        stood beside them before, or came after, is left to the usual tests).  ``None`` when there are none."""
+        heal = None
+        for box, gone, seen in self._bg_people:
+            if gone is None:
+                continue
             x0, y0, x1, y1 = _box_px(box, h, w)
-            inside[y0:y1, x0:x1] = True
-        heal = inside & fg_kept & ((t - self._last_motion) >= GHOST_STILL_S)
-        return heal if heal.any() else None
+            since = self._kept_since[y0:y1, x0:x1]
+            part = fg_kept[y0:y1, x0:x1] & (since >= seen) & (since <= gone) \
+                & ((t - self._last_motion[y0:y1, x0:x1]) >= GHOST_STILL_S)
+            if part.any():
+                if heal is None:
+                    heal = np.zeros((h, w), bool)
+                heal[y0:y1, x0:x1] |= part
+        return heal
 
     def _settled(self, box, since: float, fg, moving, h: int, w: int) -> bool:
         """Whether ``box`` (normalised) shows the room as the background has long known it: next to no

@@ -1,4 +1,4 @@
-"""Person detector: MediaPipe's BlazePose person detector on one frame.
+"""Person detector: MediaPipe's BlazePose person detector on one frame (and the body detector beside it).
 
 The camera analysis (camera.py) learns a background and sees what differs
 from it; it cannot see a visitor who was already there, still, when it
@@ -44,7 +44,8 @@ class Detection:
 
     ``box`` (x0, y0, x1, y1) bounds the body circle (centre ``hip``, radius
     ``radius`` in image widths), clipped to the image; ``face`` is the
-    model's own face box; ``score`` is 0..1; ``close``: found in a
+    model's own face box (a body detector find, body_detector.py: ``box``
+    is its box, ``hip`` its centre, ``face`` the box again); ``score`` is 0..1; ``close``: found in a
     close-up (:meth:`PersonDetector.detect_in`), not the whole frame.
     """
 
@@ -220,12 +221,12 @@ def _add(first, more) -> tuple[Detection, ...]:
     mostly inside the other: the two detectors box the same person differently)."""
     out = list(first)
     for d in more:
-        if not any(iou(d.box, o.box) > 0.3 or _inside(d.box, o.box) for o in out):
+        if not any(iou(d.box, o.box) > 0.3 or inside(d.box, o.box) for o in out):
             out.append(d)
     return tuple(out)
 
 
-def _inside(a, b) -> bool:
+def inside(a, b) -> bool:
     """Whether the smaller of boxes ``a`` and ``b`` lies more than half inside the other."""
     ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
     iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))

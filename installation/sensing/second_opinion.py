@@ -96,6 +96,10 @@ class InlineOpinion:
         self.calls += 1
         return [(t, dets)]
 
+    def rearm(self) -> None:
+        """Run on the next frame offered, whatever the due time (the analysis started a new background)."""
+        self._due = -np.inf
+
     def close(self) -> None:
         """Nothing to release."""
 
@@ -166,6 +170,10 @@ class ThreadedOpinion:
                 out.append(self._out.get_nowait())
             except queue.Empty:
                 return out
+
+    def rearm(self) -> None:
+        """Hand over the next frame offered, whatever the due time (the analysis started a new background)."""
+        self._due = -np.inf
 
     def close(self, timeout: float = 1.0) -> None:
         """Stop the thread (waits at most ``timeout`` for a detection in progress); a later offer starts
