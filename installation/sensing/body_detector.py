@@ -24,7 +24,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .detector import Detection, DetectorUnavailable, inside, iou
+from .detector import Detection, DetectorUnavailable, inside, interpreter, iou
 
 MODEL = Path(__file__).resolve().parent / "models" / "object_detection_ssd_mobilenetv2_oidv4_fp16.tflite"
 LABELS = MODEL.parent / "object_detection_oidv4_labelmap.txt"
@@ -70,18 +70,12 @@ class BodyDetector:
     """
 
     def __init__(self, model_path: Path | str = MODEL, min_score: float = 0.45, nms_iou: float = 0.4) -> None:
+        self._it = interpreter(model_path, "body detector")
         try:
-            from ai_edge_litert.interpreter import Interpreter
-        except ImportError as e:
-            raise DetectorUnavailable(f"body detector off: the ai-edge-litert runtime is not installed ({e})") \
-                from e
-        try:
-            self._it = Interpreter(model_path=str(model_path), num_threads=1)
-            self._it.allocate_tensors()
             labels = Path(model_path).with_name(LABELS.name).read_text(encoding="utf-8").split("\n")
             self._person = labels.index("Person")
-        except (ValueError, RuntimeError, OSError) as e:
-            raise DetectorUnavailable(f"body detector off: cannot load {model_path}: {e}") from e
+        except (ValueError, OSError) as e:
+            raise DetectorUnavailable(f"body detector off: cannot read its labels beside {model_path}: {e}") from e
         self._in = self._it.get_input_details()[0]["index"]
         outs = self._it.get_output_details()
         self._box = next(o["index"] for o in outs if o["shape"][-1] == 4)

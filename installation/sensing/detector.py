@@ -85,6 +85,21 @@ def iou(a, b) -> float:
     return inter / union if union > 0 else 0.0
 
 
+def interpreter(model_path: Path | str, what: str):
+    """A TFLite interpreter with its tensors allocated, on one thread, for ``model_path``; or
+    :class:`DetectorUnavailable` naming ``what`` and why not (runtime missing, model unreadable)."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError as e:
+        raise DetectorUnavailable(f"{what} off: the ai-edge-litert runtime is not installed ({e})") from e
+    try:
+        it = Interpreter(model_path=str(model_path), num_threads=1)
+        it.allocate_tensors()
+    except (ValueError, RuntimeError, OSError) as e:
+        raise DetectorUnavailable(f"{what} off: cannot load {model_path}: {e}") from e
+    return it
+
+
 def load(model_path: Path | str = MODEL, min_score: float = 0.5, body: bool = True) -> "PersonDetector":
     """A :class:`PersonDetector` with the body detector beside it (``body``; body_detector.py), or
     :class:`DetectorUnavailable` saying why not.  Without its body model it still runs, after a warning."""
@@ -117,16 +132,7 @@ class PersonDetector:
     body_score = 0.45
 
     def __init__(self, model_path: Path | str = MODEL, min_score: float = 0.5, nms_iou: float = 0.3) -> None:
-        try:
-            from ai_edge_litert.interpreter import Interpreter
-        except ImportError as e:
-            raise DetectorUnavailable(f"person detector off: the ai-edge-litert runtime is not installed ({e})") \
-                from e
-        try:
-            self._it = Interpreter(model_path=str(model_path), num_threads=1)
-            self._it.allocate_tensors()
-        except (ValueError, RuntimeError, OSError) as e:
-            raise DetectorUnavailable(f"person detector off: cannot load {model_path}: {e}") from e
+        self._it = interpreter(model_path, "person detector")
         self._in = self._it.get_input_details()[0]["index"]
         outs = self._it.get_output_details()
         self._reg = next(o["index"] for o in outs if o["shape"][-1] > 1)

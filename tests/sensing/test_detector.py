@@ -192,6 +192,23 @@ def test_a_visitor_the_detectors_miss_beside_a_start_up_visitor_stays_present_wh
             assert p > EMPTY, f"t={t:.2f}: the visitor beside the one who left was lost"
 
 
+def test_a_missing_or_unlabelled_body_model_is_named_and_the_pose_detector_still_loads(tmp_path, det, caplog,
+                                                                                      monkeypatch):
+    from installation.sensing import body_detector as B
+    with pytest.raises(detector.DetectorUnavailable, match="body detector off: cannot load"):
+        B.BodyDetector(tmp_path / "missing.tflite")
+    bare = tmp_path / B.MODEL.name
+    bare.write_bytes(B.MODEL.read_bytes())   # the model without its label map beside it
+    with pytest.raises(detector.DetectorUnavailable, match="cannot read its labels"):
+        B.BodyDetector(bare)
+    caplog.set_level(logging.WARNING)
+    real = B.BodyDetector.__init__
+    monkeypatch.setattr(B.BodyDetector, "__init__", lambda self, *a, **k: real(self, bare))
+    d = detector.load()
+    assert d.body is None and "people seen from behind" in caplog.text
+    assert d.detect(small(frames(WALK)[13])) == ()
+
+
 @pytest.mark.parametrize("w, h, want", [
     (640, 360, [(0, 0, 360), (280, 0, 360)]), (360, 640, [(0, 0, 360), (0, 280, 360)]), (300, 300, [(0, 0, 300)]),
     (1000, 250, [(0, 0, 250), (188, 0, 250), (375, 0, 250), (562, 0, 250), (750, 0, 250)])])
