@@ -407,7 +407,7 @@ def test_every_declared_parameter_has_the_scope_its_job_says():
     from installation.engine import declare_all
     t = declare_all(extra=app._sensing_params())
     machine = {"field/particles", "field/sim_every", "sensing/camera/width", "sensing/camera/detect_hz",
-               "sensing/audio/hop_ms"}
+               "sensing/camera/detect_body", "sensing/audio/hop_ms"}
     for spec in t.specs():
         if spec.path in machine:
             assert spec.scope == "machine", spec.path
