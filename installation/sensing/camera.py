@@ -354,8 +354,10 @@ def _blob_corr(lab: np.ndarray, n: int, ab: np.ndarray, aa: np.ndarray, bb: np.n
 
 
 def _box_px(box, h: int, w: int) -> tuple[int, int, int, int]:
-    """A normalised (x0, y0, x1, y1) box in pixels of an h x w image, rounded outwards."""
-    return (int(box[0] * w), int(box[1] * h), int(math.ceil(box[2] * w)), int(math.ceil(box[3] * h)))
+    """A normalised (x0, y0, x1, y1) box in pixels of an h x w image, rounded outwards and clipped to it (a box
+    moved with a knocked view may lie partly outside, and a negative start would wrap a slice round)."""
+    return (min(w, max(0, int(math.floor(box[0] * w)))), min(h, max(0, int(math.floor(box[1] * h)))),
+            min(w, max(0, int(math.ceil(box[2] * w)))), min(h, max(0, int(math.ceil(box[3] * h)))))
 
 
 def _turn_deg(m: np.ndarray) -> float:

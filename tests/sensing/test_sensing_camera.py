@@ -195,3 +195,10 @@ def test_a_still_visitor_survives_black_frames_and_colour_toggled_live(event):
         if i >= 7 * WALK_FPS:
             pres.append(r.presence)
     assert min(pres) > 0.05, np.round(pres, 3).tolist()
+
+
+def test_a_box_partly_outside_the_frame_is_clipped_not_wrapped():
+    """Boxes move with a knocked view and may leave the frame: a slice from a negative start would come out empty."""
+    from installation.sensing.camera import _box_px
+    assert _box_px((-0.02, 0.2, 0.06, 0.6), 90, 160) == (0, 18, 10, 54)
+    assert _box_px((0.9, 0.5, 1.2, 1.1), 90, 160) == (144, 45, 160, 90)
