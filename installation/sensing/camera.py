@@ -173,11 +173,11 @@ SETTLED_S = 10.0
 # wait for the usual tests).  The window is short so that a visitor who comes to stand in that place later, and
 # whom the detectors miss, is judged by the usual tests.  Boxes are watched for GHOST_WATCH_S after the start.
 GHOST_STILL_S = 0.2
+GHOST_HEAL_S = 2.0
+GHOST_WATCH_S = 30.0
 # The body detector runs on frames up to BODY_START_S after the background started (so that the first run,
 # answered on its own thread while later frames arrive, has it on), then only while such people are watched.
 BODY_START_S = 1.0
-GHOST_HEAL_S = 2.0
-GHOST_WATCH_S = 30.0
 # A camera knocked, or its mount settling (CameraAnalyzer._register): where at least SHIFT_FG of the last frame
 # was foreground, the frame is phase-correlated with the background; a shift of at least SHIFT_MIN pixels (at
 # the default analysis width, scaled with it), with a peak of at least SHIFT_RESP, is the view's if moving the

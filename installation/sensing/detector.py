@@ -44,9 +44,10 @@ class Detection:
 
     ``box`` (x0, y0, x1, y1) bounds the body circle (centre ``hip``, radius
     ``radius`` in image widths), clipped to the image; ``face`` is the
-    model's own face box (a body detector find, body_detector.py: ``box``
-    is its box, ``hip`` its centre, ``face`` the box again); ``score`` is 0..1; ``close``: found in a
-    close-up (:meth:`PersonDetector.detect_in`), not the whole frame.
+    model's own face box (for a body detector find, body_detector.py:
+    ``box`` is its box, ``hip`` its centre, ``face`` the box again);
+    ``score`` is 0..1; ``close``: found in a close-up
+    (:meth:`PersonDetector.detect_in`), not the whole frame.
     """
 
     score: float
@@ -118,9 +119,9 @@ class PersonDetector:
 
     With ``body`` set (a :class:`body_detector.BodyDetector`, as :func:`load`
     gives it) and ``body_on``, its whole-frame finds (score >= ``body_score``)
-    of people the pose detector did not find are added.  Close-ups use the pose detector
-    alone: the body detector costs about 35 ms a whole frame (two squares).
-    camera.py turns it on at start-up only (``body_on``).
+    of people the pose detector did not find are added.  Close-ups use the
+    pose detector alone.  The body detector costs about 35 ms a whole frame
+    (two squares); camera.py turns it on at start-up only.
 
     One interpreter thread: the detector runs beside the camera analysis on
     small machines and must not take every core.  Not thread-safe: one
@@ -215,11 +216,10 @@ class PersonDetector:
             return (y0 + v * ch) / h
 
         # A body circle wider than the close-up is part of someone larger, cut by its edge.
-        pose = tuple(Detection(d.score, (fx(d.box[0]), fy(d.box[1]), fx(d.box[2]), fy(d.box[3])),
+        return tuple(Detection(d.score, (fx(d.box[0]), fy(d.box[1]), fx(d.box[2]), fy(d.box[3])),
                                (fx(d.hip[0]), fy(d.hip[1])), d.radius * cw / w,
                                (fx(d.face[0]), fy(d.face[1]), fx(d.face[2]), fy(d.face[3])), True)
                      for d in self.pose(bgr[y0:y1, x0:x1], min_score) if 2.0 * d.radius < 1.0)
-        return pose
 
 
 def _add(first, more) -> tuple[Detection, ...]:

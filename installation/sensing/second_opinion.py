@@ -50,15 +50,10 @@ def same_person(a: D.Detection, box, hip) -> bool:
     """Whether find ``a`` and a find with body ``box`` and ``hip`` are one person: overlapping boxes, one
     box mostly inside the other (a close-up that cut someone tall in half finds a part of them), or one's
     hip inside the other's box."""
-    ix = max(0.0, min(a.box[2], box[2]) - max(a.box[0], box[0]))
-    iy = max(0.0, min(a.box[3], box[3]) - max(a.box[1], box[1]))
-    smaller = min((a.box[2] - a.box[0]) * (a.box[3] - a.box[1]), (box[2] - box[0]) * (box[3] - box[1]))
-    inside = smaller > 0 and ix * iy > 0.5 * smaller
-
     def within(p, b):
         return b[0] <= p[0] <= b[2] and b[1] <= p[1] <= b[3]
 
-    return D.iou(a.box, box) > SAME_IOU or inside or within(a.hip, box) or within(hip, a.box)
+    return D.iou(a.box, box) > SAME_IOU or D.inside(a.box, box) or within(a.hip, box) or within(hip, a.box)
 
 
 def look(det: D.PersonDetector, frame: np.ndarray, close_ups=()) -> tuple[D.Detection, ...]:
