@@ -416,7 +416,7 @@ class CameraAnalyzer:
         if hz <= 0:
             return []
         if self.opinion is None and self._opinion_kind in ("inline", "thread"):
-            self.opinion = make_opinion(self._opinion_kind)
+            self.opinion = make_opinion(self._opinion_kind, body=bool(self.tree[f"{P}/detect_body"]))
             self._opinion_kind = None  # tried once: no warning per frame
         if self.opinion is None:
             return []

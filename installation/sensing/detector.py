@@ -102,26 +102,24 @@ def interpreter(model_path: Path | str, what: str):
 
 
 def load(model_path: Path | str = MODEL, min_score: float = 0.5, body: bool = True) -> "PersonDetector":
-    """A :class:`PersonDetector` with the body detector beside it (``body``; body_detector.py), or
-    :class:`DetectorUnavailable` saying why not.  Without its body model it still runs, after a warning."""
+    """A :class:`PersonDetector`, with the body detector beside it loaded now (``body``; else on the first
+    run that wants it), or :class:`DetectorUnavailable` saying why not.  Without its body model it still
+    runs, after a warning."""
     det = PersonDetector(model_path, min_score)
     if body:
-        from .body_detector import BodyDetector
-        try:
-            det.body = BodyDetector()
-        except DetectorUnavailable as e:
-            log.warning("%s; people seen from behind are found by background subtraction alone", e)
+        det.load_body()
     return det
 
 
 class PersonDetector:
     """BlazePose person detector; ``detect(bgr)`` gives the people on one frame.
 
-    With ``body`` set (a :class:`body_detector.BodyDetector`, as :func:`load`
-    gives it) and ``body_on``, its whole-frame finds (score >= ``body_score``)
-    of people the pose detector did not find are added.  Close-ups use the
-    pose detector alone.  The body detector costs about 35 ms a whole frame
-    (two squares); camera.py turns it on at start-up only.
+    With ``body_on``, the body detector's whole-frame finds (score >=
+    ``body_score``) of people the pose detector did not find are added; its
+    model (``body``, a :class:`body_detector.BodyDetector`) is loaded on the
+    first such run unless :func:`load` loaded it.  Close-ups use the pose
+    detector alone.  The body detector costs about 35 ms a whole frame (two
+    squares); camera.py turns it on at start-up only.
 
     One interpreter thread: the detector runs beside the camera analysis on
     small machines and must not take every core.  Not thread-safe: one
@@ -131,6 +129,7 @@ class PersonDetector:
     body = None
     body_on = True
     body_score = 0.45
+    _body_tried = False
 
     def __init__(self, model_path: Path | str = MODEL, min_score: float = 0.5, nms_iou: float = 0.3) -> None:
         self._it = interpreter(model_path, "person detector")
@@ -163,10 +162,22 @@ class PersonDetector:
         p = 1.0 / (1.0 + np.exp(-np.clip(raw, -80.0, 80.0)))
         return p, reg, (ox, oy, sw, sh)
 
+    def load_body(self):
+        """The body detector, loaded on the first call (``None``, after one warning, where it cannot be)."""
+        if self.body is None and not self._body_tried:
+            self._body_tried = True
+            from .body_detector import BodyDetector
+            try:
+                self.body = BodyDetector()
+            except DetectorUnavailable as e:
+                log.warning("%s; people seen from behind are found by background subtraction alone", e)
+        return self.body
+
     def detect(self, bgr: np.ndarray, min_score: float | None = None) -> tuple[Detection, ...]:
         """People on one BGR frame: the pose detector's, best first (score >= ``min_score``, default the
         detector's own, overlapping faces suppressed), then the body detector's that are not one of them."""
-        more = self.body.detect(bgr, self.body_score) if self.body is not None and self.body_on else ()
+        body = self.load_body() if self.body_on else None
+        more = body.detect(bgr, self.body_score) if body is not None else ()
         return _add(self.pose(bgr, min_score), more)
 
     def pose(self, bgr: np.ndarray, min_score: float | None = None) -> tuple[Detection, ...]:

@@ -177,15 +177,16 @@ class ThreadedOpinion:
         self._slot = _DetectorSlot(self._detect)
 
 
-def make_opinion(kind: str = "inline", min_score: float = 0.5):
-    """An :class:`InlineOpinion` or :class:`ThreadedOpinion` (``kind`` "thread"), or ``None``.
+def make_opinion(kind: str = "inline", min_score: float = 0.5, body: bool = True):
+    """An :class:`InlineOpinion` or :class:`ThreadedOpinion` (``kind`` "thread"), or ``None``; ``body``:
+    load the body detector now (else on the first run that turns it on).
 
     ``None`` (after one warning naming why) when the detector cannot run
     here: the camera then works by background subtraction alone.
     """
     t0 = time.perf_counter()
     try:
-        det = D.load(min_score=min_score)
+        det = D.load(min_score=min_score, body=body)
     except D.DetectorUnavailable as e:
         log.warning("%s; the camera works without its second opinion (docs/sensing.md)", e)
         return None

@@ -111,6 +111,22 @@ def test_the_body_detector_runs_at_start_up_only(det):
             assert a.opinion.det.body_on
 
 
+def test_with_detect_body_off_the_body_model_is_loaded_only_once_it_is_turned_on(det):
+    """A machine that turns the body detector off does not pay for loading it; turned on live, it loads then."""
+    if det.body is None:
+        pytest.skip("body detector model not loaded")
+    tree = ParamTree.from_specs(PARAMS)
+    tree.update_bases({"sensing/camera/detect_body": False})
+    a = CameraAnalyzer(tree)
+    walk = frames(WALK)
+    a.process(small(walk[0]), 0.0)
+    assert a.opinion.det.body is None and a.opinion.det.pose(small(walk[0])) == ()
+    tree.update_bases({"sensing/camera/detect_body": True})
+    for i in range(1, 8):   # the next run, 0.5 s on, still in the first second
+        a.process(small(walk[i]), i / WALK_FPS)
+    assert a.opinion.det.body is not None
+
+
 class Scripted:
     """An opinion whose runs (every 1/hz s) report ``finds(t)``: a detector that sees what the test says."""
 
