@@ -55,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     prm = sub.add_parser("params", help="print every parameter as an OSC address map (Markdown)")
     prm.add_argument("--update-docs", action="store_true", help="rewrite the address map in docs/osc.md")
     srf = sub.add_parser("surface", help="write a control-surface layout (Open Stage Control or TouchOSC)")
-    srf.add_argument("--format", required=True, choices=("open-stage-control", "touchosc"))
+    srf.add_argument("--format", required=True, choices=("open-stage-control", "touchosc"),
+                     help="the control app the surface is for")
     srf.add_argument("--out", required=True, help="file to write (.json for Open Stage Control, .tosc for TouchOSC)")
 
     lay = sub.add_parser("layouts", help="LED layouts")
@@ -71,8 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     vref.add_argument("--update-docs", action="store_true", help="rewrite docs/venue-reference.md")
 
     s = sub.add_parser("sense", help="measure a camera/microphone (or files) into a CSV for tuning")
-    s.add_argument("--camera", default=None)
-    s.add_argument("--audio", default=None)
+    s.add_argument("--camera", default=None, help="camera: device index, /dev path, video file or stream URL "
+                   "(a file is read once through, as fast as the machine goes)")
+    s.add_argument("--audio", default=None, help="microphone: device name, 'default', or a WAV file")
     s.add_argument("--out", required=True, help="FILE.csv")
     s.add_argument("--preview", default=None, help="FILE.mp4 with the measurements drawn on the camera view")
     s.add_argument("--seconds", type=float, default=None, help="stop after this long (live devices)")
@@ -125,15 +127,17 @@ def _live_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--headless", action="store_true", help="no preview window even if a display exists")
     p.add_argument("--size", default=None, help="internal tapestry WIDTHxHEIGHT (default: 512x288 on a "
                    "software GL, 960x540 on a GPU)")
-    p.add_argument("--fps", type=float, default=60.0)
+    p.add_argument("--fps", type=float, default=60.0, help="frame rate the show aims for (default 60)")
     p.add_argument("--seed", type=int, default=None, help="network seed (default: today's date as YYYYMMDD, "
                    "logged at start; the same seed gives the same network)")
-    p.add_argument("--particles", type=int, default=None)
+    p.add_argument("--particles", type=int, default=None,
+                   help="number of particles (default: the preset's field/particles, else 262,144)")
     p.add_argument("--seconds", type=float, default=None, help="stop after this long")
     p.add_argument("--camera", default=None, help="camera: device index, /dev path, video file or stream URL")
     p.add_argument("--audio", default=None, help="microphone: device name, 'default', or a WAV file")
     p.add_argument("--record-sensors", default=None, help="record sensor measurements to this JSONL file")
-    p.add_argument("--osc-port", type=int, default=None)
+    p.add_argument("--osc-port", type=int, default=None,
+                   help="UDP port OSC control listens on (default: the venue's [osc] port, else 9000)")
     p.add_argument("--presets", default=None, help="preset folder (default: presets/), watched for edits")
     p.add_argument("--shaders", default=None, help="shader folder (default: shaders/), watched for edits")
     p.add_argument("--health-port", type=int, default=9091, help="HTTP health endpoint on 127.0.0.1 (0: off)")

@@ -1,6 +1,7 @@
 """run.py as a user runs it: real processes, real signals."""
 
 import json
+import re
 import os
 import signal
 import socket
@@ -231,3 +232,35 @@ def test_a_failed_start_tears_down_what_it_built(tmp_path):
     for port in ports:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
             s.bind(("127.0.0.1", port))  # the built-in receivers closed their sockets
+
+
+def _options_without_help(text: str) -> list[str]:
+    """The options listed in an argparse ``--help`` text that have no description."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.strip() in ("options:", "optional arguments:"))
+    bare = []
+    body = lines[start + 1:]
+    for i, line in enumerate(body):
+        if not line.startswith("  -"):
+            continue
+        described = len(re.split(r"\s{2,}", line.strip(), maxsplit=1)) == 2
+        follows = i + 1 < len(body) and body[i + 1].startswith("   ") and not body[i + 1].startswith("  -")
+        if not (described or follows):
+            bare.append(line.strip())
+    return bare
+
+
+@pytest.mark.parametrize("script", ["run.py", "hardware/test_leds.py"])
+def test_every_option_of_every_command_says_what_it_is_for(script):
+    """A technician or installer reading ``SCRIPT COMMAND --help`` learns what each option takes."""
+    def helptext(*args):
+        r = subprocess.run([sys.executable, str(ROOT / script), *args, "--help"], capture_output=True, text=True,
+                           timeout=60, env=ENV, cwd=ROOT)
+        assert r.returncode == 0, r.stderr
+        return r.stdout
+
+    top = helptext()
+    commands = re.search(r"\{([a-z,-]+)\}", top).group(1).split(",")
+    assert len(commands) >= 5, commands
+    missing = {c or script: _options_without_help(helptext(c) if c else top) for c in [None] + commands}
+    assert not any(missing.values()), {c: m for c, m in missing.items() if m}
