@@ -3,7 +3,8 @@
 
     python run.py                      the live installation on the demo venue (window if there is a display)
     python run.py render --out a.mp4   a headless render (see --help)
-    python run.py presets | params | surface | layouts check FILE | venue check FILE | sense ... | map ... | status | install-service
+    python run.py presets | params | surface | layouts check FILE | venue check FILE | sense ... | map ... | status
+    python run.py install-service
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     _live_args(parser)  # `python run.py --venue X` works without the word `run`
 
     r = sub.add_parser("render", help="render headless to an MP4 or a PNG sequence, as fast as possible")
-    r.add_argument("--preset", default="harmony", help="the look to render (`run.py presets` lists them; default harmony)")
+    r.add_argument("--preset", default="harmony",
+                   help="the look to render (`run.py presets` lists them; default harmony)")
     r.add_argument("--seconds", type=float, default=10.0, help="length of the video in seconds (default 10)")
     r.add_argument("--fps", type=float, default=30.0,
                    help="frames per second of the video (default 30)")
@@ -38,7 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--draft", action="store_true", help="fast preview: internal picture at most 360 lines, scaled up")
     r.add_argument("--seed", type=int, default=1,
                    help="the same seed, preset and inputs give the same frames, byte for byte (default 1)")
-    r.add_argument("--particles", type=int, default=None, help="number of particles (default: the preset's field/particles, else 262,144)")
+    r.add_argument("--particles", type=int, default=None,
+                   help="number of particles (default: the preset's field/particles, else 262,144)")
     r.add_argument("--out", required=True, help="FILE.mp4, or DIR/ for a PNG sequence")
     r.add_argument("--sensors", default=None, help="replay a sensor recording (JSONL)")
     r.add_argument("--camera", default=None, help="a video file standing in for the camera")

@@ -8,7 +8,8 @@ each ``--media DIR``), runs the scenarios of installation/sensing/scenarios.py
 that the clip's footage allows (as shot; visits to its empty view; the same
 under daylight drift; under sudden light steps; a visitor in view at
 start-up) and prints per scenario, for ``ours`` (CameraAnalyzer, defaults:
-the person detector as second opinion where its runtime is installed) and ``mog2`` (MOG2 at 320x180, a 3x3 opening, connected components, nothing
+the person detector as second opinion where its runtime is installed) and
+``mog2`` (MOG2 at 320x180, a 3x3 opening, connected components, nothing
 tuned):
 
     AUC of presence on the scored frames (1 s after each entry/exit left out),
@@ -23,10 +24,11 @@ tuned):
     and for ours the detector's ms per call (``det ms/call``) and per frame
     amortised (``det ms/f``).
 
-``--camera CODEC:WxH@FPS:crfN`` (e.g. ``h264:768x432@10:crf28``) passes each
+``--camera CODEC:WxH@FPS:crfN[:mono]`` (e.g. ``h264:768x432@10:crf28``) passes each
 scenario through a camera's delivery path first: resampled to FPS (output
 frame k at time k/FPS is the scenario frame nearest in time, with its
-label), scaled to WxH, H.264-encoded with libx264 (yuv420p, that CRF, x264's
+label), scaled to WxH, made grey in every channel with ``:mono`` (a
+monochrome camera, a night or infrared mode), H.264-encoded with libx264 (yuv420p, that CRF, x264's
 other defaults) in memory, and decoded; both analysers see the same decoded
 frames, and neither encoding nor decoding is timed.  Without it the
 analysers see the scenario's frames as made.
@@ -104,13 +106,14 @@ class CameraSpec:
     size: tuple[int, int]
     fps: Fraction
     crf: int
+    mono: bool = False
 
 
 def parse_camera(text: str) -> CameraSpec:
-    """``CODEC:WxH@FPS:crfN`` as a :class:`CameraSpec`; ``ValueError`` with a one-line reason."""
-    m = re.fullmatch(r"([a-z0-9]+):(\d+)x(\d+)@(\d+(?:\.\d+)?):crf(\d+)", text)
+    """``CODEC:WxH@FPS:crfN[:mono]`` as a :class:`CameraSpec`; ``ValueError`` with a one-line reason."""
+    m = re.fullmatch(r"([a-z0-9]+):(\d+)x(\d+)@(\d+(?:\.\d+)?):crf(\d+)(:mono)?", text)
     if not m:
-        raise ValueError(f"--camera {text!r}: expected CODEC:WxH@FPS:crfN like h264:768x432@10:crf28")
+        raise ValueError(f"--camera {text!r}: expected CODEC:WxH@FPS:crfN[:mono] like h264:768x432@10:crf28")
     codec, w, h, fps, crf = m[1], int(m[2]), int(m[3]), Fraction(m[4]), int(m[5])
     if codec != "h264":
         raise ValueError(f"--camera {text!r}: codec {codec!r} not supported (only h264)")
@@ -127,7 +130,7 @@ def parse_camera(text: str) -> CameraSpec:
         raise ValueError(f"--camera {text!r}: needs PyAV ({e})") from e
     if "libx264" not in av.codecs_available:
         raise ValueError(f"--camera {text!r}: this PyAV has no libx264 encoder")
-    return CameraSpec(text, codec, (w, h), fps, crf)
+    return CameraSpec(text, codec, (w, h), fps, crf, bool(m[6]))
 
 
 def resample(frames, src_fps: float, fps: Fraction):
@@ -164,6 +167,8 @@ class CameraTake:
             if (f.shape[1], f.shape[0]) != (w, h):
                 shrink = f.shape[1] > w or f.shape[0] > h
                 f = cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+            if cam.mono:  # a monochrome camera (a night / infrared mode): the same grey in every channel
+                f = cv2.cvtColor(cv2.cvtColor(f, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
             # OpenCV's BT.601 limited-range I420, not swscale's: swscale's default rgb<->yuv round trip
             # darkens every frame by 2-5 grey levels, which no camera does.
             vf = av.VideoFrame.from_ndarray(cv2.cvtColor(f, cv2.COLOR_BGR2YUV_I420), format="yuv420p")
@@ -277,7 +282,8 @@ def main(argv=None) -> int:
     ap.add_argument("--scenarios", default=",".join(S.KINDS), help="which scenarios, comma-separated")
     ap.add_argument("--camera", default=None, metavar="SPEC",
                     help="pass frames through a camera's delivery path first, e.g. h264:768x432@10:crf28 "
-                         "(codec:WxH@fps:crfN; default: the scenario's frames as made)")
+                         "(codec:WxH@fps:crfN[:mono], mono: a monochrome camera; default: the scenario's frames "
+                         "as made)")
     args = ap.parse_args(argv)
     cam = None
     if args.camera is not None:

@@ -291,7 +291,8 @@ class DetectionTracks:
                         and not any(D.iou(d.box, e.box) >= self.MATCH_IOU for e in self.ended) and not room(d, tf):
                     bi = min(((math.dist(d.hip, tk.hip), i) for i, tk in enumerate(self.tracks)
                               if i not in used and not tk.close and not tk.fixture and tk.seen < tf
-                              and math.dist(d.hip, tk.hip) <= self.STEP * max(d.box[2] - d.box[0], tk.box[2] - tk.box[0])),
+                              and math.dist(d.hip, tk.hip)
+                              <= self.STEP * max(d.box[2] - d.box[0], tk.box[2] - tk.box[0])),
                              default=(0.0, -1))[1]
                 if bi >= 0:
                     tk = self.tracks[bi]
