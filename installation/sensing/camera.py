@@ -365,6 +365,18 @@ def _turn_deg(m: np.ndarray) -> float:
     return math.degrees(math.atan2(float(m[1, 0]), float(m[0, 0])))
 
 
+def has_colour(bgr: np.ndarray) -> bool:
+    """Whether a BGR frame holds colour: an infrared or mono camera delivers three channels equal within a
+    video codec's rounding (up to 3 levels apart; MPEG-4 part 2), and has no colour to compare.  Colour is
+    at least 1 % of the pixels with a channel more than 3 levels from green (a grey car park seen by a colour
+    camera: 23 %)."""
+    if bgr.ndim != 3 or bgr.shape[2] < 3:
+        return False
+    g = bgr[..., 1]
+    apart = (cv2.absdiff(bgr[..., 0], g) > 3) | (cv2.absdiff(bgr[..., 2], g) > 3)
+    return np.count_nonzero(apart) >= 0.01 * apart.size
+
+
 def _sobel(img: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """x and y gradients (grey levels per pixel: Sobel 3x3 scaled to a plain difference)."""
     return (cv2.Sobel(img, cv2.CV_32F, 1, 0, ksize=3, scale=0.125),
@@ -604,9 +616,7 @@ class CameraAnalyzer:
             small = cv2.cvtColor(small, cv2.COLOR_BGRA2BGR)
         if small.ndim == 3 and small.shape[2] == 3:
             grey = cv2.cvtColor(small, cv2.COLOR_BGR2GRAY)
-            # An infrared or mono camera delivered as three equal channels has no colour to compare.
-            if cv2.norm(small[..., 0], small[..., 1], cv2.NORM_INF) > 2 or \
-                    cv2.norm(small[..., 2], small[..., 1], cv2.NORM_INF) > 2:
+            if has_colour(small):
                 return grey.astype(np.float32), small.astype(np.float32)
             small = grey
         return small.reshape(h, w).astype(np.float32), None

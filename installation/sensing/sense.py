@@ -19,7 +19,7 @@ import numpy as np
 
 from installation.params import ParamTree
 
-from .camera import CameraAnalyzer, is_file_source, roi_points, set_roi
+from .camera import CameraAnalyzer, has_colour, is_file_source, roi_points, set_roi
 from .frames import AudioFrame, CameraFrame
 
 log = logging.getLogger(__name__)
@@ -36,6 +36,55 @@ def _row(t: float, cam: CameraFrame | None, aud: AudioFrame | None, intensity: f
             *(f"{v:.3f}" for v in ((aud.level_dbfs, aud.floor_dbfs, aud.loudness, aud.bass, aud.voice, aud.air,
                                     aud.onset_rate) if aud else (nan,) * 7)),
             f"{intensity:.4f}"]
+
+
+class CameraCheck:
+    """What a technician should know about the camera a ``sense`` run saw: its frame size, its frame rate
+    and whether it delivers colour, with what docs/sensing.md says where that limits the analysis (a
+    monochrome camera; a slow stream).  ``see`` each frame; ``lines`` at the end."""
+
+    #: frame rates under this leave a visitor's walk in a handful of frames (docs/sensing.md)
+    SLOW_FPS = 8.0
+
+    def __init__(self) -> None:
+        self.frames = 0
+        self.colour = 0
+        self.looked = 0
+        self.size: tuple[int, int] | None = None
+        self.t0: float | None = None
+        self.t1 = 0.0
+
+    def see(self, frame: np.ndarray, t: float) -> None:
+        """Note one camera frame taken at ``t`` (seconds)."""
+        self.frames += 1
+        self.size = (frame.shape[1], frame.shape[0])
+        self.t0 = t if self.t0 is None else self.t0
+        self.t1 = t
+        if self.looked < 30 or self.frames % 30 == 0:   # a few frames tell; then now and then (a day/night switch)
+            self.looked += 1
+            self.colour += has_colour(frame[::2, ::2])
+
+    def lines(self, fps: float | None = None) -> list[str]:
+        """The summary and its notes; ``fps``: the source's own rate (a file's), else measured from the times."""
+        if not self.frames:
+            return []
+        if fps is None and self.frames > 1 and self.t1 > self.t0:
+            fps = (self.frames - 1) / (self.t1 - self.t0)
+        grey = self.colour == 0
+        mixed = 0 < self.colour < self.looked
+        rate = f"{fps:.1f} fps" if fps else "frame rate unknown"
+        out = [f"sense: camera {self.size[0]}x{self.size[1]}, {rate}, "
+               + ("monochrome" if grey else "colour and monochrome" if mixed else "colour")]
+        if grey or mixed:
+            out.append("sense: note: " + ("every" if grey else "some") + " frame was grey (a night or infrared "
+                       "mode?): there the analysis compares brightness alone, and the person detector may take "
+                       "pale furniture for a person; give the room light enough for colour or lock the camera's "
+                       "day mode (docs/sensing.md, 'A monochrome camera')")
+        if fps and fps < self.SLOW_FPS:
+            out.append(f"sense: note: {fps:.1f} frames a second is slow: a visitor's steps are a few frames "
+                       f"apart and its compression flickers; {self.SLOW_FPS:g} or more is better "
+                       "(docs/sensing.md, 'A slow or heavily compressed stream')")
+        return out
 
 
 class PreviewWriter:
@@ -179,10 +228,14 @@ def _offline(camera, audio, tree, model, writer, preview_mp4, out) -> int:
         print("sense: --preview needs a camera; skipped", file=out)
     t_prev = 0.0
     next_report = 0.0
+    check = CameraCheck()
     try:
         for k in range(n):
             t = k / fps
             cam, aud = sensors.at(t)
+            image = sensors.frame_at(t) if camera is not None else None
+            if image is not None:
+                check.see(image, t)
             mood = model.update(cam, aud, t - t_prev)
             t_prev = t
             writer.writerow(_row(t, cam, aud, mood.intensity))
@@ -195,6 +248,8 @@ def _offline(camera, audio, tree, model, writer, preview_mp4, out) -> int:
         if preview is not None:
             preview.close()
     print(f"sense: {n} rows" + (f", preview {preview_mp4} ({preview.frames} frames)" if preview else ""), file=out)
+    for line in check.lines(fps):
+        print(line, file=out)
     return 0
 
 
@@ -219,6 +274,7 @@ def _live(camera, audio, tree, model, writer, preview_mp4, seconds, out) -> int:
     t_prev = 0.0
     next_tick = 0.0
     next_report = 1.0
+    check = CameraCheck()
     try:
         while seconds is None or hub.now() < seconds:
             time.sleep(0.005)
@@ -238,8 +294,10 @@ def _live(camera, audio, tree, model, writer, preview_mp4, seconds, out) -> int:
             t_prev = t
             writer.writerow(_row(t, cam, aud, mood.intensity))
             rows += 1
+            frame = hub._camera.analyzer.debug.get("frame") if hub._camera is not None else None
+            if frame is not None and cam is not None:
+                check.see(frame, cam.t)
             if preview_mp4 and hub._camera is not None:
-                frame = hub._camera.analyzer.debug.get("frame")
                 if frame is not None:
                     if preview is None:
                         preview = PreviewWriter(preview_mp4, 30.0)
@@ -254,6 +312,8 @@ def _live(camera, audio, tree, model, writer, preview_mp4, seconds, out) -> int:
         if preview is not None:
             preview.close()
     print(f"sense: {rows} rows", file=out)
+    for line in check.lines():
+        print(line, file=out)
     st = hub.status()
     failed = [k for k, v in st.items() if isinstance(v, dict) and v.get("opens") == 0]
     if failed:

@@ -212,6 +212,30 @@ def test_sense_preview_shows_what_the_person_detector_sees(tmp_path):
     assert magenta.sum() > 100
 
 
+def test_sense_tells_the_technician_about_a_monochrome_or_slow_camera(tmp_path):
+    """`sense` ends with the camera's size, rate and colour, and says what docs/sensing.md has on a grey (night or
+    infrared) camera and a slow stream: the walk-in clip as shot (colour, 12.5 fps) has no notes; the same frames
+    grey at 4 fps, written by a real MPEG-4 encoder (its chroma rounding 1-3 levels from grey), have both."""
+    import io
+
+    import cv2
+
+    log = io.StringIO()
+    assert run_sense(str(need(WALK)), None, str(tmp_path / "a.csv"), out=log) == 0
+    assert "camera 480x270, 12.5 fps, colour" in log.getvalue() and "note:" not in log.getvalue()
+    grey = tmp_path / "grey.mp4"
+    clip = [cv2.cvtColor(cv2.cvtColor(f, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR) for f in frames(WALK)]
+    w = cv2.VideoWriter(str(grey), cv2.VideoWriter_fourcc(*"mp4v"), 4, (clip[0].shape[1], clip[0].shape[0]))
+    for f in clip:
+        w.write(f)
+    w.release()
+    log = io.StringIO()
+    assert run_sense(str(grey), None, str(tmp_path / "b.csv"), out=log) == 0
+    text = log.getvalue()
+    assert "camera 480x270, 4.0 fps, monochrome" in text, text
+    assert "A monochrome camera" in text and "A slow or heavily compressed stream" in text, text
+
+
 def test_sense_command_refuses_bad_arguments(tmp_path):
     out = tmp_path / "x.csv"
     assert run_sense(str(need(WALK)), None, str(out), roi="1,2,3") == 2
