@@ -370,8 +370,10 @@ def has_colour(bgr: np.ndarray) -> bool:
     video codec's rounding (up to 3 levels apart; MPEG-4 part 2), and has no colour to compare.  Colour is
     at least 1 % of the pixels with a channel more than 3 levels from green (a grey car park seen by a colour
     camera: 23 %)."""
-    if bgr.ndim != 3 or bgr.shape[2] < 3:
+    if bgr.ndim != 3 or bgr.shape[2] < 3 or bgr.size == 0:
         return False
+    if bgr.dtype != np.uint8:
+        bgr = np.clip(bgr, 0, 255).astype(np.uint8)
     g = bgr[..., 1]
     apart = (cv2.absdiff(bgr[..., 0], g) > 3) | (cv2.absdiff(bgr[..., 2], g) > 3)
     return np.count_nonzero(apart) >= 0.01 * apart.size

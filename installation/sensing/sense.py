@@ -41,12 +41,21 @@ def _row(t: float, cam: CameraFrame | None, aud: AudioFrame | None, intensity: f
 class CameraCheck:
     """What a technician should know about the camera a ``sense`` run saw: its frame size, its frame rate
     and whether it delivers colour, with what docs/sensing.md says where that limits the analysis (a
-    monochrome camera; a slow stream).  ``see`` each frame; ``lines`` at the end."""
+    monochrome camera; a slow stream).  ``see`` each frame; ``lines`` at the end.
+
+    Colour is judged as the analysis judges it (camera.py ``has_colour``), on the frame scaled to the
+    analysis ``width``.  Frames too dark to show colour (a camera starting up, a lens cap) say nothing
+    either way, and a few grey frames among colour ones are no night mode."""
 
     #: frame rates under this leave a visitor's walk in a handful of frames (docs/sensing.md)
     SLOW_FPS = 8.0
+    #: median grey level under which a frame is too dark to show colour
+    DARK = 16
+    #: share of the frames looked at that must be grey before a colour camera is said to switch to grey
+    MIXED = 0.1
 
-    def __init__(self) -> None:
+    def __init__(self, width: int = 160) -> None:
+        self.width = max(16, int(width))
         self.frames = 0
         self.colour = 0
         self.looked = 0
@@ -61,20 +70,27 @@ class CameraCheck:
         self.t0 = t if self.t0 is None else self.t0
         self.t1 = t
         if self.looked < 30 or self.frames % 30 == 0:   # a few frames tell; then now and then (a day/night switch)
-            self.looked += 1
-            self.colour += has_colour(frame[::2, ::2])
+            w = min(self.width, frame.shape[1])
+            small = cv2.resize(frame, (w, max(1, round(frame.shape[0] * w / frame.shape[1]))),
+                               interpolation=cv2.INTER_AREA)
+            grey = small if small.ndim == 2 else cv2.cvtColor(small[..., :3], cv2.COLOR_BGR2GRAY)
+            if float(np.median(grey)) >= self.DARK:
+                self.looked += 1
+                self.colour += has_colour(small)
 
     def lines(self, fps: float | None = None) -> list[str]:
-        """The summary and its notes; ``fps``: the source's own rate (a file's), else measured from the times."""
+        """The summary and its notes; ``fps``: the source's own rate (a file's, or the capture thread's),
+        else measured from the frames' times."""
         if not self.frames:
             return []
-        if fps is None and self.frames > 1 and self.t1 > self.t0:
+        if not fps and self.frames > 1 and self.t1 > self.t0:
             fps = (self.frames - 1) / (self.t1 - self.t0)
-        grey = self.colour == 0
-        mixed = 0 < self.colour < self.looked
+        grey = self.looked > 0 and self.colour == 0
+        mixed = self.looked > 0 and not grey and self.looked - self.colour >= max(3, self.MIXED * self.looked)
         rate = f"{fps:.1f} fps" if fps else "frame rate unknown"
-        out = [f"sense: camera {self.size[0]}x{self.size[1]}, {rate}, "
-               + ("monochrome" if grey else "colour and monochrome" if mixed else "colour")]
+        kind = ("too dark to tell colour" if not self.looked else "monochrome" if grey
+                else "colour and monochrome" if mixed else "colour")
+        out = [f"sense: camera {self.size[0]}x{self.size[1]}, {rate}, {kind}"]
         if grey or mixed:
             out.append("sense: note: " + ("every" if grey else "some") + " frame was grey (a night or infrared "
                        "mode?): there the analysis compares brightness alone, and the person detector may take "
@@ -228,7 +244,7 @@ def _offline(camera, audio, tree, model, writer, preview_mp4, out) -> int:
         print("sense: --preview needs a camera; skipped", file=out)
     t_prev = 0.0
     next_report = 0.0
-    check = CameraCheck()
+    check = CameraCheck(int(tree["sensing/camera/width"]))
     try:
         for k in range(n):
             t = k / fps
@@ -274,7 +290,7 @@ def _live(camera, audio, tree, model, writer, preview_mp4, seconds, out) -> int:
     t_prev = 0.0
     next_tick = 0.0
     next_report = 1.0
-    check = CameraCheck()
+    check = CameraCheck(int(tree["sensing/camera/width"]))
     try:
         while seconds is None or hub.now() < seconds:
             time.sleep(0.005)
@@ -312,9 +328,9 @@ def _live(camera, audio, tree, model, writer, preview_mp4, seconds, out) -> int:
         if preview is not None:
             preview.close()
     print(f"sense: {rows} rows", file=out)
-    for line in check.lines():
-        print(line, file=out)
     st = hub.status()
+    for line in check.lines((st.get("camera") or {}).get("fps")):   # the capture's own rate, not the rows'
+        print(line, file=out)
     failed = [k for k, v in st.items() if isinstance(v, dict) and v.get("opens") == 0]
     if failed:
         print(f"sense: never opened: {', '.join(failed)} ({st})", file=out)

@@ -202,3 +202,23 @@ def test_a_box_partly_outside_the_frame_is_clipped_not_wrapped():
     from installation.sensing.camera import _box_px
     assert _box_px((-0.02, 0.2, 0.06, 0.6), 90, 160) == (0, 18, 10, 54)
     assert _box_px((0.9, 0.5, 1.2, 1.1), 90, 160) == (144, 45, 160, 90)
+
+
+def test_colour_is_told_from_a_grey_camera_whatever_the_frame_holds():
+    """A grey camera's frames (equal channels, or a codec's rounding a few levels off) are grey; a colour room
+    is colour; odd frames (empty, one channel, float, bool) give an answer, not an exception."""
+    from installation.sensing.camera import has_colour
+    rng = np.random.default_rng(3)
+    grey = np.repeat(rng.integers(0, 256, (90, 160, 1), dtype=np.uint8), 3, axis=2)
+    assert not has_colour(grey)
+    off = rng.integers(-3, 4, grey.shape)
+    off[..., 1] = 0   # blue and red up to 3 levels from green (an MPEG-4 grey clip's chroma rounding)
+    rounding = np.clip(grey.astype(np.int16) + off, 0, 255).astype(np.uint8)
+    assert not has_colour(rounding)
+    tinted = grey.copy()
+    tinted[:20, :, 2] = np.clip(tinted[:20, :, 2].astype(int) + 30, 0, 255)
+    assert has_colour(tinted)
+    for odd in (np.zeros((0, 0, 3), np.uint8), grey[..., 0], grey.astype(bool), grey.astype(np.float32),
+                tinted.astype(np.float64), np.dstack([tinted, grey[..., :1]])):
+        assert has_colour(odd) in (True, False)
+    assert has_colour(tinted.astype(np.float64)) and has_colour(np.dstack([tinted, grey[..., :1]]))

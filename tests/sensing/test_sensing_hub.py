@@ -220,18 +220,27 @@ def test_sense_tells_the_technician_about_a_monochrome_or_slow_camera(tmp_path):
 
     import cv2
 
-    log = io.StringIO()
-    assert run_sense(str(need(WALK)), None, str(tmp_path / "a.csv"), out=log) == 0
-    assert "camera 480x270, 12.5 fps, colour" in log.getvalue() and "note:" not in log.getvalue()
-    grey = tmp_path / "grey.mp4"
-    clip = [cv2.cvtColor(cv2.cvtColor(f, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR) for f in frames(WALK)]
-    w = cv2.VideoWriter(str(grey), cv2.VideoWriter_fourcc(*"mp4v"), 4, (clip[0].shape[1], clip[0].shape[0]))
-    for f in clip:
-        w.write(f)
-    w.release()
-    log = io.StringIO()
-    assert run_sense(str(grey), None, str(tmp_path / "b.csv"), out=log) == 0
-    text = log.getvalue()
+    def clip_file(name, images, fps):
+        path = tmp_path / name
+        w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (images[0].shape[1], images[0].shape[0]))
+        for f in images:
+            w.write(f)
+        w.release()
+        return str(path)
+
+    def sense(camera):
+        log = io.StringIO()
+        assert run_sense(camera, None, str(tmp_path / "s.csv"), out=log) == 0
+        return log.getvalue()
+
+    text = sense(str(need(WALK)))
+    assert "camera 480x270, 12.5 fps, colour" in text and "note:" not in text, text
+    # A colour camera starting up sends a few black frames: no colour to see there, and no night mode.
+    walk = list(frames(WALK))
+    text = sense(clip_file("dark-start.mp4", [np.zeros_like(walk[0])] * 3 + walk, 12.5))
+    assert "fps, colour\n" in text and "note:" not in text, text
+    grey = [cv2.cvtColor(cv2.cvtColor(f, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR) for f in walk]
+    text = sense(clip_file("grey.mp4", grey, 4))
     assert "camera 480x270, 4.0 fps, monochrome" in text, text
     assert "A monochrome camera" in text and "A slow or heavily compressed stream" in text, text
 
