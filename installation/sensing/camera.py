@@ -1317,10 +1317,12 @@ class CameraAnalyzer:
         # up is someone the background cannot see: any counted blob overlapping its box stands for them (a
         # close-up's body circle can be placed beside the visitor it found).
         for tk in dets:
-            # A visitor close to the camera has their hip below the picture (the model places it there): they
-            # stand at the picture's edge, not outside the watched area.  The box is clipped to the picture.
             b = tk.box
-            hx, hy = min(max(tk.hip[0], b[0]), b[2]), min(max(tk.hip[1], b[1]), b[3])
+            if b[2] <= b[0] or b[3] <= b[1]:
+                continue   # a body circle wholly outside the picture, clipped to nothing
+            # A visitor close to the camera has their hip below the picture (the model places it there): they
+            # stand at the picture's edge, not outside the watched area.
+            hx, hy = min(max(tk.hip[0], 0.0), 1.0), min(max(tk.hip[1], 0.0), 1.0)
             if any((b[0] <= c[0] <= b[2] and b[1] <= c[1] <= b[3]) or (bb[0] <= hx <= bb[2] and bb[1] <= hy <= bb[3])
                    or (tk.close and bb[0] < b[2] and b[0] < bb[2] and bb[1] < b[3] and b[1] < bb[3])
                    for bb, c in counted):
