@@ -344,16 +344,21 @@ def main(argv=None) -> int:
                       f"{'n/a' if math.isnan(r.false_people_per_min) else f'{r.false_people_per_min:.1f}':>9} "
                       f"{r.ms_per_frame:8.2f}"
                       + (f" {r.det[0]:11.1f} {r.det[1]:8.2f}" if r.det else ""), flush=True)
-                w = worst.setdefault((who, sc.name), [1.0, 0.0, 0.0])
+                # nan until a clip defines it: a clip with no empty frame has no AUC, only a hit rate
+                w = worst.setdefault((who, sc.name), [math.nan, math.nan, 0.0, 0.0])
                 if not math.isnan(r.auc):
-                    w[0] = min(w[0], r.auc)
-                w[1] = max([w[1]] + r.to_empty)
-                w[2] = max(w[2], r.ms_per_frame)
+                    w[0] = r.auc if math.isnan(w[0]) else min(w[0], r.auc)
+                if not math.isnan(r.hit):
+                    w[1] = r.hit if math.isnan(w[1]) else min(w[1], r.hit)
+                w[2] = max([w[2]] + r.to_empty)
+                w[3] = max(w[3], r.ms_per_frame)
                 if r.load_ms > 0:
                     loads.append(r.load_ms)
-    print("\nworst over clips: scenario, who, min AUC, max s to empty, max cam ms/f")
-    for (who, name), (a, e, ms) in sorted(worst.items(), key=lambda kv: (kv[0][1], kv[0][0])):
-        print(f"  {name:<9} {who:<5} {a:6.3f} {e:6.1f} {ms:6.2f}")
+    print("\nworst over clips: scenario, who, min AUC, min hit, max s to empty, max cam ms/f (n/a: no clip "
+          "defines it)")
+    for (who, name), (a, hit, e, ms) in sorted(worst.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        print(f"  {name:<9} {who:<5} {'n/a' if math.isnan(a) else f'{a:.3f}':>6} "
+              f"{'n/a' if math.isnan(hit) else f'{hit:.2f}':>5} {e:6.1f} {ms:6.2f}")
     if loads:
         print(f"the person detector's load, once per start (left out of cam ms/f): "
               f"median {np.median(loads):.0f} ms, max {max(loads):.0f} ms")
