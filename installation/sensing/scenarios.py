@@ -22,6 +22,9 @@ clips' real frames (docs/sensing.md says how each is made):
   and blue channels), sudden steps (the whole frame; one side of the
   room, as a lamp), and auto-exposure tied to a visitor (a dark coat makes
   the camera brighten the frame while they are in view).
+* **stay**: for a clip whose people never leave (no empty view), the clip
+  as shot, then its present frames played back and forth for ten minutes:
+  real people who stay, as a seated audience does.
 * **knock**: the camera knocked on its mount (the view moves by a few
   pixels, real pixels coming in at the edges) while a visitor is in view.
 
@@ -47,6 +50,7 @@ from .sources import read_video
 VIDEO_EXT = (".gif", ".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 EMPTY_MAX = 0.05  # presence at or below this reads as an empty room
 CLEAR_S = 1.0  # seconds after each entry/exit left out of the AUC, like the hand labels do
+STAY_S = 600.0  # how long the *stay* scenario holds a clip's people: "at least 10 minutes" (issue 13)
 
 
 @dataclass
@@ -188,6 +192,12 @@ def clip_segment(clip: Clip, reverse: bool = False) -> Segment:
     idx = list(range(len(clip.frames)))[::-1] if reverse else list(range(len(clip.frames)))
     return Segment(len(idx) / clip.fps, lambda i, rng: clip.frames[idx[min(i, len(idx) - 1)]],
                    lambda i: int(clip.labels[idx[min(i, len(idx) - 1)]]), "clip")
+
+
+def stay_segment(clip: Clip, seconds: float) -> Segment:
+    """The clip's present frames back and forth for ``seconds`` (its people staying on, moving as they did)."""
+    frames = [f for f, lab in zip(clip.frames, clip.labels) if lab == 1]
+    return Segment(seconds, lambda i, rng: _pingpong(frames, i), lambda i: 1, "stay")
 
 
 def paste(base: np.ndarray, cut: tuple[np.ndarray, np.ndarray], dx: int = 0, gain: float = 1.0) -> np.ndarray:
@@ -437,7 +447,7 @@ def score(presence, people_counts, labels, fps: float, ms: float, clear_s: float
 
 # -- the standard set ------------------------------------------------------------
 
-KINDS = ("as shot", "visits", "drift", "steps", "flicker", "own light", "knock", "start-up")
+KINDS = ("as shot", "visits", "drift", "steps", "flicker", "own light", "knock", "start-up", "stay")
 
 
 def standard(clip: Clip, kinds=KINDS) -> list[Scenario]:
@@ -448,6 +458,9 @@ def standard(clip: Clip, kinds=KINDS) -> list[Scenario]:
         out.append(Scenario("as shot", fps, [clip_segment(clip)], how="the clip alone, as filmed", clear_s=0.0))
     view, how = empty_view(clip)
     if view is None:
+        if "stay" in kinds and np.any(clip.labels == 1):
+            out.append(Scenario("stay", fps, [clip_segment(clip), stay_segment(clip, STAY_S)], clear_s=0.0,
+                                how=f"the clip, then its present frames back and forth for {STAY_S / 60:g} minutes"))
         return out + [Scenario("visits", fps, [], how=f"not built: {how}")]
     ends_empty = clip.labels[-1] == 0
     cuts = cutouts(clip, view)

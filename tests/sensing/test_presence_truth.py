@@ -20,7 +20,7 @@ import pytest
 
 from installation.sensing import scenarios as S
 from installation.sensing.camera import CameraAnalyzer
-from sensing_media import MEDIA, WALK, need
+from sensing_media import CLASSROOM, MEDIA, WALK, need
 
 EMPTY = S.EMPTY_MAX
 
@@ -283,6 +283,23 @@ def test_scoring_counts_what_a_user_sees():
     assert 0.0 < r.auc < 1.0
     assert r.false_people_per_min == pytest.approx(10.0)  # one in 6 s of labelled-empty room
     assert math.isnan(S.auc([0.1, 0.2], [1, 1]))
+
+
+def test_the_bench_holds_people_who_never_leave_ten_minutes_and_builds_no_stay_for_a_room_that_empties(walk):
+    """The bench's *stay* scenario: a class that never leaves is played on for ten minutes from its own present
+    frames, every frame labelled present; a clip whose room empties gets visits instead (its people leave)."""
+    clip = S.load_clip(need(CLASSROOM))
+    stay = [sc for sc in S.standard(clip) if sc.name == "stay"]
+    assert len(stay) == 1 and stay[0].seconds >= len(clip.frames) / clip.fps + 600.0
+    frames = [f for f, lab in zip(clip.frames, clip.labels) if lab == 1]
+    n = 0
+    for k, (f, _t, lab) in enumerate(S.play(stay[0])):
+        assert lab == 1
+        if k % 97 == 0:
+            assert any(f is g or np.array_equal(f, g) for g in frames)
+        n += 1
+    assert n == pytest.approx(stay[0].seconds * clip.fps, abs=2)
+    assert not [sc for sc in S.standard(walk[0]) if sc.name == "stay"]
 
 
 @pytest.mark.parametrize("fps", [1.0, 2.0])
