@@ -1193,7 +1193,8 @@ class CameraAnalyzer:
         self._note_bg_people(results, t)
         self._dets.merge(results, t, float(tr[f"{P}/detect_hold_s"]),
                          admit=lambda d: self._stirred(d.box, h, w),
-                         settled=lambda box, since: self._settled(box, since, fg, moving, h, w))
+                         settled=lambda box, since: self._settled(box, since, fg, moving, h, w),
+                         unchanged=lambda box, since: self._unchanged(box, since, fg, h, w))
         if not self._dets.remembers():
             return []
         own_px = merit[labels] & fg.astype(bool)
@@ -1277,6 +1278,14 @@ class CameraAnalyzer:
                 or np.count_nonzero(moving[y0:y1, x0:x1]) > max(3, 0.002 * area):
             return False
         return np.count_nonzero(self._bg_since[y0:y1, x0:x1] <= since - SETTLED_S) >= SETTLED_HELD * area
+
+    def _unchanged(self, box, since: float, fg, h: int, w: int) -> bool:
+        """Whether ``box`` (normalised) shows what it showed at ``since``: no more motion in it since then
+        than ``active_in`` calls someone there (see _second_opinion), and next to no foreground now."""
+        x0, y0, x1, y1 = _box_px(box, h, w)
+        area = max(1, (x1 - x0) * (y1 - y0))
+        return (np.count_nonzero(self._last_motion[y0:y1, x0:x1] >= since) <= max(3, 0.002 * area)
+                and np.count_nonzero(fg[y0:y1, x0:x1]) <= SETTLED_FG * area)
 
     def _stirred(self, box, h: int, w: int) -> bool:
         """Whether motion nothing explains gathered inside ``box`` (normalised) lately (see _close_ups)."""

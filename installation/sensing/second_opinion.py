@@ -232,6 +232,13 @@ class DetectionTracks:
     has shown no activity at all since it was found is a fixture after
     ``CLOSE_QUIET_S``: a table that a dim light makes the detector score
     0.5 in an empty room at start-up, where a visitor in view sways.
+
+    A new whole-frame find under ``CLOSE_SURE`` where an earlier run found
+    nobody, and where nothing has changed since that run (``unchanged``, see
+    :meth:`merge`), is a fixture from the start: the detector has already
+    looked at the same picture and said nobody is there, so its find now is
+    the flicker of a score on the edge (a bar table scoring 0.49 on one run
+    and 0.50 on the next, in a room where nobody has come or gone).
     """
 
     MATCH_IOU = 0.3
@@ -245,13 +252,23 @@ class DetectionTracks:
     CLOSE_UNSURE_S = 3.0
     MAX_FIXTURES = 16   # places of fixtures remembered (the oldest forgotten first)
     STEP = 1.0   # a whole-frame find this many body widths from a track not seen in its run is that track moved
+    RUNS_KEPT = 8   # recent runs whose whole-frame finds are remembered (see _missed_since)
 
     def __init__(self) -> None:
         self.tracks: list[DetTrack] = []
         self.ended: list[DetTrack] = []
         self.fixtures: list[tuple[float, float, float, float]] = []
+        self.runs: list[tuple[float, tuple[D.Detection, ...]]] = []   # (frame time, whole-frame finds)
 
-    def merge(self, results, t: float, hold_s: float, admit=None, settled=None) -> None:
+    def _missed_since(self, d: D.Detection, tf: float) -> float | None:
+        """The frame time of the latest run before ``tf`` whose whole frame found nobody where ``d`` is, or
+        ``None`` (no run before, or every one found someone there)."""
+        for tr, finds in reversed(self.runs):
+            if tr < tf and not any(same_person(d, o.box, o.hip) for o in finds):
+                return tr
+        return None
+
+    def merge(self, results, t: float, hold_s: float, admit=None, settled=None, unchanged=None) -> None:
         """Fold detector results in (each ``(frame time, detections)``) and drop tracks unseen for ``hold_s``.
 
         A close-up's find that would start a track (or bring back an ended one) does so only if
@@ -261,7 +278,10 @@ class DetectionTracks:
         A whole-frame find where ``settled(box, since)`` says the room shows itself as it has since before
         the track began (camera.py: no foreground, no motion, a background that has long held what it
         shows) is a thing of the room: its track is a fixture and its place remembered.  The detector
-        alone, where the background has long known what is there, is not a visitor."""
+        alone, where the background has long known what is there, is not a visitor.
+
+        A new whole-frame find under ``CLOSE_SURE`` where ``unchanged(box, since)`` says nothing has moved
+        or come into view since an earlier run that found nobody there (camera.py) is a fixture too."""
         def room(d, since) -> bool:
             return settled is not None and not d.close and settled(d.box, since)
 
@@ -316,10 +336,15 @@ class DetectionTracks:
                 else:
                     fixture = any(D.iou(d.box, f) >= 0.5 for f in self.fixtures)
                     tk = DetTrack(d.box, d.hip, d.score, tf, tf, tf, fixture, d.close)
+                    if not fixture and not d.close and d.score < self.CLOSE_SURE and unchanged is not None:
+                        since = self._missed_since(d, tf)
+                        if since is not None and unchanged(d.box, since):
+                            fix(tk)
                 if not tk.fixture and room(d, tk.born):
                     fix(tk)
                 self.tracks.append(tk)
                 used.add(len(self.tracks) - 1)
+            self.runs = (self.runs + [(tf, tuple(d for d in dets if not d.close))])[-self.RUNS_KEPT:]
         gone = [tk for tk in self.tracks if t - tk.seen > hold_s]
         self.tracks = [tk for tk in self.tracks if t - tk.seen <= hold_s]
         self.ended = [e for e in self.ended + gone if t - e.seen <= self.REMEMBER_S][-32:]
@@ -361,6 +386,7 @@ class DetectionTracks:
             tk.box = moved(tk.box)
             tk.hip = (tk.hip[0] + du, tk.hip[1] + dv)
         self.fixtures = [moved(b) for b in self.fixtures]
+        self.runs = []   # what a run saw is of the view before the move
 
     def _remember(self, box) -> None:
         """Remember a fixture's place (the oldest forgotten beyond ``MAX_FIXTURES``)."""
