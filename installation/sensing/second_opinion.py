@@ -233,12 +233,16 @@ class DetectionTracks:
     ``CLOSE_QUIET_S``: a table that a dim light makes the detector score
     0.5 in an empty room at start-up, where a visitor in view sways.
 
-    A new whole-frame find under ``CLOSE_SURE`` where an earlier run found
-    nobody, and where nothing has changed since that run (``unchanged``, see
-    :meth:`merge`), is a fixture from the start: the detector has already
-    looked at the same picture and said nobody is there, so its find now is
-    the flicker of a score on the edge (a bar table scoring 0.49 on one run
-    and 0.50 on the next, in a room where nobody has come or gone).
+    A whole-frame find under ``CLOSE_SURE`` that starts a track, or brings
+    back one that ended, where an earlier run found nobody, and where nothing
+    has changed since that run (``unchanged``, see :meth:`merge`), is a
+    fixture from the start: the detector has already looked at the same
+    picture ``MISSED_RUNS`` times and said nobody is there, so its find now
+    is the flicker of a score on the edge (a bar table scoring 0.49 on one
+    run and 0.50 on the next, in a room where nobody has come or gone; the
+    same table found where a visitor stood before they left, which would
+    bring back their track and its history).  A still visitor in view at
+    start-up whom the first runs all missed reads empty until they sway.
     """
 
     MATCH_IOU = 0.3
@@ -253,6 +257,7 @@ class DetectionTracks:
     MAX_FIXTURES = 16   # places of fixtures remembered (the oldest forgotten first)
     STEP = 1.0   # a whole-frame find this many body widths from a track not seen in its run is that track moved
     RUNS_KEPT = 8   # recent runs whose whole-frame finds are remembered (see _missed_since)
+    MISSED_RUNS = 3   # runs in a row that found nobody where a find is, before it counts as already seen empty
 
     def __init__(self) -> None:
         self.tracks: list[DetTrack] = []
@@ -261,12 +266,12 @@ class DetectionTracks:
         self.runs: list[tuple[float, tuple[D.Detection, ...]]] = []   # (frame time, whole-frame finds)
 
     def _missed_since(self, d: D.Detection, tf: float) -> float | None:
-        """The frame time of the latest run before ``tf`` whose whole frame found nobody where ``d`` is, or
-        ``None`` (no run before, or every one found someone there)."""
-        for tr, finds in reversed(self.runs):
-            if tr < tf and not any(same_person(d, o.box, o.hip) for o in finds):
-                return tr
-        return None
+        """The frame time of the first of the last ``MISSED_RUNS`` runs before ``tf`` when none of them found
+        anyone where ``d`` is in the whole frame, else ``None``."""
+        last = [(tr, finds) for tr, finds in self.runs if tr < tf][-self.MISSED_RUNS:]
+        if len(last) < self.MISSED_RUNS or any(same_person(d, o.box, o.hip) for _, finds in last for o in finds):
+            return None
+        return last[0][0]
 
     def merge(self, results, t: float, hold_s: float, admit=None, settled=None, unchanged=None) -> None:
         """Fold detector results in (each ``(frame time, detections)``) and drop tracks unseen for ``hold_s``.
@@ -280,8 +285,9 @@ class DetectionTracks:
         shows) is a thing of the room: its track is a fixture and its place remembered.  The detector
         alone, where the background has long known what is there, is not a visitor.
 
-        A new whole-frame find under ``CLOSE_SURE`` where ``unchanged(box, since)`` says nothing has moved
-        or come into view since an earlier run that found nobody there (camera.py) is a fixture too."""
+        A whole-frame find under ``CLOSE_SURE`` that starts or brings back a track, where ``unchanged(box,
+        since)`` says nothing has moved or come into view since an earlier run that found nobody there
+        (camera.py), is a fixture too."""
         def room(d, since) -> bool:
             return settled is not None and not d.close and settled(d.box, since)
 
@@ -336,10 +342,13 @@ class DetectionTracks:
                 else:
                     fixture = any(D.iou(d.box, f) >= 0.5 for f in self.fixtures)
                     tk = DetTrack(d.box, d.hip, d.score, tf, tf, tf, fixture, d.close)
-                    if not fixture and not d.close and d.score < self.CLOSE_SURE and unchanged is not None:
-                        since = self._missed_since(d, tf)
-                        if since is not None and unchanged(d.box, since):
-                            fix(tk)
+                # Found again, or anew, on a picture the last MISSED_RUNS runs saw empty (a visitor's track
+                # that ended as they left, found again on the bar table where they stood).  Not after a single
+                # miss: a still visitor in view at start-up whom the very first run missed looks the same.
+                if not tk.fixture and not d.close and d.score < self.CLOSE_SURE and unchanged is not None:
+                    since = self._missed_since(d, tf)
+                    if since is not None and unchanged(d.box, since):
+                        fix(tk)
                 if not tk.fixture and room(d, tk.born):
                     fix(tk)
                 self.tracks.append(tk)

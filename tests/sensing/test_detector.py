@@ -725,10 +725,10 @@ def test_a_table_the_detector_scores_as_a_person_is_not_a_visitor():
 def test_a_find_on_a_picture_the_detector_already_saw_empty_is_not_a_visitor():
     """A score on the edge: Intel's one-by-one room (not in this repository) with a camera's on-screen clock
     burnt in has its bar table scored 0.50 from 2.5 s on, 0.49 before.  The detector had already looked at the
-    same unchanged picture and found nobody, so the find is the room from the start; before, the empty room
-    read one person from that run until CLOSE_QUIET_S (10 s) later.  A visitor who walks in, and whom the
-    detector finds only once they stand still, counts: something came into view since the run that missed
-    them."""
+    same unchanged picture (three runs and more) and found nobody, so the find is the room from the start;
+    before, the empty room read one person from that run until CLOSE_QUIET_S (10 s) later.  A visitor who
+    walks in, and whom the detector finds only once they stand, counts: they are foreground, not the picture
+    the earlier runs saw."""
     view, cut, box = _walk_in_visitor()
     table = Detection(0.5, (0.62, 0.45, 0.86, 0.95), (0.74, 0.7), 0.2, (0.7, 0.45, 0.78, 0.52))
     find = Detection(0.5, box, ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2), 0.1, box)
@@ -746,4 +746,59 @@ def test_a_find_on_a_picture_the_detector_already_saw_empty_is_not_a_visitor():
             assert r.presence <= EMPTY and not r.people, f"t={t:.2f}: the empty room reads {r.presence:.2f}"
         elif t >= 15.0:
             assert r.presence > EMPTY, f"t={t:.2f}: the visitor read empty"
-    assert any(tk.fixture for tk in a._dets.tracks)
+        if t >= 16.5:
+            assert [tk.box for tk in a._dets.live()] == [box], "the visitor's detection was taken for the room"
+    assert [tk.box for tk in a._dets.tracks if tk.fixture] == [table.box]
+
+
+def test_a_still_visitor_in_view_at_start_up_whom_only_the_first_run_missed_counts():
+    """Seated in view when the camera starts, still but for a small sway every 8 s, the detector the only
+    evidence (the background holds them): scored 0.49 on the first run and 0.6 after.  One miss is not the
+    detector having seen the picture empty (MISSED_RUNS): they count from the second run on.  With the rule
+    after a single miss they read empty from 1 s on 71 % of the frames (a review's experiment)."""
+    view, cut, box = _walk_in_visitor()
+    find = Detection(0.6, box, ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2), 0.1, box)
+    a = CameraAnalyzer(opinion=Scripted(lambda t: [] if t < 0.25 else [find]))
+    for i in range(int(30.0 * WALK_FPS)):
+        t = i / WALK_FPS
+        dx = int(round(4 * math.sin(i * 0.9))) if t % 8.0 > 7.5 else 0
+        r = a.process(small(S.paste(view[0], cut, dx=dx)), t)
+        if t >= 1.0:
+            assert r.presence > EMPTY, f"t={t:.2f}: the seated visitor read empty"
+
+
+def test_only_a_find_on_a_picture_three_runs_saw_empty_and_unchanged_is_taken_for_the_room():
+    """The rule's conditions one by one, at the tracks' level: three runs in a row that found nobody there,
+    nothing changed since the first of them, an unsure whole-frame find.  A track that ended and is found
+    again there is held to the same rule (a leaving visitor's track brought back by the table)."""
+    from installation.sensing.second_opinion import DetectionTracks
+    table = Detection(0.5, (0.44, 0.43, 0.70, 0.90), (0.57, 0.7), 0.2, (0.5, 0.43, 0.6, 0.5))
+    sure = Detection(0.95, table.box, table.hip, 0.2, table.face)
+    close = Detection(0.5, table.box, table.hip, 0.2, table.face, close=True)
+
+    def run(misses, d, unchanged):
+        tracks = DetectionTracks()
+        for k in range(misses):
+            tracks.merge([(0.5 * k, ())], 0.5 * k, 1.0, unchanged=unchanged)
+        tracks.merge([(0.5 * misses, (d,))], 0.5 * misses, 1.0, unchanged=unchanged)
+        return tracks
+
+    def still(box, since):
+        return True
+
+    room = run(3, table, still)
+    assert not room.live() and room.fixtures == [table.box]
+    assert run(2, table, still).live()                            # two misses: not yet seen empty
+    assert run(3, table, lambda box, since: False).live()         # something moved or came into view since
+    assert run(3, sure, still).live()                              # a sure find counts
+    assert run(3, close, still).live()                             # a close-up's find: the other rules'
+    assert run(3, table, lambda box, since: since == 0.0).fixtures   # unchanged since the first of the three
+    # A visitor's track that ended (unseen for hold_s) is found again on the unchanged picture the last three
+    # runs saw empty: the table where they stood.
+    visitor = Detection(0.87, (0.40, 0.40, 0.72, 0.95), (0.56, 0.7), 0.2, (0.5, 0.4, 0.6, 0.5))
+    back = DetectionTracks()
+    back.merge([(0.0, (visitor,))], 0.0, 1.0, unchanged=still)
+    for k in range(1, 6):
+        back.merge([(0.5 * k, ())], 0.5 * k, 1.0, unchanged=still)
+    back.merge([(3.0, (table,))], 3.0, 1.0, unchanged=still)
+    assert not back.live(), [(tk.box, tk.fixture) for tk in back.tracks]
