@@ -22,9 +22,10 @@ clips' real frames (docs/sensing.md says how each is made):
   and blue channels), sudden steps (the whole frame; one side of the
   room, as a lamp), and auto-exposure tied to a visitor (a dark coat makes
   the camera brighten the frame while they are in view).
-* **stay**: for a clip whose people never leave (no empty view), the clip
-  as shot, then its present frames played back and forth for ten minutes:
-  real people who stay, as a seated audience does.
+* **stay**: for a clip whose people never leave (no empty view, no frame
+  labelled empty), the clip as shot, then the clip from its last present
+  frame back to its first and on, back and forth for ten minutes: real
+  people who stay, as a seated audience does.
 * **knock**: the camera knocked on its mount (the view moves by a few
   pixels, real pixels coming in at the edges) while a visitor is in view.
 
@@ -195,8 +196,11 @@ def clip_segment(clip: Clip, reverse: bool = False) -> Segment:
 
 
 def stay_segment(clip: Clip, seconds: float) -> Segment:
-    """The clip's present frames back and forth for ``seconds`` (its people staying on, moving as they did)."""
-    frames = [f for f, lab in zip(clip.frames, clip.labels) if lab == 1]
+    """The clip from its first to its last present frame, back and forth for ``seconds``, starting backwards
+    from the last (so it goes on from where the clip ends without a cut): its people staying on, moving as
+    they did."""
+    on = np.nonzero(clip.labels == 1)[0]
+    frames = clip.frames[on[0]: on[-1] + 1][::-1]
     return Segment(seconds, lambda i, rng: _pingpong(frames, i), lambda i: 1, "stay")
 
 
@@ -458,7 +462,7 @@ def standard(clip: Clip, kinds=KINDS) -> list[Scenario]:
         out.append(Scenario("as shot", fps, [clip_segment(clip)], how="the clip alone, as filmed", clear_s=0.0))
     view, how = empty_view(clip)
     if view is None:
-        if "stay" in kinds and np.any(clip.labels == 1):
+        if "stay" in kinds and np.any(clip.labels == 1) and not np.any(clip.labels == 0):
             out.append(Scenario("stay", fps, [clip_segment(clip), stay_segment(clip, STAY_S)], clear_s=0.0,
                                 how=f"the clip, then its present frames back and forth for {STAY_S / 60:g} minutes"))
         return out + [Scenario("visits", fps, [], how=f"not built: {how}")]

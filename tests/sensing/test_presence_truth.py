@@ -286,20 +286,26 @@ def test_scoring_counts_what_a_user_sees():
 
 
 def test_the_bench_holds_people_who_never_leave_ten_minutes_and_builds_no_stay_for_a_room_that_empties(walk):
-    """The bench's *stay* scenario: a class that never leaves is played on for ten minutes from its own present
-    frames, every frame labelled present; a clip whose room empties gets visits instead (its people leave)."""
+    """The bench's *stay* scenario: a class that never leaves is played on for ten minutes from its own frames,
+    back and forth without a cut, every frame labelled present; a clip whose room empties gets none."""
     clip = S.load_clip(need(CLASSROOM))
     stay = [sc for sc in S.standard(clip) if sc.name == "stay"]
     assert len(stay) == 1 and stay[0].seconds >= len(clip.frames) / clip.fps + 600.0
-    frames = [f for f, lab in zip(clip.frames, clip.labels) if lab == 1]
-    n = 0
+    m = len(clip.frames)
+    # The clip as shot, then from its last frame back to its first and on again: every step is one the clip
+    # itself takes (no cut), and every frame is labelled present.
+    want = list(range(m)) + [(m - 1 - p if p < m else p - m + 1) for p in (i % (2 * m - 2) for i in range(3 * m))]
+    got = []
     for k, (f, _t, lab) in enumerate(S.play(stay[0])):
         assert lab == 1
-        if k % 97 == 0:
-            assert any(f is g or np.array_equal(f, g) for g in frames)
-        n += 1
-    assert n == pytest.approx(stay[0].seconds * clip.fps, abs=2)
+        if k < len(want):
+            got.append(next(j for j, g in enumerate(clip.frames) if f is g or np.array_equal(f, g)))
+    assert got == want
+    assert k + 1 == pytest.approx(stay[0].seconds * clip.fps, abs=2)
     assert not [sc for sc in S.standard(walk[0]) if sc.name == "stay"]
+    # A room that empties, even where the clip gives no empty view, is no stay.
+    part = S.Clip(clip.name, clip.frames, clip.fps, np.where(np.arange(m) < 2, 0, 1).astype(np.int8))
+    assert S.empty_view(part)[0] is None and not [sc for sc in S.standard(part) if sc.name == "stay"]
 
 
 @pytest.mark.parametrize("fps", [1.0, 2.0])
