@@ -82,10 +82,10 @@ class Mog2Baseline:
 
 
 class Ours:
-    """CameraAnalyzer with its defaults, reporting (presence, people)."""
+    """CameraAnalyzer (its defaults, or the parameters of ``tree``), reporting (presence, people)."""
 
-    def __init__(self) -> None:
-        self.a = CameraAnalyzer()
+    def __init__(self, tree=None) -> None:
+        self.a = CameraAnalyzer(tree)
 
     def process(self, frame: np.ndarray, t: float):
         r = self.a.process(frame, t)

@@ -229,6 +229,30 @@ class LiveArgs:
     shaders: Path | None = None
 
 
+def apply_venue_calibration(tree, venue_path, show) -> None:
+    """Set a venue's calibration on ``tree``: the venue-scope values saved beside the venue file (by
+    /tapestry/venue/save) and the camera ROI and lens of its ``[camera]`` section (``run.py map
+    --write-roi``: the presence camera and the LEDs share one calibrated canvas).  Nothing without a venue.
+    :class:`StartupError` naming the file and key on a bad value."""
+    if venue_path is not None:
+        from .presets import load_venue_params, venue_params_path
+        try:
+            tree.update_bases(load_venue_params(venue_params_path(venue_path), tree))
+        except PresetError as exc:
+            raise StartupError(f"venue params: {exc}") from None
+    cam = (show.sections.get("camera") or {}) if show is not None else {}
+    roi = cam.get("roi")
+    if roi:
+        from .sensing.camera import set_roi
+        try:
+            set_roi(tree, [(roi[2 * i], roi[2 * i + 1]) for i in range(4)])
+        except (ValueError, IndexError) as exc:
+            raise StartupError(f"{venue_path}: camera.roi: {exc}") from None
+        k1 = float(cam.get("lens_k1") or 0.0)   # the schema has checked its range
+        tree.update_bases({"sensing/camera/lens_k1": k1})
+        log.info("camera ROI from the LED mapping: %s, lens k1 %.4f", ", ".join(f"{v:.3f}" for v in roi), k1)
+
+
 def run_live(args: LiveArgs) -> int:
     """Run the installation until Ctrl-C / SIGTERM (or ``seconds``); returns exit status."""
     from .control.osc import OscConfig, OscServer
@@ -321,24 +345,10 @@ def _run_live(args: LiveArgs, show, venue, stack: contextlib.ExitStack) -> int:
     stack.callback(engine.close)
 
     engine.params.set_base("field/sim_every", sim_every)
-    if args.venue is not None:  # the technician's calibration (venue-scope values), saved by /tapestry/venue/save
-        from .presets import load_venue_params, venue_params_path
+    if args.venue is not None:
+        from .presets import venue_params_path
         engine.venue_params = venue_params_path(args.venue)
-        try:
-            engine.params.update_bases(load_venue_params(engine.venue_params, engine.params))
-        except PresetError as exc:
-            raise StartupError(f"venue params: {exc}") from None
-    cam = (show.sections.get("camera") or {}) if show is not None else {}
-    roi = cam.get("roi")
-    if roi:  # `run.py map --write-roi`: the presence camera and the LEDs share one calibrated canvas
-        from .sensing.camera import set_roi
-        try:
-            set_roi(engine.params, [(roi[2 * i], roi[2 * i + 1]) for i in range(4)])
-        except (ValueError, IndexError) as exc:
-            raise StartupError(f"{args.venue}: camera.roi: {exc}") from None
-        k1 = float(cam.get("lens_k1") or 0.0)   # the schema has checked its range
-        engine.params.update_bases({"sensing/camera/lens_k1": k1})
-        log.info("camera ROI from the LED mapping: %s, lens k1 %.4f", ", ".join(f"{v:.3f}" for v in roi), k1)
+    apply_venue_calibration(engine.params, args.venue, show)
     if venue is not None:
         from .leds import LedPipeline
         from .outputs.claim import ControllersBusy
