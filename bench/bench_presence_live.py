@@ -121,7 +121,7 @@ def main(argv=None) -> int:
                          "(default: run.py's, hardware/demo-venue.toml)")
     ap.add_argument("--keep", type=Path, default=None, help="keep each show's sensor recording and log here")
     args = ap.parse_args(argv)
-    venue = args.venue.resolve()
+    venue = args.venue.absolute()
     try:
         venue_tree(venue)
     except (ConfigError, app.StartupError, OSError) as e:
@@ -138,9 +138,9 @@ def main(argv=None) -> int:
           f"{'false/min':>9}  records")
     failed = 0
     with tempfile.TemporaryDirectory(prefix="tapestry-live-") as tmp:
-        out_dir = (args.keep or Path(tmp)).resolve()
+        out_dir = (args.keep or Path(tmp)).absolute()
         for path in args.clips:
-            path = path.resolve()
+            path = path.absolute()   # not resolve(): a clip linked in beside its labels stays beside them
             try:
                 clip = S.load_clip(path, fallback_fps=FALLBACK_FPS)
             except (OSError, ValueError) as e:
