@@ -16,6 +16,8 @@ WALK = MEDIA / "people-walking-in.gif"
 CLASSROOM = MEDIA / "classroom-seated.gif"
 WALK_FPS = 12.5
 CLASSROOM_FPS = 50.0 / 3.0
+HEAD_TURN = Path(__file__).parent / "media" / "head-turn.mp4"   # kept in the repository: media/README.md
+HEAD_TURN_FPS = 12.5
 
 
 def need(path: Path) -> Path:
