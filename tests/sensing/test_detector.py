@@ -356,6 +356,25 @@ def test_a_visitor_filling_the_frame_who_only_turns_their_head_stays_present(det
     assert pres.min() > EMPTY, f"read empty from {t[pres <= EMPTY][0]:.1f} s"
 
 
+def test_only_a_sure_finds_face_is_asked_for_motion_on_its_own():
+    """At the tracks' level: motion in the face box alone keeps a sure find (0.96) a visitor past fixture_s;
+    an unsure one (a table's 0.5, its "face" a patch of its top) is a fixture all the same."""
+    from installation.sensing.second_opinion import DetectionTracks
+    body, face = (0.2, 0.0, 1.0, 1.0), (0.45, 0.2, 0.6, 0.45)
+
+    def run(score):
+        tracks = DetectionTracks()
+        d = Detection(score, body, (0.6, 0.9), 0.5, face)
+        for k in range(40):
+            t = 0.5 * k
+            tracks.merge([(t, (d,))], t, 1.0)
+            tracks.activity(t, lambda box: box == face and k % 10 == 0, 5.0)
+        return tracks
+
+    assert run(0.96).live()
+    assert not run(0.5).live()
+
+
 @pytest.mark.parametrize("light", ["steady", "flicker"])
 def test_a_close_up_portrait_of_a_face_stops_counting_after_fixture_s(det, light):
     """The same man's first frame held still (a portrait), with sensor noise, and under mains flicker rolling
