@@ -68,7 +68,7 @@ model for a technician; in short (all on a small image, grey and in colour,
   (a still visitor through a lamp step); a live detection that no counted
   blob covers is a person of its own, at its hip point (a visitor who was
   in view, still, when the camera started).  A detection whose box (and, for
-  a sure find, whose face box: a head turning) shows no motion and no
+  a sure whole-frame find, its head's square: a head turning) shows no motion and no
   foreground kept on its own merits for ``fixture_s`` is a
   fixture (a picture, a statue): its place is remembered, and a detection
   there counts only while something moves in front of it (plus 2 s).

@@ -11,7 +11,8 @@ The model (``models/pose_detection.tflite``, Google LLC, Apache-2.0, see
 per SSD anchor a score and a box plus four keypoints, all in input pixels
 relative to the anchor centre: keypoint 0 is the mid-hip point, keypoint 1
 with it gives the radius of a circle round the whole body, keypoint 2 is the
-mid-shoulder point.  The regressed box is the face's; we report the body's
+mid-shoulder point.  The regressed box is round the face (of an all but
+fixed size, a fifth of the input); we report the body's
 box (the circle's bounding square) and the hip point.  It runs with
 ``ai-edge-litert``; where that package is missing (Python 3.14, other CPUs)
 :func:`load` raises :class:`DetectorUnavailable` and callers run without it.
@@ -44,8 +45,10 @@ class Detection:
 
     ``box`` (x0, y0, x1, y1) bounds the body circle (centre ``hip``, radius
     ``radius`` in image widths), clipped to the image; ``face`` is the
-    model's own face box (for a body detector find, body_detector.py:
-    ``box`` is its box, ``hip`` its centre, ``face`` the box again);
+    model's own face box: its centre is the face's, its size all but fixed
+    (a fifth of the 224x224 input, whoever is found; for a body detector
+    find, body_detector.py: ``box`` is its box, ``hip`` its centre, ``face``
+    the box again);
     ``score`` is 0..1; ``close``: found in a close-up
     (:meth:`PersonDetector.detect_in`), not the whole frame.
     """

@@ -204,10 +204,23 @@ class DetTrack:
     score: float
     seen: float  # frame time of the last detection
     born: float
-    active: float  # last time motion (or foreground kept on its own merits) was inside the box
+    active: float  # last time motion (or foreground kept on its own merits) was inside the box or the head
     fixture: bool = False
     close: bool = False  # seen in close-ups only, never in the whole frame
-    face: tuple[float, float, float, float] | None = None   # the last find's face box (see activity)
+    head: tuple[float, float, float, float] | None = None   # see head_of and DetectionTracks.activity
+
+
+def head_of(d: D.Detection) -> tuple[float, float, float, float] | None:
+    """The square the pose detector gives round a whole-frame find's face, cut to its body box; ``None`` for a
+    close-up's find.  Its size is all but fixed (a fifth of the detector's square input, which a landscape
+    frame's width fills), so it is head-sized only for someone near the camera, where it matters (see
+    :meth:`DetectionTracks.activity`); in a close-up it shrinks to a few pixels, where noise would pass for
+    motion.  For a body detector's find it is the body box again."""
+    if d.close:
+        return None
+    f, b = d.face, d.box
+    x0, y0, x1, y1 = max(f[0], b[0]), max(f[1], b[1]), min(f[2], b[2]), min(f[3], b[3])
+    return (x0, y0, x1, y1) if x1 > x0 and y1 > y0 else None
 
 
 class DetectionTracks:
@@ -215,7 +228,8 @@ class DetectionTracks:
     that overlaps none, by being within ``STEP`` body widths of a track its run did not see: a walker).
 
     A track lives ``hold_s`` after it was last detected.  A track whose box
-    has shown no activity for ``fixture_s`` is a *fixture* (a picture, a
+    (and, for a sure whole-frame find, its head: :meth:`activity`) has
+    shown no activity for ``fixture_s`` is a *fixture* (a picture, a
     statue, a mannequin): its place is remembered, tracks found there are
     fixtures from the start, and one that activity (a visitor passing in
     front) made count again is a fixture once more after ``REFIX_S`` quiet
@@ -328,7 +342,7 @@ class DetectionTracks:
                         tk.seen = max(tk.seen, tf)   # the whole frame's find is better: keep its box
                         continue
                     tk.box, tk.hip, tk.score, tk.seen = d.box, d.hip, d.score, max(tk.seen, tf)
-                    tk.face, tk.close = d.face, tk.close and d.close
+                    tk.head, tk.close = head_of(d), tk.close and d.close
                     if not tk.fixture and room(d, tk.born):   # a leaving visitor's track onto the table
                         fix(tk)
                     continue
@@ -339,10 +353,10 @@ class DetectionTracks:
                 if old[0] >= self.MATCH_IOU:   # seen here before: it keeps its history
                     tk = self.ended.pop(old[1])
                     tk.box, tk.hip, tk.score, tk.seen = d.box, d.hip, d.score, tf
-                    tk.face, tk.close = d.face, tk.close and d.close
+                    tk.head, tk.close = head_of(d), tk.close and d.close
                 else:
                     fixture = any(D.iou(d.box, f) >= 0.5 for f in self.fixtures)
-                    tk = DetTrack(d.box, d.hip, d.score, tf, tf, tf, fixture, d.close, d.face)
+                    tk = DetTrack(d.box, d.hip, d.score, tf, tf, tf, fixture, d.close, head_of(d))
                 # Found again, or anew, on a picture the last MISSED_RUNS runs saw empty (a visitor's track
                 # that ended as they left, found again on the bar table where they stood).  Not after a single
                 # miss: a still visitor in view at start-up whom the very first run missed looks the same.
@@ -363,14 +377,15 @@ class DetectionTracks:
         """Update each track's last activity; ``active_in(box)`` says whether something moves in a box now.
 
         Activity makes a track count, at a known picture's place too (someone passing in front of it);
-        such a track is a picture again ``REFIX_S`` after the activity stops.  A sure find's face is asked
-        on its own as well: a man filling the frame who only turns his head moved at most 0.19 % of his body
-        box between frames, under the test's share of it, and was taken for a picture after ``fixture_s``;
-        in his face box the same turns are activity.
+        such a track is a picture again ``REFIX_S`` after the activity stops.  The head (:func:`head_of`) of
+        a whole-frame find scored at least ``CLOSE_SURE`` is asked on its own as well: a man filling the frame
+        who only turns his head moved at most 0.19 % of his body box between frames, under the test's share
+        of it, and was taken for a picture after ``fixture_s``; in his head's square the same turns are
+        activity.
         """
         self.ended = [e for e in self.ended if not active_in(e.box)]   # something moved there: a fresh start
         for tk in self.tracks:
-            if active_in(tk.box) or (tk.face is not None and tk.score >= self.CLOSE_SURE and active_in(tk.face)):
+            if active_in(tk.box) or (tk.head is not None and tk.score >= self.CLOSE_SURE and active_in(tk.head)):
                 tk.active = t
                 tk.fixture = False
             elif not tk.fixture:
@@ -397,7 +412,7 @@ class DetectionTracks:
 
         for tk in self.tracks + self.ended:
             tk.box = moved(tk.box)
-            tk.face = moved(tk.face) if tk.face is not None else None
+            tk.head = moved(tk.head) if tk.head is not None else None
             tk.hip = (tk.hip[0] + du, tk.hip[1] + dv)
         self.fixtures = [moved(b) for b in self.fixtures]
         self.runs = []   # what a run saw is of the view before the move
