@@ -18,6 +18,8 @@ WALK_FPS = 12.5
 CLASSROOM_FPS = 50.0 / 3.0
 HEAD_TURN = Path(__file__).parent / "media" / "head-turn.mp4"   # kept in the repository: media/README.md
 HEAD_TURN_FPS = 12.5
+SIGNER = Path(__file__).parent / "media" / "signer.mkv"   # kept in the repository: media/README.md
+SIGNER_FPS = 30.0
 
 
 def need(path: Path) -> Path:
