@@ -1302,7 +1302,7 @@ class CameraAnalyzer:
         n, _, stats, cents = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
         min_area = float(tr[f"{P}/min_blob"]) * self._roi_area
         feet = tr[f"{P}/anchor"] == "feet"
-        blobs = []  # (area, x, y, size, only continues a track, image point)
+        blobs = []  # (area, x, y, size, only continues a track, image point, a detection no blob covers)
         counted = []  # image boxes and centroids of the blobs counted as people
         for i in range(1, n):
             area = int(stats[i, cv2.CC_STAT_AREA])
@@ -1323,7 +1323,7 @@ class CameraAnalyzer:
             if -0.05 <= x <= 1.05 and -0.05 <= y <= 1.05:
                 blobs.append((area, min(1.0, max(0.0, x)), min(1.0, max(0.0, y)),
                               math.sqrt(area / self._roi_area), small,
-                              ((cents[i, 0] + 0.5) / w, (cents[i, 1] + 0.5) / h)))
+                              ((cents[i, 0] + 0.5) / w, (cents[i, 1] + 0.5) / h), False))
         # A live detection no counted blob covers is a person of its own, at its hip point.  One found only close
         # up is someone the background cannot see: any counted blob overlapping its box stands for them (a
         # close-up's body circle can be placed beside the visitor it found).
@@ -1342,7 +1342,7 @@ class CameraAnalyzer:
             if -0.05 <= x <= 1.05 and -0.05 <= y <= 1.05:
                 area = (b[2] - b[0]) * (b[3] - b[1]) * h * w
                 blobs.append((area, min(1.0, max(0.0, x)), min(1.0, max(0.0, y)),
-                              min(1.0, math.sqrt(area / self._roi_area)), False, (hx, hy)))
+                              min(1.0, math.sqrt(area / self._roi_area)), False, (hx, hy), True))
         blobs.sort(key=lambda b: -b[0])
         blobs = blobs[: int(tr[f"{P}/max_people"])]
 
@@ -1366,7 +1366,7 @@ class CameraAnalyzer:
                 continue
             used_b.add(bi)
             used_t.add(ti)
-            _, x, y, size, _, _ = blobs[bi]
+            _, x, y, size, _, _, _ = blobs[bi]
             tk = self._tracks[ti]
             if dt > 0:
                 tk.vx += a * ((x - tk.x) / dt - tk.vx)
@@ -1377,16 +1377,17 @@ class CameraAnalyzer:
         # Someone close to the camera moving their arms, or whose clothes match the wall in places, breaks into
         # several full-sized blobs: a new blob inside the body box of a sure whole-frame detection that already
         # holds a person counted this frame is a part of that person, not someone new (a signer a step from the
-        # camera read as 2-7 people; a visitor tracked before they came into the box keeps their track).
+        # camera read as 2-7 people; a visitor tracked before they came into the box keeps their track, and one
+        # the detector finds there is someone of their own).
         sure = [tk.box for tk in dets if not tk.close and tk.score >= DetectionTracks.CLOSE_SURE]
 
         def inside(c, b) -> bool:
             return b[0] <= c[0] <= b[2] and b[1] <= c[1] <= b[3]
 
         held = [blobs[bi][5] for bi in used_b]
-        for bi, (_, x, y, size, small, c) in enumerate(blobs):
+        for bi, (_, x, y, size, small, c, found) in enumerate(blobs):
             if bi not in used_b and not small:
-                if any(inside(c, b) and any(inside(o, b) for o in held) for b in sure):
+                if not found and any(inside(c, b) and any(inside(o, b) for o in held) for b in sure):
                     continue
                 held.append(c)
                 self._serial += 1
