@@ -1375,19 +1375,32 @@ class CameraAnalyzer:
             tk.peak = max(size, tk.peak * math.exp(-dt / PEAK_S))
             new_tracks.append(tk)
         # Someone close to the camera moving their arms, or whose clothes match the wall in places, breaks into
-        # several full-sized blobs: a new blob inside the body box of a sure whole-frame detection that already
-        # holds a person counted this frame is a part of that person, not someone new (a signer a step from the
-        # camera read as 2-7 people; a visitor tracked before they came into the box keeps their track, and one
-        # the detector finds there is someone of their own).
-        sure = [tk.box for tk in dets if not tk.close and tk.score >= DetectionTracks.CLOSE_SURE]
-
+        # several full-sized blobs (a signer a step from the camera read as 2-7 people).  A new blob is a part
+        # of someone when it lies inside the body box of a sure whole-frame detection where as many people are
+        # counted already as there are detections with their hip in that box.  A person whom nothing detects,
+        # first seen inside the box of someone close to the camera (or whose track broke there for a frame),
+        # is not told from a part of them (docs/sensing.md).
         def inside(c, b) -> bool:
             return b[0] <= c[0] <= b[2] and b[1] <= c[1] <= b[3]
+
+        def clamped(tk) -> tuple[float, float]:
+            return min(max(tk.hip[0], 0.0), 1.0), min(max(tk.hip[1], 0.0), 1.0)
+
+        whole = [tk for tk in dets if not tk.close]
+        sure = [(tk.box, sum(inside(clamped(o), tk.box) for o in whole))
+                for tk in whole if tk.score >= DetectionTracks.CLOSE_SURE]
+
+        def part(c) -> bool:
+            for b, room in sure:
+                there = [o for o in held if inside(o, b)] if inside(c, b) else []
+                if len(there) >= room:
+                    return True
+            return False
 
         held = [blobs[bi][5] for bi in used_b]
         for bi, (_, x, y, size, small, c, found) in enumerate(blobs):
             if bi not in used_b and not small:
-                if not found and any(inside(c, b) and any(inside(o, b) for o in held) for b in sure):
+                if not found and part(c):
                     continue
                 held.append(c)
                 self._serial += 1
