@@ -56,6 +56,9 @@ model for a technician; in short (all on a small image, grey and in colour,
   coordinates and matched greedily to the previous frame's tracks; a
   tracked person with no full-sized blob near stays counted while their
   blob is at least half that size and 0.3 of its largest area lately.
+  A new blob inside the body box of a sure detection that already holds as
+  many people as detections are there is a part of someone (arms, a head:
+  one person close to the camera is not several).
   ``presence`` is the occupied share of the ROI, but at least
   ``person_floor`` per person counted, so one distant visitor reads clearly.
 * **A second opinion** (second_opinion.py, detector.py, body_detector.py):
