@@ -1330,14 +1330,20 @@ class CameraAnalyzer:
         # A live detection no counted blob covers is a person of its own, at its hip point.  One found only close
         # up is someone the background cannot see: any counted blob overlapping its box stands for them (a
         # close-up's body circle can be placed beside the visitor it found).
+        def inside(c, b) -> bool:
+            return b[0] <= c[0] <= b[2] and b[1] <= c[1] <= b[3]
+
+        def clamped(tk) -> tuple[float, float]:
+            # A visitor close to the camera has their hip below the picture (the model places it there): they
+            # stand at the picture's edge, not outside the watched area.
+            return min(max(tk.hip[0], 0.0), 1.0), min(max(tk.hip[1], 0.0), 1.0)
+
         for tk in dets:
             b = tk.box
             if b[2] <= b[0] or b[3] <= b[1]:
                 continue   # a body circle wholly outside the picture, clipped to nothing
-            # A visitor close to the camera has their hip below the picture (the model places it there): they
-            # stand at the picture's edge, not outside the watched area.
-            hx, hy = min(max(tk.hip[0], 0.0), 1.0), min(max(tk.hip[1], 0.0), 1.0)
-            if any((b[0] <= c[0] <= b[2] and b[1] <= c[1] <= b[3]) or (bb[0] <= hx <= bb[2] and bb[1] <= hy <= bb[3])
+            hx, hy = clamped(tk)
+            if any(inside(c, b) or inside((hx, hy), bb)
                    or (tk.close and bb[0] < b[2] and b[0] < bb[2] and bb[1] < b[3] and b[1] < bb[3])
                    for bb, c in counted):
                 continue
@@ -1383,22 +1389,12 @@ class CameraAnalyzer:
         # counted already as there are detections with their hip in that box.  A person whom nothing detects,
         # first seen inside the box of someone close to the camera (or whose track broke there for a frame),
         # is not told from a part of them (docs/sensing.md).
-        def inside(c, b) -> bool:
-            return b[0] <= c[0] <= b[2] and b[1] <= c[1] <= b[3]
-
-        def clamped(tk) -> tuple[float, float]:
-            return min(max(tk.hip[0], 0.0), 1.0), min(max(tk.hip[1], 0.0), 1.0)
-
         whole = [tk for tk in dets if not tk.close]
         sure = [(tk.box, sum(inside(clamped(o), tk.box) for o in whole))
                 for tk in whole if tk.score >= DetectionTracks.CLOSE_SURE]
 
         def part(c) -> bool:
-            for b, room in sure:
-                there = [o for o in held if inside(o, b)] if inside(c, b) else []
-                if len(there) >= room:
-                    return True
-            return False
+            return any(inside(c, b) and sum(inside(o, b) for o in held) >= room for b, room in sure)
 
         held = [blobs[bi][5] for bi in used_b]
         for bi, (_, x, y, size, small, c, found) in enumerate(blobs):
