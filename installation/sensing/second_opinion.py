@@ -208,6 +208,7 @@ class DetTrack:
     fixture: bool = False
     close: bool = False  # seen in close-ups only, never in the whole frame
     head: tuple[float, float, float, float] | None = None   # see head_of and DetectionTracks.activity
+    stirred: float = -math.inf  # last frame with activity while a fixture (see DetectionTracks.WAKE_S)
 
 
 def head_of(d: D.Detection) -> tuple[float, float, float, float] | None:
@@ -234,7 +235,12 @@ class DetectionTracks:
     fixtures from the start, and one that activity (a visitor passing in
     front) made count again is a fixture once more after ``REFIX_S`` quiet
     seconds, not ``fixture_s`` (a portrait in a busy room would otherwise
-    read as a visitor for ``fixture_s`` after everyone who passed it).  A
+    read as a visitor for ``fixture_s`` after everyone who passed it).  It
+    takes activity on two frames, the one before or one within ``WAKE_S``,
+    to make a fixture count again: a single frame where a few pixels at a
+    table's edge change and stay changed (a grey camera's empty room
+    stepping from one moment to another, a compressed stream's blocks)
+    woke it for ``REFIX_S``.  A
     track seen only in close-ups is a fixture after ``CLOSE_QUIET_S`` quiet
     seconds when its last find scored at least ``CLOSE_SURE``, else after
     ``CLOSE_UNSURE_S``: close up the detector is less sure (a pole with a
@@ -266,6 +272,7 @@ class DetectionTracks:
     #: a find after a longer gap starts afresh (a new visitor where an old one stood)
     REMEMBER_S = 60.0
     REFIX_S = 2.0
+    WAKE_S = 0.5   # a fixture counts again on activity in two frames this close (or in two frames in a row)
     CLOSE_QUIET_S = 10.0
     CLOSE_SURE = 0.9    # of 15,120 close-ups of people-free pictures, one scored above (a circuit board, 0.92)
     CLOSE_UNSURE_S = 3.0
@@ -279,6 +286,7 @@ class DetectionTracks:
         self.ended: list[DetTrack] = []
         self.fixtures: list[tuple[float, float, float, float]] = []
         self.runs: list[tuple[float, tuple[D.Detection, ...]]] = []   # (frame time, whole-frame finds)
+        self._last_t = -math.inf   # the frame time :meth:`activity` last saw
 
     def _missed_since(self, d: D.Detection, tf: float) -> float | None:
         """The frame time of the first of the last ``MISSED_RUNS`` runs before ``tf`` when none of them found
@@ -376,16 +384,21 @@ class DetectionTracks:
     def activity(self, t: float, active_in, fixture_s: float) -> None:
         """Update each track's last activity; ``active_in(box)`` says whether something moves in a box now.
 
-        Activity makes a track count, at a known picture's place too (someone passing in front of it);
-        such a track is a picture again ``REFIX_S`` after the activity stops.  The head (:func:`head_of`) of
+        Activity makes a track count, at a known picture's place too (someone passing in front of it), once
+        it shows on a second frame (``WAKE_S``); such a track is a picture again ``REFIX_S`` after the activity
+        stops.  The head (:func:`head_of`) of
         a whole-frame find scored at least ``CLOSE_SURE`` is asked on its own as well: a man filling the frame
         who only turns his head moved at most 0.19 % of his body box between frames, under the test's share
         of it, and was taken for a picture after ``fixture_s``; in his head's square the same turns are
         activity.
         """
         self.ended = [e for e in self.ended if not active_in(e.box)]   # something moved there: a fresh start
+        prev, self._last_t = self._last_t, t
         for tk in self.tracks:
             if active_in(tk.box) or (tk.head is not None and tk.score >= self.CLOSE_SURE and active_in(tk.head)):
+                if tk.fixture and not min(t - self.WAKE_S, prev) <= tk.stirred < t:
+                    tk.stirred = t   # one frame of it may be the picture's own flicker: wait for a second
+                    continue
                 tk.active = t
                 tk.fixture = False
             elif not tk.fixture:
