@@ -145,6 +145,10 @@ KEPT_S = 1.0  # ... and was kept unbroken for at least this long (s) before (a v
 KEEP_BLOB = 0.5
 KEEP_SHRINK = 0.55  # ... and while that is at least 0.55^2 = 0.3 of the largest area they had lately,
 PEAK_S = 5.0  # ... that largest area forgotten over this time constant (s)
+# The pose detector's body box ends at the forehead: the top of the head of someone close to the camera (hair
+# over a matching wall) makes a blob just above it, up to 0.07 of the box's height; for the parts rule
+# (_people) the box reaches HEAD_TOP of its height higher.
+HEAD_TOP = 0.1
 CLIP = 250.0  # a colour channel this bright (0..255) may be clipped: its chroma says nothing
 # A pale surface clipped (a channel at CLIP and grey at least CLIP_GREY: a white wall the auto-exposure drives
 # into clipping, not a saturated red coat whose red channel clips at grey 100) only says the light there is at
@@ -1385,13 +1389,15 @@ class CameraAnalyzer:
             new_tracks.append(tk)
         # Someone close to the camera moving their arms, or whose clothes match the wall in places, breaks into
         # several full-sized blobs (a signer a step from the camera read as 2-7 people).  A new blob is a part
-        # of someone when it lies inside the body box of a sure whole-frame detection where as many people are
-        # counted already as there are detections with their hip in that box.  A person whom nothing detects,
+        # of someone when it lies inside the body box of a sure whole-frame detection (its track found at 0.9
+        # or more once: the signer's score dips to 0.89 as he moves) where as many people are counted already
+        # as there are detections with their hip in that box.  A person whom nothing detects,
         # first seen inside the box of someone close to the camera (or whose track broke there for a frame),
         # is not told from a part of them (docs/sensing.md).
         whole = [tk for tk in dets if not tk.close]
-        sure = [(tk.box, sum(inside(clamped(o), tk.box) for o in whole))
-                for tk in whole if tk.score >= DetectionTracks.CLOSE_SURE]
+        sure = [((tk.box[0], tk.box[1] - HEAD_TOP * (tk.box[3] - tk.box[1]), tk.box[2], tk.box[3]),
+                 sum(inside(clamped(o), tk.box) for o in whole))
+                for tk in whole if tk.best >= DetectionTracks.CLOSE_SURE]
 
         def part(c) -> bool:
             return any(inside(c, b) and sum(inside(o, b) for o in held) >= room for b, room in sure)

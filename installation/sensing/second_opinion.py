@@ -209,6 +209,10 @@ class DetTrack:
     close: bool = False  # seen in close-ups only, never in the whole frame
     head: tuple[float, float, float, float] | None = None   # see head_of and DetectionTracks.activity
     stirred: float = -math.inf  # last frame with activity while a fixture (see DetectionTracks.WAKE_S)
+    best: float = 0.0   # the highest score of its whole-frame finds (camera.py's parts rule), at least ``score``
+
+    def __post_init__(self) -> None:
+        self.best = max(self.best, self.score)
 
 
 def head_of(d: D.Detection) -> tuple[float, float, float, float] | None:
@@ -351,6 +355,7 @@ class DetectionTracks:
                         continue
                     tk.box, tk.hip, tk.score, tk.seen = d.box, d.hip, d.score, max(tk.seen, tf)
                     tk.head, tk.close = head_of(d), tk.close and d.close
+                    tk.best = tk.best if d.close else max(tk.best, d.score)
                     if not tk.fixture and room(d, tk.born):   # a leaving visitor's track onto the table
                         fix(tk)
                     continue
@@ -360,7 +365,7 @@ class DetectionTracks:
                            if e.close or not d.close), default=(0.0, -1))
                 if old[0] >= self.MATCH_IOU:   # seen here before: it keeps its history
                     tk = self.ended.pop(old[1])
-                    tk.box, tk.hip, tk.score, tk.seen = d.box, d.hip, d.score, tf
+                    tk.box, tk.hip, tk.score, tk.seen, tk.best = d.box, d.hip, d.score, tf, d.score
                     tk.head, tk.close = head_of(d), tk.close and d.close
                 else:
                     fixture = any(D.iou(d.box, f) >= 0.5 for f in self.fixtures)

@@ -393,6 +393,42 @@ def test_a_second_visitor_the_detector_finds_in_the_box_of_someone_close_is_coun
     assert len(a._people(mask(first, second), h, w, 0.08, [close])) == 1
 
 
+
+def test_a_close_persons_hair_over_the_box_and_a_score_dipping_under_sure_are_still_parts_of_them():
+    """Two real faults of the parts rule on Intel's sign-language clips (not in this repository).  The pose
+    detector's box ends at the forehead, so the top of a signer's head over a wall of its grey made a blob just
+    above it, counted as a second person (asl-again: 1.42 people on average); and her score dipped from 0.97 to
+    0.89 as she signed, under the sure 0.9, so new blobs of her arms counted (asl-book: 1.80).  A detector's
+    track found sure once stays sure for the rule; its box reaches a tenth of its height over the forehead."""
+    from installation.sensing.detector import Detection
+    from installation.sensing.second_opinion import DetectionTracks
+    h, w = 90, 160
+    a = CameraAnalyzer(opinion="off")
+    a._roi_area, a._H, a._lens = h * w, np.eye(3), None
+
+    def mask(*rects):
+        m = np.zeros((h, w), bool)
+        for x0, y0, x1, y1 in rects:
+            m[int(y0 * h):int(y1 * h), int(x0 * w):int(x1 * w)] = True
+        return m
+
+    def find(score):
+        return Detection(score, (0.08, 0.24, 0.89, 1.0), (0.5, 1.2), 0.3, (0.4, 0.24, 0.6, 0.44))
+
+    tracks = DetectionTracks()
+    tracks.merge([(0.0, (find(0.97),))], 0.0, 1.0)
+    body, hair, arm = (0.3, 0.4, 0.7, 1.0), (0.45, 0.18, 0.55, 0.235), (0.1, 0.35, 0.25, 0.6)
+    assert len(a._people(mask(body), h, w, 0.0, tracks.live())) == 1
+    assert len(a._people(mask(body, hair), h, w, 0.08, tracks.live())) == 1
+    tracks.merge([(0.5, (find(0.89),))], 0.5, 1.0)
+    assert len(a._people(mask(body, arm), h, w, 0.08, tracks.live())) == 1
+    fresh = DetectionTracks()   # found at 0.89 only: not sure, the arm is someone else (unchanged)
+    fresh.merge([(0.0, (find(0.89),))], 0.0, 1.0)
+    a._tracks = []
+    a._people(mask(body), h, w, 0.0, fresh.live())
+    assert len(a._people(mask(body, arm), h, w, 0.08, fresh.live())) == 2
+
+
 def test_only_a_sure_whole_frame_finds_head_is_asked_for_motion_on_its_own():
     """At the tracks' level: motion in the head's square alone keeps a sure find (0.96) a visitor past
     fixture_s; an unsure one (a table's 0.5, its "face" a patch of its top) is a fixture all the same.  The
