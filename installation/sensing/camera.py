@@ -5,7 +5,7 @@ the frames and their times fed to it; the capture thread
 (:class:`CameraCapture`) only pulls frames from a source, runs the analysis
 and publishes the latest :class:`CameraFrame`.  docs/sensing.md explains the
 model for a technician; in short (all on a small image, grey and in colour,
-``sensing/camera/width`` pixels wide):
+``sensing/camera/width`` pixels wide, or high for a camera mounted upright):
 
 * **Exposure as a field of cell ratios.** The frame is divided into a grid
   of cells; each cell's median ratio frame/background is its light change.
@@ -228,7 +228,7 @@ PARAMS: tuple[ParamSpec, ...] = tuple(
                "the whole frame: it finds people seen from behind who are there when the camera starts (about 35 "
                "ms a run on one core, in the first second and while such people are watched)", scope=MACHINE),
      ParamSpec(f"{P}/width", "int", 160, "width of the image the analysis works on (height follows the "
-               "aspect ratio); smaller is faster and less noisy", 48, 640, "px", live=False,
+               "aspect ratio; for a camera mounted upright, its height); smaller is faster and less noisy", 48, 640, "px", live=False,
                scope=MACHINE)]
     + floats(P, [
         ("threshold", 16.0, 2.0, 120.0, "grey levels", "difference from the background (0..255 scale) that "
@@ -615,11 +615,12 @@ class CameraAnalyzer:
 
     # -- per frame -----------------------------------------------------
     def _small(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """The frame at the analysis width: grey, and BGR (None for a grey camera, or one whose three
-        channels are equal), as float32."""
+        """The frame at the analysis width (for a frame taller than wide, a camera mounted upright: its height
+        at that size, so it costs what a landscape frame does): grey, and BGR (None for a grey camera, or one
+        whose three channels are equal), as float32."""
         width = int(self.tree[f"{P}/width"])
         h0, w0 = frame.shape[:2]
-        w = min(width, w0)
+        w = min(width if h0 <= w0 else max(1, round(width * w0 / h0)), w0)
         h = max(1, round(h0 * w / w0))
         small = cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA) if (w, h) != (w0, h0) else frame
         if small.ndim == 3 and small.shape[2] == 4:
