@@ -228,8 +228,8 @@ PARAMS: tuple[ParamSpec, ...] = tuple(
                "the whole frame: it finds people seen from behind who are there when the camera starts (about 35 "
                "ms a run on one core, in the first second and while such people are watched)", scope=MACHINE),
      ParamSpec(f"{P}/width", "int", 160, "width of the image the analysis works on (height follows the "
-               "aspect ratio; for a camera mounted upright, its height); smaller is faster and less noisy", 48, 640, "px", live=False,
-               scope=MACHINE)]
+               "aspect ratio; for a camera mounted upright, its height); smaller is faster and less noisy", 48, 640,
+               "px", live=False, scope=MACHINE)]
     + floats(P, [
         ("threshold", 16.0, 2.0, 120.0, "grey levels", "difference from the background (0..255 scale) that "
          "counts as a person (raised automatically where the picture is noisier)"),
@@ -359,6 +359,20 @@ def _blob_corr(lab: np.ndarray, n: int, ab: np.ndarray, aa: np.ndarray, bb: np.n
     na = np.bincount(lab, weights=aa, minlength=n)
     nb = np.bincount(lab, weights=bb, minlength=n)
     return dot / np.sqrt(np.maximum(na * nb, 1e-6))
+
+
+def analysis_size(h0: int, w0: int, width: int) -> tuple[int, int]:
+    """(height, width) of the image the analysis works on for a ``h0`` x ``w0`` frame: ``width`` wide, or, for a
+    frame taller than wide (a camera mounted upright), ``width`` high, so it costs what a landscape frame does;
+    never larger than the frame."""
+    w = min(width if h0 <= w0 else max(1, round(width * w0 / h0)), w0)
+    return max(1, round(h0 * w / w0)), w
+
+
+def _scale(h: int, w: int) -> float:
+    """Pixel sizes stated at the default analysis width (160 px) scaled to an ``h`` x ``w`` analysis image: by
+    its longer side, which is the width for a landscape frame and the height for an upright one."""
+    return max(h, w) / 160.0
 
 
 def _box_px(box, h: int, w: int) -> tuple[int, int, int, int]:
@@ -618,10 +632,8 @@ class CameraAnalyzer:
         """The frame at the analysis width (for a frame taller than wide, a camera mounted upright: its height
         at that size, so it costs what a landscape frame does): grey, and BGR (None for a grey camera, or one
         whose three channels are equal), as float32."""
-        width = int(self.tree[f"{P}/width"])
         h0, w0 = frame.shape[:2]
-        w = min(width if h0 <= w0 else max(1, round(width * w0 / h0)), w0)
-        h = max(1, round(h0 * w / w0))
+        h, w = analysis_size(h0, w0, int(self.tree[f"{P}/width"]))
         small = cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA) if (w, h) != (w0, h0) else frame
         if small.ndim == 3 and small.shape[2] == 4:
             small = cv2.cvtColor(small, cv2.COLOR_BGRA2BGR)
@@ -698,7 +710,7 @@ class CameraAnalyzer:
         where the room is far.  Grey, and per colour channel where ``cur3`` is given."""
         h, w = cur.shape
         ys, xs = np.nonzero(over)
-        s = max(1.0, 2.0 * w / 160.0)
+        s = max(1.0, 2.0 * _scale(h, w))
         pad = int(6 * 4 * s)
         y0, y1 = max(0, ys.min() - pad), min(h, ys.max() + pad + 1)
         x0, x1 = max(0, xs.min() - pad), min(w, xs.max() + pad + 1)
@@ -749,7 +761,7 @@ class CameraAnalyzer:
         cnt = np.maximum(np.bincount(lab_e, minlength=n), 1)
         # Window sums at those outline pixels only, from integral images over the box round them (windows
         # clipped at the frame's border).
-        radii = [max(1, int(round(px * w / 160.0)) // 2) for px in SEAM_PX]
+        radii = [max(1, int(round(px * _scale(h, w))) // 2) for px in SEAM_PX]
         m = max(radii)
         ty, tx = max(int(ys.min()) - m, 0), max(int(xs.min()) - m, 0)
         by_, bx = min(int(ys.max()) + m + 1, h), min(int(xs.max()) + m + 1, w)
@@ -1102,7 +1114,7 @@ class CameraAnalyzer:
             self._hann = cv2.createHanningWindow((w, h), cv2.CV_32F)
         gain = float(np.mean(cur)) / max(float(np.mean(self._bg)), 1.0)  # the light may have changed too
         (dx, dy), resp = cv2.phaseCorrelate(self._bg, cur, self._hann)
-        if resp >= SHIFT_RESP and math.hypot(dx, dy) >= SHIFT_MIN * w / 160.0:
+        if resp >= SHIFT_RESP and math.hypot(dx, dy) >= SHIFT_MIN * _scale(h, w):
             m = np.float32([[1, 0, dx], [0, 1, dy]])
             if self._explains(m, cur, gain):
                 if self._shifts and math.hypot(dx - self._shifts[-1][0], dy - self._shifts[-1][1]) > SHIFT_AGREE:
@@ -1136,7 +1148,7 @@ class CameraAnalyzer:
         if abs(_turn_deg(m)) < ROLL_MIN_DEG or not self._explains(m, cur, gain):
             self._rolls = []
             return
-        if self._rolls and float(np.max(np.hypot(*(corners @ (m - self._rolls[-1]).T).T))) > ROLL_AGREE * w / 160.0:
+        if self._rolls and float(np.max(np.hypot(*(corners @ (m - self._rolls[-1]).T).T))) > ROLL_AGREE * _scale(h, w):
             self._rolls = []
         self._rolls.append(m)
         if len(self._rolls) >= ROLL_TIMES:
@@ -1391,10 +1403,10 @@ class CameraAnalyzer:
         # Someone close to the camera moving their arms, or whose clothes match the wall in places, breaks into
         # several full-sized blobs (a signer a step from the camera read as 2-7 people).  A new blob is a part
         # of someone when it lies inside the body box of a sure whole-frame detection (its track found at 0.9
-        # or more once: the signer's score dips to 0.89 as he moves) where as many people are counted already
-        # as there are detections with their hip in that box.  A person whom nothing detects,
-        # first seen inside the box of someone close to the camera (or whose track broke there for a frame),
-        # is not told from a part of them (docs/sensing.md).
+        # or more in the last DetectionTracks.SURE_S: a signer's score dips to 0.89 as she moves) where as
+        # many people are counted already as there are detections with their hip in that box.  A person whom
+        # nothing detects, first seen inside the box of someone close to the camera (or whose track broke there
+        # for a frame), is not told from a part of them (docs/sensing.md).
         whole = [tk for tk in dets if not tk.close]
         sure = [((tk.box[0], tk.box[1] - HEAD_TOP * (tk.box[3] - tk.box[1]), tk.box[2], tk.box[3]),
                  sum(inside(clamped(o), tk.box) for o in whole))

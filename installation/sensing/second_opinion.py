@@ -31,7 +31,7 @@ import logging
 import math
 import queue
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -209,18 +209,25 @@ class DetTrack:
     close: bool = False  # seen in close-ups only, never in the whole frame
     head: tuple[float, float, float, float] | None = None   # see head_of and DetectionTracks.activity
     stirred: float = -math.inf  # last frame with activity while a fixture (see DetectionTracks.WAKE_S)
-    best: float = 0.0   # the highest score of its whole-frame finds (camera.py's parts rule), at least ``score``
+    #: (frame time, score) of its whole-frame finds in the last ``DetectionTracks.SURE_S`` (at least the latest)
+    finds: list[tuple[float, float]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.best = max(self.best, self.score)
+        if not self.close and not self.finds:
+            self.finds = [(self.seen, self.score)]
+
+    @property
+    def best(self) -> float:
+        """The highest score of its recent whole-frame finds (camera.py's parts rule; 0 for close-ups only)."""
+        return max((sc for _, sc in self.finds), default=0.0)
 
 
 def head_of(d: D.Detection) -> tuple[float, float, float, float] | None:
     """The square the pose detector gives round a whole-frame find's face, cut to its body box; ``None`` for a
-    close-up's find.  Its size is all but fixed (a fifth of the detector's square input, which a landscape
-    frame's width fills), so it is head-sized only for someone near the camera, where it matters (see
-    :meth:`DetectionTracks.activity`); in a close-up it shrinks to a few pixels, where noise would pass for
-    motion.  For a body detector's find it is the body box again."""
+    close-up's find.  Its size is all but fixed (a fifth of the detector's square input), so it is head-sized
+    only for someone near the camera, where it matters (see :meth:`DetectionTracks.activity`); in a close-up it
+    shrinks to a few pixels, where noise would pass for motion.  For a body detector's find it is the body box
+    again."""
     if d.close:
         return None
     f, b = d.face, d.box
@@ -240,11 +247,11 @@ class DetectionTracks:
     front) made count again is a fixture once more after ``REFIX_S`` quiet
     seconds, not ``fixture_s`` (a portrait in a busy room would otherwise
     read as a visitor for ``fixture_s`` after everyone who passed it).  It
-    takes activity on two frames, the one before or one within ``WAKE_S``,
-    to make a fixture count again: a single frame where a few pixels at a
-    table's edge change and stay changed (a grey camera's empty room
-    stepping from one moment to another, a compressed stream's blocks)
-    woke it for ``REFIX_S``.  A
+    takes activity on two frames within ``WAKE_S`` (or, from a camera
+    slower than that, within two frames' time) to make a fixture count
+    again: a single frame where a few pixels at a table's edge change and
+    stay changed (a grey camera's empty room stepping from one moment to
+    another, a compressed stream's blocks) woke it for ``REFIX_S``.  A
     track seen only in close-ups is a fixture after ``CLOSE_QUIET_S`` quiet
     seconds when its last find scored at least ``CLOSE_SURE``, else after
     ``CLOSE_UNSURE_S``: close up the detector is less sure (a pole with a
@@ -276,7 +283,8 @@ class DetectionTracks:
     #: a find after a longer gap starts afresh (a new visitor where an old one stood)
     REMEMBER_S = 60.0
     REFIX_S = 2.0
-    WAKE_S = 0.5   # a fixture counts again on activity in two frames this close (or in two frames in a row)
+    WAKE_S = 1.0   # a fixture counts again on activity in two frames this close (or two frames' time apart)
+    SURE_S = 2.0   # a track whose whole-frame finds of this long scored CLOSE_SURE once is sure (see DetTrack.best)
     CLOSE_QUIET_S = 10.0
     CLOSE_SURE = 0.9    # of 15,120 close-ups of people-free pictures, one scored above (a circuit board, 0.92)
     CLOSE_UNSURE_S = 3.0
@@ -355,7 +363,8 @@ class DetectionTracks:
                         continue
                     tk.box, tk.hip, tk.score, tk.seen = d.box, d.hip, d.score, max(tk.seen, tf)
                     tk.head, tk.close = head_of(d), tk.close and d.close
-                    tk.best = tk.best if d.close else max(tk.best, d.score)
+                    if not d.close:
+                        tk.finds.append((tf, d.score))
                     if not tk.fixture and room(d, tk.born):   # a leaving visitor's track onto the table
                         fix(tk)
                     continue
@@ -365,7 +374,8 @@ class DetectionTracks:
                            if e.close or not d.close), default=(0.0, -1))
                 if old[0] >= self.MATCH_IOU:   # seen here before: it keeps its history
                     tk = self.ended.pop(old[1])
-                    tk.box, tk.hip, tk.score, tk.seen, tk.best = d.box, d.hip, d.score, tf, d.score
+                    tk.box, tk.hip, tk.score, tk.seen = d.box, d.hip, d.score, tf
+                    tk.finds = [] if d.close else [(tf, d.score)]
                     tk.head, tk.close = head_of(d), tk.close and d.close
                 else:
                     fixture = any(D.iou(d.box, f) >= 0.5 for f in self.fixtures)
@@ -382,6 +392,8 @@ class DetectionTracks:
                 self.tracks.append(tk)
                 used.add(len(self.tracks) - 1)
             self.runs = (self.runs + [(tf, tuple(d for d in dets if not d.close))])[-self.RUNS_KEPT:]
+        for tk in self.tracks:
+            tk.finds = [f for f in tk.finds if t - f[0] <= self.SURE_S] or tk.finds[-1:]
         gone = [tk for tk in self.tracks if t - tk.seen > hold_s]
         self.tracks = [tk for tk in self.tracks if t - tk.seen <= hold_s]
         self.ended = [e for e in self.ended + gone if t - e.seen <= self.REMEMBER_S][-32:]
@@ -401,7 +413,8 @@ class DetectionTracks:
         prev, self._last_t = self._last_t, t
         for tk in self.tracks:
             if active_in(tk.box) or (tk.head is not None and tk.score >= self.CLOSE_SURE and active_in(tk.head)):
-                if tk.fixture and not min(t - self.WAKE_S, prev) <= tk.stirred < t:
+                window = self.WAKE_S if prev == -math.inf else max(self.WAKE_S, 2.5 * (t - prev))
+                if tk.fixture and not t - window <= tk.stirred < t:
                     tk.stirred = t   # one frame of it may be the picture's own flicker: wait for a second
                     continue
                 tk.active = t

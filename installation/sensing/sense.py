@@ -19,7 +19,7 @@ import numpy as np
 
 from installation.params import ParamTree
 
-from .camera import CameraAnalyzer, has_colour, is_file_source, roi_points, set_roi
+from .camera import CameraAnalyzer, analysis_size, has_colour, is_file_source, roi_points, set_roi
 from .frames import AudioFrame, CameraFrame
 
 log = logging.getLogger(__name__)
@@ -44,8 +44,8 @@ class CameraCheck:
     monochrome camera; a slow stream).  ``see`` each frame; ``lines`` at the end.
 
     Colour is judged as the analysis judges it (camera.py ``has_colour``), on the frame scaled to the
-    analysis ``width``.  Frames too dark to show colour (a camera starting up, a lens cap) say nothing
-    either way, and a few grey frames among colour ones are no night mode."""
+    analysis size (camera.py ``analysis_size``).  Frames too dark to show colour (a camera starting up, a lens
+    cap) say nothing either way, and a few grey frames among colour ones are no night mode."""
 
     #: frame rates under this leave a visitor's walk in a handful of frames (docs/sensing.md)
     SLOW_FPS = 8.0
@@ -70,9 +70,8 @@ class CameraCheck:
         self.t0 = t if self.t0 is None else self.t0
         self.t1 = t
         if self.looked < 30 or self.frames % 30 == 0:   # a few frames tell; then now and then (a day/night switch)
-            w = min(self.width, frame.shape[1])
-            small = cv2.resize(frame, (w, max(1, round(frame.shape[0] * w / frame.shape[1]))),
-                               interpolation=cv2.INTER_AREA)
+            h, w = analysis_size(frame.shape[0], frame.shape[1], self.width)
+            small = cv2.resize(frame, (w, h), interpolation=cv2.INTER_AREA)
             grey = small if small.ndim == 2 else cv2.cvtColor(small[..., :3], cv2.COLOR_BGR2GRAY)
             if float(np.median(grey)) >= self.DARK:
                 self.looked += 1

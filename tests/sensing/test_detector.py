@@ -417,7 +417,7 @@ def test_a_close_persons_hair_over_the_box_and_a_score_dipping_under_sure_are_st
     detector's box ends at the forehead, so the top of a signer's head over a wall of its grey made a blob just
     above it, counted as a second person (asl-again: 1.42 people on average); and her score dipped from 0.97 to
     0.89 as she signed, under the sure 0.9, so new blobs of her arms counted (asl-book: 1.80).  A detector's
-    track found sure once stays sure for the rule; its box reaches a tenth of its height over the forehead."""
+    track found sure stays sure for the rule for SURE_S; its box reaches a tenth of its height over the forehead."""
     from installation.sensing.detector import Detection
     from installation.sensing.second_opinion import DetectionTracks
     h, w = 90, 160
@@ -440,6 +440,13 @@ def test_a_close_persons_hair_over_the_box_and_a_score_dipping_under_sure_are_st
     assert len(a._people(mask(body, hair), h, w, 0.08, tracks.live())) == 1
     tracks.merge([(0.5, (find(0.89),))], 0.5, 1.0)
     assert len(a._people(mask(body, arm), h, w, 0.08, tracks.live())) == 1
+    # Unsure for longer than SURE_S (someone the detector does not find stepped in front of her): a new blob
+    # counts again.
+    a._tracks = []
+    a._people(mask(body), h, w, 0.0, tracks.live())
+    for t in np.arange(1.0, 1.0 + DetectionTracks.SURE_S + 0.6, 0.5):
+        tracks.merge([(t, (find(0.7),))], t, 1.0)
+    assert len(a._people(mask(body, arm), h, w, 0.08, tracks.live())) == 2
     fresh = DetectionTracks()   # found at 0.89 only: not sure, the arm is someone else (unchanged)
     fresh.merge([(0.0, (find(0.89),))], 0.0, 1.0)
     a._tracks = []
@@ -553,6 +560,16 @@ def test_one_frame_of_flicker_on_a_known_picture_is_not_someone_there(fps):
     assert step(10.0 + dt, True)      # a second frame in a row: someone in front of it
     later = [step(t, False) for t in frames_at[frames_at > 10.0 + dt]]
     assert later[0] and not later[-1]  # a picture again REFIX_S after they have gone
+    # Someone in front of it who moves only now and then (every 0.6 s; every other frame at 1 fps) counts too.
+    every = max(1, round(0.6 * fps)) if fps > 1 else 2
+    woke = [step(20.0 + k * dt, k % every == 0) for k in range(4 * every)]
+    assert woke[every] and all(woke[every:]), woke
+    # A picture found on the very first frame the tracks see, where one is remembered, is not woken by it.
+    fresh = DetectionTracks()
+    fresh.fixtures = [table.box]
+    fresh.merge([(0.0, (table,))], 0.0, 1.0)
+    fresh.activity(0.0, lambda b: True, 4.0)
+    assert not fresh.live()
 
 
 WORKER = MEDIA / "worker-zone-detection.gif"
