@@ -209,7 +209,7 @@ class DetTrack:
     close: bool = False  # seen in close-ups only, never in the whole frame
     head: tuple[float, float, float, float] | None = None   # see head_of and DetectionTracks.activity
     stirred: float = -math.inf  # last frame with activity while a fixture (see DetectionTracks.WAKE_S)
-    #: (frame time, score) of its whole-frame finds in the last ``DetectionTracks.SURE_S`` (at least the latest)
+    #: (frame time, score) of its whole-frame finds in the last ``DetectionTracks.SURE_S``
     finds: list[tuple[float, float]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -284,6 +284,7 @@ class DetectionTracks:
     REMEMBER_S = 60.0
     REFIX_S = 2.0
     WAKE_S = 1.0   # a fixture counts again on activity in two frames this close (or two frames' time apart)
+    GAPS_KEPT = 9   # frame intervals whose median is the camera's frame time (see WAKE_S)
     SURE_S = 2.0   # a track whose whole-frame finds of this long scored CLOSE_SURE once is sure (see DetTrack.best)
     CLOSE_QUIET_S = 10.0
     CLOSE_SURE = 0.9    # of 15,120 close-ups of people-free pictures, one scored above (a circuit board, 0.92)
@@ -299,6 +300,7 @@ class DetectionTracks:
         self.fixtures: list[tuple[float, float, float, float]] = []
         self.runs: list[tuple[float, tuple[D.Detection, ...]]] = []   # (frame time, whole-frame finds)
         self._last_t = -math.inf   # the frame time :meth:`activity` last saw
+        self._gaps: list[float] = []   # the last GAPS_KEPT intervals between its calls (the camera's frame time)
 
     def _missed_since(self, d: D.Detection, tf: float) -> float | None:
         """The frame time of the first of the last ``MISSED_RUNS`` runs before ``tf`` when none of them found
@@ -393,7 +395,7 @@ class DetectionTracks:
                 used.add(len(self.tracks) - 1)
             self.runs = (self.runs + [(tf, tuple(d for d in dets if not d.close))])[-self.RUNS_KEPT:]
         for tk in self.tracks:
-            tk.finds = [f for f in tk.finds if t - f[0] <= self.SURE_S] or tk.finds[-1:]
+            tk.finds = [f for f in tk.finds if t - f[0] <= self.SURE_S]
         gone = [tk for tk in self.tracks if t - tk.seen > hold_s]
         self.tracks = [tk for tk in self.tracks if t - tk.seen <= hold_s]
         self.ended = [e for e in self.ended + gone if t - e.seen <= self.REMEMBER_S][-32:]
@@ -410,10 +412,12 @@ class DetectionTracks:
         activity.
         """
         self.ended = [e for e in self.ended if not active_in(e.box)]   # something moved there: a fresh start
-        prev, self._last_t = self._last_t, t
+        if t > self._last_t > -math.inf:   # the usual frame time, not one stall's gap
+            self._gaps = (self._gaps + [t - self._last_t])[-self.GAPS_KEPT:]
+        self._last_t = t
         for tk in self.tracks:
             if active_in(tk.box) or (tk.head is not None and tk.score >= self.CLOSE_SURE and active_in(tk.head)):
-                window = self.WAKE_S if prev == -math.inf else max(self.WAKE_S, 2.5 * (t - prev))
+                window = max(self.WAKE_S, 2.5 * float(np.median(self._gaps))) if self._gaps else self.WAKE_S
                 if tk.fixture and not t - window <= tk.stirred < t:
                     tk.stirred = t   # one frame of it may be the picture's own flicker: wait for a second
                     continue

@@ -447,6 +447,10 @@ def test_a_close_persons_hair_over_the_box_and_a_score_dipping_under_sure_are_st
     for t in np.arange(1.0, 1.0 + DetectionTracks.SURE_S + 0.6, 0.5):
         tracks.merge([(t, (find(0.7),))], t, 1.0)
     assert len(a._people(mask(body, arm), h, w, 0.08, tracks.live())) == 2
+    lone = DetectionTracks()   # found sure, then not found whole for SURE_S (kept alive by a long hold)
+    lone.merge([(0.0, (find(0.95),))], 0.0, 30.0)
+    lone.merge([], DetectionTracks.SURE_S + 0.5, 30.0)
+    assert lone.tracks and lone.tracks[0].best == 0.0
     fresh = DetectionTracks()   # found at 0.89 only: not sure, the arm is someone else (unchanged)
     fresh.merge([(0.0, (find(0.89),))], 0.0, 1.0)
     a._tracks = []
@@ -570,6 +574,16 @@ def test_one_frame_of_flicker_on_a_known_picture_is_not_someone_there(fps):
     fresh.merge([(0.0, (table,))], 0.0, 1.0)
     fresh.activity(0.0, lambda b: True, 4.0)
     assert not fresh.live()
+    # Nor by two lone frames of flicker with a stall of the stream between them (review): the window is the
+    # camera's usual frame time, not the gap before the frame.
+    stalled = DetectionTracks()
+    stalled.fixtures = [table.box]
+    steady = [k * dt for k in range(int(round(10.0 / dt)))]
+    resumed = steady[-1] + 30 * dt
+    for t in steady + [resumed]:
+        stalled.merge([(t, (table,))], t, 60.0)
+        stalled.activity(t, lambda b: t in (steady[-1], resumed), 4.0)
+        assert not stalled.live(), t
 
 
 WORKER = MEDIA / "worker-zone-detection.gif"
