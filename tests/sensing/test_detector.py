@@ -385,12 +385,9 @@ def test_a_camera_mounted_upright_is_analysed_at_the_size_of_a_landscape_one(det
     assert [len(r.people) for r in seen] == [1] * len(seen)
 
 
-def test_a_second_visitor_the_detector_finds_in_the_box_of_someone_close_is_counted():
-    """The parts rule at the blobs' level: a close person's sure box covers most of the frame; a second
-    visitor walks in inside it.  Found by the detector (their hip in the box), they are someone of their own;
-    not found, they are taken for a part of the first (the documented price)."""
-    from installation.sensing.second_opinion import DetTrack
-    h, w = 90, 160
+def blob_scene(h, w):
+    """An analyzer whose ``_people`` is fed masks by hand (the identity view, the whole ``h`` x ``w`` frame
+    watched), and ``mask(*rects)``: a blob per rectangle given as fractions of the frame."""
     a = CameraAnalyzer(opinion="off")
     a._roi_area, a._H, a._lens = h * w, np.eye(3), None
 
@@ -399,6 +396,17 @@ def test_a_second_visitor_the_detector_finds_in_the_box_of_someone_close_is_coun
         for x0, y0, x1, y1 in rects:
             m[int(y0 * h):int(y1 * h), int(x0 * w):int(x1 * w)] = True
         return m
+
+    return a, mask
+
+
+def test_a_second_visitor_the_detector_finds_in_the_box_of_someone_close_is_counted():
+    """The parts rule at the blobs' level: a close person's sure box covers most of the frame; a second
+    visitor walks in inside it.  Found by the detector (their hip in the box), they are someone of their own;
+    not found, they are taken for a part of the first (the documented price)."""
+    from installation.sensing.second_opinion import DetTrack
+    h, w = 90, 160
+    a, mask = blob_scene(h, w)
 
     close = DetTrack((0.05, 0.0, 0.95, 1.0), (0.5, 1.3), 0.95, 0.0, 0.0, 0.0)
     first = (0.25, 0.2, 0.55, 1.0)
@@ -411,7 +419,6 @@ def test_a_second_visitor_the_detector_finds_in_the_box_of_someone_close_is_coun
     assert len(a._people(mask(first, second), h, w, 0.08, [close])) == 1
 
 
-
 def test_a_close_persons_hair_over_the_box_and_a_score_dipping_under_sure_are_still_parts_of_them():
     """Two real faults of the parts rule on Intel's sign-language clips (not in this repository).  The pose
     detector's box ends at the forehead, so the top of a signer's head over a wall of its grey made a blob just
@@ -421,14 +428,7 @@ def test_a_close_persons_hair_over_the_box_and_a_score_dipping_under_sure_are_st
     from installation.sensing.detector import Detection
     from installation.sensing.second_opinion import DetectionTracks
     h, w = 90, 160
-    a = CameraAnalyzer(opinion="off")
-    a._roi_area, a._H, a._lens = h * w, np.eye(3), None
-
-    def mask(*rects):
-        m = np.zeros((h, w), bool)
-        for x0, y0, x1, y1 in rects:
-            m[int(y0 * h):int(y1 * h), int(x0 * w):int(x1 * w)] = True
-        return m
+    a, mask = blob_scene(h, w)
 
     def find(score):
         return Detection(score, (0.08, 0.24, 0.89, 1.0), (0.5, 1.2), 0.3, (0.4, 0.24, 0.6, 0.44))
