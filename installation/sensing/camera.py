@@ -149,6 +149,7 @@ PEAK_S = 5.0  # ... that largest area forgotten over this time constant (s)
 # over a matching wall) makes a blob just above it, up to 0.07 of the box's height; for the parts rule
 # (_people) the box reaches HEAD_TOP of its height higher.
 HEAD_TOP = 0.1
+WIDTH = 160  # the analysis width by default (sensing/camera/width); pixel sizes here are stated at it
 CLIP = 250.0  # a colour channel this bright (0..255) may be clipped: its chroma says nothing
 # A pale surface clipped (a channel at CLIP and grey at least CLIP_GREY: a white wall the auto-exposure drives
 # into clipping, not a saturated red coat whose red channel clips at grey 100) only says the light there is at
@@ -227,7 +228,7 @@ PARAMS: tuple[ParamSpec, ...] = tuple(
      ParamSpec(f"{P}/detect_body", BOOL, True, "at start-up, run the body detector beside the pose detector in "
                "the whole frame: it finds people seen from behind who are there when the camera starts (about 35 "
                "ms a run on one core, in the first second and while such people are watched)", scope=MACHINE),
-     ParamSpec(f"{P}/width", "int", 160, "width of the image the analysis works on (height follows the "
+     ParamSpec(f"{P}/width", "int", WIDTH, "width of the image the analysis works on (height follows the "
                "aspect ratio; for a camera mounted upright, its height); smaller is faster and less noisy", 48, 640,
                "px", live=False, scope=MACHINE)]
     + floats(P, [
@@ -370,9 +371,9 @@ def analysis_size(h0: int, w0: int, width: int) -> tuple[int, int]:
 
 
 def _scale(h: int, w: int) -> float:
-    """Pixel sizes stated at the default analysis width (160 px) scaled to an ``h`` x ``w`` analysis image: by
+    """Pixel sizes stated at the default analysis width (``WIDTH``) scaled to an ``h`` x ``w`` analysis image: by
     its longer side, which is the width for a landscape frame and the height for an upright one."""
-    return max(h, w) / 160.0
+    return max(h, w) / WIDTH
 
 
 def _box_px(box, h: int, w: int) -> tuple[int, int, int, int]:

@@ -405,19 +405,18 @@ class DetectionTracks:
 
         Activity makes a track count, at a known picture's place too (someone passing in front of it), once
         it shows on a second frame (``WAKE_S``); such a track is a picture again ``REFIX_S`` after the activity
-        stops.  The head (:func:`head_of`) of
-        a whole-frame find scored at least ``CLOSE_SURE`` is asked on its own as well: a man filling the frame
-        who only turns his head moved at most 0.19 % of his body box between frames, under the test's share
-        of it, and was taken for a picture after ``fixture_s``; in his head's square the same turns are
-        activity.
+        stops.  The head (:func:`head_of`) of a whole-frame find scored at least ``CLOSE_SURE`` is asked on its
+        own as well: a man filling the frame who only turns his head moved at most 0.19 % of his body box
+        between frames, under the test's share of it, and was taken for a picture after ``fixture_s``; in his
+        head's square the same turns are activity.
         """
         self.ended = [e for e in self.ended if not active_in(e.box)]   # something moved there: a fresh start
         if t > self._last_t > -math.inf:   # the usual frame time, not one stall's gap
             self._gaps = (self._gaps + [t - self._last_t])[-self.GAPS_KEPT:]
         self._last_t = t
+        window = max(self.WAKE_S, 2.5 * float(np.median(self._gaps))) if self._gaps else self.WAKE_S
         for tk in self.tracks:
             if active_in(tk.box) or (tk.head is not None and tk.score >= self.CLOSE_SURE and active_in(tk.head)):
-                window = max(self.WAKE_S, 2.5 * float(np.median(self._gaps))) if self._gaps else self.WAKE_S
                 if tk.fixture and not t - window <= tk.stirred < t:
                     tk.stirred = t   # one frame of it may be the picture's own flicker: wait for a second
                     continue
