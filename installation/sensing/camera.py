@@ -362,6 +362,14 @@ def _blob_corr(lab: np.ndarray, n: int, ab: np.ndarray, aa: np.ndarray, bb: np.n
     return dot / np.sqrt(np.maximum(na * nb, 1e-6))
 
 
+def _medians(a: np.ndarray) -> np.ndarray:
+    """``np.median(a, axis=-1)``, the same values, by sorting: for the short rows of a cell or a picture row
+    (55-220 values) numpy's sort is two to three times faster than the partition ``np.median`` uses."""
+    s = np.sort(a, axis=-1)
+    k = s.shape[-1]
+    return s[..., k // 2] if k % 2 else (s[..., k // 2 - 1] + s[..., k // 2]) * 0.5
+
+
 def analysis_size(h0: int, w0: int, width: int) -> tuple[int, int]:
     """(height, width) of the image the analysis works on for a ``h0`` x ``w0`` frame: ``width`` wide, or, for a
     frame taller than wide (a camera mounted upright), ``width`` high, so it costs what a landscape frame does;
@@ -769,25 +777,31 @@ class CameraAnalyzer:
         cur, bg = cur[ty:by_, tx:bx], bg[ty:by_, tx:bx]
         ins = fg[ty:by_, tx:bx].astype(np.float32)
         ys, xs, h, w = ys - ty, xs - tx, by_ - ty, bx - tx
-        i_in = cv2.integral(ins, sdepth=cv2.CV_64F)
-        ins_c = ins[..., None] if cur.ndim == 3 else ins
-        pics = [(cv2.integral(img, sdepth=cv2.CV_64F), cv2.integral(img * ins_c, sdepth=cv2.CV_64F))
-                for img in (cur, bg)]
+        # One integral image of every plane (inside mask; frame, frame inside; background, background inside),
+        # so each window's four corners are gathered once for all of them.
+        c = 1 if cur.ndim == 2 else cur.shape[2]
+        stack = np.empty((h, w, 1 + 4 * c), np.float32)
+        stack[..., 0] = ins
+        for k, img in ((1, cur), (1 + 2 * c, bg)):
+            img = img.reshape(h, w, c)
+            stack[..., k:k + c] = img
+            np.multiply(img, ins[..., None], out=stack[..., k + c:k + 2 * c])
+        integ = cv2.integral(stack, sdepth=cv2.CV_64F).reshape(-1, stack.shape[2])
+        wi = w + 1
         for r in radii:
             y0, y1 = np.maximum(ys - r, 0), np.minimum(ys + r + 1, h)
             x0, x1 = np.maximum(xs - r, 0), np.minimum(xs + r + 1, w)
-
-            def box(integ):
-                return integ[y1, x1] - integ[y0, x1] - integ[y1, x0] + integ[y0, x0]
-
-            di = box(i_in)
+            sums = integ[y1 * wi + x1] - integ[y0 * wi + x1] - integ[y1 * wi + x0] + integ[y0 * wi + x0]
+            di = sums[:, 0]
             do = (y1 - y0) * (x1 - x0) - di
             if cur.ndim == 3:
                 di, do = di[:, None], do[:, None]
             steps = []
-            for i_all, i_ins in pics:
-                s_in = box(i_ins)
-                d = np.abs(s_in / np.maximum(di, 1e-6) - (box(i_all) - s_in) / np.maximum(do, 1e-6))
+            for k in (1, 1 + 2 * c):
+                s_all, s_in = sums[:, k:k + c], sums[:, k + c:k + 2 * c]
+                if cur.ndim == 2:
+                    s_all, s_in = s_all[:, 0], s_in[:, 0]
+                d = np.abs(s_in / np.maximum(di, 1e-6) - (s_all - s_in) / np.maximum(do, 1e-6))
                 if d.ndim == 2:
                     d = d.mean(axis=1)
                 steps.append(np.bincount(lab_e, weights=d, minlength=n) / cnt)
@@ -818,7 +832,7 @@ class CameraAnalyzer:
             ch, cw = h // gy, w // gx
         r = ratio[: gy * ch, : gx * cw].reshape(gy, ch, gx, cw, -1)
         k = r.shape[4]
-        cells = np.median(r.transpose(0, 2, 4, 1, 3).reshape(gy, gx, k, ch * cw), axis=3)
+        cells = _medians(r.transpose(0, 2, 4, 1, 3).reshape(gy, gx, k, ch * cw))
         g = np.median(cells.reshape(-1, k), axis=0)
         dev = float(self.tree[f"{P}/cell_dev"])
         cells = np.clip(cells, g * (1.0 - dev), g * (1.0 + dev)).astype(np.float32)
@@ -845,7 +859,7 @@ class CameraAnalyzer:
         # residual ratio follows them, smoothed over 3 rows (no smoothing follows each row's noise, and tipped
         # a still visitor's outline test; more blurs away bands a few rows apart); the clamp bounds what a
         # visitor filling most of a row can pull.
-        rows = np.median(full / field, axis=1).astype(np.float32)
+        rows = _medians(full / field).astype(np.float32)
         rows = cv2.blur(np.clip(rows, 1.0 - ROW_DEV, 1.0 + ROW_DEV)[:, None], (1, 3))[:, 0]
         field *= rows[:, None]
         return field, g
