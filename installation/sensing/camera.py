@@ -149,6 +149,11 @@ PEAK_S = 5.0  # ... that largest area forgotten over this time constant (s)
 # over a matching wall) makes a blob just above it, up to 0.07 of the box's height; for the parts rule
 # (_people) the box reaches HEAD_TOP of its height higher.
 HEAD_TOP = 0.1
+# A new blob where no pixel has moved for BIRTH_QUIET_S (s) starts no track unless one ended within track_dist
+# in the last LOST_S (s); a track so started that lasts under REARM_S (s) ends at that track's time: see _people.
+BIRTH_QUIET_S = 3.0
+LOST_S = 10.0
+REARM_S = 1.0
 WIDTH = 160  # the analysis width by default (sensing/camera/width); pixel sizes here are stated at it
 CLIP = 250.0  # a colour channel this bright (0..255) may be clipped: its chroma says nothing
 # A pale surface clipped (a channel at CLIP and grey at least CLIP_GREY: a white wall the auto-exposure drives
@@ -363,8 +368,9 @@ def _blob_corr(lab: np.ndarray, n: int, ab: np.ndarray, aa: np.ndarray, bb: np.n
 
 
 def _medians(a: np.ndarray) -> np.ndarray:
-    """``np.median(a, axis=-1)``, the same values, by sorting: for the short rows of a cell or a picture row
-    (55-220 values) numpy's sort is two to three times faster than the partition ``np.median`` uses."""
+    """``np.median(a, axis=-1)``, the same values for finite input, by sorting: for the short rows of a cell
+    or a picture row (55-220 values) numpy's sort is two to three times faster than the partition
+    ``np.median`` uses."""
     s = np.sort(a, axis=-1)
     k = s.shape[-1]
     return s[..., k // 2] if k % 2 else (s[..., k // 2 - 1] + s[..., k // 2]) * 0.5
@@ -425,6 +431,8 @@ class _Track:
     size: float
     born: int
     peak: float = 0.0  # the largest size lately (decays over PEAK_S): what a fragment is measured against
+    t0: float = 0.0  # when it started (s)
+    lost_at: float | None = None  # started by the track that ended then, without moving (see _people)
 
 
 class CameraAnalyzer:
@@ -605,10 +613,13 @@ class CameraAnalyzer:
         self._t_colour = -math.inf  # when the last colour frame was analysed in colour
         self._prev: np.ndarray | None = None
         self._last_motion: np.ndarray | None = None
+        self._last_change: np.ndarray | None = None
+        self._chroma_prev: tuple[np.ndarray, np.ndarray] | None = None
         self._fg: np.ndarray | None = None
         self._kept_since: np.ndarray | None = None
         self._t_prev: float | None = None
         self._tracks: list[_Track] = []
+        self._lost: list[tuple[_Track, float]] = []  # tracks ended lately, and when (see _people)
         self._serial = 0
         self._roi_key = None
         self._roi_mask: np.ndarray | None = None
@@ -887,6 +898,8 @@ class CameraAnalyzer:
             self._bg = cur.copy()
             self._prev = cur.copy()
             self._last_motion = np.full((h, w), -np.inf, np.float32)
+            self._last_change = np.full((h, w), -np.inf, np.float32)  # grey motion or a colour change (_people)
+            self._chroma_prev = None
             self._fg = np.zeros((h, w), bool)
             self._hasty_run = np.zeros((h, w), np.int16)  # frames running a pixel was taken for moving light
             self._kept_since = np.full((h, w), np.inf)  # since when a pixel has been kept unbroken (s)
@@ -957,6 +970,14 @@ class CameraAnalyzer:
             thr_c = max(chroma / math.sqrt(max(1.0, gain)),
                         float(tr[f"{P}/noise_k"]) * CHROMA_NOISE * float(np.median(dc[::2, ::2])))
             raw |= dc > thr_c
+            if self._chroma_prev is not None:
+                # Colour changing frame to frame: someone whose clothes are the wall's grey moves only here.
+                pu, pv = self._chroma_prev
+                turned = (np.maximum(np.abs(cu - pu), np.abs(cv_ - pv)) > thr_c) & ~clipped
+                self._last_change[cv2.medianBlur(turned.view(np.uint8), 3).view(bool)] = t
+            self._chroma_prev = (cu, cv_)
+        else:
+            self._chroma_prev = None
         raw = raw.astype(np.uint8)
         raw = cv2.morphologyEx(raw, cv2.MORPH_OPEN, _K3)  # single-pixel speckle is noise, not people
         r = int(tr[f"{P}/close_px"])
@@ -965,6 +986,7 @@ class CameraAnalyzer:
         moving = (np.abs(cur - self._prev) > float(tr[f"{P}/motion_threshold"])).astype(np.uint8)
         moving = cv2.medianBlur(moving, 3).astype(bool)  # drop single-pixel sensor noise
         self._last_motion[moving] = t
+        self._last_change[moving] = t
 
         # Question every still blob: its own outline, or the background's (a ghost) / none (light)?
         n, labels, stats, _ = cv2.connectedComponentsWithStats(fg, connectivity=8)
@@ -1109,7 +1131,7 @@ class CameraAnalyzer:
         roi = self._roi_mask
         share = float(np.count_nonzero(fg_kept & roi)) / self._roi_area
         motion = float(np.count_nonzero(moving & roi)) / self._roi_area
-        people = self._people(fg_kept & roi, h, w, dt, live)
+        people = self._people(fg_kept & roi, h, w, dt, live, t)
         presence = min(1.0, max(share, float(tr[f"{P}/person_floor"]) * len(people)))
         speed = float(np.mean([math.hypot(p.vx, p.vy) for p in people])) if people else 0.0
         self.debug.update(fg=fg_kept, raw=fg.astype(bool), moving=moving, forgetting=forgetting, gain=gain,
@@ -1332,9 +1354,10 @@ class CameraAnalyzer:
         """Pixel-seconds of unexplained motion that call for a close-up (see STIR_MIN)."""
         return STIR_MIN * float(self.tree[f"{P}/min_blob"]) * self._roi_area
 
-    def _people(self, mask: np.ndarray, h: int, w: int, dt: float, dets=()) -> tuple[Person, ...]:
+    def _people(self, mask: np.ndarray, h: int, w: int, dt: float, dets=(), t: float | None = None) \
+            -> tuple[Person, ...]:
         tr = self.tree
-        n, _, stats, cents = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+        n, lab, stats, cents = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
         min_area = float(tr[f"{P}/min_blob"]) * self._roi_area
         feet = tr[f"{P}/anchor"] == "feet"
         blobs = []  # (area, x, y, size, only continues a track, image point, a detection no blob covers)
@@ -1358,7 +1381,7 @@ class CameraAnalyzer:
             if -0.05 <= x <= 1.05 and -0.05 <= y <= 1.05:
                 blobs.append((area, min(1.0, max(0.0, x)), min(1.0, max(0.0, y)),
                               math.sqrt(area / self._roi_area), small,
-                              ((cents[i, 0] + 0.5) / w, (cents[i, 1] + 0.5) / h), False))
+                              ((cents[i, 0] + 0.5) / w, (cents[i, 1] + 0.5) / h), False, i))
         # A live detection no counted blob covers is a person of its own, at its hip point.  One found only close
         # up is someone the background cannot see: any counted blob overlapping its box stands for them (a
         # close-up's body circle can be placed beside the visitor it found).
@@ -1383,7 +1406,7 @@ class CameraAnalyzer:
             if -0.05 <= x <= 1.05 and -0.05 <= y <= 1.05:
                 area = (b[2] - b[0]) * (b[3] - b[1]) * h * w
                 blobs.append((area, min(1.0, max(0.0, x)), min(1.0, max(0.0, y)),
-                              min(1.0, math.sqrt(area / self._roi_area)), False, (hx, hy), True))
+                              min(1.0, math.sqrt(area / self._roi_area)), False, (hx, hy), True, 0))
         blobs.sort(key=lambda b: -b[0])
         blobs = blobs[: int(tr[f"{P}/max_people"])]
 
@@ -1407,7 +1430,7 @@ class CameraAnalyzer:
                 continue
             used_b.add(bi)
             used_t.add(ti)
-            _, x, y, size, _, _, _ = blobs[bi]
+            _, x, y, size, _, _, _, _ = blobs[bi]
             tk = self._tracks[ti]
             if dt > 0:
                 tk.vx += a * ((x - tk.x) / dt - tk.vx)
@@ -1430,14 +1453,32 @@ class CameraAnalyzer:
         def part(c) -> bool:
             return any(inside(c, b) and sum(inside(o, b) for o in held) >= room for b, room in sure)
 
+        # A blob where nothing changed (in grey or in colour) for BIRTH_QUIET_S is not someone who just came:
+        # it is a person only where a track ended less than LOST_S ago (a still visitor whose blob broke for a
+        # few frames) or inside a live detection's box.  Else it is the room: a strip of wall that a grey
+        # camera's flicker bands lift over the threshold for 2-3 frames, a patch of wall a dimmer fades up, a
+        # visitor's shadow or reflection beside them; each passed the ghost test and counted as someone.
+        # A track so started that ends within REARM_S ends at its forebear's time: a blob blinking near where
+        # someone left, a few frames every few seconds, does not keep the way open for ever.
+        if t is not None:
+            ended = [(tk, tk.lost_at if tk.lost_at is not None and t - tk.t0 < REARM_S else t)
+                     for ti, tk in enumerate(self._tracks) if ti not in used_t]
+            self._lost = [(tk, t_end) for tk, t_end in self._lost if t - t_end <= LOST_S] + ended
         held = [blobs[bi][5] for bi in used_b]
-        for bi, (_, x, y, size, small, c, found) in enumerate(blobs):
+        for bi, (_, x, y, size, small, c, found, li) in enumerate(blobs):
             if bi not in used_b and not small:
                 if not found and part(c):
                     continue
+                lost_at = None
+                if (not found and t is not None and not any(inside(c, tk.box) for tk in dets)
+                        and t - float(self._last_change[lab == li].max()) >= BIRTH_QUIET_S):
+                    near = [t_end for tk, t_end in self._lost if math.hypot(x - tk.x, y - tk.y) <= max_d]
+                    if not near:
+                        continue
+                    lost_at = min(near)
                 held.append(c)
                 self._serial += 1
-                new_tracks.append(_Track(x, y, 0.0, 0.0, size, self._serial, size))
+                new_tracks.append(_Track(x, y, 0.0, 0.0, size, self._serial, size, t or 0.0, lost_at))
         new_tracks.sort(key=lambda tk: tk.born)
         self._tracks = new_tracks
         return tuple(Person(tk.x, tk.y, tk.size, tk.vx, tk.vy) for tk in new_tracks)

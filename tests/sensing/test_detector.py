@@ -400,6 +400,39 @@ def blob_scene(h, w):
     return a, mask
 
 
+def test_a_new_blob_where_nothing_moved_is_a_person_only_where_someone_was_or_is_found():
+    """The birth rule at the blobs' level.  A blob in which no pixel moved for BIRTH_QUIET_S starts no person
+    (a patch of wall under a fading light, a flicker band's strip); it does where a person was counted until
+    LOST_S ago (a still visitor whose blob broke for a few frames) or inside a live detection's box; and a
+    blob that moved is someone new, as before."""
+    from installation.sensing.camera import BIRTH_QUIET_S, LOST_S
+    from installation.sensing.second_opinion import DetTrack
+    h, w = 90, 160
+    a, mask = blob_scene(h, w)
+    a._last_change = np.full((h, w), -np.inf, np.float32)
+    wall, visitor = (0.1, 0.1, 0.2, 0.4), (0.6, 0.3, 0.7, 0.9)
+    t = 100.0
+    assert len(a._people(mask(wall), h, w, 0.1, [], t)) == 0
+    a._last_change[int(0.3 * h):int(0.9 * h), int(0.6 * w):int(0.7 * w)] = t   # the visitor walks in
+    assert len(a._people(mask(visitor), h, w, 0.1, [], t)) == 1
+    t += BIRTH_QUIET_S + 5.0   # they stand still; their blob breaks for a frame
+    assert len(a._people(mask(), h, w, 0.1, [], t)) == 0
+    assert len(a._people(mask(visitor), h, w, 0.1, [], t + 0.1)) == 1
+    a._people(mask(), h, w, 0.1, [], t + 0.2)   # ... and for longer than LOST_S: until they move again
+    assert len(a._people(mask(visitor), h, w, 0.1, [], t + 0.3 + LOST_S)) == 0
+    found = DetTrack((0.55, 0.25, 0.75, 0.95), (0.65, 0.7), 0.8, 0.0, 0.0, 0.0)
+    assert len(a._people(mask(visitor), h, w, 0.1, [found], t + 0.4 + LOST_S)) == 1
+    # The visitor leaves; a blob blinks where they stood, one frame every 4 s: it counts while their track
+    # ended less than LOST_S ago, and its own one-frame tracks do not extend that.
+    t += 0.5 + LOST_S
+    a._people(mask(), h, w, 0.1, [], t)
+    seen = []
+    for k in range(1, 7):
+        seen.append(len(a._people(mask(visitor), h, w, 0.1, [], t + 4.0 * k)))
+        a._people(mask(), h, w, 0.1, [], t + 4.0 * k + 0.1)
+    assert seen == [1, 1, 0, 0, 0, 0]
+
+
 def test_a_second_visitor_the_detector_finds_in_the_box_of_someone_close_is_counted():
     """The parts rule at the blobs' level: a close person's sure box covers most of the frame; a second
     visitor walks in inside it.  Found by the detector (their hip in the box), they are someone of their own;

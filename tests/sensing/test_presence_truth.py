@@ -495,3 +495,23 @@ def test_a_small_visitor_of_whom_less_shows_once_still_stays_counted(walk):
                        seed=1)
     pres, cnt, _ = readings(alone, no_detector_tree())
     assert cnt.max() == 0 and pres.max() <= EMPTY
+
+
+def test_a_patch_of_wall_a_dimmer_fades_up_is_not_a_person(walk):
+    """A patch of the walk-in room's wall (40 x 15 px of 480 x 270) brightens by 30 grey levels over 6 s, as a
+    lamp on a dimmer or the sun on a wall does, and stays so; nobody is in the room.  Each frame differs from
+    the last by under a grey level, so nothing moves; its outline is its own (the ghost test keeps it), and
+    the analyser before this rule counted one person there from 5 s into the fade until the end.  A blob in
+    which nothing moved for BIRTH_QUIET_S starts no person (the same rule ends the grey camera's flicker
+    blips: docs/sensing.md)."""
+    clip, view, _ = walk
+
+    def fade(i, rng):
+        f = S._pingpong(view, i).astype(np.float32)
+        f[40:55, 200:240] += 30.0 * min(1.0, max(0.0, (i / clip.fps - 20.0) / 6.0))
+        return np.clip(f, 0, 255).astype(np.uint8)
+
+    sc = S.Scenario("fade", clip.fps, [S.Segment(36.0, fade, lambda i: 0, "fade")], seed=1)
+    pres, cnt, _ = readings(sc)
+    assert cnt.sum() == 0, np.nonzero(cnt)[0][:5] / sc.fps
+    assert pres.max() <= EMPTY
