@@ -613,7 +613,7 @@ class CameraAnalyzer:
         self._t_colour = -math.inf  # when the last colour frame was analysed in colour
         self._prev: np.ndarray | None = None
         self._last_motion: np.ndarray | None = None
-        self._last_change: np.ndarray | None = None
+        self._last_turn: np.ndarray | None = None  # when each pixel's colour last changed frame to frame
         self._chroma_prev: tuple[np.ndarray, np.ndarray] | None = None
         self._fg: np.ndarray | None = None
         self._kept_since: np.ndarray | None = None
@@ -898,7 +898,7 @@ class CameraAnalyzer:
             self._bg = cur.copy()
             self._prev = cur.copy()
             self._last_motion = np.full((h, w), -np.inf, np.float32)
-            self._last_change = np.full((h, w), -np.inf, np.float32)  # grey motion or a colour change (_people)
+            self._last_turn = np.full((h, w), -np.inf, np.float32)
             self._chroma_prev = None
             self._fg = np.zeros((h, w), bool)
             self._hasty_run = np.zeros((h, w), np.int16)  # frames running a pixel was taken for moving light
@@ -974,7 +974,7 @@ class CameraAnalyzer:
                 # Colour changing frame to frame: someone whose clothes are the wall's grey moves only here.
                 pu, pv = self._chroma_prev
                 turned = (np.maximum(np.abs(cu - pu), np.abs(cv_ - pv)) > thr_c) & ~clipped
-                self._last_change[cv2.medianBlur(turned.view(np.uint8), 3).view(bool)] = t
+                self._last_turn[cv2.medianBlur(turned.view(np.uint8), 3).view(bool)] = t
             self._chroma_prev = (cu, cv_)
         else:
             self._chroma_prev = None
@@ -986,7 +986,6 @@ class CameraAnalyzer:
         moving = (np.abs(cur - self._prev) > float(tr[f"{P}/motion_threshold"])).astype(np.uint8)
         moving = cv2.medianBlur(moving, 3).astype(bool)  # drop single-pixel sensor noise
         self._last_motion[moving] = t
-        self._last_change[moving] = t
 
         # Question every still blob: its own outline, or the background's (a ghost) / none (light)?
         n, labels, stats, _ = cv2.connectedComponentsWithStats(fg, connectivity=8)
@@ -1350,6 +1349,10 @@ class CameraAnalyzer:
         x0, y0, x1, y1 = _box_px(box, h, w)
         return float(self._stir[y0:y1, x0:x1].sum()) >= self._stir_need()
 
+    def _changed(self, px: np.ndarray) -> float:
+        """When anything last changed frame to frame at the pixels ``px``: grey motion, or a colour change."""
+        return max(float(self._last_motion[px].max()), float(self._last_turn[px].max()))
+
     def _stir_need(self) -> float:
         """Pixel-seconds of unexplained motion that call for a close-up (see STIR_MIN)."""
         return STIR_MIN * float(self.tree[f"{P}/min_blob"]) * self._roi_area
@@ -1471,7 +1474,7 @@ class CameraAnalyzer:
                     continue
                 lost_at = None
                 if (not found and t is not None and not any(inside(c, tk.box) for tk in dets)
-                        and t - float(self._last_change[lab == li].max()) >= BIRTH_QUIET_S):
+                        and t - self._changed(lab == li) >= BIRTH_QUIET_S):
                     near = [t_end for tk, t_end in self._lost if math.hypot(x - tk.x, y - tk.y) <= max_d]
                     if not near:
                         continue

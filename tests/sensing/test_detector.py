@@ -409,11 +409,12 @@ def test_a_new_blob_where_nothing_moved_is_a_person_only_where_someone_was_or_is
     from installation.sensing.second_opinion import DetTrack
     h, w = 90, 160
     a, mask = blob_scene(h, w)
-    a._last_change = np.full((h, w), -np.inf, np.float32)
+    a._last_motion = np.full((h, w), -np.inf, np.float32)
+    a._last_turn = np.full((h, w), -np.inf, np.float32)
     wall, visitor = (0.1, 0.1, 0.2, 0.4), (0.6, 0.3, 0.7, 0.9)
     t = 100.0
     assert len(a._people(mask(wall), h, w, 0.1, [], t)) == 0
-    a._last_change[int(0.3 * h):int(0.9 * h), int(0.6 * w):int(0.7 * w)] = t   # the visitor walks in
+    a._last_motion[int(0.3 * h):int(0.9 * h), int(0.6 * w):int(0.7 * w)] = t   # the visitor walks in
     assert len(a._people(mask(visitor), h, w, 0.1, [], t)) == 1
     t += BIRTH_QUIET_S + 5.0   # they stand still; their blob breaks for a frame
     assert len(a._people(mask(), h, w, 0.1, [], t)) == 0
