@@ -25,6 +25,9 @@ from .microphone import AudioAnalyzer, read_wav
 
 log = logging.getLogger(__name__)
 
+#: malformed lines of a recording named one by one before the rest are only counted (see read_recording)
+WARN_LINES = 3
+
 
 def read_video(path, max_frames: int = 100000) -> tuple[list[np.ndarray], float]:
     """All frames (BGR) of a video/GIF file and its frame rate (0 if unknown).
@@ -54,23 +57,39 @@ def read_recording(path) -> tuple[list[CameraFrame], list[AudioFrame]]:
 
     Each line is ``{"camera": {...}}`` or ``{"audio": {...}}`` (see
     :class:`~installation.sensing.hub.Recorder`).  Malformed lines are
-    skipped with one warning naming the file and line.
+    skipped, the first few named by file and line in a warning and the rest
+    counted in one more (a recording cut short by a power cut ends in half a
+    line).  A file with no camera or audio record at all is not a recording
+    (a wrong file given): ``ValueError`` naming it and its first bad line.
     """
     cams: list[CameraFrame] = []
     auds: list[AudioFrame] = []
-    with open(path, encoding="utf-8") as f:
+    bad: list[str] = []
+    lines = 0
+    with open(path, encoding="utf-8", errors="replace") as f:
         for n, line in enumerate(f, 1):
             line = line.strip()
             if not line:
                 continue
+            lines += 1
             try:
                 rec = json.loads(line)
+                if not isinstance(rec, dict) or not ("camera" in rec or "audio" in rec):
+                    raise ValueError("neither a camera nor an audio record")
                 if "camera" in rec:
                     cams.append(CameraFrame.from_dict(rec["camera"]))
-                elif "audio" in rec:
+                else:
                     auds.append(AudioFrame.from_dict(rec["audio"]))
-            except (ValueError, KeyError, TypeError) as e:
-                log.warning("%s:%d: skipped malformed sensor record (%s)", path, n, e)
+            except (ValueError, KeyError, TypeError, AttributeError) as e:
+                bad.append(f"{path}:{n}: {e}")
+    if not cams and not auds:
+        first = f"; {bad[0]}" if bad else ""
+        raise ValueError(f"{path}: no camera or audio record in {lines} non-empty lines, not a sensor recording "
+                         f"(run.py --record-sensors makes one){first}")
+    for b in bad[:WARN_LINES]:
+        log.warning("skipped a malformed sensor record: %s", b)
+    if len(bad) > WARN_LINES:
+        log.warning("%s: skipped %d malformed sensor records in all (of %d lines)", path, len(bad), lines)
     cams.sort(key=lambda r: r.t)
     auds.sort(key=lambda r: r.t)
     return cams, auds

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import threading
 import time
 
@@ -171,6 +172,22 @@ def test_offline_sensors_report_bad_files_clearly(tmp_path):
                    'not json\n{"audio": {"t": 1}}\n')
     s = OfflineSensors(sensors_file=str(bad))
     assert s.at(0.5)[0].presence == 0.5 and s.at(0.5)[1] is None
+    # A file holding no record at all is the wrong file, not an empty afternoon.
+    notes = tmp_path / "notes.txt"
+    notes.write_text("# my notes\n\n[1, 2]\n{\"t\": 0, \"presence\": 0.5}\n")
+    with pytest.raises(ValueError, match=r"notes.txt: no camera or audio record in 3 .*notes.txt:1"):
+        OfflineSensors(sensors_file=str(notes))
+
+
+def test_a_recording_with_many_bad_lines_names_a_few_and_counts_the_rest(tmp_path, caplog):
+    rec = tmp_path / "cut.jsonl"
+    good = '{"camera": {"t": %d, "presence": 0.5, "motion": 0, "speed": 0, "people": []}}\n'
+    rec.write_text("".join(good % i for i in range(3)) + "garbled\n" * 50 + '{"camera": {"t": 9, "pres')
+    with caplog.at_level(logging.WARNING, logger="installation.sensing.sources"):
+        s = OfflineSensors(sensors_file=str(rec))
+    assert s.at(2.5)[0].presence == 0.5
+    warned = [r.getMessage() for r in caplog.records]
+    assert len(warned) == 4 and "cut.jsonl:4" in warned[0] and "51 malformed sensor records" in warned[-1], warned
 
 
 def test_sense_command_writes_rows_and_a_preview(tmp_path, capsys):
