@@ -346,7 +346,7 @@ class HttpServer:
             if "chunked" in req.headers.get("transfer-encoding", "").lower():
                 await self._refuse(writer, 411, "chunked bodies are not accepted; send Content-Length", reader=reader)
                 return
-            if not length_text.isdigit():
+            if not (length_text.isascii() and length_text.isdigit()):  # "²".isdigit() is True, int() refuses it
                 await self._refuse(writer, 400, "bad Content-Length", reader=reader)
                 return
             length = int(length_text)

@@ -155,6 +155,7 @@ def test_slow_client_is_cut_off_with_408_and_others_are_served():
     (b"GET /health HTTP/1.1\r\nX: " + b"a" * 20000 + b"\r\n\r\n", b"431"),
     (b"POST /health HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n", b"413"),
     (b"POST /health HTTP/1.1\r\nContent-Length: -5\r\n\r\n", b"400"),
+    (b"POST /health HTTP/1.1\r\nContent-Length: \xb2\r\n\r\n", b"400"),  # a digit to str.isdigit, not to int()
     (b"POST /health HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", b"411"),
     (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n", b"400"),  # a TLS hello
 ])
