@@ -107,18 +107,23 @@ class ParamSpec:
                 return bool(value)
             if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "on", "off"):
                 return value.lower() in ("true", "1", "on")
-            raise ParamError(f"{self.path}: expected {self.range_text()}, got {value!r}")
+            raise ParamError(f"{self.path}: expected {self.range_text()}, got {_fmt_huge(value)}")
         if self.kind == CHOICE:
             if isinstance(value, str) and value in self.choices:
                 return value
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and float(value).is_integer() \
-                    and 0 <= int(value) < len(self.choices):
-                return self.choices[int(value)]
-            raise ParamError(f"{self.path}: expected {self.range_text()}, got {value!r}")
+            index = _whole(value)
+            if index is not None and 0 <= index < len(self.choices):
+                return self.choices[index]
+            raise ParamError(f"{self.path}: expected {self.range_text()}, got {_fmt_huge(value)}")
         # numeric
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ParamError(f"{self.path}: expected a number in {self.range_text()}, got {value!r}")
-        x = float(value)
+        try:
+            x = float(value)
+        except OverflowError:  # an int beyond a double (a JSON body may hold one): finite, far out of range
+            if not clamp:
+                raise ParamError(f"{self.path}: {_fmt_huge(value)} is outside {self.range_text()}") from None
+            x = self.hi if value > 0 else self.lo
         if not math.isfinite(x):
             raise ParamError(f"{self.path}: {value!r} is not a finite number (range {self.range_text()})")
         if x < self.lo or x > self.hi:
@@ -140,14 +145,32 @@ class ParamSpec:
 
     def denormalize(self, x: float) -> object:
         """Map a 0..1 fader position back to a value (clamped)."""
-        if isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(float(x)):
-            raise ParamError(f"{self.path}/norm: expected a number 0 .. 1, got {x!r}")
-        x = min(max(float(x), 0.0), 1.0)
+        if isinstance(x, bool) or not isinstance(x, (int, float)) or isinstance(x, float) and not math.isfinite(x):
+            raise ParamError(f"{self.path}/norm: expected a number 0 .. 1, got {_fmt_huge(x)}")
+        x = min(max(x, 0), 1) * 1.0  # clamp before float(): an int too big for a double still clamps
         if self.kind in (FLOAT, INT):
             return self.coerce(self.lo + x * (self.hi - self.lo))
         if self.kind == BOOL:
             return x >= 0.5
         return self.choices[int(round(x * (len(self.choices) - 1)))]
+
+
+def _whole(value: object) -> int | None:
+    """``value`` as an index if it is a whole number (an int, or a float such as 2.0), else None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
+def _fmt_huge(value: object) -> str:
+    """``repr`` of a value for a message, an int too long to print in full shortened to its size."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        return f"a {'negative ' if value < 0 else ''}{value.bit_length()}-bit integer"
+    return repr(value)
 
 
 def _fmt(x: float | None) -> str:

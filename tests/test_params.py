@@ -430,3 +430,18 @@ def test_run_py_params_shows_the_scope():
     row = next(line for line in out.splitlines() if "`/tapestry/field/sim_every`" in line)
     assert "| machine |" in row
     assert "| venue |" in next(line for line in out.splitlines() if "`/tapestry/sensing/camera/roi/x0`" in line)
+
+
+def test_an_int_too_big_for_a_double_is_out_of_range_not_an_internal_error():
+    """A JSON body may carry any integer (``/api/set {"value": 1000...0}``): float() of it overflows.
+    It is a finite number far outside the range: clamped, or refused naming the range, never OverflowError."""
+    huge = 10 ** 400
+    assert GAIN.coerce(huge) == 2.0 and GAIN.coerce(-huge) == 0.0
+    assert COUNT.coerce(huge) == 10 and type(COUNT.coerce(huge)) is int
+    with pytest.raises(ParamError, match=r"fx/gain: a 1329-bit integer is outside 0 \.\. 2 ratio"):
+        GAIN.coerce(huge, clamp=False)
+    for spec in (MODE, ON):
+        with pytest.raises(ParamError, match=rf"{spec.path}: expected .*, got a 1329-bit integer"):
+            spec.coerce(huge)
+    assert GAIN.denormalize(huge) == 2.0 and GAIN.denormalize(-huge) == 0.0
+    assert MODE.denormalize(huge) == "still"

@@ -129,6 +129,7 @@ def test_api_needs_the_token_and_refuses_bad_input_clearly(live):
             ("/api/set", b'{"path": "show/master", "value": "loud"}', "expected a number"),
             ("/api/set", b'{"path": "no/such", "value": 1}', "unknown parameter"),
             ("/api/set", b"[1,2]", "JSON object"),
+            ("/api/set", b'{"path": "render/palette", "value": 1' + b"0" * 400 + b"}", "1329-bit integer"),
             ("/api/preset/load", b'{"name": "nope"}', "unknown preset"),
             ("/api/scene/next", b"{}", "no scene list"),
             ("/api/hours", b'{"mode": "open"}', "no opening hours"),
