@@ -269,3 +269,66 @@ def test_a_client_over_its_request_rate_gets_429_and_others_are_unaffected():
     time.sleep(0.5)  # the bucket refills: the same client is served again
     assert get(srv.port, "/")[0] == 200
     srv.stop()
+
+
+def test_websocket_payloads_of_every_length_form_are_unmasked_intact():
+    srv = HttpServer({}, ws_handler=lambda r: Echo())
+    assert srv.start()
+    ws = WsClient(srv.port, "/")
+    for n in (0, 1, 5, 125, 126, 3001, 65535):  # 7-bit, 16-bit lengths; n % 4 of each kind
+        text = "".join(chr(97 + (i * 7) % 26) for i in range(n))
+        ws.send_text(text)
+        assert ws.recv() == (0x1, text.upper().encode())
+    ws.close()
+    srv.stop()
+
+
+def test_websocket_messages_count_against_the_client_rate_and_none_is_lost():
+    """A LISTEN flood once kept the server thread (and through the GIL the frame loop) busy for minutes:
+    WebSocket frames now spend the client's request budget; over it the server reads more slowly."""
+    srv = HttpServer({}, ws_handler=lambda r: Echo(), limits=HttpLimits(client_rate=40, client_burst=10))
+    assert srv.start()
+    ws = WsClient(srv.port, "/")
+    t0 = time.monotonic()
+    for i in range(50):
+        ws.send_text(f"m{i}")
+    got = [ws.recv() for _ in range(50)]
+    elapsed = time.monotonic() - t0
+    assert got == [(0x1, f"M{i}".encode()) for i in range(50)]  # every message answered, in order
+    assert elapsed >= 0.8, f"50 messages at 40/s (burst 10) were read in {elapsed:.2f} s"
+    assert srv.stats()["rate_limited"] >= 1
+    ws.close()
+    srv.stop()
+
+
+def test_a_websocket_client_that_stops_mid_frame_is_cut_off():
+    srv = HttpServer({}, ws_handler=lambda r: Echo(), limits=HttpLimits(body_timeout_s=0.3))
+    assert srv.start()
+    ws = WsClient(srv.port, "/")
+    ws.sock.sendall(bytes([0x81, 0x80 | 126]))  # a 16-bit length follows ... never
+    deadline = time.monotonic() + 3
+    while srv.stats()["websockets_open"]:
+        assert time.monotonic() < deadline, "a half-sent frame header held a WebSocket slot for ever"
+        time.sleep(0.02)
+    ws.sock.close()
+    srv.stop()
+
+
+def test_a_silent_websocket_is_pinged_and_kept_while_it_answers():
+    """An OSCQuery client that only LISTENs sends nothing: it is pinged, and its pong keeps it."""
+    srv = HttpServer({}, ws_handler=lambda r: Echo(), limits=HttpLimits(ws_idle_timeout_s=0.6))
+    assert srv.start()
+    ws = WsClient(srv.port, "/")
+    for _ in range(3):  # 3 x half the idle time: it would have been closed as idle without the pongs
+        opcode, payload = ws.recv()
+        assert opcode == 0x9
+        ws._send(0xA, payload)
+    ws.send_text("still here")
+    assert ws.recv() == (0x1, b"STILL HERE")
+    mute = WsClient(srv.port, "/")  # one that answers nothing is closed after the whole idle time
+    assert mute.recv()[0] == 0x9
+    opcode, payload = mute.recv()
+    assert opcode == 0x8 and int.from_bytes(payload[:2], "big") == 1001
+    ws.close()
+    mute.sock.close()
+    srv.stop()
