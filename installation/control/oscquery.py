@@ -65,6 +65,7 @@ class OscQuery:
     def __init__(self, specs: list[ParamSpec], bridge: EngineBridge, osc_port: int | None,
                  name: str = "Tapestry", call_soon: Callable | None = None) -> None:
         self.specs = {s.path: s for s in specs}
+        self.readable = frozenset(ROOT + path for path in self.specs)  # what LISTEN may follow: the parameters
         self.bridge = bridge
         self.osc_port = osc_port
         self.name = name
@@ -149,6 +150,10 @@ class OscQuery:
         self._sessions.append(s)
         return s
 
+    def forget(self, session: "ListenSession") -> None:
+        """A session ended (server thread): drop it now, not at the next change, which may be hours away."""
+        self._sessions = [s for s in self._sessions if s is not session]
+
     def _changes(self, changes: list[tuple[str, object]]) -> None:
         """Engine thread: hand the frame's changes to the server thread (only enqueues)."""
         if self._sessions and self._call_soon is not None:
@@ -186,12 +191,12 @@ class ListenSession(WsSession):
         except (ValueError, KeyError, TypeError):
             self.send_text(json.dumps({"ERROR": 'expected {"COMMAND": "LISTEN" or "IGNORE", "DATA": "/path"}'}))
             return
+        path = "/" + "/".join(p for p in path.split("/") if p)  # the address changes are sent under
         if command == "IGNORE":
             self.listening.discard(path)
             return
-        node = self.query.node(path)
-        if node is None or "TYPE" not in node or node.get("ACCESS", 0) & ACCESS_READ == 0:
-            self.send_text(json.dumps({"ERROR": f"{path}: no readable value to LISTEN to"}))
+        if path not in self.query.readable:  # a set lookup, not a walk of the tree: a client may send thousands
+            self.send_text(json.dumps({"ERROR": f"{path[:200]}: no readable value to LISTEN to"}))
             return
         if len(self.listening) >= MAX_LISTENS:
             self.send_text(json.dumps({"ERROR": f"at most {MAX_LISTENS} paths per client"}))
@@ -200,3 +205,6 @@ class ListenSession(WsSession):
 
     def on_binary(self, data: bytes) -> None:
         self.send_text(json.dumps({"ERROR": "send values over OSC (UDP); this socket takes LISTEN/IGNORE"}))
+
+    def on_close(self) -> None:
+        self.query.forget(self)

@@ -186,3 +186,36 @@ def test_writes_over_http_to_oscquery_are_refused(show):
     with pytest.raises(urllib.error.HTTPError) as e:
         urllib.request.urlopen(req, timeout=5)
     assert e.value.code == 405
+
+
+def test_listen_takes_a_path_however_slashed_and_never_walks_the_whole_tree(show, monkeypatch):
+    """A LISTEN was answered by building the whole OSCQuery tree: a flood of them held the server thread
+    (and through the GIL the frame loop) for minutes.  And "tapestry/show/master" was accepted, then silent."""
+    s, web, osc = show
+    walks = []
+    real_tree = web.query.tree
+    monkeypatch.setattr(web.query, "tree", lambda: walks.append(1) or real_tree())
+    ws = WsClient(web.port, "/")
+    for _ in range(200):
+        ws.send_json({"COMMAND": "LISTEN", "DATA": "tapestry//show/master"})
+    ws.send_json({"COMMAND": "LISTEN", "DATA": "/tapestry/show"})  # a container has no value
+    assert "no readable value" in json.loads(ws.recv()[1])["ERROR"]
+    assert walks == []
+    _osc_send(osc.address[1], "/tapestry/show/master", 0.3)
+    msg = OscMessage(ws.recv()[1])
+    assert msg.address == "/tapestry/show/master" and msg.params == [pytest.approx(0.3)]
+    ws.close()
+
+
+def test_a_closed_listen_session_is_forgotten_at_once(show):
+    """Sessions were dropped only when a parameter changed: a show that changes nothing for hours kept
+    every closed client (and its queue) in memory."""
+    s, web, osc = show
+    for _ in range(20):
+        ws = WsClient(web.port, "/")
+        ws.send_json({"COMMAND": "LISTEN", "DATA": "/tapestry/show/master"})
+        ws.close()
+    deadline = time.monotonic() + 5
+    while web.query._sessions:
+        assert time.monotonic() < deadline, f"{len(web.query._sessions)} closed sessions kept"
+        time.sleep(0.02)
