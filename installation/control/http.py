@@ -76,6 +76,8 @@ class Request:
             return json.loads(self.body.decode("utf-8"))
         except (UnicodeDecodeError, ValueError) as exc:
             raise HttpError(400, f"body is not valid JSON: {exc}") from None
+        except RecursionError:  # "[[[[..." deeper than the parser recurses: still the client's mistake
+            raise HttpError(400, "body is not valid JSON: nested too deeply") from None
 
 
 @dataclass

@@ -188,7 +188,7 @@ class ListenSession(WsSession):
             command, path = msg["COMMAND"], msg["DATA"]
             if not isinstance(path, str) or command not in ("LISTEN", "IGNORE"):
                 raise ValueError
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):  # RecursionError: "[[[[..." nested too deeply
             self.send_text(json.dumps({"ERROR": 'expected {"COMMAND": "LISTEN" or "IGNORE", "DATA": "/path"}'}))
             return
         path = "/" + "/".join(p for p in path.split("/") if p)  # the address changes are sent under

@@ -332,3 +332,14 @@ def test_a_silent_websocket_is_pinged_and_kept_while_it_answers():
     ws.close()
     mute.sock.close()
     srv.stop()
+
+
+def test_json_nested_too_deeply_is_a_400_not_a_500():
+    def route(req):
+        return Response.json(req.json())
+    srv = HttpServer({"/j": route})
+    assert srv.start()
+    body = b"[" * 30000 + b"]" * 30000  # under the 64 KiB body limit, far over the recursion limit
+    reply = raw(srv.port, b"POST /j HTTP/1.1\r\nConnection: close\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+    assert reply.startswith(b"HTTP/1.1 400") and b"nested too deeply" in reply
+    srv.stop()

@@ -219,3 +219,16 @@ def test_a_closed_listen_session_is_forgotten_at_once(show):
     while web.query._sessions:
         assert time.monotonic() < deadline, f"{len(web.query._sessions)} closed sessions kept"
         time.sleep(0.02)
+
+
+def test_listen_json_nested_too_deeply_gets_an_error_and_the_socket_stays(show):
+    s, web, osc = show
+    ws = WsClient(web.port, "/")
+    ws.send_text("[" * 30000 + "]" * 30000)
+    opcode, payload = ws.recv()
+    assert opcode == 0x1 and "ERROR" in json.loads(payload)
+    ws.send_json({"COMMAND": "LISTEN", "DATA": "/tapestry/show/master"})
+    time.sleep(0.1)
+    _osc_send(osc.address[1], "/tapestry/show/master", 0.6)
+    assert OscMessage(ws.recv()[1]).params == [pytest.approx(0.6)]
+    ws.close()
