@@ -499,7 +499,8 @@ class OscServer:
             raise ParamError(f"{msg.address}: expected {spec.kind} {spec.range_text()}, got type '{msg.tags}'")
         coerced = spec.coerce(value, clamp=True)
         if spec.kind in (FLOAT, INT) and not isinstance(value, str) and not spec.lo <= float(value) <= spec.hi:
-            reply("/tapestry/warning", f"{spec.path}: {value:g} is outside {spec.range_text()}, clamped to {coerced:g}")
+            reply("/tapestry/warning", f"{spec.path}: {_num(value)} is outside {spec.range_text()}, "
+                                       f"clamped to {_num(coerced)}")
         self._submit_set(spec.path, coerced, reply)
 
     def _on_norm(self, msg: OscMessage, spec: ParamSpec, addr: tuple, reply: _DatagramReply) -> None:
@@ -800,6 +801,11 @@ def _in_networks(ip: str, nets: list) -> bool:
     if isinstance(a, ipaddress.IPv6Address) and a.ipv4_mapped is not None:
         a = a.ipv4_mapped
     return any(a.version == n.version and a in n for n in nets)
+
+
+def _num(x: int | float) -> str:
+    """A number as a reply quotes it: an int in full (8388608, not 8.38861e+06), a float short."""
+    return str(x) if isinstance(x, int) else f"{x:g}"
 
 
 def _one_arg(msg: OscMessage) -> object:

@@ -47,6 +47,15 @@ def test_out_of_range_is_clamped_with_a_warning(rig):
     wait_for(lambda: rig.tree.base("field/flow/speed") == 4.0)
 
 
+def test_a_clamped_int_is_quoted_as_the_int_it_became(rig):
+    c = rig.client()
+    c.send("/tapestry/field/particles", 12_345_678, types="i")
+    (msg,) = c.wait("/tapestry/warning")
+    # in full: not "1.23457e+07" (nor "clamped to 8.38861e+06" for the live tree's 8388608 particles)
+    assert msg == "field/particles: 12345678 is outside 1000 .. 100000, clamped to 100000", msg
+    wait_for(lambda: rig.tree.base("field/particles") == 100_000)
+
+
 @pytest.mark.parametrize("value, types", [(math.nan, "f"), (math.inf, "d"), ("fast", "s"), (True, "T"), (b"x", "b")])
 def test_nan_inf_and_wrong_types_refused_with_a_reply(rig, value, types):
     c = rig.client()
