@@ -48,6 +48,7 @@ class HttpLimits:
     max_body_bytes: int = 65536      # request body
     ws_max_frame_bytes: int = 65536  # one incoming WebSocket message
     ws_queue: int = 256              # outgoing WebSocket messages waiting; beyond: the client is dropped
+    ws_flood_s: float = 10.0         # a WebSocket kept over client_rate this long is closed (1008)
     ws_idle_timeout_s: float = 300.0  # a silent WebSocket is pinged after half of this, closed after all of it
     max_requests_per_connection: int = 1000
     client_rate: float = 100.0       # requests/s per client address (token bucket); beyond: 429
@@ -538,6 +539,7 @@ class HttpServer:
         message = bytearray()
         msg_opcode = 0
         pinged = False
+        throttled_since: float | None = None
         while not session.closed:
             try:  # half the idle time, then a ping: a live client's stack answers it with a pong by itself
                 b1, b2 = await asyncio.wait_for(reader.readexactly(2), lim.ws_idle_timeout_s / 2)
@@ -565,9 +567,18 @@ class HttpServer:
             mask = await asyncio.wait_for(reader.readexactly(4), lim.body_timeout_s)
             data = _unmask(await asyncio.wait_for(reader.readexactly(n), lim.body_timeout_s), mask)
             # every frame costs the client's request budget; over it, the next read waits (TCP pushes back),
-            # so no client can keep this thread (and through the GIL, the frame loop) busy
-            if not self._allow(client):
+            # so no client can keep this thread (and through the GIL, the frame loop) busy.  A burst waits a
+            # little; a client that keeps flooding is cut off rather than read slowly for as long as its
+            # buffers last (a slot held for half an hour after it left)
+            if self._allow(client):
+                throttled_since = None
+            else:
                 self._counts["rate_limited"] += 1
+                now = self._loop.time()
+                throttled_since = now if throttled_since is None else throttled_since
+                if now - throttled_since > lim.ws_flood_s:
+                    self._ws_close(writer, 1008, f"over {lim.client_rate:g} messages/s for {lim.ws_flood_s:g} s")
+                    return
                 while not self._allow(client):
                     await asyncio.sleep(1.0 / lim.client_rate)
             if opcode == 0x8:

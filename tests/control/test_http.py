@@ -343,3 +343,27 @@ def test_json_nested_too_deeply_is_a_400_not_a_500():
     reply = raw(srv.port, b"POST /j HTTP/1.1\r\nConnection: close\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
     assert reply.startswith(b"HTTP/1.1 400") and b"nested too deeply" in reply
     srv.stop()
+
+
+def test_a_websocket_that_keeps_flooding_is_cut_off_not_read_slowly_for_ever():
+    """Read at the client rate, a flood in the kernel's buffers lasted half an hour after the client left,
+    holding one of the 16 WebSocket slots: a client kept over the rate for ws_flood_s is closed (1008)."""
+    srv = HttpServer({}, ws_handler=lambda r: Echo(),
+                     limits=HttpLimits(client_rate=20, client_burst=5, ws_flood_s=0.5))
+    assert srv.start()
+    ws = WsClient(srv.port, "/")
+    t0 = time.monotonic()
+    for i in range(100):  # 5 s worth at 20/s
+        ws.send_text("x")
+    while True:
+        opcode, payload = ws.recv()
+        if opcode == 0x8:
+            break
+    assert int.from_bytes(payload[:2], "big") == 1008 and b"messages/s" in payload
+    assert time.monotonic() - t0 < 3
+    ws.sock.close()
+    deadline = time.monotonic() + 3
+    while srv.stats()["websockets_open"]:
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    srv.stop()
