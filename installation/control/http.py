@@ -44,6 +44,7 @@ class HttpLimits:
     head_timeout_s: float = 5.0      # whole request head (line + headers) must arrive within this
     body_timeout_s: float = 5.0      # and the body within this
     idle_timeout_s: float = 15.0     # keep-alive: close after this long without a new request
+    send_timeout_s: float = 15.0     # a client that takes no part of a response for this long is dropped
     max_head_bytes: int = 8192       # request line + headers
     max_body_bytes: int = 65536      # request body
     ws_max_frame_bytes: int = 65536  # one incoming WebSocket message
@@ -387,9 +388,21 @@ class HttpServer:
             body = b"" if req.method == "HEAD" else resp.body  # HEAD: the GET's headers, no body
             writer.write(self._head(resp.status, body, resp.content_type, close, resp.headers,
                                     length=len(resp.body)))
-            await writer.drain()
+            if not await self._drained(writer):
+                return
             if close:
                 return
+
+    async def _drained(self, writer) -> bool:
+        """Wait until the client has taken what was written; False (connection dropped) if it does not within
+        ``send_timeout_s``: a client that sends requests and never reads must not hold a slot for ever."""
+        try:
+            await asyncio.wait_for(writer.drain(), self.limits.send_timeout_s)
+            return True
+        except asyncio.TimeoutError:
+            self._counts["timeouts"] += 1
+            writer.transport.abort()  # close() would wait for ever to flush to a client that does not read
+            return False
 
     def _allow(self, client: str) -> bool:
         """Token bucket per client address (bounded table: the stalest entries go first)."""
@@ -501,7 +514,8 @@ class HttpServer:
         accept = base64.b64encode(hashlib.sha1(key.encode("latin-1") + _WS_GUID).digest()).decode()
         writer.write(("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                       f"Sec-WebSocket-Accept: {accept}\r\n\r\n").encode())
-        await writer.drain()
+        if not await self._drained(writer):
+            return
         self._ws_open += 1
         self._counts["websockets"] += 1
         session._loop = self._loop

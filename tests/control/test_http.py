@@ -367,3 +367,25 @@ def test_a_websocket_that_keeps_flooding_is_cut_off_not_read_slowly_for_ever():
         assert time.monotonic() < deadline
         time.sleep(0.02)
     srv.stop()
+
+
+def test_a_client_that_asks_and_never_reads_is_dropped():
+    """Pipelined requests whose answers were never read left the server blocked in drain() for ever: the
+    connection held a slot (64 of them and everyone gets 503) and megabytes of buffers."""
+    big = Response(200, b"x" * 200_000)
+    srv = HttpServer({"/big": lambda r: big, "/": lambda r: Response.text("hi")},
+                     limits=HttpLimits(send_timeout_s=0.5))
+    assert srv.start()
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect(("127.0.0.1", srv.port))
+    s.sendall(b"GET /big HTTP/1.1\r\n\r\n" * 100)  # 20 MB of answers; reads none of them
+    time.sleep(0.3)
+    assert srv.stats()["open"] == 1
+    deadline = time.monotonic() + 5
+    while srv.stats()["open"]:
+        assert time.monotonic() < deadline, "a client that never reads held its connection"
+        time.sleep(0.05)
+    assert get(srv.port, "/") == (200, b"hi")
+    s.close()
+    srv.stop()
