@@ -554,6 +554,7 @@ class HttpServer:
         msg_opcode = 0
         pinged = False
         throttled_since: float | None = None
+        last_frame = 0.0
         while not session.closed:
             try:  # half the idle time, then a ping: a live client's stack answers it with a pong by itself
                 b1, b2 = await asyncio.wait_for(reader.readexactly(2), lim.ws_idle_timeout_s / 2)
@@ -582,13 +583,14 @@ class HttpServer:
             data = _unmask(await asyncio.wait_for(reader.readexactly(n), lim.body_timeout_s), mask)
             # every frame costs the client's request budget; over it, the next read waits (TCP pushes back),
             # so no client can keep this thread (and through the GIL, the frame loop) busy.  A burst waits a
-            # little; a client that keeps flooding is cut off rather than read slowly for as long as its
-            # buffers last (a slot held for half an hour after it left)
-            if self._allow(client):
+            # little; a client that keeps flooding, with no pause of a second, is cut off rather than read
+            # slowly for as long as its buffers last (a slot held for half an hour after it left)
+            now = self._loop.time()
+            if now - last_frame >= 1.0:
                 throttled_since = None
-            else:
+            last_frame = now
+            if not self._allow(client):
                 self._counts["rate_limited"] += 1
-                now = self._loop.time()
                 throttled_since = now if throttled_since is None else throttled_since
                 if now - throttled_since > lim.ws_flood_s:
                     self._ws_close(writer, 1008, f"over {lim.client_rate:g} messages/s for {lim.ws_flood_s:g} s")
