@@ -87,12 +87,24 @@ class RenderArgs:
     overrides: tuple[str, ...] = ()  # "PATH=VALUE", applied after the preset (run.py render --set)
 
 
+def check_particles(particles: int | None) -> None:
+    """:class:`StartupError` unless ``--particles`` is absent or within ``field/particles``'s declared range
+    (the parameter model would otherwise clamp it silently: ``--particles 0`` ran the default 262,144)."""
+    if particles is None:
+        return
+    from .field.simulation import PARAMS as FIELD_PARAMS
+    spec = next(p for p in FIELD_PARAMS if p.path == "field/particles")
+    if not spec.lo <= particles <= spec.hi:
+        raise StartupError(f"--particles {particles}: give a number of particles in {int(spec.lo):,}..{int(spec.hi):,}")
+
+
 def render(args: RenderArgs) -> int:
     """Render headless, as fast as the machine allows, to an MP4 or a PNG sequence; returns exit status."""
     if not (math.isfinite(args.fps) and 0 < args.fps <= 240):
         raise StartupError(f"--fps {args.fps:g}: give frames per second in (0, 240]")
     if not (math.isfinite(args.seconds) and args.seconds > 0):
         raise StartupError(f"--seconds {args.seconds:g}: give a length above 0")
+    check_particles(args.particles)
     frames = max(1, round(args.seconds * args.fps))
     sensors = None
     tree = declare_all(extra=_sensing_params())
@@ -253,11 +265,29 @@ def apply_venue_calibration(tree, venue_path, show) -> None:
         log.info("camera ROI from the LED mapping: %s, lens k1 %.4f", ", ".join(f"{v:.3f}" for v in roi), k1)
 
 
+def check_live_args(args: LiveArgs) -> None:
+    """:class:`StartupError` naming the option for a live-show number no show can run with, before anything
+    is built: a frame rate, length or watchdog that is not a positive finite number, a port outside
+    0..65535, a particle count outside the parameter's range (``--seconds nan`` ran forever, ``--seconds 0``
+    too, ``--watchdog 0`` and ``--osc-port 70000`` crashed with a traceback, ``--health-port 70000`` ran
+    with a traceback and no health endpoint)."""
+    if not (math.isfinite(args.fps) and 0 < args.fps <= 240):
+        raise StartupError(f"--fps {args.fps:g}: give frames per second in (0, 240]")
+    if args.seconds is not None and not (math.isfinite(args.seconds) and args.seconds > 0):
+        raise StartupError(f"--seconds {args.seconds:g}: give a length above 0 (or leave it out to run until "
+                           f"stopped)")
+    if not (math.isfinite(args.watchdog_s) and args.watchdog_s > 0):
+        raise StartupError(f"--watchdog {args.watchdog_s:g}: give the seconds of stalled frame loop above 0")
+    for opt, port in (("--osc-port", args.osc_port), ("--health-port", args.health_port)):
+        if port is not None and not 0 <= port <= 65535:
+            raise StartupError(f"{opt} {port}: give a port in 0..65535 (0: the OS chooses)"
+                               if opt == "--osc-port" else f"{opt} {port}: give a port in 1..65535 (0: off)")
+    check_particles(args.particles)
+
+
 def run_live(args: LiveArgs) -> int:
     """Run the installation until Ctrl-C / SIGTERM (or ``seconds``); returns exit status."""
-    from .control.osc import OscConfig, OscServer
-    from .watch import FileWatcher
-
+    check_live_args(args)
     show = None
     if args.venue is not None:  # read whole, LEDs on or off: scenes, schedule, sensors and OSC come from it too
         from .showfile import load_show

@@ -139,6 +139,36 @@ def test_render_refuses_bad_inputs_in_one_line(tmp_path, args, message):
     assert not out.exists()
 
 
+@pytest.mark.parametrize("args, message", [
+    (("--seconds", "nan"), "--seconds nan: give a length above 0"),      # ran forever
+    (("--seconds", "0"), "--seconds 0: give a length above 0"),          # ran forever
+    (("--fps", "0", "--no-leds"), "--fps 0: give frames per second"),    # a traceback from the clock
+    (("--watchdog", "0"), "--watchdog 0"),                               # a traceback from the watchdog
+    (("--osc-port", "70000"), "--osc-port 70000: give a port"),          # a traceback from the OSC config
+    (("--health-port", "-5"), "--health-port -5: give a port"),          # ran with a traceback and no /health
+    (("--particles", "0"), "--particles 0: give a number of particles"),  # ran the default 262,144
+])
+def test_live_refuses_bad_numbers_in_one_line_before_starting(tmp_path, args, message):
+    ports = {"--osc-port": "0", "--health-port": "0"}
+    for opt in args[::2]:
+        ports.pop(opt, None)
+    r = run("--headless", "--size", "160x90", "--venue", str(demo_on_os_ports(tmp_path)), "--seconds", "1",
+            *(x for kv in ports.items() for x in kv), *args, timeout=60)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1 and lines[0].startswith("tapestry: ") and message in lines[0], \
+        r.stderr
+
+
+@pytest.mark.parametrize("particles", ["0", "-1", "100000000"])
+def test_render_refuses_a_particle_count_out_of_range(tmp_path, particles):
+    """--particles 0 rendered the default 262,144 and -1 rendered 1,024, saying nothing."""
+    out = tmp_path / "x.mp4"
+    r = run("render", "--particles", particles, "--seconds", "0.1", "--size", "160x90", "--out", str(out))
+    assert r.returncode == 2 and f"--particles {particles}: give a number of particles in 1,024..8,388,608" \
+        in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert not out.exists()
+
+
 def test_render_refuses_a_non_empty_folder(tmp_path):
     (tmp_path / "keep.png").write_bytes(b"x")
     r = run("render", "--seconds", "0.2", "--out", str(tmp_path) + "/")
