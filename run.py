@@ -98,6 +98,10 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     from installation.logs import NativeStderr, setup_logging
+    import logging
+    if not isinstance(logging.getLevelName(str(args.log_level).upper()), int):
+        print(f"tapestry: --log-level {args.log_level}: give DEBUG, INFO, WARNING, ERROR or CRITICAL", file=sys.stderr)
+        return 2
     live = args.command in (None, "run")
     # PortAudio and ALSA print to fd 2 on every device probe; in the live show and `sense` that goes
     # through the log-once rule like everything else (before the handlers are made: they keep sys.stderr).

@@ -147,6 +147,7 @@ def test_render_refuses_bad_inputs_in_one_line(tmp_path, args, message):
     (("--osc-port", "70000"), "--osc-port 70000: give a port"),          # a traceback from the OSC config
     (("--health-port", "-5"), "--health-port -5: give a port"),          # ran with a traceback and no /health
     (("--particles", "0"), "--particles 0: give a number of particles"),  # ran the default 262,144
+    (("--log-level", "LOUD"), "--log-level LOUD: give DEBUG"),           # a traceback from the logging setup
 ])
 def test_live_refuses_bad_numbers_in_one_line_before_starting(tmp_path, args, message):
     ports = {"--osc-port": "0", "--health-port": "0"}
