@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import re
 import select
@@ -273,6 +274,9 @@ def run(argv: list[str] | None = None, out: Callable[[str], None] = print) -> in
     ap.add_argument("--write", action="store_true", help="write the calibration into the layout file(s) at "
                                                          "exit (keeps FILE.bak)")
     a = ap.parse_args(argv)
+    bad = _bad_numbers(a)
+    if bad:
+        ap.error(bad)
     if a.pattern in ("universe", "fixture") and a.arg is None:
         ap.error(f"{a.pattern} needs an argument")
     if a.pattern == "universe" and not (a.arg or "").lstrip("-").isdigit():
@@ -367,13 +371,35 @@ def run(argv: list[str] | None = None, out: Callable[[str], None] = print) -> in
         keys.restore()
         leds.close("hold" if a.hold else "blackout")
         leds.release()
-    if a.write:
-        write_back(leds, out)
+    if a.write and not write_back(leds, out):
+        return 1
     return 0
 
 
-def write_back(leds: LedPipeline, out: Callable[[str], None] = print) -> None:
-    """Write every changed fixture calibration into its layout file (with a .bak backup)."""
+def _bad_numbers(a: argparse.Namespace) -> str | None:
+    """What is wrong with the numeric options, in one line, or None.  The layout file's own ranges hold for
+    --set-white (0..1) and --set-gamma (0.5..4): a value outside was clamped and written, a NaN lit the LEDs
+    with garbage; --seconds nan ran forever; --level 5 or --fps 0 were quietly changed."""
+    fin = math.isfinite
+    if a.seconds is not None and not (fin(a.seconds) and a.seconds > 0):
+        return f"--seconds {a.seconds:g}: give a length above 0 (or leave it out to use the keys)"
+    if not (fin(a.fps) and a.fps > 0):
+        return f"--fps {a.fps:g}: give frames per second above 0"
+    if not (fin(a.step) and a.step >= 0):
+        return f"--step {a.step:g}: give seconds per step, 0 or more (0: step with the keys)"
+    if not (fin(a.level) and 0 <= a.level <= 1):
+        return f"--level {a.level:g}: give a level in 0..1"
+    if a.set_white is not None and not all(fin(v) and 0 <= v <= 1 for v in a.set_white):
+        return f"--set-white {' '.join(f'{v:g}' for v in a.set_white)}: give R G B each in 0..1"
+    if a.set_gamma is not None and not (fin(a.set_gamma) and 0.5 <= a.set_gamma <= 4.0):
+        return f"--set-gamma {a.set_gamma:g}: give a gamma in 0.5..4"
+    return None
+
+
+def write_back(leds: LedPipeline, out: Callable[[str], None] = print) -> bool:
+    """Write every changed fixture calibration into its layout file (with a .bak backup); False if any
+    file could not be written (each said in an ERROR line)."""
+    ok = True
     by_file: dict[Path, dict[str, Calibration]] = {}
     for f, c in zip(leds.layout.fixtures, leds.color.calibrations):
         if c != f.calibration and f.file is not None:
@@ -386,6 +412,8 @@ def write_back(leds: LedPipeline, out: Callable[[str], None] = print) -> None:
             out(f"wrote {', '.join(cals)} to {path} (previous version: {backup})")
         except (OSError, ValueError) as exc:
             out(f"ERROR {exc}")
+            ok = False
+    return ok
 
 
 if __name__ == "__main__":

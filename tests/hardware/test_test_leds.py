@@ -267,3 +267,32 @@ def test_a_bad_safety_section_is_a_clear_error(rig):
                        capture_output=True, text=True, timeout=30)
     assert r.returncode == 2 and "[safety]: viewing_distance_m must be a number of metres" in r.stdout
     assert "Traceback" not in r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (("white", "--set-white", "1", "nan", "1", "--write"), "--set-white 1 nan 1: give R G B each in 0..1"),
+    (("white", "--set-gamma", "9", "--write"), "--set-gamma 9: give a gamma in 0.5..4"),   # was clamped to 4, written
+    (("white", "--level", "5"), "--level 5: give a level in 0..1"),                        # was quietly 1
+    (("white", "--fps", "nan"), "--fps nan: give frames per second above 0"),              # blamed the FlashLimiter
+    (("white", "--seconds", "nan"), "--seconds nan: give a length above 0"),               # ran forever
+])
+def test_bad_numbers_are_refused_before_anything_is_lit(rig, args, message):
+    tmp_path, cap = rig
+    before = (tmp_path / "l.toml").read_text()
+    r = subprocess.run([sys.executable, str(SCRIPT), "--venue", str(tmp_path / "v.toml"), *args]
+                       + ([] if "--seconds" in args else ["--seconds", "0.1"]),
+                       capture_output=True, text=True, timeout=20, stdin=subprocess.DEVNULL)
+    assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stdout + r.stderr
+    assert cap.total == 0 and (tmp_path / "l.toml").read_text() == before and not (tmp_path / "l.toml.bak").exists()
+
+
+def test_a_write_back_that_fails_exits_1(rig):
+    """--write that cannot replace the layout file said ERROR and still exited 0."""
+    tmp_path, cap = rig
+    before = (tmp_path / "l.toml").read_text()
+    (tmp_path / "l.toml.tmp").mkdir()          # where the new file is written before it replaces the old one
+    r = subprocess.run([sys.executable, str(SCRIPT), "--venue", str(tmp_path / "v.toml"), "fixture", "s2",
+                        "--set-gamma", "1.8", "--seconds", "0.1", "--write"],
+                       capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+    assert r.returncode == 1 and "ERROR" in r.stdout and "l.toml" in r.stdout, r.stdout + r.stderr
+    assert (tmp_path / "l.toml").read_text() == before
