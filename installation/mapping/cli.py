@@ -544,6 +544,21 @@ def pick_corners(frame: np.ndarray, listen: str, out=print, timeout_s: float | N
     return corners
 
 
+def _check_outputs(png_dir: str | None, snapshot_to: str | None) -> None:
+    """:class:`MapArgError` before any pattern is lit when a picture could not be written at the end: a
+    --png-dir that is not a folder (a whole mapping run ended in a traceback and wrote nothing), a
+    --snapshot in a missing folder or not a .png/.jpg."""
+    if png_dir is not None and not Path(png_dir).is_dir():
+        raise MapArgError(f"--png-dir {png_dir}: not a folder (give an existing folder)")
+    if snapshot_to is not None:
+        snap = Path(snapshot_to)
+        if snap.suffix.lower() not in (".png", ".jpg", ".jpeg"):
+            raise MapArgError(f"--snapshot {snapshot_to}: give a .png file")
+        if snap.is_dir() or not snap.parent.is_dir():
+            raise MapArgError(f"--snapshot {snapshot_to}: " + ("is a folder" if snap.is_dir() else
+                                                               f"no folder {snap.parent}"))
+
+
 def run_map(venue: str, camera: str | None, dry: bool, opts: MapOptions, png_dir: str | None = None,
             snapshot_to: str | None = None, pick_listen: str = "127.0.0.1:0", preview: bool = False) -> int:
     """The command line: returns the exit status (0 done, 1 mapping failed, 2 bad input, 130 Ctrl-C).
@@ -552,6 +567,7 @@ def run_map(venue: str, camera: str | None, dry: bool, opts: MapOptions, png_dir
     clicked in a browser before the patterns run."""
     out = print
     try:
+        _check_outputs(png_dir, snapshot_to)
         if dry:
             png = Path(png_dir or Path(venue).parent) / (Path(venue).stem + "-patterns.png")
             for ln in dry_run(venue, opts, png, preview=preview):
@@ -594,6 +610,9 @@ def run_map(venue: str, camera: str | None, dry: bool, opts: MapOptions, png_dir
     except KeyboardInterrupt:
         out("tapestry map: stopped (Ctrl-C); nothing written")
         return 130
+    except OSError as exc:   # a picture that cannot be written (a full disk, a folder removed meanwhile)
+        out(f"tapestry map: {exc.strerror or exc}" + (f": {exc.filename}" if exc.filename else ""))
+        return 1
     for ln in report(res, v):
         out(ln)
     if opts.png:

@@ -119,6 +119,9 @@ def test_preview_without_a_screen_is_one_clear_line(small):
     (["--camera", "0", "--anchor", "nosuch"], "no such fixture"),
     (["--camera", "0", "--anchor", "strip-1:999"], "--anchor"),
     (["--camera", "0", "--preview"], "--preview goes with --dry-run"),
+    (["--camera", "0", "--png-dir", "no/such/dir"], "--png-dir no/such/dir: not a folder"),
+    (["--camera", "0", "--snapshot", "view.txt"], "--snapshot view.txt: give a .png"),
+    (["--camera", "0", "--snapshot", "no/such/dir/view.png"], "no folder no/such/dir"),
 ])
 def test_bad_input_is_one_clear_line_and_a_failing_status(args, message):
     r = _run(*args, timeout=60)
@@ -126,6 +129,17 @@ def test_bad_input_is_one_clear_line_and_a_failing_status(args, message):
     lines = [ln for ln in r.stdout.splitlines() if ln.strip()]
     assert len(lines) == 1 and message in lines[0], r.stdout + r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_a_png_dir_that_is_not_a_folder_is_refused_before_any_pattern(small, tmp_path):
+    """It was a traceback after every pattern had been shown (and, mapping, before anything was written)."""
+    (tmp_path / "afile").write_text("x")
+    r = _run("--venue", str(small.given_path), "--dry-run", "--hold", "0.02", "--quiet", "--png-dir",
+             str(tmp_path / "afile"), timeout=60)
+    lines = [ln for ln in r.stdout.splitlines() if ln.strip()]
+    assert r.returncode == 2 and len(lines) == 1 and "--png-dir" in lines[0] and "not a folder" in lines[0], \
+        r.stdout + r.stderr
+    assert "Traceback" not in r.stderr and small.receivers["wall"].total == 0
 
 
 def test_bad_anchors_and_corners_say_what_is_wrong(small):
