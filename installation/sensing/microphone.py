@@ -282,10 +282,16 @@ def find_input_device(sd, name: str | None):
 
 
 def read_wav(path: str) -> tuple[np.ndarray, int]:
-    """Mono float32 samples and sample rate of a PCM WAV file (8/16/24/32-bit)."""
-    with wave.open(str(path), "rb") as w:
-        sr, ch, sw, n = w.getframerate(), w.getnchannels(), w.getsampwidth(), w.getnframes()
-        raw = w.readframes(n)
+    """Mono float32 samples and sample rate of a PCM WAV file (8/16/24/32-bit); ``ValueError`` naming the
+    file when it is not one (``wave.Error`` and ``EOFError`` reached the user as tracebacks)."""
+    try:
+        with wave.open(str(path), "rb") as w:
+            sr, ch, sw, n = w.getframerate(), w.getnchannels(), w.getsampwidth(), w.getnframes()
+            raw = w.readframes(n)
+    except (wave.Error, EOFError) as exc:
+        raise ValueError(f"{path}: not a PCM WAV file ({str(exc) or 'empty or cut short'})") from None
+    if sr <= 0 or ch <= 0:
+        raise ValueError(f"{path}: not a usable WAV file ({sr} Hz, {ch} channels)")
     if sw == 1:
         x = (np.frombuffer(raw, np.uint8).astype(np.float32) - 128.0) / 128.0
     elif sw == 2:

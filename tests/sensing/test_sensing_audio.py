@@ -149,6 +149,18 @@ def test_wav_file_reads_like_the_device(tmp_path):
     assert np.max(np.abs(y - np.clip(x, -1, 1))) < 1e-4
 
 
+@pytest.mark.parametrize("content, why", [
+    (b"", "empty or cut short"),                                    # was EOFError
+    (b"# my notes\n" * 10, "does not start with RIFF"),             # a wrong file given: was wave.Error
+    (b"RIFF\x24\x00\x00\x00WAVEfmt \x10\x00\x00\x00\x03\x00", "not a PCM WAV"),  # cut short / float
+])
+def test_a_file_that_is_not_a_wav_is_a_value_error_naming_it(tmp_path, content, why):
+    path = tmp_path / "notes.wav"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=f"notes.wav: .*{why}"):
+        read_wav(path)
+
+
 
 STUCK = r"""
 import atexit, sys, threading, types
