@@ -294,6 +294,17 @@ def run_live(args: LiveArgs) -> int:
         show = load_show(args.venue)
         for w in show.venue.warnings:
             log.warning("%s", w)
+    if args.record_sensors:   # before anything is built: it was found late (a traceback), or never (no sensors)
+        sensors_cfg = show.sensors if show is not None else {}
+        if args.camera is None and args.audio is None and sensors_cfg.get("camera") is None \
+                and sensors_cfg.get("audio") is None:
+            raise StartupError(f"--record-sensors {args.record_sensors}: no camera or microphone to record (give "
+                               f"--camera or --audio, or a venue with a [sensors] camera or audio)")
+        from .sensing.hub import check_record_path
+        try:
+            check_record_path(args.record_sensors)
+        except ValueError as exc:
+            raise StartupError(f"--record-sensors: {exc}") from None
     venue = show.venue if show is not None and not args.no_leds else None
 
     stack = contextlib.ExitStack()  # a failed start tears down what was built, in reverse

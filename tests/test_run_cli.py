@@ -149,6 +149,8 @@ def test_render_refuses_bad_inputs_in_one_line(tmp_path, args, message):
     (("--health-port", "-5"), "--health-port -5: give a port"),          # ran with a traceback and no /health
     (("--particles", "0"), "--particles 0: give a number of particles"),  # ran the default 262,144
     (("--log-level", "LOUD"), "--log-level LOUD: give DEBUG"),           # a traceback from the logging setup
+    (("--record-sensors", "night.jsonl"), "no camera or microphone to record"),   # ran, recording nothing
+    (("--audio", "a.wav", "--record-sensors", "no/such/night.jsonl"), "no folder 'no/such'"),   # a late traceback
 ])
 def test_live_refuses_bad_numbers_in_one_line_before_starting(tmp_path, args, message):
     ports = {"--osc-port": "0", "--health-port": "0"}

@@ -14,9 +14,11 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import queue
 import threading
 import time
+from pathlib import Path
 
 from installation.params import ParamTree
 
@@ -29,9 +31,18 @@ log = logging.getLogger(__name__)
 
 
 def check_record_path(path) -> None:
-    """``ValueError`` unless ``path`` names a JSON-lines file (``*.jsonl``)."""
+    """``ValueError`` unless ``path`` names a JSON-lines file (``*.jsonl``) in a folder that exists and can
+    be written (the file is opened only when the sensors start, after the whole show is built)."""
     if not str(path).endswith((".jsonl", ".json")):
         raise ValueError(f"record_to {str(path)!r}: sensor recordings are JSON lines; name the file *.jsonl")
+    p = Path(path)
+    folder = p.parent
+    if not folder.is_dir():
+        raise ValueError(f"record_to {str(path)!r}: there is no folder {str(folder)!r} to write it in")
+    if p.is_dir():
+        raise ValueError(f"record_to {str(path)!r}: is a folder; name a file in it")
+    if not os.access(folder, os.W_OK) or (p.exists() and not os.access(p, os.W_OK)):
+        raise ValueError(f"record_to {str(path)!r}: cannot write there (permission denied)")
 
 
 class Recorder:

@@ -272,3 +272,12 @@ def test_sense_command_refuses_bad_arguments(tmp_path):
 def test_hub_refuses_a_recording_name_it_cannot_replay(tmp_path):
     with pytest.raises(ValueError, match="jsonl"):
         SensorHub(None, None, record_to=str(tmp_path / "night.csv"))
+
+
+def test_hub_refuses_a_recording_it_could_not_write_before_anything_starts(tmp_path):
+    """A missing folder was found only when the sensors started, after the whole show was built: a traceback."""
+    with pytest.raises(ValueError, match="no folder .*nope"):
+        SensorHub(None, None, record_to=str(tmp_path / "nope" / "night.jsonl"))
+    (tmp_path / "d.jsonl").mkdir()
+    with pytest.raises(ValueError, match="is a folder"):
+        SensorHub(None, None, record_to=str(tmp_path / "d.jsonl"))
