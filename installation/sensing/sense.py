@@ -13,13 +13,14 @@ import math
 import sys
 import time
 from fractions import Fraction
+from pathlib import Path
 
 import cv2
 import numpy as np
 
 from installation.params import ParamTree
 
-from .camera import CameraAnalyzer, analysis_size, has_colour, is_file_source, roi_points, set_roi
+from .camera import CameraAnalyzer, analysis_size, has_colour, is_file_source, parse_roi, roi_points, set_roi
 from .frames import AudioFrame, CameraFrame
 
 log = logging.getLogger(__name__)
@@ -181,8 +182,34 @@ def _make_tree(roi) -> ParamTree:
 
     tree = ParamTree.from_specs(PARAMS + MOOD_PARAMS)
     if roi is not None:
-        set_roi(tree, roi)
+        _set_checked_roi(tree, roi)
     return tree
+
+
+def _set_checked_roi(tree: ParamTree, roi) -> None:
+    """Set ``--roi`` on ``tree``; ``ValueError`` for a corner outside what the ROI parameters hold (their
+    bases clamp: ``--roi 0,0,5,0,5,5,0,5`` measured with the corners quietly moved to 2)."""
+    pts = parse_roi(roi) if isinstance(roi, str) else tuple(roi)
+    spec = tree.spec("sensing/camera/roi/x0")
+    for i, (x, y) in enumerate(pts):
+        if not (spec.lo <= x <= spec.hi and spec.lo <= y <= spec.hi):
+            raise ValueError(f"--roi {roi!r}: corner {i + 1} ({x:g}, {y:g}) is outside {spec.lo:g}..{spec.hi:g} "
+                             f"(0..1 is the camera image)")
+    set_roi(tree, pts)
+
+
+def _check_outputs(preview_mp4, seconds) -> str | None:
+    """What is wrong with ``--preview`` or ``--seconds``, in one line, or None (a bad preview path was a PyAV
+    traceback once the first frame was measured; ``--seconds nan`` never stopped a live device)."""
+    if seconds is not None and not (math.isfinite(seconds) and seconds > 0):
+        return f"--seconds {seconds:g}: give a length above 0 (or leave it out to stop with Ctrl-C)"
+    if preview_mp4:
+        p = Path(preview_mp4)
+        if p.suffix.lower() not in (".mp4", ".m4v", ".mov"):
+            return f"--preview {preview_mp4}: give a .mp4 file"
+        if p.is_dir() or not p.parent.is_dir():
+            return f"--preview {preview_mp4}: " + ("is a folder" if p.is_dir() else f"no folder {str(p.parent)!r}")
+    return None
 
 
 def run_sense(camera, audio, out_csv, preview_mp4=None, roi=None, seconds: float | None = None,
@@ -203,11 +230,15 @@ def run_sense(camera, audio, out_csv, preview_mp4=None, roi=None, seconds: float
     if camera is None and audio is None:
         print("sense: give --camera and/or --audio", file=out)
         return 2
+    bad = _check_outputs(preview_mp4, seconds)
+    if bad:
+        print(f"sense: {bad}", file=out)
+        return 2
     try:
         if tree is None:
             tree = _make_tree(roi)
         elif roi is not None:
-            set_roi(tree, roi)
+            _set_checked_roi(tree, roi)
     except ValueError as e:
         print(f"sense: {e}", file=out)
         return 2

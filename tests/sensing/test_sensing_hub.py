@@ -269,6 +269,20 @@ def test_sense_command_refuses_bad_arguments(tmp_path):
     assert run_sense(str(tmp_path / "missing.gif"), None, str(out)) == 1
 
 
+@pytest.mark.parametrize("kw, message", [
+    ({"roi": "0,0,5,0,5,5,0,5"}, "corner 2 (5, 0) is outside -1..2"),   # was clamped to 2 and measured
+    ({"preview_mp4": "p.txt"}, "--preview p.txt: give a .mp4"),           # was a PyAV traceback
+    ({"preview_mp4": "no/such/p.mp4"}, "no folder 'no/such'"),            # was a PyAV traceback
+    ({"seconds": float("nan")}, "--seconds nan: give a length above 0"),  # a live device never stopped
+])
+def test_sense_refuses_a_bad_roi_preview_or_length_before_measuring(tmp_path, kw, message):
+    import io
+    out, csv_path = io.StringIO(), tmp_path / "x.csv"
+    assert run_sense(str(need(WALK)), None, str(csv_path), out=out, **kw) == 2
+    assert out.getvalue().strip().splitlines() == [out.getvalue().strip()] and message in out.getvalue()
+    assert not csv_path.exists()
+
+
 def test_hub_refuses_a_recording_name_it_cannot_replay(tmp_path):
     with pytest.raises(ValueError, match="jsonl"):
         SensorHub(None, None, record_to=str(tmp_path / "night.csv"))
