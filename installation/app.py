@@ -87,6 +87,12 @@ class RenderArgs:
     overrides: tuple[str, ...] = ()  # "PATH=VALUE", applied after the preset (run.py render --set)
 
 
+def check_seed(seed: int | None) -> None:
+    """:class:`StartupError` for a negative ``--seed`` (numpy's generators refuse one: it was a traceback)."""
+    if seed is not None and seed < 0:
+        raise StartupError(f"--seed {seed}: give a whole number 0 or more")
+
+
 def check_particles(particles: int | None) -> None:
     """:class:`StartupError` unless ``--particles`` is absent or within ``field/particles``'s declared range
     (the parameter model would otherwise clamp it silently: ``--particles 0`` ran the default 262,144)."""
@@ -105,6 +111,7 @@ def render(args: RenderArgs) -> int:
     if not (math.isfinite(args.seconds) and args.seconds > 0):
         raise StartupError(f"--seconds {args.seconds:g}: give a length above 0")
     check_particles(args.particles)
+    check_seed(args.seed)
     frames = max(1, round(args.seconds * args.fps))
     sensors = None
     tree = declare_all(extra=_sensing_params())
@@ -283,6 +290,7 @@ def check_live_args(args: LiveArgs) -> None:
             raise StartupError(f"{opt} {port}: give a port in 0..65535 (0: the OS chooses)"
                                if opt == "--osc-port" else f"{opt} {port}: give a port in 1..65535 (0: off)")
     check_particles(args.particles)
+    check_seed(args.seed)
 
 
 def run_live(args: LiveArgs) -> int:

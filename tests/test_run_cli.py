@@ -132,6 +132,7 @@ def test_headless_run_off_a_terminal_writes_no_status_lines_and_status_reports_i
     (("--size", "641x361"), "even sides"),
     (("--sensors", "README.md"), "not a sensor recording"),   # a wrong file given: no render without its sensors
     (("--audio", "README.md"), "README.md: not a PCM WAV file"),   # a wrong file given: was a wave.Error traceback
+    (("--seed", "-1"), "--seed -1: give a whole number 0 or more"),   # was a numpy traceback
 ])
 def test_render_refuses_bad_inputs_in_one_line(tmp_path, args, message):
     out = tmp_path / "x.mp4"
@@ -148,6 +149,7 @@ def test_render_refuses_bad_inputs_in_one_line(tmp_path, args, message):
     (("--osc-port", "70000"), "--osc-port 70000: give a port"),          # a traceback from the OSC config
     (("--health-port", "-5"), "--health-port -5: give a port"),          # ran with a traceback and no /health
     (("--particles", "0"), "--particles 0: give a number of particles"),  # ran the default 262,144
+    (("--seed", "-5"), "--seed -5: give a whole number 0 or more"),      # a numpy traceback
     (("--log-level", "LOUD"), "--log-level LOUD: give DEBUG"),           # a traceback from the logging setup
     (("--record-sensors", "night.jsonl"), "no camera or microphone to record"),   # ran, recording nothing
     (("--audio", "a.wav", "--record-sensors", "no/such/night.jsonl"), "no folder 'no/such'"),   # a late traceback
