@@ -207,7 +207,7 @@ def _dispatch(args) -> int:
         return 0
     if cmd in ("layouts", "venue") and getattr(args, "venue_command", "check") == "check":
         from installation.venue import check_layout
-        text = check_layout(args.file)
+        text = check_layout(args.file, venue=cmd == "venue")
         if text.startswith("ERROR "):
             print(f"tapestry: {text.removeprefix('ERROR ')}", file=sys.stderr)
             return 2

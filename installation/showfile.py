@@ -90,6 +90,9 @@ def load_show(path: str | Path, sections: tuple[Section, ...] = SECTIONS) -> Sho
         raw = read_table(path)
     except LayoutError as exc:
         raise ConfigError(str(exc)) from None
+    if "fixtures" in raw and not any(k in raw for k in ("layouts", "layout", "outputs")):
+        raise ConfigError(f"{path}: a layout file ([[fixtures]]), not a venue: a venue names its layouts "
+                          f"(layouts = [\"{path.name}\"]) and its [[outputs]] (see docs/venue-reference.md)")
     values = validate(top_section(sections), raw, f"{path}:")
     venue = build_venue(raw, path)
     return Show(path=path, venue=venue, scenes=values.get("scenes"), schedule=values.get("schedule"),

@@ -205,19 +205,21 @@ def _read_supplies(raw: Any, path: Path, layout: Layout) -> tuple[Supply, ...]:
     return tuple(out)
 
 
-def check_layout(path: str | Path) -> str:
+def check_layout(path: str | Path, venue: bool = False) -> str:
     """``layouts check FILE``: a summary of a layout or venue file, or its errors.
 
     For a venue file the protocols come from its outputs; for a bare layout
     they are inferred from the patch keys (universe: Art-Net, offset: DDP,
-    address: OSC).  Returns the text to print; never raises for bad files.
+    address: OSC).  ``venue``: check it as a venue whatever it holds (``venue check``: a layout file
+    passed as OK there and was then refused by the show).  Returns the text to print; never raises for
+    bad files.
     """
     path = Path(path)
     try:
         top = read_table(path)
     except LayoutError as exc:
         return f"ERROR {exc}"
-    is_venue = "fixtures" not in top and ("outputs" in top or "layouts" in top or "layout" in top)
+    is_venue = venue or ("fixtures" not in top and ("outputs" in top or "layouts" in top or "layout" in top))
     lines = []
     try:
         if is_venue:

@@ -212,6 +212,8 @@ def test_venue_check_exits_2_on_any_section_error(tmp_path):
     r = run("layouts", "check", str(tmp_path / "missing.toml"))
     assert r.returncode == 2 and "cannot read" in r.stderr
     assert run("venue", "check", str(ROOT / "hardware" / "demo-venue.toml")).returncode == 0
+    r = run("venue", "check", str(ROOT / "hardware" / "strip-wall.toml"))   # said OK; the show then refused it
+    assert r.returncode == 2 and "a layout file ([[fixtures]]), not a venue" in r.stderr, r.stdout + r.stderr
 
 
 def test_install_service_refuses_a_unit_that_would_not_start():

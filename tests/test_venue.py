@@ -155,6 +155,22 @@ def test_check_layout_summary(tmp_path):
     assert bad.startswith("ERROR") and "(s1).patch.universe" in bad and "outside sacn's 1..63999" in bad
 
 
+def test_a_layout_file_given_as_a_venue_says_so():
+    """`venue check strip-wall.toml` said OK (it checked it as a layout) and the show then refused it with
+    'canvas: unknown key': now both say it is a layout file, not a venue; `layouts check` still takes it."""
+    for problem in (check_layout(HW / "strip-wall.toml", venue=True).removeprefix("ERROR "),
+                    _error(lambda: load_venue(HW / "strip-wall.toml"))):
+        assert "strip-wall.toml: a layout file ([[fixtures]]), not a venue" in problem, problem
+    assert check_layout(HW / "strip-wall.toml").endswith("OK")
+    assert check_layout(HW / "demo-venue.toml", venue=True).endswith("OK")
+
+
+def _error(fn) -> str:
+    with pytest.raises(VenueError) as exc:
+        fn()
+    return str(exc.value)
+
+
 def test_shipped_venues():
     demo = load_venue(HW / "demo-venue.toml")
     assert all(o.host == "127.0.0.1" for o in demo.outputs)
