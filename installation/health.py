@@ -359,7 +359,7 @@ def fetch_status(url: str = DEFAULT_URL, timeout: float = 2.0) -> dict:
     """GET the /health document; raises :class:`StatusUnavailable` with a readable reason."""
     try:
         with urllib.request.urlopen(url, timeout=timeout) as resp:
-            return json.loads(resp.read().decode("utf-8"))
+            doc = json.loads(resp.read().decode("utf-8"))
     except urllib.error.HTTPError as exc:
         raise StatusUnavailable(f"{url} answered HTTP {exc.code} {exc.reason}") from exc
     except (urllib.error.URLError, OSError) as exc:
@@ -368,6 +368,11 @@ def fetch_status(url: str = DEFAULT_URL, timeout: float = 2.0) -> dict:
                                 f"(systemctl status tapestry)") from exc
     except ValueError as exc:
         raise StatusUnavailable(f"{url} did not return JSON: {exc}") from exc
+    # Another program's JSON (a wrong --url): a list was a traceback, {} read as "status ?" and exit 1.
+    if not isinstance(doc, dict) or not isinstance(doc.get("status"), str):
+        raise StatusUnavailable(f"{url} answered, but not with Tapestry's /health document (is it the right "
+                                f"address? the default is {DEFAULT_URL})")
+    return doc
 
 
 def _duration(s: float | None) -> str:

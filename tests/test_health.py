@@ -177,3 +177,30 @@ def test_status_is_honest_and_readable():
     assert "output/wall: backoff: [Errno 111] Connection refused" in text
     assert board.note_states(snap2) == []          # no change, no new line and no new error
     assert status_exit({"status": "ok"}) == 0
+
+
+@pytest.mark.parametrize("body", [b"[1, 2]", b"42", b"{}", b'{"state": 5, "fps": "x"}'])
+def test_another_programs_json_is_not_taken_for_the_health_document(body):
+    """A wrong --url answering JSON: a list or number was an AttributeError traceback in `run.py status`,
+    {} read as status '?' and exit 1 (degraded)."""
+    import http.server
+    import threading
+
+    class Other(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    srv = http.server.HTTPServer(("127.0.0.1", 0), Other)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(StatusUnavailable, match="not with Tapestry's /health document"):
+            fetch_status(f"http://127.0.0.1:{srv.server_address[1]}/", timeout=5)
+    finally:
+        srv.shutdown()
+        srv.server_close()
