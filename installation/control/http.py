@@ -49,7 +49,9 @@ class HttpLimits:
     max_body_bytes: int = 65536      # request body
     ws_max_frame_bytes: int = 65536  # one incoming WebSocket message
     ws_queue: int = 256              # outgoing WebSocket messages waiting; beyond: the client is dropped
-    ws_flood_s: float = 10.0         # a WebSocket kept over client_rate this long is closed (1008)
+    ws_rate: float = 100.0           # small frames/s one WebSocket may send (token bucket; a frame costs 1 + KiB/4)
+    ws_burst: float = 1100.0         # and at once: a client following every path (MAX_LISTENS 1024) on connecting
+    ws_flood_s: float = 10.0         # a WebSocket kept over ws_rate this long is closed (1008)
     ws_idle_timeout_s: float = 300.0  # a silent WebSocket is pinged after half of this, closed after all of it
     max_requests_per_connection: int = 1000
     client_rate: float = 100.0       # requests/s per client address (token bucket); beyond: 429
@@ -523,7 +525,7 @@ class HttpServer:
         sender = asyncio.ensure_future(self._ws_sender(session, writer))
         try:
             session.on_open()
-            await self._ws_reader(session, reader, writer, req.client)
+            await self._ws_reader(session, reader, writer)
         finally:
             session.closed = True
             sender.cancel()
@@ -548,13 +550,14 @@ class HttpServer:
             writer.write(_ws_frame(0x8, struct.pack("!H", 1008) + b"not reading fast enough"))
         writer.transport.abort()
 
-    async def _ws_reader(self, session: WsSession, reader, writer, client: str = "?") -> None:
+    async def _ws_reader(self, session: WsSession, reader, writer) -> None:
         lim = self.limits
         message = bytearray()
         msg_opcode = 0
         pinged = False
         throttled_since: float | None = None
         last_frame = 0.0
+        tokens, refilled = lim.ws_burst, self._loop.time()   # this socket's own budget (see below)
         while not session.closed:
             try:  # half the idle time, then a ping: a live client's stack answers it with a pong by itself
                 b1, b2 = await asyncio.wait_for(reader.readexactly(2), lim.ws_idle_timeout_s / 2)
@@ -581,22 +584,28 @@ class HttpServer:
                 return
             mask = await asyncio.wait_for(reader.readexactly(4), lim.body_timeout_s)
             data = _unmask(await asyncio.wait_for(reader.readexactly(n), lim.body_timeout_s), mask)
-            # every frame costs the client's request budget; over it, the next read waits (TCP pushes back),
-            # so no client can keep this thread (and through the GIL, the frame loop) busy.  A burst waits a
-            # little; a client that keeps flooding, with no pause of a second, is cut off rather than read
-            # slowly for as long as its buffers last (a slot held for half an hour after it left)
+            # Every frame spends this socket's budget, a large one as many small ones (unmasking and parsing
+            # scale with it); over it, the next read waits (TCP pushes back), so no client can keep this thread
+            # (and through the GIL, the frame loop) busy.  Each socket has its own: sharing the address's
+            # request budget made a client that LISTENs to every path at once get the page 429s from the same
+            # tablet.  A burst waits a little; a socket that keeps flooding, with no pause of a second, is cut
+            # off rather than read slowly for as long as its buffers last (a slot held long after it left).
             now = self._loop.time()
             if now - last_frame >= 1.0:
                 throttled_since = None
             last_frame = now
-            if not self._allow(client):
+            tokens = min(lim.ws_burst, tokens + (now - refilled) * lim.ws_rate)
+            refilled = now
+            cost = 1.0 + n / 4096.0
+            if tokens < cost:
                 self._counts["rate_limited"] += 1
                 throttled_since = now if throttled_since is None else throttled_since
                 if now - throttled_since > lim.ws_flood_s:
-                    self._ws_close(writer, 1008, f"over {lim.client_rate:g} messages/s for {lim.ws_flood_s:g} s")
+                    self._ws_close(writer, 1008, f"over {lim.ws_rate:g} messages/s for {lim.ws_flood_s:g} s")
                     return
-                while not self._allow(client):
-                    await asyncio.sleep(1.0 / lim.client_rate)
+                await asyncio.sleep((cost - tokens) / lim.ws_rate)
+                tokens, refilled = cost, self._loop.time()
+            tokens -= cost
             if opcode == 0x8:
                 self._ws_close(writer, 1000, "")
                 return

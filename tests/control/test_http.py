@@ -283,10 +283,10 @@ def test_websocket_payloads_of_every_length_form_are_unmasked_intact():
     srv.stop()
 
 
-def test_websocket_messages_count_against_the_client_rate_and_none_is_lost():
+def test_websocket_messages_count_against_the_socket_rate_and_none_is_lost():
     """A LISTEN flood once kept the server thread (and through the GIL the frame loop) busy for minutes:
-    WebSocket frames now spend the client's request budget; over it the server reads more slowly."""
-    srv = HttpServer({}, ws_handler=lambda r: Echo(), limits=HttpLimits(client_rate=40, client_burst=10))
+    WebSocket frames now spend the socket's budget; over it the server reads more slowly."""
+    srv = HttpServer({}, ws_handler=lambda r: Echo(), limits=HttpLimits(ws_rate=40, ws_burst=10))
     assert srv.start()
     ws = WsClient(srv.port, "/")
     t0 = time.monotonic()
@@ -297,6 +297,21 @@ def test_websocket_messages_count_against_the_client_rate_and_none_is_lost():
     assert got == [(0x1, f"M{i}".encode()) for i in range(50)]  # every message answered, in order
     assert elapsed >= 0.8, f"50 messages at 40/s (burst 10) were read in {elapsed:.2f} s"
     assert srv.stats()["rate_limited"] >= 1
+    ws.close()
+    srv.stop()
+
+
+def test_a_client_following_every_path_at_once_leaves_the_page_on_its_tablet_served():
+    """An OSCQuery client LISTENs to each path it shows on connecting (a thousand messages at once); while
+    WebSocket frames spent the address's request budget, the page on the same tablet got 429s for seconds."""
+    srv = HttpServer({"/": lambda r: Response.text("page")}, ws_handler=lambda r: Echo())
+    assert srv.start()
+    ws = WsClient(srv.port, "/")
+    for i in range(1000):
+        ws.send_text(f"/tapestry/p{i}")
+    assert [ws.recv()[1] for _ in range(1000)][-1] == b"/TAPESTRY/P999"
+    assert [get(srv.port, "/")[0] for _ in range(20)] == [200] * 20
+    assert srv.stats()["rate_limited"] == 0
     ws.close()
     srv.stop()
 
@@ -347,10 +362,9 @@ def test_json_nested_too_deeply_is_a_400_not_a_500():
 
 def test_a_websocket_that_keeps_flooding_is_cut_off_not_read_slowly_for_ever():
     """Read at the client rate, a flood in the kernel's buffers lasted half an hour after the client left,
-    holding one of the 16 WebSocket slots: a client kept over the rate for ws_flood_s is closed (1008), also
-    when it floods on several sockets that share its address's budget."""
-    srv = HttpServer({}, ws_handler=lambda r: Echo(),
-                     limits=HttpLimits(client_rate=20, client_burst=5, ws_flood_s=0.5))
+    holding one of the 16 WebSocket slots: a socket kept over the rate for ws_flood_s is closed (1008), each
+    of several flooding from one address."""
+    srv = HttpServer({}, ws_handler=lambda r: Echo(), limits=HttpLimits(ws_rate=20, ws_burst=5, ws_flood_s=0.5))
     assert srv.start()
     clients = [WsClient(srv.port, "/") for _ in range(3)]
     t0 = time.monotonic()
