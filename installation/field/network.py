@@ -37,6 +37,32 @@ PARAMS: tuple[ParamSpec, ...] = (
 )
 
 
+REACH = 0.18    # no canvas edge may lie farther than this (canvas h) from the nearest of the first COVERED nodes
+COVERED = 9     # field/nodes/count's default and the fewest nodes a shipped preset lights
+REDRAWS = 16    # node lists drawn from one seed at most, looking for one that reaches every edge
+
+
+def spread_nodes(rng: np.random.Generator, aspect: float, n: int = MAX_NODES) -> np.ndarray:
+    """``n`` node positions (canvas units, x in [0, aspect]) by best-candidate sampling: each is the farthest
+    from those before it of CANDIDATES random points, so the first ``k`` are spread for every ``k``."""
+    a = float(aspect)
+    pts = np.zeros((n, 2))
+    for k in range(n):   # near the edges too: LEDs are there
+        cand = np.stack([rng.uniform(0.05 * a, 0.95 * a, CANDIDATES), rng.uniform(0.06, 0.94, CANDIDATES)], 1)
+        if k:
+            far = np.hypot(*(cand[:, None, :] - pts[None, :k, :]).transpose(2, 0, 1)).min(1)
+            pts[k] = cand[int(np.argmax(far))]
+        else:
+            pts[k] = cand[0]
+    return pts
+
+
+def edge_reach(pts: np.ndarray, aspect: float) -> float:
+    """How far (canvas h) the canvas edge farthest from every node lies from its nearest node: the band
+    along that edge is where only stray light falls (particles leaving the canvas die)."""
+    return float(max(pts[:, 0].min(), aspect - pts[:, 0].max(), pts[:, 1].min(), 1.0 - pts[:, 1].max()))
+
+
 @dataclass(frozen=True)
 class NetworkState:
     """This frame's network, packed for the shaders (route arrays of MAX_ROUTES slots).
@@ -82,14 +108,16 @@ class Network:
     def _build(self) -> None:
         rng = np.random.default_rng([self.seed, 0x4E75])
         a, n = self.aspect, MAX_NODES
-        pts = np.zeros((n, 2))
-        for k in range(n):   # near the edges too: LEDs are there
-            cand = np.stack([rng.uniform(0.05 * a, 0.95 * a, CANDIDATES), rng.uniform(0.06, 0.94, CANDIDATES)], 1)
-            if k:
-                far = np.hypot(*(cand[:, None, :] - pts[None, :k, :]).transpose(2, 0, 1)).min(1)
-                pts[k] = cand[int(np.argmax(far))]
-            else:
-                pts[k] = cand[0]
+        pts = spread_nodes(rng, a)
+        # A spread that leaves a canvas edge far from every node leaves the LEDs along it dark all day
+        # (seed 20261203: no node above y 0.30, the demo venue's rim strip at 0.04 of full level): draw
+        # again from the same seed until the first COVERED nodes reach every edge, else keep the closest.
+        for j in range(1, REDRAWS):
+            if edge_reach(pts[:COVERED], a) <= REACH:
+                break
+            alt = spread_nodes(np.random.default_rng([self.seed, 0x4E75, j]), a)
+            if edge_reach(alt[:COVERED], a) < edge_reach(pts[:COVERED], a):
+                pts = alt
         self._base = pts
         self._size = rng.uniform(0.6, 1.4, n)
         self._drifts = rng.uniform(0, 1, n) < 0.5           # half the nodes wander
