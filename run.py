@@ -45,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--out", required=True, help="FILE.mp4, or DIR/ for a PNG sequence")
     r.add_argument("--sensors", default=None, help="replay a sensor recording (JSONL)")
     r.add_argument("--camera", default=None, help="a video file standing in for the camera")
-    r.add_argument("--audio", default=None, help="a WAV file standing in for the microphone")
+    r.add_argument("--audio", default=None,
+                   help="a sound file standing in for the microphone (WAV, FLAC, MP3, M4A, a video's soundtrack...)")
     r.add_argument("--x264-preset", default="quick",
                    help="encoder speed: quick (default: 40%% of veryfast's CPU, 1.5-3x its file size) or "
                         "an x264 preset, ultrafast .. veryslow (slower: smaller files)")
@@ -77,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     s = sub.add_parser("sense", help="measure a camera/microphone (or files) into a CSV for tuning")
     s.add_argument("--camera", default=None, help="camera: device index, /dev path, video file or stream URL "
                    "(a file is read once through, as fast as the machine goes)")
-    s.add_argument("--audio", default=None, help="microphone: device name, 'default', or a WAV file")
+    s.add_argument("--audio", default=None,
+                   help="microphone: device name, 'default', or a sound file (WAV, FLAC, MP3, M4A...)")
     s.add_argument("--out", required=True, help="FILE.csv")
     s.add_argument("--preview", default=None, help="FILE.mp4 with the measurements drawn on the camera view")
     s.add_argument("--seconds", type=float, default=None, help="stop after this long (live devices)")
@@ -141,7 +143,8 @@ def _live_args(p: argparse.ArgumentParser) -> None:
                    help="number of particles (default: the preset's field/particles, else 262,144)")
     p.add_argument("--seconds", type=float, default=None, help="stop after this long")
     p.add_argument("--camera", default=None, help="camera: device index, /dev path, video file or stream URL")
-    p.add_argument("--audio", default=None, help="microphone: device name, 'default', or a WAV file")
+    p.add_argument("--audio", default=None,
+                   help="microphone: device name, 'default', or a sound file (WAV, FLAC, MP3, M4A...)")
     p.add_argument("--record-sensors", default=None, help="record sensor measurements to this JSONL file")
     p.add_argument("--osc-port", type=int, default=None,
                    help="UDP port OSC control listens on (default: the venue's [osc] port, else 9000)")

@@ -131,7 +131,7 @@ def test_headless_run_off_a_terminal_writes_no_status_lines_and_status_reports_i
     (("--seconds", "-1"), "--seconds -1"),
     (("--size", "641x361"), "even sides"),
     (("--sensors", "README.md"), "not a sensor recording"),   # a wrong file given: no render without its sensors
-    (("--audio", "README.md"), "README.md: not a PCM WAV file"),   # a wrong file given: was a wave.Error traceback
+    (("--audio", "README.md"), "README.md: not a sound file"),   # a wrong file given: was a wave.Error traceback
     (("--seed", "-1"), "--seed -1: give a whole number 0 or more"),   # was a numpy traceback
 ])
 def test_render_refuses_bad_inputs_in_one_line(tmp_path, args, message):

@@ -94,8 +94,8 @@ class SensorHub:
 
     ``camera``: device index, ``/dev/...`` path, video file or stream URL
     (``None`` for none).  ``audio``: input device name substring, ``"default"``,
-    a ``.wav`` file standing in for the device, or ``None``.  ``tree`` holds
-    the ``sensing/*`` parameters (a private tree with defaults if ``None``).
+    a sound file standing in for the device (:func:`~installation.sensing.microphone.is_audio_file`), or
+    ``None``.  ``tree`` holds the ``sensing/*`` parameters (a private tree with defaults if ``None``).
     ``record_to`` writes every measurement to a JSONL file for replay with
     :class:`~installation.sensing.sources.OfflineSensors`.
     """
@@ -222,7 +222,7 @@ def _sensors_schema():
     from ..schema import Key, Section
     return Section("sensors", "The live sensors (docs/sensing.md); --camera / --audio on the command line win.", keys=(
         Key("camera", (str, int), None, "camera: device index, /dev path, video file or stream URL"),
-        Key("audio", str, None, "microphone: device name, 'default', or a WAV file"),
+        Key("audio", str, None, "microphone: device name, 'default', or a sound file (WAV, FLAC, MP3, M4A...)"),
     ))
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import atexit
 import logging
 import math
+import os
 import threading
 import time
 import wave
@@ -62,16 +63,38 @@ _QUIET_DB = 10.0  # a level within this of its floor is the room's own flutter, 
 
 
 class FloorTracker:
-    """Slow-rising, fast-falling tracker of a level in dB (a running low percentile)."""
+    """Slow-rising, fast-falling tracker of a level in dB (a running low percentile).
+
+    Two things are not the room and teach it nothing.  Digital silence (a level at or under ``lo``: the
+    zeros a stream delivers while it starts, a muted input, a dropout) holds the floor where it was: before,
+    50 ms of zeros as the microphone opened, or a minute of a muted channel, set the floor to ``lo``, and a
+    quiet room (-54 dBFS) then read as loud (0.8) for the ten minutes the floor took to climb back at 3 dB a
+    minute.  And no single moment at the start: the floor starts from the 10th percentile of the first
+    ``SETTLE_S`` of real levels (a recorder's fade-in or a codec's first samples, 20 dB under the room, set it
+    for minutes), then tracks as above.
+    """
+
+    SETTLE_S = 1.0
 
     def __init__(self) -> None:
         self.value: float | None = None
+        self._first: list[float] | None = []   # the real levels of the first SETTLE_S; None once settled
+        self._first_s = 0.0
 
     def update(self, level: float, dt: float, rise_db_per_s: float, fall_s: float, lo: float) -> float:
         """Advance by ``dt`` seconds towards ``level``; returns the floor."""
-        if self.value is None:
-            self.value = max(level, lo)
-        elif level < self.value:
+        if level <= lo:
+            if self.value is None:
+                self.value = lo   # nothing real heard yet: the lowest floor, until the first real level
+            return self.value
+        if self._first is not None:
+            self._first.append(level)
+            self._first_s += dt
+            self.value = max(float(np.percentile(self._first, 10)), lo)
+            if self._first_s >= self.SETTLE_S:
+                self._first = None
+            return self.value
+        if level < self.value:
             self.value += (level - self.value) * (1.0 - math.exp(-dt / fall_s))
         else:
             self.value += min(level - self.value, rise_db_per_s * dt)
@@ -110,8 +133,9 @@ class AudioAnalyzer:
         self._rate = 0.0
         self._level = -120.0
         self._pw = 0.0
-        self._bp: dict[str, float] = {}
+        self._bp: dict[str, float] = dict.fromkeys(BANDS, 0.0)
         self._started = False
+        self._resume = False   # digital silence came since the last real hop (see feed)
         self._floor = FloorTracker()
         self._band_floor = {k: FloorTracker() for k in BANDS}
         # Mean excess of the level over its floor while the room is near quiet (dB): the room's own flutter.
@@ -170,21 +194,35 @@ class AudioAnalyzer:
         for i in range(nh):
             # Smoothed powers (level_s) feed both the reported values and the floors, so the
             # hop-to-hop jitter of a steady noise does not read as sound above its floor.
-            self._pw += a_level * (float(hop_power[i]) - self._pw) if self._started else 0.0
-            if not self._started:
-                self._pw = float(hop_power[i])
-                self._bp = {name: float(band_p[name][i]) for name in BANDS}
-                self._started = True
-            lvl = 10.0 * math.log10(self._pw + _EPS)
-            floor = self._floor.update(lvl, hop_dt, rise, fall, lo)
-            if lvl - floor < _QUIET_DB:  # only the near-quiet room teaches its flutter, never applause
-                self._spread += a_spread * (max(0.0, lvl - floor) - self._spread)
-            for name in BANDS:
-                self._bp[name] += a_level * (float(band_p[name][i]) - self._bp[name])
-                bl = 10.0 * math.log10(self._bp[name] + _EPS)
-                bf = self._band_floor[name].update(bl, hop_dt, rise, fall, lo)
-                if bl - bf < _QUIET_DB:
-                    self._band_spread[name] += a_spread * (max(0.0, bl - bf) - self._band_spread[name])
+            if float(levels[i]) <= lo:
+                # Digital silence (a stream opening, a muted input, a dropout): reported as it is, but it is
+                # not the room: the floors and the flutter learn nothing from it, and the smoothing starts
+                # afresh from the first real hop after it (its decay through every level down to silence,
+                # and its climb back, taught the floor a room 30 dB quieter than the one that came back).
+                if self._started:
+                    self._pw += a_level * (float(hop_power[i]) - self._pw)
+                    for name in BANDS:
+                        self._bp[name] += a_level * (float(band_p[name][i]) - self._bp[name])
+                self._resume = True
+                floor = self._floor.value if self._floor.value is not None else lo
+            else:
+                if not self._started or self._resume:
+                    self._pw = float(hop_power[i])
+                    self._bp = {name: float(band_p[name][i]) for name in BANDS}
+                    self._started, self._resume = True, False
+                else:
+                    self._pw += a_level * (float(hop_power[i]) - self._pw)
+                    for name in BANDS:
+                        self._bp[name] += a_level * (float(band_p[name][i]) - self._bp[name])
+                lvl = 10.0 * math.log10(self._pw + _EPS)
+                floor = self._floor.update(lvl, hop_dt, rise, fall, lo)
+                if lvl - floor < _QUIET_DB:  # only the near-quiet room teaches its flutter, never applause
+                    self._spread += a_spread * (max(0.0, lvl - floor) - self._spread)
+                for name in BANDS:
+                    bl = 10.0 * math.log10(self._bp[name] + _EPS)
+                    bf = self._band_floor[name].update(bl, hop_dt, rise, fall, lo)
+                    if bl - bf < _QUIET_DB:
+                        self._band_spread[name] += a_spread * (max(0.0, bl - bf) - self._band_spread[name])
             # Spectral flux: mean positive rise of the log spectrum since the previous hop.
             cur = logmag[i]
             flux = 0.0 if self._prev_logmag is None else float(np.mean(np.maximum(cur - self._prev_logmag, 0.0)))
@@ -199,7 +237,7 @@ class AudioAnalyzer:
                 self.onsets += 1
             self._flux_mean += a_flux * (flux - self._flux_mean)
 
-        floor = self._floor.value
+        floor = self._floor.value if self._floor.value is not None else lo   # None: only silence heard yet
         self._level = 10.0 * math.log10(self._pw + _EPS)
         margin = float(tr[f"{P}/margin_db"])
         rng = float(tr[f"{P}/range_db"])
@@ -210,7 +248,8 @@ class AudioAnalyzer:
         for name in BANDS:
             cur_db = 10.0 * math.log10(self._bp[name] + _EPS)
             bm = max(margin, k_sp * self._band_spread[name])
-            bands[name] = min(1.0, max(0.0, (cur_db - self._band_floor[name].value - bm) / brng))
+            bf = self._band_floor[name].value
+            bands[name] = min(1.0, max(0.0, (cur_db - (lo if bf is None else bf) - bm) / brng))
         self.last = AudioFrame(self.time if t is None else t, float(self._level), float(floor), loud,
                                bands["bass"], bands["voice"], bands["air"], float(self._rate))
         return self.last
@@ -308,6 +347,60 @@ def read_wav(path: str) -> tuple[np.ndarray, int]:
     return x.reshape(-1, ch).mean(axis=1).astype(np.float32), sr
 
 
+#: names that are sound files, not input devices (any existing file is one too): what ``--audio`` reads
+AUDIO_FILE_EXTS = (".wav", ".wave", ".flac", ".mp3", ".m4a", ".aac", ".ogg", ".oga", ".opus", ".aif", ".aiff",
+                   ".caf", ".wma", ".mp4", ".mov", ".mkv", ".webm")
+
+
+def is_audio_file(spec) -> bool:
+    """Whether ``spec`` names a sound file standing in for the microphone (a known sound or video extension,
+    or any existing file), not an input device's name (``"USB"``, ``"default"``)."""
+    if not spec:
+        return False
+    s = str(spec)
+    return s.lower().endswith(AUDIO_FILE_EXTS) or os.path.isfile(s)
+
+
+def read_audio(path) -> tuple[np.ndarray, int]:
+    """Mono float32 samples and sample rate of a sound file: a PCM WAV read as it is, anything else decoded
+    by FFmpeg through PyAV (a float WAV as DAWs and Audacity write, FLAC, MP3, AAC/M4A from a phone, Opus, a
+    video's soundtrack); ``OSError`` for a missing file, ``ValueError`` naming one that holds no sound."""
+    if not os.path.exists(str(path)):
+        raise OSError(f"audio file {path} does not exist")
+    if str(path).lower().endswith((".wav", ".wave")):
+        try:
+            return read_wav(path)
+        except ValueError:
+            pass   # not PCM (a float or compressed WAV): FFmpeg reads it
+    return _decode_audio(path)
+
+
+def _decode_audio(path) -> tuple[np.ndarray, int]:
+    """The first sound stream of any file FFmpeg reads, its channels averaged (as :func:`read_wav` does)."""
+    import av  # noqa: PLC0415 - only for sound files that are not PCM WAV
+
+    chunks: list[np.ndarray] = []
+    rate = 0
+    try:
+        with av.open(str(path)) as box:
+            stream = next((st for st in box.streams if st.type == "audio"), None)
+            if stream is None:
+                raise ValueError(f"{path}: no sound in it (no audio stream)")
+            resampler = None
+            for frame in box.decode(stream):
+                if resampler is None:
+                    rate = frame.sample_rate
+                    resampler = av.AudioResampler(format="fltp", layout=frame.layout.name, rate=rate)
+                chunks += [f.to_ndarray().mean(axis=0) for f in resampler.resample(frame)]
+            if resampler is not None:
+                chunks += [f.to_ndarray().mean(axis=0) for f in resampler.resample(None)]
+    except av.FFmpegError as exc:
+        raise ValueError(f"{path}: not a sound file FFmpeg can read ({exc})") from None
+    if not chunks or rate <= 0:
+        raise ValueError(f"{path}: no sound in it (an empty audio stream)")
+    return np.concatenate(chunks).astype(np.float32), int(rate)
+
+
 def _forgo_portaudio_shutdown(sd) -> None:
     """Skip sounddevice's clean-up at exit: a stream close is stuck inside PortAudio.
 
@@ -325,7 +418,7 @@ class MicCapture:
     """A PortAudio input stream (or a WAV file standing in for it) feeding a :class:`Ring`.
 
     ``device`` is a name substring (``"pulse"``, ``"USB"``), ``"default"``,
-    or a path ending in ``.wav``.  A supervisor thread opens the stream and
+    or a sound file (:func:`is_audio_file`).  A supervisor thread opens the stream and
     reopens it with backoff when it fails or stops delivering; PortAudio is
     re-initialised before each reopen because its device list is fixed at
     initialisation.  :meth:`read` (engine thread) analyses what arrived.
@@ -335,7 +428,7 @@ class MicCapture:
                  blocksize_ms: float = 5.0, backoff=(0.5, 8.0), sd_module=None, latency="low") -> None:
         self.device = device
         self.tree = tree if tree is not None else ParamTree.from_specs(PARAMS)
-        self.is_file = bool(device) and str(device).lower().endswith(".wav")
+        self.is_file = is_audio_file(device)
         self.samplerate = samplerate
         self.blocksize_ms = blocksize_ms
         self.latency = latency
@@ -444,7 +537,7 @@ class MicCapture:
 
     def _open(self, reinit: bool) -> None:
         if self.is_file:
-            samples, sr = read_wav(self.device)
+            samples, sr = read_audio(self.device)
             self._setup(float(sr))
             self._stream = WavFeeder(samples, sr, self.callback, block=max(1, int(sr * self.blocksize_ms / 1000)))
             self._stream.start()

@@ -22,6 +22,7 @@ from installation.params import ParamTree
 
 from .camera import CameraAnalyzer, analysis_size, has_colour, is_file_source, parse_roi, roi_points, set_roi
 from .frames import AudioFrame, CameraFrame
+from .microphone import is_audio_file
 
 log = logging.getLogger(__name__)
 
@@ -217,7 +218,7 @@ def run_sense(camera, audio, out_csv, preview_mp4=None, roi=None, seconds: float
     """Run the sensing and write one CSV row per camera frame; returns an exit status.
 
     ``camera``: video file, device index, /dev path, stream URL or ``None``;
-    ``audio``: WAV file, input device name substring, ``"default"`` or
+    ``audio``: a sound file (WAV, FLAC, MP3, M4A...), input device name substring, ``"default"`` or
     ``None``.  Files are processed offline, once through, as fast as the
     machine goes; live devices run until Ctrl-C (or ``seconds``).  ``roi``:
     ``"x0,y0,x1,y1,x2,y2,x3,y3"`` (canvas corners TL, TR, BR, BL in the
@@ -242,7 +243,7 @@ def run_sense(camera, audio, out_csv, preview_mp4=None, roi=None, seconds: float
     except ValueError as e:
         print(f"sense: {e}", file=out)
         return 2
-    offline = (camera is None or is_file_source(camera)) and (audio is None or str(audio).lower().endswith(".wav"))
+    offline = (camera is None or is_file_source(camera)) and (audio is None or is_audio_file(audio))
     try:
         f = open(out_csv, "w", newline="", encoding="utf-8")
     except OSError as e:

@@ -21,7 +21,7 @@ from installation.params import ParamTree
 
 from .camera import CameraAnalyzer
 from .frames import AudioFrame, CameraFrame
-from .microphone import AudioAnalyzer, read_wav
+from .microphone import AudioAnalyzer, read_audio
 
 log = logging.getLogger(__name__)
 
@@ -96,11 +96,11 @@ def read_recording(path) -> tuple[list[CameraFrame], list[AudioFrame]]:
 
 
 class OfflineSensors:
-    """Deterministic sensors from files: a camera video, a WAV file, or a recording.
+    """Deterministic sensors from files: a camera video, a sound file, or a recording.
 
     ``at(t)`` returns the measurements at time ``t`` seconds: a video is
     analysed frame by frame at its own frame rate (``fps`` when the file does
-    not say), looping when ``loop`` is true; a WAV is analysed up to ``t``
+    not say), looping when ``loop`` is true; a sound file is analysed up to ``t``
     (silence after its end); a recording (``sensors_file``, JSONL from
     :class:`~installation.sensing.hub.SensorHub`) returns the latest record
     at or before ``t``.  Asking for an earlier time restarts the analysis
@@ -121,7 +121,7 @@ class OfflineSensors:
         self._samples = None
         self.samplerate = 0
         if audio_file is not None:
-            self._samples, self.samplerate = read_wav(audio_file)
+            self._samples, self.samplerate = read_audio(audio_file)
         self._rec_cam: list[CameraFrame] = []
         self._rec_aud: list[AudioFrame] = []
         if sensors_file is not None:

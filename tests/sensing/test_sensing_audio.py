@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import subprocess
 import sys
 from pathlib import Path
@@ -10,8 +11,9 @@ import numpy as np
 import pytest
 
 from installation.params import ParamTree
-from installation.sensing import PARAMS
-from installation.sensing.microphone import AudioAnalyzer, MicCapture, Ring, read_wav
+from installation.sensing import PARAMS, run_sense
+from installation.sensing.microphone import (AudioAnalyzer, MicCapture, Ring, is_audio_file, read_audio,
+                                             read_wav)
 from sensing_media import SR, band_noise, claps, noise, speech_bursts, write_wav
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -105,6 +107,22 @@ def test_quiet_after_loud_falls_fast_louder_room_rises_slowly():
     assert an.last.loudness < 0.05
 
 
+
+def test_silence_from_the_input_is_not_the_room():
+    """A stream that opens with 50 ms of zeros, and a channel muted for a minute mid-show, set the floor to
+    digital silence: the quiet room (-54 dBFS) then read 0.8 loud for ten minutes.  Neither teaches it now."""
+    def at(frames, t0, t1):   # loudness of the frames read between t0 and t1 s of the stream (one per 720 samples)
+        return [f.loudness for i, f in enumerate(frames) if t0 < (i + 1) * 720 / SR < t1]
+
+    zeros = np.zeros(SR // 20, np.float32)
+    frames, _ = feed_like_a_stream(np.concatenate([zeros, noise(20, -54)]))
+    assert max(at(frames, 2.0, 20.0)) < 0.05
+    muted = np.concatenate([noise(10, -54), np.zeros(60 * SR, np.float32), noise(10, -54, seed=7),
+                            np.clip(noise(5, -54, seed=8) + claps(5, rate=6, peak=0.5), -1, 1)])
+    frames, _ = feed_like_a_stream(muted)
+    assert max(at(frames, 70.5, 80.0)) < 0.05
+    assert np.mean(at(frames, 81.0, 85.0)) > 0.4   # applause after it still reads loud
+
 def test_chunking_does_not_change_the_result():
     x = noise(4, -50) + claps(4, 2) + speech_bursts(4)
     a, b = AudioAnalyzer(SR), AudioAnalyzer(SR)
@@ -161,6 +179,62 @@ def test_a_file_that_is_not_a_wav_is_a_value_error_naming_it(tmp_path, content, 
         read_wav(path)
 
 
+
+
+def encode(path: Path, x: np.ndarray, codec: str, fmt: str, sr: int = SR) -> Path:
+    """``x`` (mono float) as a stereo sound file through FFmpeg (PyAV): what a DAW or a phone writes."""
+    import av
+    with av.open(str(path), "w") as box:
+        st = box.add_stream(codec, rate=sr, layout="stereo")
+        frame = av.AudioFrame.from_ndarray(np.stack([x, x]).astype(np.float32), format="fltp", layout="stereo")
+        frame.sample_rate = sr
+        for f in av.AudioResampler(format=fmt, layout="stereo", rate=sr).resample(frame):
+            for packet in st.encode(f):
+                box.mux(packet)
+        for packet in st.encode(None):
+            box.mux(packet)
+    return path
+
+
+@pytest.mark.parametrize("name, codec, fmt, tol", [
+    ("room.wav", "pcm_f32le", "flt", 1e-6),   # a float WAV (Audacity, DAWs): Python's wave module refuses it
+    ("room.flac", "flac", "s16", 1e-4),
+])
+def test_a_float_wav_or_a_flac_reads_like_the_pcm_wav(tmp_path, name, codec, fmt, tol):
+    x = np.clip(noise(2, -50) + claps(2, 2), -1, 1)
+    y, sr = read_audio(encode(tmp_path / name, x, codec, fmt))
+    assert sr == SR and y.size == x.size
+    assert np.max(np.abs(y - x)) < tol
+
+
+def test_a_phone_recording_drives_sense_like_the_wav(tmp_path):
+    """An AAC (.m4a) recording, as a phone makes one, runs through `sense` offline: the claps read loud."""
+    x = np.concatenate([noise(1, -60), np.clip(noise(2, -60) + claps(2, 3), -1, 1)])
+    m4a = encode(tmp_path / "room.m4a", x, "aac", "fltp")
+    out = tmp_path / "s.csv"
+    assert is_audio_file(str(m4a))
+    assert run_sense(None, str(m4a), str(out)) == 0
+    rows = list(csv.DictReader(out.open()))
+    quiet = [float(r["loudness"]) for r in rows if 0.3 < float(r["t"]) < 0.9]
+    loud = [float(r["loudness"]) for r in rows if float(r["t"]) > 1.5]
+    assert quiet and max(quiet) < 0.05 and max(loud) > 0.5, (quiet, loud)
+
+
+def test_device_names_are_not_sound_files(tmp_path):
+    assert not is_audio_file("USB") and not is_audio_file("default") and not is_audio_file(None)
+    assert is_audio_file("talk.mp3") and is_audio_file("clip.MP4")
+    odd = tmp_path / "room-recording"   # no extension, but a file: not a device to wait for
+    odd.write_bytes(b"x")
+    assert is_audio_file(str(odd))
+
+
+def test_a_file_with_no_sound_is_a_value_error_naming_it(tmp_path):
+    notes = tmp_path / "notes.mp3"
+    notes.write_text("# my notes\n" * 10)
+    with pytest.raises(ValueError, match="notes.mp3: "):
+        read_audio(notes)
+    with pytest.raises(OSError, match="does not exist"):
+        read_audio(tmp_path / "gone.m4a")
 
 STUCK = r"""
 import atexit, sys, threading, types
