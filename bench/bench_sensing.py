@@ -1,13 +1,18 @@
 """Sensing benchmarks: camera analysis per frame, microphone-to-mood latency.
 
-    python bench/bench_sensing.py [--frames N] [--trials N]
+    python bench/bench_sensing.py [--frames N] [--trials N] [--only camera,latency,quiet]
 
 Prints figures only (no pass/fail): camera ms per frame at 640x360 and
 1280x720 (the test footage upscaled), with OpenCV's default threading and
 single-threaded, as ratios to the 640x360 default; and the latency from a
 microphone block arriving (a synthetic PortAudio callback feed in real time)
-to the engine's Mood reflecting it, with the engine polling at 60 fps.
-Goals: <= 5 ms per 640x360 frame; sound -> mood well inside 45 ms.
+to the engine's Mood reflecting it, with the engine polling at 60 fps; and
+what a quiet room reads (room tone at -54 dBFS with 50 Hz hum, issue 13) as
+heard from the start, after a stream that opens with 50 ms of zeros, after a
+minute of a muted channel and after a recorder's quiet first 10 ms, each
+followed by applause (synthetic claps).
+Goals: <= 5 ms per 640x360 frame; sound -> mood well inside 45 ms; the quiet
+room < 0.05 loudness, applause > 0.4.
 """
 
 from __future__ import annotations
@@ -162,15 +167,71 @@ def bench_latency(trials: int, sr: int = 48000, block_ms: float = 5.0, fps: floa
     print(f"  one engine frame is {1000 * frame:.1f} ms of that latency at most; goal: well inside 45 ms")
 
 
+def bench_quiet(sr: int = 48000) -> None:
+    """Loudness of a quiet room after each way a stream can begin or break, through MicCapture's callback."""
+    rng = np.random.default_rng(5)
+
+    def room(seconds: float) -> np.ndarray:
+        n = int(sr * seconds)
+        spec = np.fft.rfft(rng.standard_normal(n))
+        f = np.fft.rfftfreq(n, 1 / sr)
+        spec[(f < 20) | (f > 300)] = 0   # low-frequency room tone, as rooms are
+        x = np.fft.irfft(spec, n)
+        x *= 10 ** (-54 / 20) / np.sqrt(np.mean(x ** 2))
+        t = np.arange(n) / sr
+        return (x + 10 ** (-54 / 20) * np.sqrt(2) * np.sin(2 * np.pi * 50 * t)).astype(np.float32)
+
+    def claps(seconds: float) -> np.ndarray:
+        out = np.zeros(int(sr * seconds), np.float32)
+        m = int(0.03 * sr)
+        for k in range(int(seconds * 6)):
+            s0 = int((k / 6 + 0.1) * sr)
+            if s0 + m <= out.size:
+                out[s0:s0 + m] += rng.standard_normal(m) * 0.5 * np.exp(-np.arange(m) / (0.005 * sr))
+        return out
+
+    cases = {
+        "heard from the start": [room(30)],
+        "stream opens with 50 ms of zeros": [np.zeros(sr // 20, np.float32), room(30)],
+        "a minute muted, then the room": [room(10), np.zeros(60 * sr, np.float32), room(30)],
+        "a recorder's quiet first 10 ms": [room(0.01) * 10 ** (-25 / 20), room(30)],
+    }
+    print("quiet room (-54 dBFS room tone + 50 Hz hum), then 5 s of applause; loudness 0..1")
+    print(f"  {'case':36s} {'quiet: max':>11s} {'mean':>6s} {'applause: mean':>15s}")
+    for name, parts in cases.items():
+        x = np.concatenate(parts + [np.clip(room(5) + claps(5), -1, 1)])
+        quiet_end = sum(p.size for p in parts) / sr
+        mic = MicCapture("bench", ParamTree.from_specs(PARAMS))
+        mic._setup(float(sr))
+        block = int(sr * 0.005)
+        quiet, loud = [], []
+        for i, s0 in enumerate(range(0, x.size, block)):
+            mic.callback(x[s0:s0 + block, None], block, None, None)
+            if i % 3 == 0 and mic.read() is not None:
+                t = (s0 + block) / sr
+                if quiet_end - 28 <= t < quiet_end:   # the last 28 s of the quiet room (after its first 2 s)
+                    quiet.append(mic.analyzer.last.loudness)
+                elif t > quiet_end + 0.5:
+                    loud.append(mic.analyzer.last.loudness)
+        print(f"  {name:36s} {max(quiet):11.3f} {statistics.fmean(quiet):6.3f} {statistics.fmean(loud):15.3f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, default=600)
     ap.add_argument("--trials", type=int, default=25)
+    ap.add_argument("--only", default="camera,latency,quiet", help="which parts, comma-separated")
     args = ap.parse_args()
+    only = set(args.only.split(","))
     print(f"cores: {cv2.getNumberOfCPUs()}  OpenCV {cv2.__version__}  default threads {cv2.getNumThreads()}")
-    bench_camera(args.frames)
-    print()
-    bench_latency(args.trials)
+    if "camera" in only:
+        bench_camera(args.frames)
+        print()
+    if "latency" in only:
+        bench_latency(args.trials)
+        print()
+    if "quiet" in only:
+        bench_quiet()
 
 
 if __name__ == "__main__":
