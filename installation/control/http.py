@@ -517,6 +517,8 @@ class HttpServer:
         writer.write(("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                       f"Sec-WebSocket-Accept: {accept}\r\n\r\n").encode())
         if not await self._drained(writer):
+            session.closed = True
+            session.on_close()   # its handler may have registered it (an OSCQuery LISTEN session): let it go
             return
         self._ws_open += 1
         self._counts["websockets"] += 1
@@ -605,6 +607,8 @@ class HttpServer:
                     return
                 await asyncio.sleep((cost - tokens) / lim.ws_rate)
                 tokens, refilled = cost, self._loop.time()
+            else:
+                throttled_since = None   # read within the budget: not (or no longer) flooding
             tokens -= cost
             if opcode == 0x8:
                 self._ws_close(writer, 1000, "")

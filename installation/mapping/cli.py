@@ -553,7 +553,7 @@ def _check_outputs(png_dir: str | None, snapshot_to: str | None) -> None:
     if snapshot_to is not None:
         snap = Path(snapshot_to)
         if snap.suffix.lower() not in (".png", ".jpg", ".jpeg"):
-            raise MapArgError(f"--snapshot {snapshot_to}: give a .png file")
+            raise MapArgError(f"--snapshot {snapshot_to}: give a .png or .jpg file")
         if snap.is_dir() or not snap.parent.is_dir():
             raise MapArgError(f"--snapshot {snapshot_to}: " + ("is a folder" if snap.is_dir() else
                                                                f"no folder {snap.parent}"))

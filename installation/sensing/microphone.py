@@ -59,34 +59,28 @@ PARAMS: tuple[ParamSpec, ...] = tuple([
 START_GRACE_S = 3.0  # longest wait for a freshly opened stream's first block
 BANDS = {"bass": (30.0, 250.0), "voice": (300.0, 3400.0), "air": (5000.0, 16000.0)}
 _EPS = 1e-12
+_DIGITAL_SILENCE_DB = -110.0  # a hop this quiet is zeros (a muted input, a dropout), not a room a microphone hears
+#: (a quiet room with a quiet microphone reads -95 dBFS, its bass band lower still: floor_min_dbfs is no such line)
 _QUIET_DB = 10.0  # a level within this of its floor is the room's own flutter, not an event
 
 
 class FloorTracker:
     """Slow-rising, fast-falling tracker of a level in dB (a running low percentile).
 
-    Two things are not the room and teach it nothing.  Digital silence (a level at or under ``lo``: the
-    zeros a stream delivers while it starts, a muted input, a dropout) holds the floor where it was: before,
-    50 ms of zeros as the microphone opened, or a minute of a muted channel, set the floor to ``lo``, and a
-    quiet room (-54 dBFS) then read as loud (0.8) for the ten minutes the floor took to climb back at 3 dB a
-    minute.  And no single moment at the start: the floor starts from the 10th percentile of the first
-    ``SETTLE_S`` of real levels (a recorder's fade-in or a codec's first samples, 20 dB under the room, set it
-    for minutes), then tracks as above.
+    No single moment at the start sets it: it starts from the 10th percentile of the first ``SETTLE_S`` of
+    levels (a recorder's fade-in or a codec's first samples, 20 dB under the room, set it for minutes, as it
+    then climbs at a few dB a minute).  Digital silence is kept away from it by :class:`AudioAnalyzer`.
     """
 
     SETTLE_S = 1.0
 
     def __init__(self) -> None:
         self.value: float | None = None
-        self._first: list[float] | None = []   # the real levels of the first SETTLE_S; None once settled
+        self._first: list[float] | None = []   # the levels of the first SETTLE_S; None once settled
         self._first_s = 0.0
 
     def update(self, level: float, dt: float, rise_db_per_s: float, fall_s: float, lo: float) -> float:
-        """Advance by ``dt`` seconds towards ``level``; returns the floor."""
-        if level <= lo:
-            if self.value is None:
-                self.value = lo   # nothing real heard yet: the lowest floor, until the first real level
-            return self.value
+        """Advance by ``dt`` seconds towards ``level``; returns the floor (never under ``lo``)."""
         if self._first is not None:
             self._first.append(level)
             self._first_s += dt
@@ -194,7 +188,7 @@ class AudioAnalyzer:
         for i in range(nh):
             # Smoothed powers (level_s) feed both the reported values and the floors, so the
             # hop-to-hop jitter of a steady noise does not read as sound above its floor.
-            if float(levels[i]) <= lo:
+            if float(levels[i]) <= _DIGITAL_SILENCE_DB:
                 # Digital silence (a stream opening, a muted input, a dropout): reported as it is, but it is
                 # not the room: the floors and the flutter learn nothing from it, and the smoothing starts
                 # afresh from the first real hop after it (its decay through every level down to silence,
@@ -355,7 +349,7 @@ AUDIO_FILE_EXTS = (".wav", ".wave", ".flac", ".mp3", ".m4a", ".aac", ".ogg", ".o
 def is_audio_file(spec) -> bool:
     """Whether ``spec`` names a sound file standing in for the microphone (a known sound or video extension,
     or any existing file), not an input device's name (``"USB"``, ``"default"``)."""
-    if not spec:
+    if not spec or str(spec) == "default":   # the keyword for the system's input, whatever lies in the folder
         return False
     s = str(spec)
     return s.lower().endswith(AUDIO_FILE_EXTS) or os.path.isfile(s)
@@ -386,14 +380,22 @@ def _decode_audio(path) -> tuple[np.ndarray, int]:
             stream = next((st for st in box.streams if st.type == "audio"), None)
             if stream is None:
                 raise ValueError(f"{path}: no sound in it (no audio stream)")
-            resampler = None
+            resampler, shape = None, None
+
+            def mono(frames):   # packed (interleaved) float: one plane whatever the channel count (PyAV's
+                # planar to_ndarray crashes the process from 8 channels: a 7.1 film soundtrack)
+                return [f.to_ndarray().reshape(-1, len(f.layout.channels)).mean(axis=1) for f in frames]
+
             for frame in box.decode(stream):
-                if resampler is None:
-                    rate = frame.sample_rate
-                    resampler = av.AudioResampler(format="fltp", layout=frame.layout.name, rate=rate)
-                chunks += [f.to_ndarray().mean(axis=0) for f in resampler.resample(frame)]
+                key = (frame.format.name, frame.layout.name, frame.sample_rate)
+                if resampler is None or key != shape:   # a stream that changes rate or layout midway
+                    if resampler is not None:
+                        chunks += mono(resampler.resample(None))
+                    rate = rate or frame.sample_rate
+                    resampler, shape = av.AudioResampler(format="flt", layout=frame.layout.name, rate=rate), key
+                chunks += mono(resampler.resample(frame))
             if resampler is not None:
-                chunks += [f.to_ndarray().mean(axis=0) for f in resampler.resample(None)]
+                chunks += mono(resampler.resample(None))
     except av.FFmpegError as exc:
         raise ValueError(f"{path}: not a sound file FFmpeg can read ({exc})") from None
     if not chunks or rate <= 0:

@@ -65,6 +65,7 @@ def read_recording(path) -> tuple[list[CameraFrame], list[AudioFrame]]:
     cams: list[CameraFrame] = []
     auds: list[AudioFrame] = []
     bad: list[str] = []
+    bad_lines = 0
     lines = 0
     with open(path, encoding="utf-8", errors="replace") as f:
         for n, line in enumerate(f, 1):
@@ -81,15 +82,17 @@ def read_recording(path) -> tuple[list[CameraFrame], list[AudioFrame]]:
                 else:
                     auds.append(AudioFrame.from_dict(rec["audio"]))
             except (ValueError, KeyError, TypeError, AttributeError) as e:
-                bad.append(f"{path}:{n}: {e}")
+                bad_lines += 1
+                if len(bad) < WARN_LINES:   # a wrong 100 MB file has a million bad lines: name a few, count them
+                    bad.append(f"{path}:{n}: {e}")
     if not cams and not auds:
         first = f"; {bad[0]}" if bad else ""
         raise ValueError(f"{path}: no camera or audio record in {lines} non-empty lines, not a sensor recording "
                          f"(run.py --record-sensors makes one){first}")
-    for b in bad[:WARN_LINES]:
+    for b in bad:
         log.warning("skipped a malformed sensor record: %s", b)
-    if len(bad) > WARN_LINES:
-        log.warning("%s: skipped %d malformed sensor records in all (of %d lines)", path, len(bad), lines)
+    if bad_lines > len(bad):
+        log.warning("%s: skipped %d malformed sensor records in all (of %d lines)", path, bad_lines, lines)
     cams.sort(key=lambda r: r.t)
     auds.sort(key=lambda r: r.t)
     return cams, auds

@@ -386,6 +386,29 @@ def test_a_websocket_that_keeps_flooding_is_cut_off_not_read_slowly_for_ever():
     srv.stop()
 
 
+
+def test_a_websocket_over_its_rate_now_and_then_is_not_taken_for_a_flood():
+    """Two short bursts over the rate, more than ws_flood_s apart, with talk under the rate between them: the
+    flood clock ran on from the first burst (only a whole second of silence stopped it) and closed it (1008)."""
+    srv = HttpServer({}, ws_handler=lambda r: Echo(), limits=HttpLimits(ws_rate=20, ws_burst=10, ws_flood_s=1.0))
+    assert srv.start()
+    ws = WsClient(srv.port, "/")
+    sent = 0
+    for _ in range(15):
+        ws.send_text("x")
+        sent += 1
+    for _ in range(30):   # 3 s at 10 a second, half the rate
+        time.sleep(0.1)
+        ws.send_text("y")
+        sent += 1
+    for _ in range(15):
+        ws.send_text("z")
+        sent += 1
+    got = [ws.recv()[0] for _ in range(sent)]
+    assert got == [0x1] * sent   # every message answered, no close frame among them
+    ws.close()
+    srv.stop()
+
 def test_a_client_that_asks_and_never_reads_is_dropped():
     """Pipelined requests whose answers were never read left the server blocked in drain() for ever: the
     connection held a slot (64 of them and everyone gets 503) and megabytes of buffers."""

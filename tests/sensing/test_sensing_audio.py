@@ -123,6 +123,48 @@ def test_silence_from_the_input_is_not_the_room():
     assert max(at(frames, 70.5, 80.0)) < 0.05
     assert np.mean(at(frames, 81.0, 85.0)) > 0.4   # applause after it still reads loud
 
+
+@pytest.mark.parametrize("room_db", [-95.0, -75.0])
+def test_a_very_quiet_room_is_a_room_not_silence(room_db):
+    """A quiet room through a quiet microphone reads -95 dBFS, and its bass band lower still: what it hears is
+    learnt as the room.  Treated as digital silence, speech there read 0.01 loud and a bass thump 0.01."""
+    x = np.concatenate([noise(5, room_db), noise(3, room_db, seed=5) + speech_bursts(3, -60),
+                        noise(20, room_db, seed=6), noise(3, room_db, seed=7) + band_noise(3, 40, 200, -65, seed=4)])
+    an = AudioAnalyzer(SR)
+    got = []
+    for s0 in range(0, x.size, 480):
+        f = an.feed(x[s0:s0 + 480])
+        if f is not None:
+            got.append(((s0 + 480) / SR, f))
+
+    def mean(what, t0, t1):
+        return np.mean([getattr(f, what) for t, f in got if t0 <= t < t1])
+    assert mean("loudness", 1, 5) < 0.05 and mean("loudness", 5, 8) > 0.1   # speech 15-35 dB over the room
+    assert mean("loudness", 12, 28) < 0.05
+    assert mean("bass", 28.5, 31) > 0.4
+
+
+def test_a_sound_file_of_many_channels_reads(tmp_path):
+    """PyAV's planar to_ndarray crashed the whole process from 8 channels (a 7.1 film soundtrack)."""
+    import av
+    x = np.clip(noise(1, -30), -1, 1)
+    path = tmp_path / "film.wav"
+    with av.open(str(path), "w") as box:
+        st = box.add_stream("pcm_f32le", rate=SR, layout="7.1")
+        frame = av.AudioFrame.from_ndarray(np.repeat(x, 8)[None, :], format="flt", layout="7.1")  # interleaved
+        frame.sample_rate = SR
+        for packet in st.encode(frame):
+            box.mux(packet)
+        for packet in st.encode(None):
+            box.mux(packet)
+    r = subprocess.run([sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); "
+                        "from installation.sensing.microphone import read_audio; y, sr = read_audio(sys.argv[2]); "
+                        "print(y.size, sr, float(abs(y).max()))", str(ROOT), str(path)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, (r.returncode, r.stderr[-800:])
+    n, sr, peak = r.stdout.split()
+    assert int(n) == x.size and int(sr) == SR and abs(float(peak) - float(np.abs(x).max())) < 1e-5
+
 def test_chunking_does_not_change_the_result():
     x = noise(4, -50) + claps(4, 2) + speech_bursts(4)
     a, b = AudioAnalyzer(SR), AudioAnalyzer(SR)
