@@ -69,10 +69,13 @@ class FloorTracker:
 
     No single moment at the start sets it: it starts from the 10th percentile of the first ``SETTLE_S`` of
     levels (a recorder's fade-in or a codec's first samples, 20 dB under the room, set it for minutes, as it
-    then climbs at a few dB a minute).  Digital silence is kept away from it by :class:`AudioAnalyzer`.
+    then climbs at a few dB a minute), and no higher than ``SETTLE_CEIL_DBFS``: what is heard first after
+    nothing but digital silence may be an event (a tone played into a silent input, applause as a muted
+    channel opens), not the room.  Digital silence is kept away from it by :class:`AudioAnalyzer`.
     """
 
     SETTLE_S = 1.0
+    SETTLE_CEIL_DBFS = -40.0   # louder than any room at rest through a sanely set gain
 
     def __init__(self) -> None:
         self.value: float | None = None
@@ -84,7 +87,7 @@ class FloorTracker:
         if self._first is not None:
             self._first.append(level)
             self._first_s += dt
-            self.value = max(float(np.percentile(self._first, 10)), lo)
+            self.value = max(min(float(np.percentile(self._first, 10)), self.SETTLE_CEIL_DBFS), lo)
             if self._first_s >= self.SETTLE_S:
                 self._first = None
             return self.value

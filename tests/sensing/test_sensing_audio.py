@@ -122,6 +122,13 @@ def test_silence_from_the_input_is_not_the_room():
     frames, _ = feed_like_a_stream(muted)
     assert max(at(frames, 70.5, 80.0)) < 0.05
     assert np.mean(at(frames, 81.0, 85.0)) > 0.4   # applause after it still reads loud
+    # Nothing but zeros before: the first thing heard may be an event, not the room (a tone into a silent input)
+    t = np.arange(3 * SR) / SR
+    tone = (10 ** (-12 / 20) * np.sqrt(2) * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    frames, _ = feed_like_a_stream(np.concatenate([np.zeros(2 * SR, np.float32), tone]))
+    assert min(at(frames, 2.5, 5.0)) > 0.5
+    frames, _ = feed_like_a_stream(np.concatenate([np.zeros(2 * SR, np.float32), noise(20, -54)]))
+    assert max(at(frames, 4.0, 22.0)) < 0.05   # and a room heard after a silent start is the room at once
 
 
 @pytest.mark.parametrize("room_db", [-95.0, -75.0])
