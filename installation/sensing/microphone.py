@@ -389,7 +389,7 @@ def _decode_audio(path) -> tuple[np.ndarray, int]:
                 # planar to_ndarray crashes the process from 8 channels: a 7.1 film soundtrack)
                 return [f.to_ndarray().reshape(-1, len(f.layout.channels)).mean(axis=1) for f in frames]
 
-            for frame in box.decode(stream):
+            for frame in _frames(box, stream, path):
                 key = (frame.format.name, frame.layout.name, frame.sample_rate)
                 if resampler is None or key != shape:   # a stream that changes rate or layout midway
                     if resampler is not None:
@@ -404,6 +404,25 @@ def _decode_audio(path) -> tuple[np.ndarray, int]:
     if not chunks or rate <= 0:
         raise ValueError(f"{path}: no sound in it (an empty audio stream)")
     return np.concatenate(chunks).astype(np.float32), int(rate)
+
+
+def _frames(box, stream, path):
+    """The decoded frames of ``stream``, packet by packet: a packet FFmpeg cannot decode (two MP3s joined end
+    to end, the second's tag mid-file) is skipped with one warning, not the whole file refused."""
+    import av  # noqa: PLC0415
+
+    bad = 0
+    for packet in box.demux(stream):
+        try:
+            frames = packet.decode()
+        except (av.error.InvalidDataError, av.error.UndefinedError) as exc:
+            bad += 1
+            if bad == 1:
+                log.warning("%s: skipped a packet FFmpeg cannot decode (%s)", path, exc)
+            continue
+        yield from frames
+    if bad > 1:
+        log.warning("%s: skipped %d packets FFmpeg cannot decode in all", path, bad)
 
 
 def _forgo_portaudio_shutdown(sd) -> None:

@@ -269,6 +269,17 @@ def test_a_phone_recording_drives_sense_like_the_wav(tmp_path):
     assert quiet and max(quiet) < 0.05 and max(loud) > 0.5, (quiet, loud)
 
 
+
+def test_two_mp3s_joined_end_to_end_read_whole(tmp_path):
+    """`cat a.mp3 b.mp3`: the second file's tag lies mid-stream, one packet FFmpeg cannot decode, which made
+    the whole file refused (and the live show retry it every 8 s for ever)."""
+    a = encode(tmp_path / "a.mp3", np.clip(noise(2, -30), -1, 1), "libmp3lame", "fltp")
+    b = encode(tmp_path / "b.mp3", np.clip(noise(2, -30, seed=4), -1, 1), "libmp3lame", "fltp")
+    joined = tmp_path / "ab.mp3"
+    joined.write_bytes(a.read_bytes() + b.read_bytes())
+    y, sr = read_audio(joined)
+    assert sr == SR and 3.8 < y.size / SR < 4.2
+
 def test_device_names_are_not_sound_files(tmp_path):
     assert not is_audio_file("USB") and not is_audio_file("default") and not is_audio_file(None)
     assert is_audio_file("talk.mp3") and is_audio_file("clip.MP4")
