@@ -179,12 +179,16 @@ def main() -> int:
     ap.add_argument("--particles", type=int, default=32_768)
     ap.add_argument("--json", metavar="OUT", help="write the raw rows here")
     a = ap.parse_args()
+    if not a.seconds >= WITHIN:   # the criterion is a peak within WITHIN s: a shorter run would flag passes
+        ap.error(f"--seconds {a.seconds:g}: give at least {WITHIN:g} (the criterion looks {WITHIN:g} s in)")
     size = tuple(int(v) for v in a.size.split("x"))
     seeds = [int(s) for s in a.seeds.split(",")]
     venues = {}
     for spec in a.venues.split(","):
         path = venue_path(spec)
         key = spec if spec in NAMED or (HARDWARE / f"{spec}.toml").exists() else path.stem
+        if key in venues:
+            ap.error(f"--venues: {spec} is {key} again")
         venues[key] = (load_venue(path), origins(key, path))
     try:
         rev = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,

@@ -516,9 +516,16 @@ class HttpServer:
         accept = base64.b64encode(hashlib.sha1(key.encode("latin-1") + _WS_GUID).digest()).decode()
         writer.write(("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                       f"Sec-WebSocket-Accept: {accept}\r\n\r\n").encode())
-        if not await self._drained(writer):
+        try:
+            sent = await self._drained(writer)
+        except (ConnectionError, OSError):   # reset as the 101 went out: drain() raises, not times out
+            sent = False
+        if not sent:
             session.closed = True
-            session.on_close()   # its handler may have registered it (an OSCQuery LISTEN session): let it go
+            try:
+                session.on_close()   # its handler may have registered it (an OSCQuery LISTEN session): let it go
+            except Exception:  # noqa: BLE001
+                log.exception("websocket on_close failed")
             return
         self._ws_open += 1
         self._counts["websockets"] += 1

@@ -69,16 +69,22 @@ class FloorTracker:
 
     No single moment at the start sets it: it starts from the 10th percentile of the first ``SETTLE_S`` of
     levels (a recorder's fade-in or a codec's first samples, 20 dB under the room, set it for minutes, as it
-    then climbs at a few dB a minute), and no higher than ``SETTLE_CEIL_DBFS``: what is heard first after
-    nothing but digital silence may be an event (a tone played into a silent input, applause as a muted
-    channel opens), not the room.  Digital silence is kept away from it by :class:`AudioAnalyzer`.
+    then climbs at a few dB a minute).  After nothing but digital silence (``ceil`` set), no higher than
+    ``SETTLE_CEIL_DBFS`` at first: what is heard first may be an event (a tone played into a silent input,
+    applause as a muted channel opens), not the room; while the level stays up the floor then climbs at
+    ``CATCH_UP_DB_S`` to that first second's percentile (a loud room it started in, the piece restarted in a
+    busy afternoon), and an event that ends lets it go back to tracking.  Digital silence is kept away from
+    it by :class:`AudioAnalyzer`.
     """
 
     SETTLE_S = 1.0
     SETTLE_CEIL_DBFS = -40.0   # louder than any room at rest through a sanely set gain
+    CATCH_UP_DB_S = 1.0
 
     def __init__(self) -> None:
         self.value: float | None = None
+        self.ceil = math.inf   # SETTLE_CEIL_DBFS once the first level came after a stretch of digital silence
+        self.target: float | None = None   # the first second's percentile the ceiling held the floor under
         self._first: list[float] | None = []   # the levels of the first SETTLE_S; None once settled
         self._first_s = 0.0
 
@@ -87,12 +93,19 @@ class FloorTracker:
         if self._first is not None:
             self._first.append(level)
             self._first_s += dt
-            self.value = max(min(float(np.percentile(self._first, 10)), self.SETTLE_CEIL_DBFS), lo)
+            settled = float(np.percentile(self._first, 10))
+            self.value = max(min(settled, self.ceil), lo)
             if self._first_s >= self.SETTLE_S:
                 self._first = None
+                self.target = settled if settled > self.value else None
             return self.value
         if level < self.value:
             self.value += (level - self.value) * (1.0 - math.exp(-dt / fall_s))
+            self.target = None   # it went quiet: what came first was an event, and the floor tracks as usual
+        elif self.target is not None:
+            self.value = min(self.value + min(level - self.value, self.CATCH_UP_DB_S * dt), self.target)
+            if self.value >= self.target:
+                self.target = None
         else:
             self.value += min(level - self.value, rise_db_per_s * dt)
         self.value = max(self.value, lo)
@@ -133,6 +146,7 @@ class AudioAnalyzer:
         self._bp: dict[str, float] = dict.fromkeys(BANDS, 0.0)
         self._started = False
         self._resume = False   # digital silence came since the last real hop (see feed)
+        self._lead_silence_s = 0.0   # digital silence before the first real hop
         self._floor = FloorTracker()
         self._band_floor = {k: FloorTracker() for k in BANDS}
         # Mean excess of the level over its floor while the room is near quiet (dB): the room's own flutter.
@@ -201,8 +215,13 @@ class AudioAnalyzer:
                     for name in BANDS:
                         self._bp[name] += a_level * (float(band_p[name][i]) - self._bp[name])
                 self._resume = True
+                if not self._started:
+                    self._lead_silence_s += hop_dt
                 floor = self._floor.value if self._floor.value is not None else lo
             else:
+                if not self._started and self._lead_silence_s > 0:   # a silent input that comes alive
+                    for tracker in (self._floor, *self._band_floor.values()):
+                        tracker.ceil = FloorTracker.SETTLE_CEIL_DBFS
                 if not self._started or self._resume:
                     self._pw = float(hop_power[i])
                     self._bp = {name: float(band_p[name][i]) for name in BANDS}
@@ -213,12 +232,13 @@ class AudioAnalyzer:
                         self._bp[name] += a_level * (float(band_p[name][i]) - self._bp[name])
                 lvl = 10.0 * math.log10(self._pw + _EPS)
                 floor = self._floor.update(lvl, hop_dt, rise, fall, lo)
-                if lvl - floor < _QUIET_DB:  # only the near-quiet room teaches its flutter, never applause
+                if lvl - floor < _QUIET_DB and self._floor.target is None:  # only the near-quiet room teaches its
+                    # flutter, never applause, nor a room the floor is still climbing to
                     self._spread += a_spread * (max(0.0, lvl - floor) - self._spread)
                 for name in BANDS:
                     bl = 10.0 * math.log10(self._bp[name] + _EPS)
                     bf = self._band_floor[name].update(bl, hop_dt, rise, fall, lo)
-                    if bl - bf < _QUIET_DB:
+                    if bl - bf < _QUIET_DB and self._band_floor[name].target is None:
                         self._band_spread[name] += a_spread * (max(0.0, bl - bf) - self._band_spread[name])
             # Spectral flux: mean positive rise of the log spectrum since the previous hop.
             cur = logmag[i]
@@ -389,7 +409,8 @@ def _decode_audio(path) -> tuple[np.ndarray, int]:
                 # planar to_ndarray crashes the process from 8 channels: a 7.1 film soundtrack)
                 return [f.to_ndarray().reshape(-1, len(f.layout.channels)).mean(axis=1) for f in frames]
 
-            for frame in _frames(box, stream, path):
+            bad = {"count": 0, "first": None}
+            for frame in _frames(box, stream, path, bad):
                 key = (frame.format.name, frame.layout.name, frame.sample_rate)
                 if resampler is None or key != shape:   # a stream that changes rate or layout midway
                     if resampler is not None:
@@ -401,28 +422,32 @@ def _decode_audio(path) -> tuple[np.ndarray, int]:
                 chunks += mono(resampler.resample(None))
     except av.FFmpegError as exc:
         raise ValueError(f"{path}: not a sound file FFmpeg can read ({exc})") from None
+    if (not chunks or rate <= 0) and bad["count"]:
+        raise ValueError(f"{path}: not a sound file FFmpeg can read (none of its {bad['count']} packets decode: "
+                         f"{bad['first']})")
     if not chunks or rate <= 0:
         raise ValueError(f"{path}: no sound in it (an empty audio stream)")
     return np.concatenate(chunks).astype(np.float32), int(rate)
 
 
-def _frames(box, stream, path):
+def _frames(box, stream, path, bad: dict):
     """The decoded frames of ``stream``, packet by packet: a packet FFmpeg cannot decode (two MP3s joined end
-    to end, the second's tag mid-file) is skipped with one warning, not the whole file refused."""
+    to end, the second's tag mid-file) is skipped with one warning, not the whole file refused; ``bad`` counts
+    them (``count``) and keeps the first error (``first``)."""
     import av  # noqa: PLC0415
 
-    bad = 0
     for packet in box.demux(stream):
         try:
             frames = packet.decode()
         except (av.error.InvalidDataError, av.error.UndefinedError) as exc:
-            bad += 1
-            if bad == 1:
+            bad["count"] += 1
+            if bad["first"] is None:
+                bad["first"] = exc
                 log.warning("%s: skipped a packet FFmpeg cannot decode (%s)", path, exc)
             continue
         yield from frames
-    if bad > 1:
-        log.warning("%s: skipped %d packets FFmpeg cannot decode in all", path, bad)
+    if bad["count"] > 1:
+        log.warning("%s: skipped %d packets FFmpeg cannot decode in all", path, bad["count"])
 
 
 def _forgo_portaudio_shutdown(sd) -> None:

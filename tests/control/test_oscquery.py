@@ -8,9 +8,12 @@ does what Engine.frame does for control (drain the queue, run on_frame callbacks
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 import queue
 import socket
+import struct
 import threading
 import time
 import urllib.request
@@ -232,3 +235,20 @@ def test_listen_json_nested_too_deeply_gets_an_error_and_the_socket_stays(show):
     _osc_send(osc.address[1], "/tapestry/show/master", 0.6)
     assert OscMessage(ws.recv()[1]).params == [pytest.approx(0.6)]
     ws.close()
+
+
+def test_a_client_that_resets_right_after_the_handshake_leaves_no_listen_session(show):
+    """A reset as the 101 went out raised out of drain(), past the cleanup: the LISTEN session stayed
+    registered for good (136 of 200 such clients), every broadcast looping over them."""
+    _, web, _ = show
+    for _ in range(200):
+        c = socket.create_connection(("127.0.0.1", web.port))
+        key = base64.b64encode(os.urandom(16)).decode()
+        c.sendall(f"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                  f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode())
+        c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))   # close = reset
+        c.close()
+    deadline = time.monotonic() + 5
+    while web.query._sessions and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not web.query._sessions, f"{len(web.query._sessions)} sessions kept after their clients reset"
