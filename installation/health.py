@@ -372,6 +372,11 @@ def fetch_status(url: str = DEFAULT_URL, timeout: float = 2.0) -> dict:
     if not isinstance(doc, dict) or not isinstance(doc.get("status"), str):
         raise StatusUnavailable(f"{url} answered, but not with Tapestry's /health document (is it the right "
                                 f"address? the default is {DEFAULT_URL})")
+    try:
+        format_status(doc)   # fields of the wrong type (another program, another version) were a traceback
+    except (TypeError, ValueError, AttributeError, KeyError) as exc:
+        raise StatusUnavailable(f"{url} answered a /health document this version cannot read ({exc}); is it "
+                                f"another program, or another version of Tapestry?") from None
     return doc
 
 

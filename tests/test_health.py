@@ -179,8 +179,14 @@ def test_status_is_honest_and_readable():
     assert status_exit({"status": "ok"}) == 0
 
 
-@pytest.mark.parametrize("body", [b"[1, 2]", b"42", b"{}", b'{"state": 5, "fps": "x"}'])
-def test_another_programs_json_is_not_taken_for_the_health_document(body):
+@pytest.mark.parametrize("body, why", [
+    (b"[1, 2]", "not with Tapestry's /health document"),
+    (b"42", "not with Tapestry's /health document"),
+    (b"{}", "not with Tapestry's /health document"),
+    (b'{"state": 5, "fps": "x"}', "not with Tapestry's /health document"),
+    (b'{"status": "ok", "fps": "fast", "uptime_s": [1], "outputs": 5}', "this version cannot read"),  # was a traceback
+])
+def test_another_programs_json_is_not_taken_for_the_health_document(body, why):
     """A wrong --url answering JSON: a list or number was an AttributeError traceback in `run.py status`,
     {} read as status '?' and exit 1 (degraded)."""
     import http.server
@@ -199,7 +205,7 @@ def test_another_programs_json_is_not_taken_for_the_health_document(body):
     srv = http.server.HTTPServer(("127.0.0.1", 0), Other)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     try:
-        with pytest.raises(StatusUnavailable, match="not with Tapestry's /health document"):
+        with pytest.raises(StatusUnavailable, match=why):
             fetch_status(f"http://127.0.0.1:{srv.server_address[1]}/", timeout=5)
     finally:
         srv.shutdown()
