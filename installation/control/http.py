@@ -565,7 +565,6 @@ class HttpServer:
         msg_opcode = 0
         pinged = False
         throttled_since: float | None = None
-        last_frame = 0.0
         tokens, refilled = lim.ws_burst, self._loop.time()   # this socket's own budget (see below)
         while not session.closed:
             try:  # half the idle time, then a ping: a live client's stack answers it with a pong by itself
@@ -597,12 +596,9 @@ class HttpServer:
             # scale with it); over it, the next read waits (TCP pushes back), so no client can keep this thread
             # (and through the GIL, the frame loop) busy.  Each socket has its own: sharing the address's
             # request budget made a client that LISTENs to every path at once get the page 429s from the same
-            # tablet.  A burst waits a little; a socket that keeps flooding, with no pause of a second, is cut
-            # off rather than read slowly for as long as its buffers last (a slot held long after it left).
+            # tablet.  A burst waits a little; a socket that stays over its budget for ws_flood_s is cut off
+            # rather than read slowly for as long as its buffers last (a slot held long after it left).
             now = self._loop.time()
-            if now - last_frame >= 1.0:
-                throttled_since = None
-            last_frame = now
             tokens = min(lim.ws_burst, tokens + (now - refilled) * lim.ws_rate)
             refilled = now
             cost = 1.0 + n / 4096.0

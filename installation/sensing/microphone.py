@@ -59,8 +59,9 @@ PARAMS: tuple[ParamSpec, ...] = tuple([
 START_GRACE_S = 3.0  # longest wait for a freshly opened stream's first block
 BANDS = {"bass": (30.0, 250.0), "voice": (300.0, 3400.0), "air": (5000.0, 16000.0)}
 _EPS = 1e-12
-_DIGITAL_SILENCE_DB = -110.0  # a hop this quiet is zeros (a muted input, a dropout), not a room a microphone hears
-#: (a quiet room with a quiet microphone reads -95 dBFS, its bass band lower still: floor_min_dbfs is no such line)
+#: a hop this quiet is zeros (a muted input, a dropout), not a room: a quiet room through a quiet microphone
+#: reads -95 dBFS and its bass band lower still, so floor_min_dbfs is no such line
+_DIGITAL_SILENCE_DB = -110.0
 _QUIET_DB = 10.0  # a level within this of its floor is the room's own flutter, not an event
 
 
@@ -146,7 +147,7 @@ class AudioAnalyzer:
         self._bp: dict[str, float] = dict.fromkeys(BANDS, 0.0)
         self._started = False
         self._resume = False   # digital silence came since the last real hop (see feed)
-        self._lead_silence_s = 0.0   # digital silence before the first real hop
+        self._silent_start = False   # digital silence came before the first real hop
         self._floor = FloorTracker()
         self._band_floor = {k: FloorTracker() for k in BANDS}
         # Mean excess of the level over its floor while the room is near quiet (dB): the room's own flutter.
@@ -215,11 +216,10 @@ class AudioAnalyzer:
                     for name in BANDS:
                         self._bp[name] += a_level * (float(band_p[name][i]) - self._bp[name])
                 self._resume = True
-                if not self._started:
-                    self._lead_silence_s += hop_dt
+                self._silent_start = self._silent_start or not self._started
                 floor = self._floor.value if self._floor.value is not None else lo
             else:
-                if not self._started and self._lead_silence_s > 0:   # a silent input that comes alive
+                if not self._started and self._silent_start:   # a silent input that comes alive
                     for tracker in (self._floor, *self._band_floor.values()):
                         tracker.ceil = FloorTracker.SETTLE_CEIL_DBFS
                 if not self._started or self._resume:
